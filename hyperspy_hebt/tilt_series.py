@@ -1,0 +1,252 @@
+"""Tilt-series assembly: the ``tilt`` navigation axis and :func:`stack_tilt_series`.
+
+Tilt angles live in a navigation axis named ``tilt`` (units ``degrees``), never
+only in metadata: real files often carry one wrong ``Stage.tilt_alpha``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .tomography.geometry import validate_tilt_angles
+
+__all__ = ["TILT_AXIS_NAME", "stack_tilt_series", "get_tilt_axis", "apply_tilt_angles"]
+
+TILT_AXIS_NAME = "tilt"
+TILT_AXIS_UNITS = "degrees"
+SIGNAL_TYPE = "EDS_TEM_Tomography"
+
+
+def get_tilt_axis(signal):
+    """Return the navigation axis named ``tilt``, or ``None``."""
+    for axis in signal.axes_manager.navigation_axes:
+        if axis.name == TILT_AXIS_NAME:
+            return axis
+    return None
+
+
+def apply_tilt_angles(signal, tilt_angles_deg) -> None:
+    """Write tilt angles into ``signal``'s tilt axis (in place).
+
+    The tilt axis is the navigation axis named ``tilt``; if there is none, the
+    slowest navigation axis (HyperSpy's last) is renamed ``tilt``. Equally
+    spaced angles give a uniform axis, others a non-uniform ``DataAxis``.
+
+    Raises
+    ------
+    ValueError
+        No navigation axis, wrong count, or invalid angles (see
+        :func:`~hyperspy_hebt.tomography.geometry.validate_tilt_angles`), or
+        angles that are not strictly increasing.
+    """
+    angles = validate_tilt_angles(tilt_angles_deg, name="tilt_angles")
+    axis = get_tilt_axis(signal)
+    if axis is None:
+        if signal.axes_manager.navigation_dimension == 0:
+            raise ValueError(
+                "The signal has no navigation axis to hold tilt angles; stack the "
+                "per-tilt spectrum images with stack_tilt_series."
+            )
+        axis = signal.axes_manager.navigation_axes[-1]
+    if axis.size != angles.size:
+        raise ValueError(
+            f"tilt_angles has {angles.size} values but the tilt axis "
+            f"('{axis.name}') has {axis.size} tilts."
+        )
+    if angles.size > 1 and np.any(np.diff(angles) <= 0):
+        raise ValueError(
+            "tilt_angles must be strictly increasing along the tilt axis, got "
+            f"{angles.tolist()}. To reorder the data by angle, build the series "
+            "with stack_tilt_series, which sorts it."
+        )
+    steps = np.diff(angles)
+    uniform = angles.size == 1 or np.allclose(steps, steps[0], rtol=0, atol=1e-9)
+    if uniform:
+        if not axis.is_uniform:
+            axis.convert_to_uniform_axis()
+            axis = signal.axes_manager[axis.index_in_axes_manager]
+        axis.offset = float(angles[0])
+        axis.scale = float(steps[0]) if angles.size > 1 else 1.0
+    else:
+        if axis.is_uniform:
+            axis.convert_to_non_uniform_axis()
+            axis = signal.axes_manager[axis.index_in_axes_manager]
+        axis.axis = angles.copy()
+    axis.name = TILT_AXIS_NAME
+    axis.units = TILT_AXIS_UNITS
+
+
+def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float], lazy: bool | None = None):
+    """Stack one EDS spectrum image per tilt into a tomographic tilt series.
+
+    Parameters
+    ----------
+    spectra : sequence of EDSTEMSpectrum (or any 1D-signal HyperSpy signal)
+        One spectrum image per tilt, navigation ``(x, y)`` or ``(x,)`` for a
+        single scan line, signal: energy. Eager or lazy. They are not modified.
+    tilt_angles : sequence of float
+        Tilt angle of each spectrum image in degrees, in the same order as
+        ``spectra``: finite, distinct, ``|angle| < 90``.
+    lazy : bool, optional
+        Force a lazy (``True``) or eager (``False``) result; by default the
+        result is lazy when any input is.
+
+    Returns
+    -------
+    TomographicEDSSpectrum or LazyTomographicEDSSpectrum
+        Navigation ``(x, y, tilt)`` (array shape ``(tilt, y, x, energy)``),
+        sorted by increasing angle. ``metadata`` holds the values all tilts
+        share; values that differ between tilts are removed from it and listed
+        per tilt (in sorted order) under
+        ``original_metadata.tilt_series.per_tilt_metadata``; every tilt's full
+        metadata is under ``original_metadata.stack_elements`` (HyperSpy's
+        ``stack``). ``original_metadata.tilt_series.acquisition_order`` gives the
+        position of each sorted tilt in ``spectra``.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of angles; duplicated, non-finite or ``|angle| >= 90``
+        angles; spectrum images that differ in shape, spatial calibration or
+        energy axis.
+    TypeError
+        An element of ``spectra`` is not a HyperSpy signal with one signal axis.
+    """
+    import hyperspy.api as hs
+
+    spectra = list(spectra)
+    if len(spectra) == 0:
+        raise ValueError("spectra is empty: give one spectrum image per tilt.")
+    angles = validate_tilt_angles(tilt_angles, name="tilt_angles")
+    if angles.size != len(spectra):
+        raise ValueError(
+            f"tilt_angles has {angles.size} values for {len(spectra)} spectrum images; "
+            "give exactly one angle per spectrum image."
+        )
+    for i, spectrum in enumerate(spectra):
+        _check_is_spectrum_image(spectrum, i, angles[i])
+    reference = spectra[0]
+    for i, spectrum in enumerate(spectra[1:], start=1):
+        _check_same_layout(reference, spectrum, i, angles[i])
+
+    order = np.argsort(angles, kind="stable")
+    ordered = [spectra[i] for i in order]
+    stacked = hs.stack(ordered, new_axis_name=TILT_AXIS_NAME, lazy=lazy, stack_metadata=True)
+    per_tilt = _differing_metadata(ordered)
+    for path in per_tilt:
+        if stacked.metadata.has_item(path):
+            _delete_item(stacked.metadata, path)
+    stacked.metadata.General.title = f"Tilt series of {reference.metadata.General.title}".strip()
+    stacked.set_signal_type(SIGNAL_TYPE)
+    apply_tilt_angles(stacked, angles[order])
+    node = "tilt_series"
+    stacked.original_metadata.set_item(f"{node}.acquisition_order", order.tolist())
+    for path, values in per_tilt.items():
+        stacked.original_metadata.set_item(f"{node}.per_tilt_metadata.{path}", values)
+    return stacked
+
+
+def _check_is_spectrum_image(spectrum, index, angle):
+    from hyperspy.signal import BaseSignal
+
+    where = f"spectra[{index}] (tilt {angle:g} deg)"
+    if not isinstance(spectrum, BaseSignal):
+        raise TypeError(f"{where} must be a HyperSpy signal, got {type(spectrum).__name__}.")
+    if spectrum.axes_manager.signal_dimension != 1:
+        raise TypeError(
+            f"{where} must have one signal axis (energy), got "
+            f"{spectrum.axes_manager.signal_dimension}."
+        )
+    if spectrum.axes_manager.navigation_dimension not in (1, 2):
+        raise ValueError(
+            f"{where} must be a spectrum image with navigation (x, y) or a line "
+            f"scan (x,), got navigation shape {spectrum.axes_manager.navigation_shape}."
+        )
+
+
+def _axis_description(axis):
+    if axis.is_uniform:
+        return (axis.name, axis.units, axis.size, float(axis.scale), float(axis.offset))
+    return (axis.name, axis.units, axis.size, tuple(np.asarray(axis.axis, float)))
+
+
+def _same_description(a, b):
+    if len(a) != len(b) or a[:3] != b[:3]:
+        return False
+    return bool(np.allclose(_flatten_numbers(a[3:]), _flatten_numbers(b[3:]),
+                            rtol=1e-6, atol=1e-12))
+
+
+def _flatten_numbers(values):
+    out = []
+    for v in values:
+        out.extend(v if isinstance(v, tuple) else [v])
+    return np.asarray(out, dtype=float)
+
+
+def _check_same_layout(reference, spectrum, index, angle):
+    where = f"spectra[{index}] (tilt {angle:g} deg)"
+    if spectrum.data.shape != reference.data.shape:
+        raise ValueError(
+            f"{where} has data shape {spectrum.data.shape} but spectra[0] has "
+            f"{reference.data.shape}; every tilt must have the same scan size and "
+            "energy channels (crop or rebin first)."
+        )
+    ref_energy = _axis_description(reference.axes_manager.signal_axes[0])
+    energy = _axis_description(spectrum.axes_manager.signal_axes[0])
+    if not _same_description(ref_energy, energy):
+        raise ValueError(
+            f"{where} has energy axis (name, units, size, scale, offset) {energy} but "
+            f"spectra[0] has {ref_energy}; recalibrate so that all tilts share one energy axis."
+        )
+    for ref_axis, axis in zip(reference.axes_manager.navigation_axes,
+                              spectrum.axes_manager.navigation_axes):
+        ref_d, d = _axis_description(ref_axis), _axis_description(axis)
+        if not _same_description(ref_d, d):
+            raise ValueError(
+                f"{where} has navigation axis (name, units, size, scale, offset) {d} "
+                f"but spectra[0] has {ref_d}; every tilt must share the spatial calibration."
+            )
+
+
+def _flatten_tree(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            flat.update(_flatten_tree(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _values_equal(a, b):
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except Exception:  # values numpy cannot compare (mixed objects)
+        return a == b
+
+
+_MISSING = "<missing>"
+
+
+def _differing_metadata(spectra):
+    """Map metadata paths whose value differs between spectra to per-tilt values."""
+    flats = [_flatten_tree(s.metadata.as_dictionary()) for s in spectra]
+    paths = sorted(set().union(*flats))
+    differing = {}
+    for path in paths:
+        if path.startswith("_HyperSpy") or path == "General.title":
+            continue
+        values = [flat.get(path, _MISSING) for flat in flats]
+        if not all(_values_equal(values[0], v) for v in values[1:]):
+            differing[path] = values
+    return differing
+
+
+def _delete_item(tree, path):
+    parent, _, leaf = path.rpartition(".")
+    node = tree.get_item(parent) if parent else tree
+    delattr(node, leaf)

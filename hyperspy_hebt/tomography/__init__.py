@@ -1,0 +1,20 @@
+"""Tomography kernels on plain numpy arrays (no HyperSpy import).
+
+A kernel takes a stack of sinograms ``(n_slices, n_tilts, n_detector)`` and
+returns a stack of slices ``(n_slices, n_z, n_x)``; slices are independent, so
+a block of them is a unit of work for threads, processes or a dask cluster.
+"""
+
+from .geometry import ParallelBeamGeometry, validate_tilt_angles
+from .projector import Projector, build_system_matrix, get_projector
+from .sirt import sirt, validate_sirt_parameters
+
+__all__ = [
+    "ParallelBeamGeometry",
+    "Projector",
+    "build_system_matrix",
+    "get_projector",
+    "sirt",
+    "validate_sirt_parameters",
+    "validate_tilt_angles",
+]
