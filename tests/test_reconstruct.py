@@ -1,6 +1,7 @@
 """reconstruct_sirt on TomographicEDSSpectrum: outputs, eager/lazy/distributed, inputs, errors."""
 
 import dask
+import dask.array
 import hyperspy.api as hs
 import numpy as np
 import pytest
@@ -46,8 +47,8 @@ def test_reconstruction_finds_the_particle():
         data = signal.data
         corr = np.corrcoef(data.ravel(), truth.ravel())[0, 1]
         # Noiseless but with the +-75 deg wedge, spectral background in the
-        # window and an independent projector: measured correlation ~0.97.
-        assert corr > 0.93
+        # window and an independent projector: measured 0.986 (Ag), 0.990 (Au).
+        assert corr > 0.95
 
 
 def test_input_unchanged_and_positivity(series):
@@ -83,6 +84,16 @@ def test_lazy_equals_eager(tmp_path):
         # Identical arithmetic per slice; SIMD lanes may round differently.
         np.testing.assert_allclose(l.data, e.data, rtol=0, atol=1e-5 * e.data.max())
         assert l.metadata.Reconstruction.as_dictionary() == e.metadata.Reconstruction.as_dictionary()
+
+
+def test_lazy_non_finite_intensities_fail_at_compute(series):
+    maps = [np.asarray(m.data, dtype=float) for m in series.get_lines_intensity()]
+    maps[0][2, 1, 5] = np.inf
+    lazy = series.as_lazy().reconstruct_sirt(
+        iterations=ITERATIONS, intensities=[dask.array.from_array(m) for m in maps],
+        xray_lines=["Ag_La", "Au_Ma"])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        lazy[0].compute()
 
 
 def test_distributed_equals_eager(series):

@@ -104,3 +104,11 @@ def test_sinogram_shape_error():
     projector = get_projector(ParallelBeamGeometry(tuple(PAPER_TILTS), N))
     with pytest.raises(ValueError, match=r"sinograms must have shape \(n_slices, 31, 32\)"):
         sirt(projector, np.zeros((1, 30, N)), 5)
+
+
+def test_non_finite_sinogram_is_refused():
+    projector = get_projector(ParallelBeamGeometry(tuple(PAPER_TILTS), N))
+    sinograms = np.zeros((3, 31, N), np.float32)
+    sinograms[1, 4, 7] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite values in slices \[1\]"):
+        sirt(projector, sinograms, 5)

@@ -96,6 +96,13 @@ def sirt(
             f"got {sinograms.shape}."
         )
     n_slices = sinograms.shape[0]
+    finite = np.isfinite(sinograms).all(axis=(1, 2))
+    if not finite.all():
+        raise ValueError(
+            "sinograms contain NaN or infinite values in slices "
+            f"{np.flatnonzero(~finite).tolist()} of this block; SIRT would spread them "
+            "over the whole slice."
+        )
     measured = np.ascontiguousarray(
         sinograms.reshape(n_slices, g.n_rays).T, dtype=np.float32
     )
