@@ -33,8 +33,17 @@ def _accumulate_row(indptr, indices, data, dense, i, acc):
             acc[s] += w * row[s]
 
 
+_PRODUCT, _RESIDUAL, _UPDATE = 0, 1, 2
+
+
 @numba.njit(parallel=True, fastmath=_FASTMATH, nogil=True, cache=True)
-def _matmat(indptr, indices, data, dense, out):
+def _row_products(indptr, indices, data, dense, mode, measured, row_scale, positivity, out):
+    """acc_i = row i of the CSR matrix times dense, then per mode:
+
+    _PRODUCT:  out_i = acc_i
+    _RESIDUAL: out_i = row_scale_i * (measured_i - acc_i)
+    _UPDATE:   out_i = out_i + row_scale_i * acc_i, clipped at 0 if positivity
+    """
     n_rows = indptr.shape[0] - 1
     n_cols = dense.shape[1]
     n_tasks = (n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
@@ -43,73 +52,54 @@ def _matmat(indptr, indices, data, dense, out):
         stop_row = min(n_rows, (task + 1) * _ROWS_PER_TASK)
         for i in range(task * _ROWS_PER_TASK, stop_row):
             _accumulate_row(indptr, indices, data, dense, i, acc)
-            out[i, :] = acc
+            if mode == _PRODUCT:
+                out[i, :] = acc
+            elif mode == _RESIDUAL:
+                scale = row_scale[i]
+                for s in range(n_cols):
+                    out[i, s] = scale * (measured[i, s] - acc[s])
+            else:
+                scale = row_scale[i]
+                for s in range(n_cols):
+                    value = out[i, s] + scale * acc[s]
+                    if positivity and value < 0:
+                        value = 0.0
+                    out[i, s] = value
 
 
-@numba.njit(parallel=True, fastmath=_FASTMATH, nogil=True, cache=True)
-def _residual(indptr, indices, data, dense, measured, row_scale, out):
-    """out = row_scale * (measured - A @ dense)."""
-    n_rows = indptr.shape[0] - 1
-    n_cols = dense.shape[1]
-    n_tasks = (n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
-    for task in numba.prange(n_tasks):
-        acc = np.empty(n_cols, dtype=np.float32)
-        stop_row = min(n_rows, (task + 1) * _ROWS_PER_TASK)
-        for i in range(task * _ROWS_PER_TASK, stop_row):
-            _accumulate_row(indptr, indices, data, dense, i, acc)
-            scale = row_scale[i]
-            for s in range(n_cols):
-                out[i, s] = scale * (measured[i, s] - acc[s])
+def _launch(matrix, dense, mode, measured, row_scale, positivity, out):
+    _check(matrix, dense, out)
+    with _LAUNCH_LOCK:
+        _row_products(matrix.indptr, matrix.indices, matrix.data, dense, mode, measured,
+                      row_scale, bool(positivity), out)
+    return out
 
 
-@numba.njit(parallel=True, fastmath=_FASTMATH, nogil=True, cache=True)
-def _update(indptr, indices, data, dense, row_scale, positivity, target):
-    """target += row_scale * (A @ dense), then clip at 0 when positivity."""
-    n_rows = indptr.shape[0] - 1
-    n_cols = dense.shape[1]
-    n_tasks = (n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
-    for task in numba.prange(n_tasks):
-        acc = np.empty(n_cols, dtype=np.float32)
-        stop_row = min(n_rows, (task + 1) * _ROWS_PER_TASK)
-        for i in range(task * _ROWS_PER_TASK, stop_row):
-            _accumulate_row(indptr, indices, data, dense, i, acc)
-            scale = row_scale[i]
-            for s in range(n_cols):
-                value = target[i, s] + scale * acc[s]
-                if positivity and value < 0:
-                    value = 0.0
-                target[i, s] = value
-
-
-def _check(matrix, dense, out_rows, out):
+def _check(matrix, dense, out):
     if dense.dtype != np.float32 or not dense.flags.c_contiguous:
         raise TypeError("dense operand must be C-contiguous float32")
     if dense.shape[0] != matrix.shape[1]:
         raise ValueError(f"shape mismatch: matrix {matrix.shape}, dense {dense.shape}")
-    if out.shape != (out_rows, dense.shape[1]) or out.dtype != np.float32:
-        raise ValueError(f"output must be float32 of shape {(out_rows, dense.shape[1])}")
+    expected = (matrix.shape[0], dense.shape[1])
+    if out.shape != expected or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"output must be C-contiguous float32 of shape {expected}")
+
+
+_NO_SCALE = np.zeros(0, np.float32)
 
 
 def csr_matmat(matrix, dense: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out[:] = matrix @ dense`` for a float32 CSR matrix and a C-ordered float32 block."""
-    _check(matrix, dense, matrix.shape[0], out)
-    with _LAUNCH_LOCK:
-        _matmat(matrix.indptr, matrix.indices, matrix.data, dense, out)
-    return out
+    return _launch(matrix, dense, _PRODUCT, out, _NO_SCALE, False, out)
 
 
 def weighted_residual(matrix, dense, measured, row_scale, out):
     """``out[:] = row_scale[:, None] * (measured - matrix @ dense)``."""
-    _check(matrix, dense, matrix.shape[0], out)
-    with _LAUNCH_LOCK:
-        _residual(matrix.indptr, matrix.indices, matrix.data, dense, measured, row_scale, out)
-    return out
+    if measured.shape != out.shape or measured.dtype != np.float32:
+        raise ValueError(f"measured must be float32 of shape {out.shape}")
+    return _launch(matrix, dense, _RESIDUAL, measured, row_scale, False, out)
 
 
 def scaled_update(matrix, dense, row_scale, target, positivity: bool):
     """``target += row_scale[:, None] * (matrix @ dense)``, clipped at 0 if ``positivity``."""
-    _check(matrix, dense, matrix.shape[0], target)
-    with _LAUNCH_LOCK:
-        _update(matrix.indptr, matrix.indices, matrix.data, dense, row_scale,
-                bool(positivity), target)
-    return target
+    return _launch(matrix, dense, _UPDATE, target, row_scale, positivity, target)

@@ -135,10 +135,7 @@ class Projector:
             first axis for a single slice).
         """
         g = self.geometry
-        stack = _as_columns(images, (g.n_z, g.n_x), "images")
-        out = np.empty((g.n_rays, stack.shape[1]), dtype=np.float32)
-        _sparse.csr_matmat(self.matrix, stack, out)
-        return _from_columns(out, (g.n_tilts, g.n_detector), np.ndim(images) == 2)
+        return _product(self.matrix, images, (g.n_z, g.n_x), (g.n_tilts, g.n_detector), "images")
 
     def backward(self, sinograms: np.ndarray) -> np.ndarray:
         """Back-project sinograms with ``W.T`` (the adjoint of :meth:`forward`).
@@ -154,26 +151,23 @@ class Projector:
             float32 images ``(n_slices, n_z, n_x)`` (or ``(n_z, n_x)``).
         """
         g = self.geometry
-        stack = _as_columns(sinograms, (g.n_tilts, g.n_detector), "sinograms")
-        out = np.empty((g.n_pixels, stack.shape[1]), dtype=np.float32)
-        _sparse.csr_matmat(self.matrix_t, stack, out)
-        return _from_columns(out, (g.n_z, g.n_x), np.ndim(sinograms) == 2)
+        return _product(self.matrix_t, sinograms, (g.n_tilts, g.n_detector), (g.n_z, g.n_x),
+                        "sinograms")
 
 
-def _as_columns(array, item_shape, name):
+def _product(matrix, array, in_shape, out_shape, name):
+    """Apply ``matrix`` to a stack of items shaped ``in_shape`` (or one item)."""
     array = np.asarray(array, dtype=np.float32)
-    if array.shape[-2:] != tuple(item_shape) or array.ndim not in (2, 3):
+    if array.shape[-2:] != tuple(in_shape) or array.ndim not in (2, 3):
         raise ValueError(
-            f"{name} must have shape (n_slices, {item_shape[0]}, {item_shape[1]}) "
-            f"or ({item_shape[0]}, {item_shape[1]}), got {array.shape}."
+            f"{name} must have shape (n_slices, {in_shape[0]}, {in_shape[1]}) "
+            f"or ({in_shape[0]}, {in_shape[1]}), got {array.shape}."
         )
-    flat = array.reshape(-1, item_shape[0] * item_shape[1])
-    return np.ascontiguousarray(flat.T)
-
-
-def _from_columns(columns, item_shape, single):
-    stack = np.ascontiguousarray(columns.T).reshape((-1,) + tuple(item_shape))
-    return stack[0] if single else stack
+    columns = np.ascontiguousarray(array.reshape(-1, in_shape[0] * in_shape[1]).T)
+    out = np.empty((matrix.shape[0], columns.shape[1]), dtype=np.float32)
+    _sparse.csr_matmat(matrix, columns, out)
+    stack = np.ascontiguousarray(out.T).reshape((-1,) + tuple(out_shape))
+    return stack[0] if array.ndim == 2 else stack
 
 
 @functools.lru_cache(maxsize=8)
