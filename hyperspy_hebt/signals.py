@@ -12,7 +12,7 @@ import numpy as np
 from exspy._misc.eds import utils as eds_utils
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 
-from . import _reconstruction
+from . import _quantification, _reconstruction
 from .tilt_series import SIGNAL_TYPE, apply_tilt_angles, get_tilt_axis
 
 __all__ = ["TomographicEDSSpectrum", "LazyTomographicEDSSpectrum"]
@@ -196,6 +196,57 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             show_progressbar=show_progressbar,
             rotation_axis=rotation_axis,
             slices_per_block=slices_per_block,
+        )
+
+    def quantify_cross_section(
+        self,
+        reconstructions: Sequence,
+        factors: Sequence[float] | dict | None = None,
+        threshold: str | float | None = "esf",
+        composition_units: str = "weight",
+        detector_efficiency=1.0,
+    ) -> list:
+        """Turn reconstructed line intensities into weight fractions (paper Eq. 12 / 18).
+
+        ``C_A = (X_A / f_A) / sum_B (X_B / f_B)`` voxel by voxel, where ``f_A`` is
+        ``sigma_ion omega p eps / M`` (Eq. 7) for SIRT reconstructions and
+        ``z_A = sigma_elastic / M`` (Eq. 14) for HEBT ones (read from each
+        reconstruction's ``metadata.Reconstruction.algorithm``), computed from
+        first principles (:mod:`hyperspy_hebt.physics`) at this signal's beam
+        energy. Fractions are in [0, 1]; exspy's ``quantification`` returns percent.
+
+        Parameters
+        ----------
+        reconstructions : list of Signal2D
+            Output of :meth:`reconstruct_sirt` (or ``reconstruct_hebt``), one line
+            per element, all of the same tilt series.
+        factors : sequence or dict, optional
+            Your own ``f_A`` / ``z_A`` in barn mol/g: a sequence in the order of
+            ``reconstructions`` or a dict keyed by line or element. Overrides the
+            computed ones (and ``detector_efficiency``).
+        threshold : "esf", float or None
+            Voxels whose ``sum_B X_B / f_B`` is not above the threshold are outside
+            the particle (0 for every element). ``"esf"``: edge-spread-function fit
+            of particle volume vs threshold, threshold of smallest gradient (paper
+            section 2.1). A number: in units of ``X / f``. None: only voxels with a
+            total <= 0 are outside.
+        composition_units : {"weight", "atomic"}
+            Weight fractions, or atomic fractions ``(C_A/M_A) / sum_B (C_B/M_B)``.
+        detector_efficiency : float, dict or callable
+            EDS detector efficiency (0, 1] for SIRT factors: one number, a dict per
+            line, or a function of the line energy in keV.
+
+        Returns
+        -------
+        list of Signal2D (LazySignal2D if any reconstruction is lazy)
+            One fraction map per element, same axes as the reconstructions, with
+            their metadata plus a ``Quantification`` node (method, factor and
+            units, beam energy, threshold and how it was found, units). For lazy
+            input the ESF threshold is fitted when the data are computed.
+        """
+        return _quantification.quantify_cross_section(
+            self, reconstructions, factors=factors, threshold=threshold,
+            composition_units=composition_units, detector_efficiency=detector_efficiency,
         )
 
 

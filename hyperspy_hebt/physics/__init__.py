@@ -1,0 +1,43 @@
+"""Physics of the thin-film model (paper Eq. 4-18): no HyperSpy signals here.
+
+Cross sections in barn, energies in keV, factors in barn mol/g. The
+Bote-Salvat parameter tables are fetched from NIST on first use (see
+:mod:`hyperspy_hebt.physics._data`); set ``HYPERSPY_HEBT_DATA_DIR`` to a folder
+that holds them to work offline.
+"""
+
+from ._data import DATA_DIR_VARIABLE, DataUnavailableError
+from .cross_sections import (
+    elastic_cross_section,
+    ionization_cross_section,
+    subshell_ionization_cross_section,
+)
+from .detector import DetectorEfficiency, detector_efficiency_for_line, line_energy_kev
+from .factors import eds_factor, haadf_factor
+from .xray_data import (
+    atomic_number,
+    atomic_weight,
+    fluorescence_yield,
+    ionized_subshell,
+    line_fraction,
+    split_xray_line,
+)
+
+__all__ = [
+    "DATA_DIR_VARIABLE",
+    "DataUnavailableError",
+    "DetectorEfficiency",
+    "atomic_number",
+    "atomic_weight",
+    "detector_efficiency_for_line",
+    "eds_factor",
+    "elastic_cross_section",
+    "fluorescence_yield",
+    "haadf_factor",
+    "ionization_cross_section",
+    "ionized_subshell",
+    "line_energy_kev",
+    "line_fraction",
+    "split_xray_line",
+    "subshell_ionization_cross_section",
+]

@@ -1,0 +1,49 @@
+"""Element factors of the thin-film model: f_A (EDS, paper Eq. 7) and z_A (HAADF, Eq. 14)."""
+
+from __future__ import annotations
+
+from .cross_sections import elastic_cross_section, ionization_cross_section
+from .detector import DetectorEfficiency, detector_efficiency_for_line
+from .xray_data import atomic_weight, fluorescence_yield, line_fraction, split_xray_line
+
+__all__ = ["eds_factor", "haadf_factor"]
+
+
+def eds_factor(xray_line: str, beam_energy_kev: float,
+               detector_efficiency: DetectorEfficiency = 1.0) -> float:
+    """``f_A = sigma_ion * omega * p * eps / M`` (paper Eq. 7), in barn mol/g.
+
+    Parameters
+    ----------
+    xray_line : str
+        exspy line name, e.g. ``"Co_Ka"``.
+    beam_energy_kev : float
+        Beam energy in keV.
+    detector_efficiency : float, mapping or callable
+        See :func:`~hyperspy_hebt.physics.detector_efficiency_for_line`.
+
+    Returns
+    -------
+    float
+        The factor in barn mol/g. The X-ray intensity of a thin film is
+        ``n f_A C_A rho t`` (Eq. 5).
+    """
+    element, _ = split_xray_line(xray_line)
+    efficiency = detector_efficiency_for_line(xray_line, detector_efficiency)
+    return (ionization_cross_section(xray_line, beam_energy_kev) * fluorescence_yield(xray_line)
+            * line_fraction(xray_line) * efficiency / atomic_weight(element))
+
+
+def haadf_factor(element: str, beam_energy_kev: float, u_form: str = "paper") -> float:
+    """``z_A = sigma_elastic / M`` (paper Eq. 14), in barn mol/g.
+
+    Parameters
+    ----------
+    element : str
+        Chemical symbol.
+    beam_energy_kev : float
+        Beam energy in keV.
+    u_form : {"paper", "log"}
+        Form of Browning's ``u``; see :func:`elastic_cross_section`.
+    """
+    return elastic_cross_section(element, beam_energy_kev, u_form=u_form) / atomic_weight(element)
