@@ -132,12 +132,23 @@ def _radiative_transitions(z: int, subshell: str) -> tuple:
 
     destination = _SUBSHELL_QUANTUM_NUMBERS[subshell]
     names = {v: k for k, v in _SUBSHELL_QUANTUM_NUMBERS.items()}
+    try:
+        transitions = pyxray.element_xray_transitions(z, reference="perkins1991")
+    except pyxray.NotFound:
+        return ()
     out = []
-    for transition in pyxray.element_xray_transitions(z, reference="perkins1991"):
+    for transition in transitions:
         d, s = transition.destination_subshell, transition.source_subshell
         if (d.n, d.l, d.j) != destination:
             continue
-        probability = pyxray.xray_transition_probability(z, transition, reference="perkins1991")
+        try:
+            probability = pyxray.xray_transition_probability(z, transition,
+                                                             reference="perkins1991")
+        except pyxray.NotFound:
+            raise ValueError(
+                f"EADL (perkins1991) has the transition {transition} of Z={z} but no "
+                "probability for it; the fluorescence yield would be incomplete."
+            ) from None
         out.append((names.get((s.n, s.l, s.j), f"n{s.n}l{s.l}j{s.j}"), float(probability)))
     return tuple(out)
 
@@ -148,8 +159,9 @@ def _transitions_or_error(xray_line: str):
     transitions = _radiative_transitions(atomic_number(element), subshell)
     if not transitions:
         raise ValueError(
-            f"EADL (perkins1991) lists no radiative transition into the {subshell} subshell "
-            f"of {element}, so {xray_line} has no fluorescence yield here."
+            f"EADL (perkins1991, through pyxray) lists no radiative transition into the "
+            f"{subshell} subshell of {element}, so {xray_line} has no fluorescence yield or "
+            "line fraction here; pass your own factors to quantify it."
         )
     return line, transitions
 
