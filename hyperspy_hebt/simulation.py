@@ -8,9 +8,9 @@ intensities into real EDS spectra (Gaussian peaks at exspy's line energies and
 relative weights, detector resolution, a smooth background, Poisson noise) in
 a :class:`~hyperspy_hebt.TomographicEDSSpectrum` with calibrated axes.
 
-The line intensities here are user-chosen numbers per voxel; the thin-film
-physics model with cross sections and doses (paper Eq. 9 and 14) builds on
-this once the physics module exists.
+:func:`thin_film_line_counts` gives each line's expected counts per voxel from
+weight fractions and density with the thin-film model of the paper (Eq. 4-9):
+``n f_A C_A rho t``, with ``n = N_A D_e Omega / 4 pi``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ import numpy as np
 
 from .tomography import ParallelBeamGeometry, get_projector
 
-__all__ = ["core_shell_phantom", "project_volume", "synthetic_tilt_series"]
+__all__ = [
+    "alloy_density",
+    "core_shell_phantom",
+    "project_volume",
+    "synthetic_tilt_series",
+    "thin_film_line_counts",
+]
+
+AVOGADRO = 6.02214076e23
+BARN_CM2 = 1e-24
 
 
 def core_shell_phantom(
@@ -63,6 +72,77 @@ def core_shell_phantom(
     if n_slices is None:
         return core[0], shell[0]
     return core, shell
+
+
+def alloy_density(weight_fractions: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Density (g/cm^3) of a mixture by ideal mixing of the pure elements' volumes.
+
+    ``1 / rho = sum_A C_A / rho_A``; 0 where all fractions are 0.
+
+    Parameters
+    ----------
+    weight_fractions : dict of str -> array
+        Weight fraction maps per element (same shape), summing to 1 inside the
+        object and 0 outside.
+    """
+    from .physics import mass_density
+
+    specific_volume = sum(np.asarray(c, float) / mass_density(e)
+                          for e, c in weight_fractions.items())
+    with np.errstate(divide="ignore"):
+        return np.where(specific_volume > 0, 1.0 / specific_volume, 0.0)
+
+
+def thin_film_line_counts(
+    weight_fractions: Mapping[str, np.ndarray],
+    xray_lines: Sequence[str],
+    beam_energy_kev: float,
+    dose_electrons: float = 3.121e8,
+    solid_angle_sr: float = 0.7,
+    pixel_size_nm: float = 1.5,
+    detector_efficiency=1.0,
+) -> dict:
+    """Expected X-ray counts per voxel of path for each line (paper Eq. 4-9).
+
+    ``counts = N_A D_e (Omega / 4 pi) f_A C_A rho t`` with ``t`` one pixel, so
+    projecting the returned volumes (path lengths in pixels) gives the counts
+    of each beam position.
+
+    Parameters
+    ----------
+    weight_fractions : dict of str -> array
+        Weight fraction of each element per voxel.
+    xray_lines : sequence of str
+        One line per element to simulate, e.g. ``["Ag_La", "Au_Ma"]``.
+    beam_energy_kev : float
+        Beam energy in keV (sets the cross sections).
+    dose_electrons : float
+        Electrons per beam position (paper: 0.5 s x 100 pA = 3.121e8).
+    solid_angle_sr : float
+        EDS detector solid angle in sr.
+    pixel_size_nm : float
+        Voxel edge in nm.
+    detector_efficiency : float, dict or callable
+        See :func:`hyperspy_hebt.physics.eds_factor`.
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+        Expected counts per voxel for each line.
+    """
+    from .physics import eds_factor, split_xray_line
+
+    density = alloy_density(weight_fractions)
+    n = AVOGADRO * dose_electrons * solid_angle_sr / (4 * np.pi)
+    thickness_cm = pixel_size_nm * 1e-7
+    out = {}
+    for line in xray_lines:
+        element, _ = split_xray_line(line)
+        if element not in weight_fractions:
+            raise ValueError(f"{line}: no weight fraction map for {element}.")
+        f_cm2 = eds_factor(line, beam_energy_kev, detector_efficiency) * BARN_CM2
+        out[line] = n * f_cm2 * np.asarray(weight_fractions[element]) * density * thickness_cm
+    return out
 
 
 def project_volume(volume: np.ndarray, tilt_angles_deg: Sequence[float], oversampling: int = 2

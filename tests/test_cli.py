@@ -9,9 +9,12 @@ def test_demo_writes_figure_and_reconstructions(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--size", "24", "--slices", "2",
                  "--iterations", "5"]) == 0
     printed = capsys.readouterr().out
-    assert "Ag_La: correlation with the phantom" in printed
-    assert (tmp_path / "demo_sirt.png").stat().st_size > 0
+    assert "Ag weight fraction: core" in printed and "particle mask Dice" in printed
+    assert (tmp_path / "demo.png").stat().st_size > 0
     rec = hs.load(tmp_path / "Au_Ma_sirt.zspy")
     assert rec.data.shape == (2, 24, 24)
     assert rec.metadata.Reconstruction.iterations == 5
     assert rec.metadata.Sample.xray_lines == ["Au_Ma"]
+    fraction = hs.load(tmp_path / "Au_weight_fraction.zspy")
+    assert fraction.metadata.Quantification.factor_name == "f_A"
+    assert 0 <= fraction.data.min() and fraction.data.max() <= 1

@@ -20,6 +20,7 @@ from .xray_data import (
     fluorescence_yield,
     ionized_subshell,
     line_fraction,
+    mass_density,
     split_xray_line,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "ionized_subshell",
     "line_energy_kev",
     "line_fraction",
+    "mass_density",
     "split_xray_line",
     "subshell_ionization_cross_section",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "fluorescence_yield",
     "ionized_subshell",
     "line_fraction",
+    "mass_density",
     "split_xray_line",
 ]
 
@@ -99,6 +100,17 @@ def _element_properties(element: str):
 def atomic_weight(element: str) -> float:
     """Standard atomic weight in g/mol (exspy's element database)."""
     return float(_element_properties(element).atomic_weight)
+
+
+def mass_density(element: str) -> float:
+    """Mass density of the pure element in g/cm^3 (exspy's element database)."""
+    from exspy.material import elements
+
+    _element_properties(element)
+    density = elements[element].get_item("Physical_properties.density_gcm3")
+    if density is None:
+        raise ValueError(f"exspy's database has no density for {element}.")
+    return float(density)
 
 
 def atomic_number(element: str) -> int:
