@@ -17,7 +17,7 @@ import threading
 import numba
 import numpy as np
 
-_LAUNCH_LOCK = threading.Lock()
+LAUNCH_LOCK = threading.Lock()
 _ROWS_PER_TASK = 32
 _FASTMATH = {"contract", "nsz", "arcp"}
 
@@ -69,7 +69,7 @@ def _row_products(indptr, indices, data, dense, mode, measured, row_scale, posit
 
 def _launch(matrix, dense, mode, measured, row_scale, positivity, out):
     _check(matrix, dense, out)
-    with _LAUNCH_LOCK:
+    with LAUNCH_LOCK:
         _row_products(matrix.indptr, matrix.indices, matrix.data, dense, mode, measured,
                       row_scale, bool(positivity), out)
     return out

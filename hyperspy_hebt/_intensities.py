@@ -1,0 +1,176 @@
+"""Line-intensity maps (exspy integration or the user's) and the ADF series, validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+
+@dataclass
+class LineIntensity:
+    xray_line: str
+    data: object  # numpy or dask array, navigation-shaped
+    provenance: dict
+
+
+def line_intensities(signal, xray_lines, intensities, integration_windows, background_windows):
+    """Line-intensity maps, one per X-ray line, navigation-shaped."""
+    nav_shape = signal.data.shape[:-1]
+    if intensities is not None:
+        return _user_intensities(signal, xray_lines, intensities, nav_shape)
+    if xray_lines is not None and (isinstance(xray_lines, (str, dict))
+                                   or not hasattr(xray_lines, "__iter__")):
+        raise TypeError(
+            f"xray_lines must be a list of line names such as ['Ag_La'], got {xray_lines!r}."
+        )
+    requested = None if xray_lines is None else list(xray_lines)
+    lines = signal._parse_xray_lines(requested, only_one=True, only_lines=("a",))
+    if requested is not None and list(lines) != requested:
+        missing = [line for line in requested if line not in lines]
+        raise ValueError(
+            f"xray_lines {missing} are not within the energy axis "
+            f"({signal.axes_manager.signal_axes[0].low_value}-"
+            f"{signal.axes_manager.signal_axes[0].high_value} "
+            f"{signal.axes_manager.signal_axes[0].units})."
+        )
+    if len(lines) == 0:
+        raise ValueError(
+            "No X-ray lines to reconstruct: call add_elements/add_lines or pass xray_lines."
+        )
+    if np.ndim(integration_windows) == 0:
+        windows = signal.estimate_integration_windows(
+            windows_width=float(integration_windows), xray_lines=lines
+        )
+    else:
+        windows = np.asarray(integration_windows, dtype=float)
+        if windows.shape != (len(lines), 2):
+            raise ValueError(
+                f"integration_windows must be a number or an array of shape "
+                f"({len(lines)}, 2) (one [start, end] per line of {lines}), got shape "
+                f"{windows.shape}."
+            )
+    if isinstance(background_windows, str):
+        if background_windows != "auto":
+            raise ValueError(
+                f"background_windows must be None, 'auto' or an array of shape "
+                f"({len(lines)}, 4), got {background_windows!r}."
+            )
+        background_windows = signal.estimate_background_windows(xray_lines=lines)
+    elif background_windows is not None:
+        background_windows = np.asarray(background_windows, dtype=float)
+        if background_windows.shape != (len(lines), 4):
+            raise ValueError(
+                f"background_windows must be None, 'auto' or an array of shape "
+                f"({len(lines)}, 4), got shape {background_windows.shape}."
+            )
+    maps = signal.get_lines_intensity(
+        xray_lines=lines,
+        integration_windows=[list(map(float, w)) for w in windows],
+        background_windows=background_windows,
+        plot_result=False,
+    )
+    units = signal.axes_manager.signal_axes[0].units
+    out = []
+    for i, (line, image) in enumerate(zip(lines, maps)):
+        provenance = {
+            "source": "integration",
+            "integration_window": [float(v) for v in windows[i]],
+            "energy_units": units,
+        }
+        if background_windows is not None:
+            provenance["background_windows"] = [float(v) for v in background_windows[i]]
+        out.append(LineIntensity(line, image.data, provenance))
+    return out
+
+
+def _user_intensities(signal, xray_lines, intensities, nav_shape):
+    from hyperspy.signal import BaseSignal
+
+    if isinstance(intensities, (str, dict)) or not hasattr(intensities, "__len__"):
+        raise TypeError(
+            "intensities must be a list of signals or arrays, one per X-ray line, "
+            f"got {type(intensities).__name__}."
+        )
+    if len(intensities) == 0:
+        raise ValueError("intensities is empty: give one line-intensity map per X-ray line.")
+    if xray_lines is not None and len(xray_lines) != len(intensities):
+        raise ValueError(
+            f"xray_lines has {len(xray_lines)} names for {len(intensities)} intensities."
+        )
+    out = []
+    for i, item in enumerate(intensities):
+        data = item.data if isinstance(item, BaseSignal) else item
+        if not isinstance(data, (np.ndarray, da.Array)):
+            raise TypeError(
+                f"intensities[{i}] must be a HyperSpy signal or an array, got "
+                f"{type(item).__name__}."
+            )
+        if tuple(data.shape) != tuple(nav_shape):
+            raise ValueError(
+                f"intensities[{i}] has data shape {tuple(data.shape)}; it must match this "
+                f"signal's navigation {tuple(nav_shape)} (array order, e.g. (tilt, y, x))."
+            )
+        if xray_lines is not None:
+            line = xray_lines[i]
+        elif isinstance(item, BaseSignal) and len(item.metadata.get_item("Sample.xray_lines", [])) == 1:
+            line = item.metadata.Sample.xray_lines[0]
+        else:
+            raise ValueError(
+                f"intensities[{i}] has no single metadata.Sample.xray_lines entry: pass "
+                "xray_lines to name the line of each intensity map."
+            )
+        if isinstance(data, np.ndarray) and not np.all(np.isfinite(data)):
+            raise ValueError(f"intensities[{i}] ({line}) contains NaN or infinite values.")
+        out.append(LineIntensity(str(line), data, {"source": "user"}))
+    return out
+
+
+def adf_series(signal, adf):
+    """The ADF/HAADF tilt series as a navigation-shaped array of ``signal``.
+
+    Accepts a ``Signal2D`` stack (navigation: tilt; signal: x, y), any signal or
+    array whose data has the shape of ``signal``'s navigation (array order,
+    e.g. ``(tilt, y, x)``), eager or lazy. It is read, never modified.
+    """
+    from hyperspy.signal import BaseSignal
+
+    nav_shape = tuple(signal.data.shape[:-1])
+    if isinstance(adf, BaseSignal):
+        data = adf.data
+    elif isinstance(adf, (np.ndarray, da.Array)):
+        data = adf
+    else:
+        raise TypeError(
+            f"adf must be a HyperSpy signal (the ADF tilt series) or an array, got "
+            f"{type(adf).__name__}."
+        )
+    if tuple(data.shape) != nav_shape:
+        raise ValueError(
+            f"adf has data shape {tuple(data.shape)} but the EDS series has navigation "
+            f"shape {nav_shape} (array order, e.g. (tilt, y, x)): they must match pixel for "
+            "pixel. If the ADF was scanned finer, bin it first, e.g. "
+            "adf.rebin(scale=(1, 2, 2)); if it has more tilts, select the EDS tilts with inav."
+        )
+    if isinstance(adf, BaseSignal):
+        tilt = [a for a in adf.axes_manager._axes if a.name == "tilt"]
+        if tilt:
+            ours = np.asarray(signal.axes_manager["tilt"].axis, float)
+            theirs = np.asarray(tilt[0].axis, float)
+            if theirs.shape != ours.shape or not np.allclose(theirs, ours, atol=1e-6):
+                raise ValueError(
+                    f"adf's tilt axis {theirs.tolist()} differs from the EDS series' tilt "
+                    f"angles {ours.tolist()} (degrees)."
+                )
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise TypeError(f"adf data must be real numbers, got dtype {data.dtype}.")
+    if isinstance(data, np.ndarray) and not np.all(np.isfinite(data)):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise ValueError(f"adf contains {bad} NaN or infinite values.")
+    return data
+
+
+def title_of(adf) -> str:
+    """``adf.metadata.General.title`` for a signal, "" for an array."""
+    metadata = getattr(adf, "metadata", None)
+    return metadata.get_item("General.title", "") if metadata is not None else ""

@@ -1,0 +1,109 @@
+"""Which axes of a tilt-series signal are slice, tilt and scan (detector)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .tilt_series import get_tilt_axis
+from .tomography import ParallelBeamGeometry
+from .tomography.geometry import validate_tilt_angles
+
+@dataclass
+class TiltSeriesLayout:
+    """Which array axes of a tilt series are slice, tilt and scan (detector).
+
+    Positions are array indices of the navigation part of ``signal.data``; a
+    navigation-shaped array (a line-intensity map) uses the same positions.
+    """
+
+    tilt_axis: object
+    slice_axis: object | None
+    detector_axis: object
+    tilt_angles_deg: np.ndarray
+
+    @classmethod
+    def from_signal(cls, signal, rotation_axis: str = "y") -> "TiltSeriesLayout":
+        nav = signal.axes_manager.navigation_axes
+        if len(nav) not in (2, 3):
+            raise ValueError(
+                "A tilt series needs navigation axes (x, y, tilt) or (x, tilt); this "
+                f"signal has navigation shape {signal.axes_manager.navigation_shape} "
+                f"with axes {[a.name for a in nav]}."
+            )
+        tilt = get_tilt_axis(signal)
+        if tilt is None:
+            raise ValueError(
+                f"No navigation axis is named 'tilt' (axes: {[a.name for a in nav]}); "
+                "set the angles with set_tilt_angles(angles) or stack_tilt_series."
+            )
+        angles = validate_tilt_angles(np.asarray(tilt.axis, float), name="tilt axis values")
+        spatial = [a for a in nav if a is not tilt]
+        if len(spatial) == 1:
+            slice_axis, detector = None, spatial[0]
+        else:
+            if not isinstance(rotation_axis, str):
+                raise TypeError(
+                    f"rotation_axis must be the name of a navigation axis, got {rotation_axis!r}."
+                )
+            named = [a for a in spatial if a.name == rotation_axis]
+            if len(named) != 1:
+                raise ValueError(
+                    f"rotation_axis={rotation_axis!r} must name exactly one spatial "
+                    f"navigation axis; the spatial axes are {[a.name for a in spatial]}."
+                )
+            slice_axis = named[0]
+            detector = spatial[0] if spatial[1] is slice_axis else spatial[1]
+        if not detector.is_uniform:
+            raise ValueError(
+                f"The scan axis '{detector.name}' must be uniform (equal beam steps) "
+                "for parallel-beam tomography."
+            )
+        return cls(tilt, slice_axis, detector, angles)
+
+    @property
+    def n_slices(self) -> int:
+        return 1 if self.slice_axis is None else self.slice_axis.size
+
+    def geometry(self) -> ParallelBeamGeometry:
+        n = self.detector_axis.size
+        return ParallelBeamGeometry(tuple(self.tilt_angles_deg), n_detector=n, n_x=n, n_z=n)
+
+    def to_stack(self, array):
+        """Navigation-shaped array -> sinogram stack ``(slices, tilts, detector)``."""
+        order = [self.tilt_axis.index_in_array, self.detector_axis.index_in_array]
+        if self.slice_axis is None:
+            return array.transpose(order)[None]
+        return array.transpose([self.slice_axis.index_in_array] + order)
+
+    def sigma_in_stack_order(self, gaussian_sigma):
+        """Gaussian sigma per stack axis (slice, tilt, detector), or None."""
+        if gaussian_sigma is None:
+            return None
+        names = {self.tilt_axis.name: 1, self.detector_axis.name: 2}
+        if self.slice_axis is not None:
+            names[self.slice_axis.name] = 0
+        if isinstance(gaussian_sigma, dict):
+            sigma = [0.0, 0.0, 0.0]
+            for key, value in gaussian_sigma.items():
+                if key not in names:
+                    raise ValueError(
+                        f"gaussian_sigma has key {key!r}; keys must be navigation axis "
+                        f"names {sorted(names)}."
+                    )
+                sigma[names[key]] = _non_negative(value, f"gaussian_sigma[{key!r}]")
+        else:
+            value = _non_negative(gaussian_sigma, "gaussian_sigma")
+            sigma = [value if self.slice_axis is not None else 0.0, 0.0, value]
+        return None if not any(sigma) else tuple(sigma)
+
+
+def _non_negative(value, name):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number of pixels, got {value!r}.") from None
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (pixels), got {value}.")
+    return value
