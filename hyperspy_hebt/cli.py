@@ -1,10 +1,10 @@
 """Command line: ``python -m hyperspy_hebt demo``.
 
-The demo simulates an EDS spectrum-image tilt series of the built-in Ag-Au
-core-shell phantom (thin-film counts from the physics module, real spectra with
-Poisson noise), reconstructs each X-ray line by SIRT and quantifies weight
-fractions through the same API a user calls, prints compositions and quality
-figures, and writes figures and volumes to an output folder.
+The demo simulates an EDS spectrum-image tilt series and the simultaneous ADF
+series of the built-in Ag-Au core-shell phantom (thin-film counts from the
+physics module, real spectra, Poisson noise), reconstructs it by EDS-SIRT and by
+HEBT and quantifies weight fractions through the same API a user calls, prints
+compositions and quality figures, and writes figures and volumes to a folder.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ def _demo(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .simulation import (core_shell_phantom, project_volume, synthetic_tilt_series,
+    from .metrics import structure_ssim
+    from .simulation import (alloy_density, core_shell_phantom, project_volume,
+                             synthetic_adf_series, synthetic_tilt_series, thin_film_adf_counts,
                              thin_film_line_counts)
 
     out = Path(args.out)
@@ -34,74 +36,81 @@ def _demo(args: argparse.Namespace) -> int:
     weight_fractions = {"Ag": 0.2 * core + 0.8 * shell, "Au": 0.8 * core + 0.2 * shell}
     counts = thin_film_line_counts(weight_fractions, lines, args.beam_energy,
                                    dose_electrons=args.dose, pixel_size_nm=args.pixel_size)
-    print(f"Simulating {tilts.size} tilts of {args.size}x{args.slices} EDS spectrum images of "
-          f"an Ag-Au core-shell particle (core 80/20, shell 20/80 wt% Au/Ag), "
-          f"{args.beam_energy:g} keV, {args.dose:.3g} electrons per pixel, Poisson noise...")
-    sinograms = {line: project_volume(volume, tilts) for line, volume in counts.items()}
-    series = synthetic_tilt_series(sinograms, tilts, pixel_size_nm=args.pixel_size,
-                                   energy_axis_kev=(0.0, 0.02, 512),
-                                   beam_energy_kev=args.beam_energy, seed=args.seed)
+    adf_counts = thin_film_adf_counts(weight_fractions, args.beam_energy,
+                                      dose_electrons=args.adf_dose, pixel_size_nm=args.pixel_size)
+    print(f"Simulating {tilts.size} tilts of {args.size}x{args.slices} EDS spectrum images and "
+          f"ADF images of an Ag-Au core-shell particle (core 80/20, shell 20/80 wt% Au/Ag), "
+          f"{args.beam_energy:g} keV, {args.dose:.3g} (EDS) and {args.adf_dose:.3g} (ADF) "
+          "electrons per pixel, Poisson noise...")
+    series = synthetic_tilt_series(
+        {line: project_volume(volume, tilts) for line, volume in counts.items()}, tilts,
+        pixel_size_nm=args.pixel_size, energy_axis_kev=(0.0, 0.02, 512),
+        beam_energy_kev=args.beam_energy, seed=args.seed)
+    adf = synthetic_adf_series(project_volume(adf_counts, tilts), tilts,
+                               pixel_size_nm=args.pixel_size, seed=args.seed + 1)
     print(series)
-    start = time.perf_counter()
     # Windows of 1 FWHM: wider ones take in Au M-beta next to Au M-alpha (+17 % Au counts
     # at 2 FWHM) and exspy's automatic background windows sit on Ag L-beta. The share of
     # each peak inside a 1-FWHM window (76 %) is the same for both lines and cancels
     # in the normalisation of Eq. 12.
-    reconstructions = series.reconstruct_sirt(
-        iterations=args.iterations, integration_windows=1.0, gaussian_sigma=0.8,
-        show_progressbar=True,
-    )
-    fractions = series.quantify_cross_section(reconstructions)
-    seconds = time.perf_counter() - start
-    print(f"SIRT ({args.iterations} iterations) and quantification of {len(lines)} lines x "
-          f"{args.slices} slices: {seconds:.2f} s")
-    inside = sum(f.data for f in fractions) > 0
+    common = dict(integration_windows=1.0, gaussian_sigma=0.8, show_progressbar=True)
+    start = time.perf_counter()
+    sirt_name = f"SIRT n={args.iterations}"
+    hebt_name = f"HEBT alpha={args.alpha:g} n={args.hebt_iterations}"
+    results = {
+        sirt_name: series.reconstruct_sirt(iterations=args.iterations, **common),
+        hebt_name: series.reconstruct_hebt(adf, alpha=args.alpha,
+                                           iterations=args.hebt_iterations, **common),
+    }
+    fractions = {name: series.quantify_cross_section(rec) for name, rec in results.items()}
+    print(f"Reconstruction and quantification: {time.perf_counter() - start:.2f} s")
+    hebt_md = results[hebt_name][0].metadata.Reconstruction
+    print("HEBT response ratios " + ", ".join(
+        f"{line} {hebt_md.response_ratios[line]:.4g}" for line in lines)
+          + f" (R^2 {hebt_md.response_ratio_r_squared:.3f})")
+    density = alloy_density(weight_fractions)
     truth = core | shell
-    dice = 2 * np.sum(inside & truth) / (inside.sum() + truth.sum())
-    q = fractions[0].metadata.Quantification
-    print(f"ESF threshold {q.threshold:.3g}: particle mask Dice {dice:.3f} vs the phantom")
-    for f, element in zip(fractions, weight_fractions):
-        core_mean = f.data[core & inside].mean()
-        shell_mean = f.data[shell & inside].mean()
-        true_core = weight_fractions[element][core][0]
-        true_shell = weight_fractions[element][shell][0]
-        print(f"  {element} weight fraction: core {core_mean:.3f} (true {true_core:.2f}), "
-              f"shell {shell_mean:.3f} (true {true_shell:.2f}); "
-              f"factor {f.metadata.Quantification.factor:.3g} barn mol/g")
-        f.save(out / f"{element}_weight_fraction.zspy", overwrite=True)
-    for rec in reconstructions:
-        rec.save(out / f"{rec.metadata.Sample.xray_lines[0]}_sirt.zspy", overwrite=True)
-    _demo_figure(plt, out, series, lines, reconstructions, fractions, weight_fractions,
-                 args.slices // 2, args.iterations)
+    for name, method_fractions in fractions.items():
+        inside = sum(f.data for f in method_fractions) > 0
+        dice = 2 * np.sum(inside & truth) / (inside.sum() + truth.sum())
+        print(f"{name}: particle mask Dice {dice:.3f}")
+        for rec, f, element in zip(results[name], method_fractions, weight_fractions):
+            ssim = structure_ssim(rec.data, weight_fractions[element] * density)
+            print(f"  {element}: weight fraction core {f.data[core & inside].mean():.3f} "
+                  f"(true {weight_fractions[element][core][0]:.2f}), shell "
+                  f"{f.data[shell & inside].mean():.3f} (true "
+                  f"{weight_fractions[element][shell][0]:.2f}); structure SSIM of X {ssim:.3f}")
+            tag = name.split()[0].lower()
+            f.save(out / f"{element}_weight_fraction_{tag}.zspy", overwrite=True)
+            rec.save(out / f"{rec.metadata.Sample.xray_lines[0]}_{tag}.zspy", overwrite=True)
+    _demo_figure(plt, out, series, lines, fractions, weight_fractions, args.slices // 2)
     return 0
 
 
-def _demo_figure(plt, out, series, lines, reconstructions, fractions, weight_fractions, centre,
-                 iterations):
-    measured = series.get_lines_intensity(xray_lines=lines)
-    fig, axes = plt.subplots(len(lines), 4, figsize=(14, 3.4 * len(lines)))
+def _demo_figure(plt, out, series, lines, fractions, weight_fractions, centre):
+    measured = series.get_lines_intensity(xray_lines=lines, integration_windows=1.0)
+    names = list(fractions)
+    fig, axes = plt.subplots(len(lines), 2 + len(names), figsize=(15, 3.4 * len(lines)))
     for row, (line, element) in enumerate(zip(lines, weight_fractions)):
-        panels = [
-            (measured[row].data[:, centre, :], f"{line} counts, slice {centre}", "auto"),
-            (reconstructions[row].data[centre], f"{line} SIRT, n={iterations}", "equal"),
-            (fractions[row].data[centre], f"{element} weight fraction", "equal"),
-        ]
-        for ax, (image, title, aspect) in zip(axes[row], panels):
-            shown = ax.imshow(image, cmap="inferno", aspect=aspect,
-                              vmin=0 if "fraction" in title else None,
-                              vmax=1 if "fraction" in title else None)
-            ax.set(title=title)
+        ax = axes[row, 0]
+        shown = ax.imshow(measured[row].data[:, centre, :], cmap="inferno", aspect="auto")
+        ax.set(title=f"{line} counts, slice {centre}", xlabel="scan x", ylabel="tilt index")
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+        for column, name in enumerate(names, start=1):
+            ax = axes[row, column]
+            shown = ax.imshow(fractions[name][row].data[centre], cmap="inferno", vmin=0, vmax=1)
+            ax.set(title=f"{element} weight fraction, {name}", xlabel="x", ylabel="z")
             fig.colorbar(shown, ax=ax, shrink=0.8)
-        profile = axes[row, 3]
-        middle = fractions[row].data.shape[1] // 2
+        profile = axes[row, -1]
+        middle = fractions[names[0]][row].data.shape[1] // 2
         profile.plot(weight_fractions[element][centre, middle], "k--", label="phantom")
-        profile.plot(fractions[row].data[centre, middle], label="quantified SIRT")
-        profile.set(title=f"{element} profile along x (z = 0)", ylim=(-0.05, 1.05),
-                    xlabel="x pixel")
-        profile.legend()
+        for name in names:
+            profile.plot(fractions[name][row].data[centre, middle], label=name)
+        profile.set(title=f"{element} along x at z = 0", ylim=(-0.05, 1.05), xlabel="x pixel")
+        profile.legend(fontsize=8)
     fig.tight_layout()
     figure = out / "demo.png"
-    fig.savefig(figure, dpi=80)
+    fig.savefig(figure, dpi=75)
     plt.close(fig)
     print(f"Wrote {figure} and the volumes (*.zspy) to {out}/")
 
@@ -120,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--size", type=int, default=96, help="pixels along x (and z)")
     demo.add_argument("--slices", type=int, default=16, help="slices along the rotation axis")
     demo.add_argument("--iterations", type=int, default=50, help="SIRT iterations")
+    demo.add_argument("--hebt-iterations", type=int, default=200, help="HEBT iterations")
+    demo.add_argument("--alpha", type=float, default=0.8, help="HEBT weight of the ADF term")
+    demo.add_argument("--adf-dose", type=float, default=1e5,
+                      help="ADF electrons per beam position (paper: 1e5)")
     demo.add_argument("--beam-energy", type=float, default=100.0, help="keV (paper: 100)")
     demo.add_argument("--dose", type=float, default=3.121e8,
                       help="electrons per beam position (paper: 0.5 s x 100 pA)")

@@ -109,7 +109,8 @@ def test_esf_threshold_finds_the_particle_in_a_noisy_reconstruction():
     ag, au = series.quantify_cross_section(recs)
     inside = (ag.data + au.data) > 0
     core, shell = core_shell_phantom(32, 4)
-    # Measured Dice 0.95 (seed 0) to 0.98; the issue asks for >= 0.9.
+    # Measured Dice 0.999 (0.990-1.000 over seeds 0/4 and sizes 32/48); the issue
+    # asks for >= 0.9.
     assert dice(inside, core | shell) >= 0.9
     np.testing.assert_allclose((ag.data + au.data)[inside], 1.0, atol=1e-6)
     q = ag.metadata.Quantification
@@ -140,7 +141,7 @@ def test_fit_esf_on_a_synthetic_histogram():
     with pytest.raises(ValueError, match="No voxel has a positive total"):
         esf_threshold(np.zeros(100))
     with pytest.raises(ValueError, match="No voxel"):
-        fit_esf(np.zeros(512), 0, 1.0)
+        fit_esf(np.zeros(512), 0, 100, 0.0)
 
 
 def test_composition_fractions_plain_arrays():
