@@ -1,0 +1,31 @@
+"""Synthetic tilt series of known objects: phantoms, thin-film counts, spectra, ADF images.
+
+- :mod:`.phantoms`: core-shell particles (the paper's 2D slice, a 3D sphere).
+- :mod:`.forward`: the thin-film model (paper Eq. 4-14) and a projector independent
+  of the reconstruction's (a 2x finer grid), so tests do not commit the inverse crime.
+- :mod:`.acquisition`: EDS spectrum-image series (Gaussian peaks at exspy's line
+  energies and weights, detector resolution, background, Poisson noise) and ADF
+  series, with calibrated axes and metadata; :func:`simulate_acquisition` does it all
+  from weight-fraction maps of any elements.
+"""
+
+from .acquisition import (SimulatedAcquisition, simulate_acquisition, synthetic_adf_series,
+                          synthetic_tilt_series)
+from .forward import (AVOGADRO, alloy_density, project_volume, thin_film_adf_counts,
+                      thin_film_line_counts)
+from .phantoms import Phantom, core_shell_phantom, paper_phantom
+
+__all__ = [
+    "AVOGADRO",
+    "Phantom",
+    "SimulatedAcquisition",
+    "paper_phantom",
+    "simulate_acquisition",
+    "alloy_density",
+    "core_shell_phantom",
+    "project_volume",
+    "synthetic_adf_series",
+    "synthetic_tilt_series",
+    "thin_film_adf_counts",
+    "thin_film_line_counts",
+]

@@ -1,0 +1,341 @@
+"""Synthetic acquisitions as a microscope writes them: EDS spectrum images and ADF images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .forward import alloy_density, project_volume, thin_film_adf_counts, thin_film_line_counts
+from .phantoms import Phantom
+
+__all__ = ["SimulatedAcquisition", "simulate_acquisition", "synthetic_adf_series",
+           "synthetic_tilt_series"]
+
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+PAPER_TILTS_DEG = np.linspace(-75.0, 75.0, 31)
+
+
+def synthetic_adf_series(sinograms: np.ndarray, tilt_angles_deg: Sequence[float],
+                         pixel_size_nm: float = 1.5, noise: bool = True, seed: int | None = 1,
+                         lazy: bool = False):
+    """An ADF tilt series as a microscope writes it: ``Signal2D`` stack, navigation tilt.
+
+    Parameters
+    ----------
+    sinograms : numpy.ndarray
+        Expected counts ``(n_slices, n_tilts, n_x)`` (or ``(n_tilts, n_x)`` for a
+        single slice, giving a ``Signal1D`` line per tilt).
+    tilt_angles_deg : sequence of float
+        Tilt angles in degrees.
+    pixel_size_nm : float
+        Scan step in nm.
+    noise : bool
+        Poisson counts (``seed``), else the expected values.
+    seed : int, optional
+        Seed of the Poisson noise.
+    lazy : bool
+        Return a lazy signal.
+
+    Returns
+    -------
+    Signal2D (navigation: tilt; signal: x, y) or Signal1D for one slice
+        float32 data of shape ``(n_tilts, n_slices, n_x)``, a ``tilt`` axis in
+        degrees and calibrated x, y axes.
+    """
+    import hyperspy.api as hs
+
+    from ..tilt_series import apply_tilt_angles
+
+    expected = np.asarray(sinograms, dtype=np.float64)
+    if expected.ndim == 3:
+        expected = np.moveaxis(expected, 1, 0)  # (tilt, y, x)
+    if np.any(expected < 0):
+        raise ValueError("ADF sinograms are expected counts and must be >= 0.")
+    data = (np.random.default_rng(seed).poisson(expected) if noise else expected)
+    data = data.astype(np.float32)
+    signal = (hs.signals.Signal2D(data) if data.ndim == 3 else hs.signals.Signal1D(data))
+    for axis, name in zip(signal.axes_manager.signal_axes, ("x", "y")):
+        axis.name, axis.units, axis.scale = name, "nm", pixel_size_nm
+        axis.offset = -(axis.size - 1) / 2 * pixel_size_nm
+    signal.axes_manager.navigation_axes[0].name = "tilt"
+    apply_tilt_angles(signal, tilt_angles_deg)
+    signal.metadata.General.title = "Synthetic ADF tilt series"
+    signal.metadata.Signal.quantity = "ADF counts"
+    return signal.as_lazy() if lazy else signal
+
+
+def _line_family(xray_line: str):
+    """Energies (keV) and relative weights of the lines of ``xray_line``'s family."""
+    from exspy.material import elements
+
+    element, line = xray_line.split("_")
+    lines = elements[element].Atomic_properties.Xray_lines
+    family = line[0]
+    energies, weights = [], []
+    for name in lines.keys():
+        if name[0] == family:
+            energies.append(lines[name].energy_keV)
+            weights.append(lines[name].weight)
+    weights = np.asarray(weights) / lines[line].weight
+    return np.asarray(energies), weights
+
+
+def _spectra_block(maps, profiles, background, noise, seed, block_id=None):
+    """Spectra of one run of tilts: (tilts, ..., lines) -> (tilts, ..., energy)."""
+    expected = maps @ profiles + background
+    if not noise:
+        return expected.astype(np.float32)
+    # One generator per block, seeded by the block's position: eager and lazy
+    # builds give the same counts, whatever order the blocks run in.
+    rng = np.random.default_rng([seed, *block_id])
+    return rng.poisson(expected).astype(np.uint32)
+
+
+def synthetic_tilt_series(
+    line_sinograms: Mapping[str, np.ndarray],
+    tilt_angles_deg: Sequence[float],
+    pixel_size_nm: float = 1.5,
+    energy_axis_kev: tuple[float, float, int] = (0.0, 0.02, 1024),
+    energy_resolution_mnka_ev: float = 130.0,
+    background_counts: float = 0.05,
+    beam_energy_kev: float = 200.0,
+    live_time_s: float = 0.5,
+    beam_current_na: float = 0.1,
+    noise: bool = True,
+    seed: int = 0,
+    lazy: bool = False,
+):
+    """Build an EDS spectrum-image tilt series from per-line sinograms.
+
+    Parameters
+    ----------
+    line_sinograms : dict of str -> numpy.ndarray
+        For each X-ray line (e.g. ``"Ag_La"``), its expected counts per pixel,
+        shape ``(n_slices, n_tilts, n_x)`` or ``(n_tilts, n_x)`` (a single
+        slice, giving navigation ``(x, tilt)``). The other lines of the family
+        (e.g. Ag Lb1 for Ag La) are added with exspy's relative weights.
+    tilt_angles_deg : sequence of float
+        Tilt angles in degrees.
+    pixel_size_nm : float
+        Scan step in nm (both x and y).
+    energy_axis_kev : (offset, scale, size)
+        Energy axis in keV.
+    energy_resolution_mnka_ev : float
+        Detector FWHM at Mn Ka in eV; peak widths follow exspy's scaling.
+    background_counts : float
+        Expected background counts per channel per pixel (flat, plus a gentle
+        slope falling to half at the end of the axis).
+    beam_energy_kev, live_time_s, beam_current_na : float
+        Written to the metadata (keV, s per pixel, nA).
+    noise : bool
+        Draw Poisson counts (``seed`` sets the generator); otherwise the
+        expected counts as float32.
+    seed : int
+        Seed of the Poisson noise (one stream per tilt, so eager and lazy
+        series hold the same counts).
+    lazy : bool
+        Return a lazy signal whose spectra are generated tilt by tilt when
+        computed: a large series never sits in memory whole.
+
+    Returns
+    -------
+    TomographicEDSSpectrum or LazyTomographicEDSSpectrum
+        Navigation ``(x, y, tilt)`` (or ``(x, tilt)``), energy in keV, counts
+        as uint32 (noise) or float32, elements and lines in metadata.
+    """
+    import dask.array as da
+    import hyperspy.api as hs
+    from exspy._misc.eds.utils import get_FWHM_at_Energy
+
+    from ..tilt_series import SIGNAL_TYPE, apply_tilt_angles
+
+    if not line_sinograms:
+        raise ValueError("line_sinograms is empty: give at least one X-ray line.")
+    offset, scale, size = energy_axis_kev
+    energy = offset + scale * np.arange(int(size))
+    lines = list(line_sinograms)
+    maps = [np.asarray(line_sinograms[line], dtype=np.float64) for line in lines]
+    shape = maps[0].shape
+    if any(m.shape != shape for m in maps) or len(shape) not in (2, 3):
+        raise ValueError(
+            "every line sinogram must have the same shape (n_slices, n_tilts, n_x) or "
+            f"(n_tilts, n_x); got {[m.shape for m in maps]}."
+        )
+    if any(np.any(m < 0) for m in maps):
+        raise ValueError("line sinograms are expected counts and must be >= 0.")
+    profiles = np.zeros((len(lines), energy.size))
+    for i, line in enumerate(lines):
+        energies, weights = _line_family(line)
+        for e_kev, w in zip(energies, weights):
+            sigma = get_FWHM_at_Energy(energy_resolution_mnka_ev, e_kev) / 2.3548
+            profiles[i] += w * scale * np.exp(-0.5 * ((energy - e_kev) / sigma) ** 2) / (
+                sigma * np.sqrt(2 * np.pi)
+            )
+    background = background_counts * (1 - 0.5 * (energy - offset) / (energy[-1] - offset))
+    stacked = np.stack(maps, axis=-1)  # (slices, tilts, x, lines) or (tilts, x, lines)
+    if len(shape) == 3:
+        stacked = np.moveaxis(stacked, 1, 0)  # array order (tilt, y, x, lines)
+    chunks = (1,) + stacked.shape[1:]
+    spectra = da.from_array(stacked, chunks=chunks).map_blocks(
+        _spectra_block, profiles, background, noise, seed,
+        chunks=da.core.normalize_chunks(chunks[:-1] + (energy.size,),
+                                        stacked.shape[:-1] + (energy.size,)),
+        dtype=np.uint32 if noise else np.float32,
+    )
+    signal = (hs.signals.LazySignal1D(spectra) if lazy
+              else hs.signals.Signal1D(spectra.compute()))
+    nav = signal.axes_manager.navigation_axes
+    names = ["x", "y", "tilt"] if len(shape) == 3 else ["x", "tilt"]
+    for axis, name in zip(nav, names):
+        axis.name = name
+        if name != "tilt":
+            axis.units = "nm"
+            axis.scale = pixel_size_nm
+            axis.offset = -(axis.size - 1) / 2 * pixel_size_nm
+    e_axis = signal.axes_manager.signal_axes[0]
+    e_axis.name, e_axis.units, e_axis.offset, e_axis.scale = "Energy", "keV", offset, scale
+    signal.set_signal_type(SIGNAL_TYPE)
+    apply_tilt_angles(signal, tilt_angles_deg)
+    signal.metadata.General.title = "Synthetic EDS tilt series"
+    tem = "Acquisition_instrument.TEM"
+    # Set directly: exspy's set_microscope_parameters writes "beam_energy " (trailing space).
+    signal.metadata.set_item(f"{tem}.beam_energy", float(beam_energy_kev))
+    signal.metadata.set_item(f"{tem}.beam_current", float(beam_current_na))
+    signal.metadata.set_item(f"{tem}.Detector.EDS.energy_resolution_MnKa",
+                             float(energy_resolution_mnka_ev))
+    signal.metadata.set_item(f"{tem}.Detector.EDS.live_time", float(live_time_s))
+    signal.add_lines(lines)
+    return signal
+
+
+@dataclass
+class SimulatedAcquisition:
+    """Everything a simulated experiment produces, and the truth behind it.
+
+    Attributes
+    ----------
+    series : TomographicEDSSpectrum
+        EDS spectrum images (Poisson counts) with calibrated axes and metadata.
+    adf : Signal2D or Signal1D
+        ADF tilt series (navigation tilt), Poisson counts.
+    xray_lines : list of str
+    line_intensities : list of numpy.ndarray
+        Poisson line counts per pixel, navigation-shaped (``(tilt, y, x)``), one
+        per line: the paper's noisy EDS sinograms, for studies that skip the
+        spectra (pass them as ``intensities=``). Drawn independently of the
+        spectra.
+    truth : dict of str -> Signal2D
+        Weight fraction per element, laid out like a reconstruction (navigation
+        ``y``, signal ``x``, ``z``).
+    density : numpy.ndarray
+        g/cm^3 per voxel.
+    phantom : Phantom
+    expected : dict
+        Noiseless sinograms ``(slices, tilts, x)`` per line and for ``"ADF"``.
+    """
+
+    series: object
+    adf: object
+    xray_lines: list
+    line_intensities: list
+    truth: dict
+    density: np.ndarray
+    phantom: Phantom
+    expected: dict = field(repr=False)
+
+
+def _truth_signal(volume, pixel_size_nm, title):
+    import hyperspy.api as hs
+
+    data = np.asarray(volume, dtype=np.float32)
+    n_z, n_x = data.shape[-2:]
+    axes = [
+        {"name": "z", "units": "nm", "size": n_z, "scale": pixel_size_nm,
+         "offset": -(n_z - 1) / 2 * pixel_size_nm, "navigate": False},
+        {"name": "x", "units": "nm", "size": n_x, "scale": pixel_size_nm,
+         "offset": -(n_x - 1) / 2 * pixel_size_nm, "navigate": False},
+    ]
+    if data.ndim == 3:
+        axes.insert(0, {"name": "y", "units": "nm", "size": data.shape[0],
+                        "scale": pixel_size_nm,
+                        "offset": -(data.shape[0] - 1) / 2 * pixel_size_nm, "navigate": True})
+    signal = hs.signals.Signal2D(data, axes=axes)
+    signal.metadata.General.title = title
+    return signal
+
+
+def simulate_acquisition(
+    phantom: Phantom,
+    xray_lines: Sequence[str],
+    tilt_angles_deg: Sequence[float] = PAPER_TILTS_DEG,
+    beam_energy_kev: float = 100.0,
+    eds_dose_electrons: float = 3.121e8,
+    adf_dose_electrons: float = 1e5,
+    solid_angle_sr: float = 0.7,
+    detector_efficiency=1.0,
+    beam_current_na: float = 0.1,
+    energy_axis_kev: tuple[float, float, int] = (0.0, 0.02, 1024),
+    seed: int = 0,
+    lazy: bool = False,
+) -> SimulatedAcquisition:
+    """Simulate an EDS + ADF tilt series of a phantom with the thin-film model.
+
+    Parameters
+    ----------
+    phantom : Phantom
+        Weight fraction maps of any elements (see :func:`paper_phantom`).
+    xray_lines : sequence of str
+        One line per element to record, e.g. ``["Ag_La", "Au_Ma"]``.
+    tilt_angles_deg : sequence of float
+        Tilt angles in degrees (default: the paper's 31 tilts, -75 to 75).
+    beam_energy_kev : float
+        Beam energy in keV (paper: 100).
+    eds_dose_electrons, adf_dose_electrons : float
+        Electrons per beam position (paper: 3.121e8 = 0.5 s x 100 pA, and 1e5).
+    solid_angle_sr : float
+        EDS detector solid angle in sr.
+    detector_efficiency : float, dict or callable
+        EDS detector efficiency (see :func:`hyperspy_hebt.physics.eds_factor`).
+    beam_current_na : float
+        Sets the live time in the metadata (dose x e / current).
+    energy_axis_kev : (offset, scale, size)
+        Energy axis of the spectra.
+    seed : int
+        Seeds every Poisson draw.
+    lazy : bool
+        Lazy spectra and ADF (generated tilt by tilt when computed).
+
+    Returns
+    -------
+    SimulatedAcquisition
+    """
+    fractions = phantom.weight_fractions
+    counts = thin_film_line_counts(fractions, xray_lines, beam_energy_kev,
+                                   dose_electrons=eds_dose_electrons,
+                                   solid_angle_sr=solid_angle_sr,
+                                   pixel_size_nm=phantom.pixel_size_nm,
+                                   detector_efficiency=detector_efficiency)
+    expected = {line: project_volume(counts[line], tilt_angles_deg) for line in xray_lines}
+    expected["ADF"] = project_volume(
+        thin_film_adf_counts(fractions, beam_energy_kev, dose_electrons=adf_dose_electrons,
+                             pixel_size_nm=phantom.pixel_size_nm), tilt_angles_deg)
+    live_time = eds_dose_electrons * ELEMENTARY_CHARGE_C / (beam_current_na * 1e-9)
+    series = synthetic_tilt_series(
+        {line: expected[line] for line in xray_lines}, tilt_angles_deg,
+        pixel_size_nm=phantom.pixel_size_nm, energy_axis_kev=energy_axis_kev,
+        beam_energy_kev=beam_energy_kev, live_time_s=live_time,
+        beam_current_na=beam_current_na, seed=seed, lazy=lazy)
+    adf = synthetic_adf_series(expected["ADF"], tilt_angles_deg,
+                               pixel_size_nm=phantom.pixel_size_nm, seed=seed + 1, lazy=lazy)
+    rng = np.random.default_rng(seed + 2)
+    line_intensities = []
+    for line in xray_lines:
+        draw = rng.poisson(expected[line]).astype(np.float32)
+        line_intensities.append(np.moveaxis(draw, 1, 0) if draw.ndim == 3 else draw)
+    truth = {element: _truth_signal(fraction, phantom.pixel_size_nm,
+                                    f"True {element} weight fraction")
+             for element, fraction in fractions.items()}
+    return SimulatedAcquisition(series, adf, list(xray_lines), line_intensities, truth,
+                                alloy_density(fractions), phantom, expected)
