@@ -138,8 +138,29 @@ def main(argv: list[str] | None = None) -> int:
                       help="electrons per beam position (paper: 0.5 s x 100 pA)")
     demo.add_argument("--pixel-size", type=float, default=1.5, help="nm (paper: 1.5)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
+    study = commands.add_parser("study", help="the paper's phantom study (Figs. 4, 6, 8, 13)")
+    study.add_argument("--out", default="study_output", help="output folder")
+    study.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
+    study.add_argument("--quick", action="store_true",
+                       help="a coarse sweep (a few iterations and alphas), for a first look")
     args = parser.parse_args(argv)
+    if args.command == "study":
+        return _study(args)
     return _demo(args)
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .study import run_paper_study
+
+    sweep = {}
+    if args.quick:
+        sweep = dict(sirt_iterations=(5, 20, 50, 200), alphas=(0.0, 0.4, 0.6, 0.8, 0.9),
+                     hebt_iterations=(200,))
+    start = time.perf_counter()
+    result = run_paper_study(args.out, seed=args.seed, **sweep)
+    print(f"{len(result.rows)} rows in {time.perf_counter() - start:.0f} s; wrote "
+          + ", ".join(str(f) for f in result.files))
+    return 0
 
 
 if __name__ == "__main__":

@@ -275,6 +275,7 @@ def simulate_acquisition(
     adf_dose_electrons: float = 1e5,
     solid_angle_sr: float = 0.7,
     detector_efficiency=1.0,
+    adf_collection_efficiency: float = 1.0,
     beam_current_na: float = 0.1,
     energy_axis_kev: tuple[float, float, int] = (0.0, 0.02, 1024),
     seed: int = 0,
@@ -298,6 +299,8 @@ def simulate_acquisition(
         EDS detector solid angle in sr.
     detector_efficiency : float, dict or callable
         EDS detector efficiency (see :func:`hyperspy_hebt.physics.eds_factor`).
+    adf_collection_efficiency : float
+        Share of elastically scattered electrons the ADF detector counts.
     beam_current_na : float
         Sets the live time in the metadata (dose x e / current).
     energy_axis_kev : (offset, scale, size)
@@ -320,7 +323,9 @@ def simulate_acquisition(
     expected = {line: project_volume(counts[line], tilt_angles_deg) for line in xray_lines}
     expected["ADF"] = project_volume(
         thin_film_adf_counts(fractions, beam_energy_kev, dose_electrons=adf_dose_electrons,
-                             pixel_size_nm=phantom.pixel_size_nm), tilt_angles_deg)
+                             pixel_size_nm=phantom.pixel_size_nm,
+                             collection_efficiency=adf_collection_efficiency),
+        tilt_angles_deg)
     live_time = eds_dose_electrons * ELEMENTARY_CHARGE_C / (beam_current_na * 1e-9)
     series = synthetic_tilt_series(
         {line: expected[line] for line in xray_lines}, tilt_angles_deg,

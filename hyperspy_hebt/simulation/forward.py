@@ -96,12 +96,14 @@ def thin_film_adf_counts(
     beam_energy_kev: float,
     dose_electrons: float = 1e5,
     pixel_size_nm: float = 1.5,
+    collection_efficiency: float = 1.0,
 ) -> np.ndarray:
     """Expected HAADF counts per voxel of path (paper Eq. 13-14).
 
-    ``counts = D_H N_A sum_A z_A C_A rho t`` with ``z_A = sigma_elastic / M`` and
-    ``t`` one pixel: every elastically scattered electron is counted, the
-    paper's linear model.
+    ``counts = eta D_H N_A sum_A z_A C_A rho t`` with ``z_A = sigma_elastic / M``,
+    ``t`` one pixel and ``eta`` the share of elastically scattered electrons the
+    detector collects (the paper's linear model has eta = 1; a real annular
+    detector sees only the high-angle part).
 
     Parameters
     ----------
@@ -113,13 +115,20 @@ def thin_film_adf_counts(
         Electrons per beam position (paper: 1e5).
     pixel_size_nm : float
         Voxel edge in nm.
+    collection_efficiency : float
+        ``eta`` in (0, 1].
     """
     from ..physics import haadf_factor
 
+    if not 0.0 < collection_efficiency <= 1.0:
+        raise ValueError(
+            f"collection_efficiency must lie in (0, 1], got {collection_efficiency}."
+        )
     density = alloy_density(weight_fractions)
     z = sum(haadf_factor(e, beam_energy_kev) * BARN_CM2 * np.asarray(c, float)
             for e, c in weight_fractions.items())
-    return dose_electrons * AVOGADRO * z * density * pixel_size_nm * 1e-7
+    return (collection_efficiency * dose_electrons * AVOGADRO * z * density
+            * pixel_size_nm * 1e-7)
 
 
 def project_volume(volume: np.ndarray, tilt_angles_deg: Sequence[float], oversampling: int = 2
