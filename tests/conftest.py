@@ -1,18 +1,10 @@
-import os
 import warnings
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 
 matplotlib.use("Agg")
-os.environ.setdefault("NUMBA_NUM_THREADS", "2")
-# These machines have no internet: the NIST tables come from ../shared beside the repo.
-os.environ.setdefault(
-    "HYPERSPY_HEBT_DATA_DIR",
-    str(Path(__file__).resolve().parents[2] / "shared" / "data" / "bote_salvat"),
-)
 warnings.filterwarnings("ignore", message=".*Importing `Lazy.*")
 
 
