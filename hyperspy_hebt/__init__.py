@@ -6,6 +6,7 @@ entry point, so ``hs.load`` of a saved tilt series returns a
 """
 
 from ._version import __version__
+from .compute import compute_together
 from .signals import LazyTomographicEDSSpectrum, TomographicEDSSpectrum
 from .tilt_series import stack_tilt_series
 
@@ -13,5 +14,6 @@ __all__ = [
     "LazyTomographicEDSSpectrum",
     "TomographicEDSSpectrum",
     "__version__",
+    "compute_together",
     "stack_tilt_series",
 ]

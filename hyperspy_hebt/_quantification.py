@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from numbers import Real
 
-import dask
 import dask.array as da
 import numpy as np
 
@@ -18,10 +17,6 @@ _EQUATION = {
     "HEBT": ("z_A", "Yuan et al. 2021 Eq. 18: C_A = (X_A/z_A) / sum_B (X_B/z_B), "
                     "z_A = sigma_elastic / M (Eq. 14)"),
 }
-
-
-def _threshold_of(fit):
-    return fit.threshold
 
 
 def _reconstruction_parameters(reconstructions):
@@ -169,8 +164,7 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
         _, total = normalised_total(stack, values)
         fit = esf_threshold(total)
         if lazy:
-            threshold_value = da.from_delayed(dask.delayed(_threshold_of)(fit), shape=(),
-                                              dtype=float)
+            threshold_value = fit
             threshold_info["threshold_note"] = (
                 "fitted when the data are computed (lazy); "
                 "hyperspy_hebt.quantification.esf_threshold gives the value")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import dask
 import dask.array as da
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -169,8 +168,10 @@ def _histogram_inputs(total):
     return counts, (relative > 1.0).sum(), flat.size, scale
 
 
-def _esf_or_error(counts, n_above, n_total, scale):
-    return fit_esf(counts, int(n_above), int(n_total), float(scale))
+def _threshold_from_packed(packed):
+    """[counts..., n_above, n_total, scale] -> [threshold] (runs inside a dask graph)."""
+    counts, (n_above, n_total, scale) = packed[:-3], packed[-3:]
+    return np.array([fit_esf(counts, int(n_above), int(n_total), float(scale)).threshold])
 
 
 def esf_threshold(total):
@@ -183,12 +184,17 @@ def esf_threshold(total):
 
     Returns
     -------
-    EsfFit, or a dask.delayed EsfFit for a dask input (nothing is computed).
+    EsfFit for a numpy input; for a dask input, a 0-d dask array holding the
+    threshold (nothing is computed). The lazy fit stays a plain array task
+    rather than a ``dask.delayed`` call, which would optimise, and so copy,
+    the reconstruction graph it depends on.
     """
     counts, n_above, n_total, scale = _histogram_inputs(total)
-    if isinstance(total, da.Array):
-        return dask.delayed(_esf_or_error)(counts, n_above, n_total, scale)
-    return _esf_or_error(counts, n_above, n_total, scale)
+    if not isinstance(total, da.Array):
+        return fit_esf(counts, int(n_above), int(n_total), float(scale))
+    tail = da.stack([n_above.astype(float), da.asarray(float(n_total)), scale.astype(float)])
+    packed = da.concatenate([counts.astype(float), tail]).rechunk(-1)
+    return packed.map_blocks(_threshold_from_packed, chunks=((1,),), dtype=float)[0]
 
 
 def composition_fractions(intensities, factors, threshold=None, atomic_weights=None):

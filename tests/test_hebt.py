@@ -227,3 +227,34 @@ def test_fit_response_ratios_kernel():
     assert ratios[1] == 0 and r2 < 0.9
     with pytest.raises(ValueError, match="adf_map has 499 values"):
         fit_response_ratios(eds, exact[:-1])
+
+
+def test_compute_together_runs_the_shared_graph_once(phantom):
+    from hyperspy_hebt import compute_together
+
+    series, adf = phantom["series"], phantom["adf"]
+    ratios = {"Ag_La": 500.0, "Au_Ma": 550.0}
+    lazy = series.as_lazy().reconstruct_hebt(adf.as_lazy(), iterations=10,
+                                             response_ratios=ratios)
+    fractions = series.quantify_cross_section(lazy)
+    calls = []
+    import hyperspy_hebt._hebt as module
+
+    original = module.hebt
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    module.hebt = counting
+    try:
+        eager = compute_together(lazy + fractions)
+    finally:
+        module.hebt = original
+    # One block of slices: one HEBT run for both lines and both fraction maps.
+    assert len(calls) == 1
+    assert [type(s).__name__ for s in eager] == ["Signal2D"] * 4
+    assert all(not s._lazy for s in eager) and lazy[0]._lazy
+    assert eager[2].metadata.Quantification.threshold_method == "esf"
+    np.testing.assert_allclose(eager[2].data + eager[3].data,
+                               (eager[2].data + eager[3].data > 0).astype(float), atol=1e-6)
