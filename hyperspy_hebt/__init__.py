@@ -7,6 +7,7 @@ entry point, so ``hs.load`` of a saved tilt series returns a
 
 from ._version import __version__
 from .compute import compute_together
+from .io import load_tilt_series
 from .signals import LazyTomographicEDSSpectrum, TomographicEDSSpectrum
 from .tilt_series import stack_tilt_series
 
@@ -15,5 +16,6 @@ __all__ = [
     "TomographicEDSSpectrum",
     "__version__",
     "compute_together",
+    "load_tilt_series",
     "stack_tilt_series",
 ]

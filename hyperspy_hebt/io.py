@@ -1,0 +1,231 @@
+"""Assemble a tilt series from per-tilt microscope files.
+
+One file per tilt, as microscopes write them: Bruker ``.bcf`` (the HAADF image and
+the EDS spectrum image in one file), Thermo Fisher Velox ``.emd`` (images and the
+spectrum image) or ``.hspy``/``.zspy`` (a spectrum image; its ADF image in a
+parallel set of files). rosettasciio reads them; this module picks the EDS
+spectrum image and the ADF image of each file, finds the tilt angles, and stacks
+them with :func:`~hyperspy_hebt.stack_tilt_series`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .tilt_series import TILT_AXIS_NAME, apply_tilt_angles, stack_tilt_series
+
+__all__ = ["load_tilt_series", "tilt_angle_from_filename"]
+
+#: Titles of ADF-type images (case-insensitive words); the first match is used.
+ADF_TITLES = ("HAADF", "ADF", "DF", "DF4", "DF-S")
+
+_TILT_WORD = re.compile(r"tilt[\s_=]*([+-]?|[mp])(\d+(?:[.p]\d+)?)(?![0-9])", re.IGNORECASE)
+_SIGNED_STEM = re.compile(r"^([+-]?)(\d+(?:\.\d+)?)(?:\s*deg|°)?$", re.IGNORECASE)
+
+
+def tilt_angle_from_filename(path: str) -> float:
+    """Parse a tilt angle (degrees) from a file name.
+
+    Understood: one number after the word ``tilt`` (``tilt_+10.emd``,
+    ``series2_tilt-35.5.bcf``, ``tilt_m20.hspy`` and ``tilt_p7p5`` with ``m``/``p``
+    for minus/plus and ``p`` for the decimal point), or a name that is a signed
+    number (``-35.bcf``, ``+12.5deg.emd``). Anything else is ambiguous
+    (``map-2.bcf``: minus two, or map number two?) and refused.
+
+    Raises
+    ------
+    ValueError
+        When the name matches neither form.
+    """
+    stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    matches = list(_TILT_WORD.finditer(stem)) or list(_SIGNED_STEM.finditer(stem))
+    if len(matches) != 1:
+        raise ValueError(
+            f"Cannot read a tilt angle from the file name {os.path.basename(path)!r}: it "
+            "needs one number after the word 'tilt' ('tilt_-35.bcf', 'tilt_m35.bcf') or a "
+            "name that is a signed number ('-35.bcf'); or pass tilt_angles or "
+            "tilt_from=callable."
+        )
+    sign, digits = matches[0].group(1).lower(), matches[0].group(2).replace("p", ".")
+    value = float(digits)
+    return -value if sign in ("-", "m") else value
+
+
+def _expand(paths, name):
+    if isinstance(paths, (str, os.PathLike)):
+        pattern = os.fspath(paths)
+        found = sorted(glob.glob(pattern))
+        if not found:
+            raise FileNotFoundError(f"{name}: no file matches {pattern!r}.")
+        return found
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise ValueError(f"{name} is empty: give a glob pattern or a list of files.")
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"{name}: these files do not exist: {missing}.")
+    return paths
+
+
+def _is_spectrum_image(signal) -> bool:
+    if signal.axes_manager.signal_dimension != 1:
+        return False
+    signal_type = signal.metadata.get_item("Signal.signal_type", "") or ""
+    units = signal.axes_manager.signal_axes[0].units
+    return signal_type.startswith("EDS") or units in ("keV", "eV")
+
+
+def _is_adf(signal) -> bool:
+    if signal.axes_manager.signal_dimension != 2 or signal.axes_manager.navigation_dimension:
+        return False
+    title = (signal.metadata.get_item("General.title", "") or "").upper()
+    return any(re.search(rf"(^|[^A-Z]){t}([^A-Z]|$)", title) for t in ADF_TITLES)
+
+
+def _split_file(path, signals, want_adf):
+    signals = signals if isinstance(signals, list) else [signals]
+    spectra = [s for s in signals if _is_spectrum_image(s)]
+    if len(spectra) != 1:
+        found = [(s.metadata.General.title, str(s.axes_manager.shape)) for s in signals]
+        raise ValueError(
+            f"{os.path.basename(path)} holds {len(spectra)} EDS spectrum images; expected "
+            f"exactly one. Signals in the file (title, shape): {found}."
+        )
+    adf = None
+    if want_adf:
+        images = [s for s in signals if _is_adf(s)]
+        adf = images[0] if images else None
+    return spectra[0], adf
+
+
+def _metadata_tilt(path, spectrum):
+    for key in ("Acquisition_instrument.TEM.Stage.tilt_alpha",
+                "Acquisition_instrument.SEM.Stage.tilt_alpha"):
+        value = spectrum.metadata.get_item(key)
+        if value is not None:
+            return float(value)
+    raise ValueError(
+        f"{os.path.basename(path)} has no Stage.tilt_alpha in its metadata; use "
+        "tilt_from='filename', a callable, or pass tilt_angles."
+    )
+
+
+def load_tilt_series(
+    paths: str | Sequence[str],
+    tilt_angles: Sequence[float] | None = None,
+    tilt_from: str | Callable = "metadata",
+    adf_paths: str | Sequence[str] | None = None,
+    lazy: bool = True,
+    **load_kwargs,
+):
+    """Load one file per tilt into a tilt series and its ADF series.
+
+    Parameters
+    ----------
+    paths : str or sequence of str
+        A glob pattern (``"data/*.bcf"``, sorted by name) or a list of files:
+        ``.bcf``, ``.emd``, ``.hspy``, ``.zspy`` or anything rosettasciio reads
+        that holds one EDS spectrum image per file.
+    tilt_angles : sequence of float, optional
+        One angle (degrees) per file, in the order of ``paths``; overrides
+        ``tilt_from``.
+    tilt_from : "metadata", "filename" or callable
+        Where the angles come from: ``Stage.tilt_alpha`` of each file, the file
+        name (see :func:`tilt_angle_from_filename`), or ``f(path, spectrum) ->
+        degrees``.
+    adf_paths : str or sequence of str, optional
+        Files holding the ADF image of each tilt, in the same order, for
+        formats that store it separately (``.hspy``). Without it the ADF image
+        is taken from each file when present (Bruker, Velox: a 2D image whose
+        title is HAADF, ADF or DF).
+    lazy : bool
+        Load lazily (default): nothing is read whole until computed.
+    **load_kwargs
+        Passed to ``hs.load`` (e.g. ``select_type``, ``sum_frames``).
+
+    Returns
+    -------
+    (TomographicEDSSpectrum, Signal2D or None)
+        The series sorted by tilt angle, and the ADF stack (navigation ``tilt``)
+        in the same order, or None when the files hold no ADF image.
+
+    Raises
+    ------
+    ValueError
+        Missing, duplicated or out-of-range angles, a count that differs from
+        the number of files, files without exactly one spectrum image, ADF
+        images in some files only, or images that do not match in shape.
+    FileNotFoundError
+        A pattern matching nothing, or missing files.
+    """
+    import hyperspy.api as hs
+
+    files = _expand(paths, "paths")
+    adf_files = None if adf_paths is None else _expand(adf_paths, "adf_paths")
+    if adf_files is not None and len(adf_files) != len(files):
+        raise ValueError(
+            f"adf_paths has {len(adf_files)} files for {len(files)} spectrum-image files."
+        )
+    spectra, adfs = [], []
+    for i, path in enumerate(files):
+        loaded = hs.load(path, lazy=lazy, **load_kwargs)
+        spectrum, adf = _split_file(path, loaded, want_adf=adf_files is None)
+        if adf_files is not None:
+            adf = hs.load(adf_files[i], lazy=lazy)
+            if isinstance(adf, list) or adf.axes_manager.signal_dimension != 2:
+                raise ValueError(f"{adf_files[i]} must hold one 2D ADF image.")
+        spectra.append(spectrum)
+        adfs.append(adf)
+    if tilt_angles is not None:
+        angles = np.asarray(tilt_angles, dtype=float)
+        if angles.ndim != 1 or angles.size != len(files):
+            raise ValueError(
+                f"tilt_angles has {angles.size} values for {len(files)} files; give one "
+                "angle per file, in the order of paths."
+            )
+    elif callable(tilt_from):
+        angles = np.array([float(tilt_from(p, s)) for p, s in zip(files, spectra)])
+    elif tilt_from == "metadata":
+        angles = np.array([_metadata_tilt(p, s) for p, s in zip(files, spectra)])
+        values, counts = np.unique(angles, return_counts=True)
+        if len(files) > 1 and counts.max() > 1:
+            raise ValueError(
+                f"Stage.tilt_alpha repeats in the files' metadata ({values[counts > 1].tolist()}"
+                " degrees): it does not record the tilt of each file (exspy also fills in 0 "
+                "when it is missing). Use tilt_from='filename', a callable, or tilt_angles."
+            )
+    elif tilt_from == "filename":
+        angles = np.array([tilt_angle_from_filename(p) for p in files])
+    else:
+        raise ValueError(
+            f"tilt_from must be 'metadata', 'filename' or a callable, got {tilt_from!r}."
+        )
+    with_adf = [a is not None for a in adfs]
+    if any(with_adf) and not all(with_adf):
+        missing = [os.path.basename(f) for f, ok in zip(files, with_adf) if not ok]
+        raise ValueError(f"These files hold no ADF image while the others do: {missing}.")
+    series = stack_tilt_series(spectra, angles, lazy=lazy)
+    series.original_metadata.set_item(
+        "tilt_series.files", [files[i] for i in series.original_metadata.tilt_series.acquisition_order]
+    )
+    if not all(with_adf):
+        return series, None
+    return series, _stack_adf(adfs, angles, lazy)
+
+
+def _stack_adf(adfs, angles, lazy):
+    import hyperspy.api as hs
+
+    shapes = {a.data.shape for a in adfs}
+    if len(shapes) != 1:
+        raise ValueError(f"The ADF images differ in shape: {sorted(shapes)}.")
+    order = np.argsort(angles, kind="stable")
+    stacked = hs.stack([adfs[i] for i in order], new_axis_name=TILT_AXIS_NAME, lazy=lazy)
+    apply_tilt_angles(stacked, angles[order])
+    stacked.metadata.General.title = f"ADF tilt series ({adfs[0].metadata.General.title})"
+    return stacked
