@@ -138,7 +138,7 @@ def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float], lazy: boo
     for path in per_tilt:
         if stacked.metadata.has_item(path):
             _delete_item(stacked.metadata, path)
-    stacked.metadata.General.title = f"Tilt series of {reference.metadata.General.title}".strip()
+    stacked.metadata.General.title = f"Tilt series of {ordered[0].metadata.General.title}".strip()
     stacked.set_signal_type(SIGNAL_TYPE)
     apply_tilt_angles(stacked, angles[order])
     node = "tilt_series"

@@ -10,10 +10,10 @@
 """
 
 from .acquisition import (SimulatedAcquisition, simulate_acquisition, synthetic_adf_series,
-                          synthetic_tilt_series)
+                          synthetic_tilt_series, write_acquisition_files)
 from .forward import (AVOGADRO, alloy_density, project_volume, thin_film_adf_counts,
                       thin_film_line_counts)
-from .phantoms import Phantom, core_shell_phantom, paper_phantom
+from .phantoms import Phantom, core_shell_particle, core_shell_phantom, paper_phantom
 
 __all__ = [
     "AVOGADRO",
@@ -22,10 +22,12 @@ __all__ = [
     "paper_phantom",
     "simulate_acquisition",
     "alloy_density",
+    "core_shell_particle",
     "core_shell_phantom",
     "project_volume",
     "synthetic_adf_series",
     "synthetic_tilt_series",
     "thin_film_adf_counts",
     "thin_film_line_counts",
+    "write_acquisition_files",
 ]

@@ -11,7 +11,7 @@ from .forward import alloy_density, project_volume, thin_film_adf_counts, thin_f
 from .phantoms import Phantom
 
 __all__ = ["SimulatedAcquisition", "simulate_acquisition", "synthetic_adf_series",
-           "synthetic_tilt_series"]
+           "synthetic_tilt_series", "write_acquisition_files"]
 
 ELEMENTARY_CHARGE_C = 1.602176634e-19
 PAPER_TILTS_DEG = np.linspace(-75.0, 75.0, 31)
@@ -266,6 +266,46 @@ def _truth_signal(volume, pixel_size_nm, title):
     return signal
 
 
+def _acquisition_faults(expected, xray_lines, n_tilts, drift_px, adf_offset_px,
+                        eds_tilt_factors, rotation_deg=0.0):
+    """Expected sinograms (slices, tilts, x) with drift, ADF offset and shadowing."""
+    import scipy.ndimage as ndi
+
+    drift = np.zeros((n_tilts, 2)) if drift_px is None else np.asarray(drift_px, float)
+    if drift.shape != (n_tilts, 2):
+        raise ValueError(f"drift_px must have shape ({n_tilts}, 2), got {drift.shape}.")
+    offset = np.asarray(adf_offset_px, dtype=float)
+    factors = np.ones(n_tilts) if eds_tilt_factors is None else np.asarray(eds_tilt_factors,
+                                                                             float)
+    if factors.shape != (n_tilts,) or np.any(factors <= 0):
+        raise ValueError(f"eds_tilt_factors must be {n_tilts} positive numbers.")
+    if drift_px is None and not offset.any() and eds_tilt_factors is None and not rotation_deg:
+        return expected
+
+    def move(sinogram, shifts):
+        single = sinogram.ndim == 2
+        stack = sinogram[None] if single else sinogram  # (slices, tilts, x)
+        out = np.empty_like(stack)
+        for t, (dy, dx) in enumerate(shifts):
+            image = stack[:, t]
+            if single:
+                out[:, t] = ndi.shift(image, (0, dx), order=1, mode="constant")
+                continue
+            if rotation_deg:
+                image = ndi.rotate(image, rotation_deg, reshape=False, order=1)
+            out[:, t] = ndi.shift(image, (dy, dx), order=1, mode="constant")
+        return out[0] if single else out
+
+    measured = {line: move(expected[line], drift) * _tilt_axis(factors, expected[line].ndim)
+                for line in xray_lines}
+    measured["ADF"] = move(expected["ADF"], drift + offset)
+    return measured
+
+
+def _tilt_axis(values, ndim):
+    return values.reshape((-1, 1)) if ndim == 2 else values.reshape((1, -1, 1))
+
+
 def simulate_acquisition(
     phantom: Phantom,
     xray_lines: Sequence[str],
@@ -280,6 +320,10 @@ def simulate_acquisition(
     energy_axis_kev: tuple[float, float, int] = (0.0, 0.02, 1024),
     seed: int = 0,
     lazy: bool = False,
+    drift_px=None,
+    adf_offset_px=(0.0, 0.0),
+    eds_tilt_factors=None,
+    tilt_axis_rotation_deg: float = 0.0,
 ) -> SimulatedAcquisition:
     """Simulate an EDS + ADF tilt series of a phantom with the thin-film model.
 
@@ -309,10 +353,21 @@ def simulate_acquisition(
         Seeds every Poisson draw.
     lazy : bool
         Lazy spectra and ADF (generated tilt by tilt when computed).
+    drift_px : array-like, optional
+        ``(n_tilts, 2)`` specimen drift ``(dy, dx)`` in pixels at each tilt, moving
+        the EDS and ADF images alike (linear interpolation of the expected counts).
+    adf_offset_px : (float, float)
+        Extra ``(dy, dx)`` of the ADF images against the EDS maps (scan timing).
+    eds_tilt_factors : array-like, optional
+        Per-tilt factor on every EDS count (detector shadowing by the holder).
+    tilt_axis_rotation_deg : float
+        In-plane angle of the tilt axis from the image ``y`` axis: every image is
+        rotated by it (``scipy.ndimage.rotate`` convention) before drift.
 
     Returns
     -------
     SimulatedAcquisition
+        ``expected`` holds the clean sinograms (no drift, offset or shadowing).
     """
     fractions = phantom.weight_fractions
     counts = thin_film_line_counts(fractions, xray_lines, beam_energy_kev,
@@ -326,21 +381,67 @@ def simulate_acquisition(
                              pixel_size_nm=phantom.pixel_size_nm,
                              collection_efficiency=adf_collection_efficiency),
         tilt_angles_deg)
+    measured = _acquisition_faults(expected, xray_lines, len(tilt_angles_deg), drift_px,
+                                   adf_offset_px, eds_tilt_factors, tilt_axis_rotation_deg)
     live_time = eds_dose_electrons * ELEMENTARY_CHARGE_C / (beam_current_na * 1e-9)
     series = synthetic_tilt_series(
-        {line: expected[line] for line in xray_lines}, tilt_angles_deg,
+        {line: measured[line] for line in xray_lines}, tilt_angles_deg,
         pixel_size_nm=phantom.pixel_size_nm, energy_axis_kev=energy_axis_kev,
         beam_energy_kev=beam_energy_kev, live_time_s=live_time,
         beam_current_na=beam_current_na, seed=seed, lazy=lazy)
-    adf = synthetic_adf_series(expected["ADF"], tilt_angles_deg,
+    adf = synthetic_adf_series(measured["ADF"], tilt_angles_deg,
                                pixel_size_nm=phantom.pixel_size_nm, seed=seed + 1, lazy=lazy)
     rng = np.random.default_rng(seed + 2)
     line_intensities = []
     for line in xray_lines:
-        draw = rng.poisson(expected[line]).astype(np.float32)
+        draw = rng.poisson(measured[line]).astype(np.float32)
         line_intensities.append(np.moveaxis(draw, 1, 0) if draw.ndim == 3 else draw)
     truth = {element: _truth_signal(fraction, phantom.pixel_size_nm,
                                     f"True {element} weight fraction")
              for element, fraction in fractions.items()}
     return SimulatedAcquisition(series, adf, list(xray_lines), line_intensities, truth,
                                 alloy_density(fractions), phantom, expected)
+
+
+def write_acquisition_files(acquisition: SimulatedAcquisition, folder, extension: str = "hspy",
+                            wrong_tilt_alpha: float | None = 0.0):
+    """Write a simulated acquisition as a microscope does: one file per tilt.
+
+    Each tilt gives ``tilt_<angle>.<extension>`` (an ``EDS_TEM`` spectrum image)
+    and ``adf_tilt_<angle>.<extension>`` (the ADF image), e.g. ``tilt_-35.hspy``.
+
+    Parameters
+    ----------
+    acquisition : SimulatedAcquisition
+    folder : str or Path
+        Created if needed.
+    extension : {"hspy", "zspy"}
+    wrong_tilt_alpha : float or None
+        Value written to every file's ``Stage.tilt_alpha`` (real files often
+        carry one wrong value); None writes the true angle.
+
+    Returns
+    -------
+    (list of Path, list of Path)
+        Spectrum-image files and ADF files, in acquisition (sorted) order.
+    """
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    series, adf = acquisition.series, acquisition.adf
+    paths, adf_paths = [], []
+    for i, angle in enumerate(series.tilt_angles):
+        spectrum = series.inav[..., i].deepcopy()
+        spectrum.set_signal_type("EDS_TEM")
+        spectrum.metadata.General.title = f"EDS tilt {angle:+g}"
+        spectrum.metadata.set_item("Acquisition_instrument.TEM.Stage.tilt_alpha",
+                                   float(angle if wrong_tilt_alpha is None else wrong_tilt_alpha))
+        image = adf.inav[i].deepcopy()
+        image.metadata.General.title = "HAADF"
+        name = f"tilt_{angle:+g}.{extension}"
+        spectrum.save(folder / name, overwrite=True)
+        image.save(folder / f"adf_{name}", overwrite=True)
+        paths.append(folder / name)
+        adf_paths.append(folder / f"adf_{name}")
+    return paths, adf_paths

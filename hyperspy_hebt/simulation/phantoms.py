@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Phantom", "core_shell_phantom", "paper_phantom"]
+__all__ = ["Phantom", "core_shell_particle", "core_shell_phantom", "paper_phantom"]
 
 
 @dataclass
@@ -75,6 +75,49 @@ def core_shell_phantom(
     return core, shell
 
 
+def core_shell_particle(n_x: int, n_slices: int | None = None, pixel_size_nm: float = 1.5,
+                        core_composition=None, shell_composition=None,
+                        core_radius: float = 0.22, shell_radius: float = 0.4) -> Phantom:
+    """A core-shell particle of any two compositions (see :func:`core_shell_phantom`).
+
+    Parameters
+    ----------
+    n_x : int
+        Pixels along x and z.
+    n_slices : int, optional
+        None: one 2D slice; a number: a sphere over that many slices along ``y``
+        (centred, so with ``n_slices >= 2 * shell_radius * n_x`` the whole particle
+        is inside the field, as alignment by centre of mass needs).
+    pixel_size_nm : float
+        Voxel edge in nm.
+    core_composition, shell_composition : dict of str -> float, optional
+        Weight fractions per element, each summing to 1 (default: the paper's
+        Au 0.8 / Ag 0.2 core and Ag 0.8 / Au 0.2 shell). Any elements may be used.
+    core_radius, shell_radius : float
+        Radii as fractions of the field of view.
+
+    Returns
+    -------
+    Phantom
+        With regions ``core`` and ``shell``.
+    """
+    core_composition = core_composition or {"Ag": 0.2, "Au": 0.8}
+    shell_composition = shell_composition or {"Ag": 0.8, "Au": 0.2}
+    for name, composition in (("core_composition", core_composition),
+                              ("shell_composition", shell_composition)):
+        total = sum(composition.values())
+        if not np.isclose(total, 1.0) or any(v < 0 for v in composition.values()):
+            raise ValueError(
+                f"{name} must hold weight fractions >= 0 summing to 1, got {composition}."
+            )
+    core, shell = core_shell_phantom(n_x, n_slices, core_radius=core_radius,
+                                     shell_radius=shell_radius)
+    elements = sorted(set(core_composition) | set(shell_composition))
+    fractions = {e: core_composition.get(e, 0.0) * core + shell_composition.get(e, 0.0) * shell
+                 for e in elements}
+    return Phantom(fractions, pixel_size_nm, {"core": core, "shell": shell})
+
+
 def paper_phantom(n_slices: int | None = None, core_composition=None, shell_composition=None
                   ) -> Phantom:
     """The paper's Ag-Au core-shell phantom (its Fig. 1) on the paper's grid.
@@ -90,25 +133,11 @@ def paper_phantom(n_slices: int | None = None, core_composition=None, shell_comp
         None: one 2D slice (as in the paper). A number: a 3D sphere of that many
         slices along the rotation axis ``y``.
     core_composition, shell_composition : dict of str -> float, optional
-        Weight fractions per element, e.g. ``{"Au": 0.8, "Ag": 0.2}``; each must
-        sum to 1. Any elements may be used.
+        As for :func:`core_shell_particle`.
 
     Returns
     -------
     Phantom
         Weight fractions per element, 1.5 nm voxels, regions ``core`` and ``shell``.
     """
-    core_composition = core_composition or {"Ag": 0.2, "Au": 0.8}
-    shell_composition = shell_composition or {"Ag": 0.8, "Au": 0.2}
-    for name, composition in (("core_composition", core_composition),
-                              ("shell_composition", shell_composition)):
-        total = sum(composition.values())
-        if not np.isclose(total, 1.0) or any(v < 0 for v in composition.values()):
-            raise ValueError(
-                f"{name} must hold weight fractions >= 0 summing to 1, got {composition}."
-            )
-    core, shell = core_shell_phantom(97, n_slices, core_radius=0.22, shell_radius=0.4)
-    elements = sorted(set(core_composition) | set(shell_composition))
-    fractions = {e: core_composition.get(e, 0.0) * core + shell_composition.get(e, 0.0) * shell
-                 for e in elements}
-    return Phantom(fractions, 1.5, {"core": core, "shell": shell})
+    return core_shell_particle(97, n_slices, 1.5, core_composition, shell_composition)
