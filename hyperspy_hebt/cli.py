@@ -143,10 +143,43 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
     study.add_argument("--quick", action="store_true",
                        help="a coarse sweep (a few iterations and alphas), for a first look")
+    rec = commands.add_parser("reconstruct", help="per-tilt files -> quantified volumes")
+    rec.add_argument("paths", help='glob pattern of per-tilt files, e.g. "data/*.bcf"')
+    rec.add_argument("--adf", default=None, help="glob pattern of separate ADF files")
+    rec.add_argument("--tilt-from", default="metadata", choices=("metadata", "filename"))
+    rec.add_argument("--tilt-angles", type=float, nargs="+", default=None,
+                     help="one angle per file (degrees), in file-name order")
+    rec.add_argument("--elements", nargs="+", default=None)
+    rec.add_argument("--lines", nargs="+", default=None, help="X-ray lines, e.g. Fe_Ka")
+    rec.add_argument("--method", default="hebt", choices=("hebt", "sirt"))
+    rec.add_argument("--alpha", type=float, default=0.8)
+    rec.add_argument("--iterations", type=int, default=100)
+    rec.add_argument("--bin", type=int, default=1, help="spatial binning factor")
+    rec.add_argument("--align", action="store_true", help="align the series on the ADF")
+    rec.add_argument("--align-method", default="com", choices=("com", "xcorr"))
+    rec.add_argument("--register", action="store_true", help="register the ADF on the EDS")
+    rec.add_argument("--normalise", action="store_true", help="equal counts per tilt")
+    rec.add_argument("--gaussian-sigma", type=float, default=0.8)
+    rec.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     if args.command == "study":
         return _study(args)
+    if args.command == "reconstruct":
+        return _reconstruct(args)
     return _demo(args)
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from .pipeline import reconstruct_files
+
+    reconstruct_files(
+        args.paths, args.out, elements=args.elements, xray_lines=args.lines,
+        method=args.method, alpha=args.alpha, iterations=args.iterations,
+        bin_factor=args.bin, align=args.align, align_method=args.align_method,
+        register=args.register, normalise=args.normalise,
+        gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
+        tilt_from=args.tilt_from, adf_paths=args.adf)
+    return 0
 
 
 def _study(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from exspy._misc.eds import utils as eds_utils
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 
 from . import _hebt, _quantification, _reconstruction
-from .tilt_series import SIGNAL_TYPE, apply_tilt_angles, get_tilt_axis
+from .tilt_series import SIGNAL_TYPE, apply_tilt_angles, get_tilt_axis, rebin_keeping_tilts
 
 __all__ = ["TomographicEDSSpectrum", "LazyTomographicEDSSpectrum"]
 
@@ -68,30 +68,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         )
 
     def rebin(self, new_shape=None, scale=None, crop=True, dtype=None, out=None):
-        # HyperSpy refuses to rebin any signal with a non-uniform axis (its check
-        # indexes the factors in array order), even with a factor of 1 along it.
-        # The tilt axis is never binned, so bin a view whose tilt axis is
-        # uniform and put the angles back.
-        tilt = get_tilt_axis(self)
-        if tilt is None or tilt.is_uniform:
-            return super().rebin(new_shape=new_shape, scale=scale, crop=crop, dtype=dtype,
-                                 out=out)
-        index = tilt.index_in_axes_manager
-        if (scale is not None and len(scale) > index and scale[index] != 1) or (
-            new_shape is not None and len(new_shape) > index and new_shape[index] != tilt.size
-        ):
-            raise NotImplementedError(
-                "Rebinning along the non-uniform 'tilt' axis would average tilt angles; "
-                "only the spatial and energy axes can be rebinned."
-            )
-        angles = self.tilt_angles
-        view = self._deepcopy_with_new_data(self.data)
-        view.axes_manager[index].convert_to_uniform_axis()
-        result = super(TomographicEDSSpectrum, view).rebin(
-            new_shape=new_shape, scale=scale, crop=crop, dtype=dtype, out=out
-        )
-        apply_tilt_angles(out if out is not None else result, angles)
-        return result
+        # HyperSpy's rebin refuses a non-uniform tilt axis even at factor 1.
+        return rebin_keeping_tilts(
+            self, lambda target, **kw: super(TomographicEDSSpectrum, target).rebin(**kw),
+            new_shape=new_shape, scale=scale, crop=crop, dtype=dtype, out=out)
 
     rebin.__doc__ = EDSTEMSpectrum.rebin.__doc__
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from .tomography.geometry import validate_tilt_angles
 
-__all__ = ["TILT_AXIS_NAME", "stack_tilt_series", "get_tilt_axis", "apply_tilt_angles"]
+__all__ = ["TILT_AXIS_NAME", "apply_tilt_angles", "get_tilt_axis", "rebin_keeping_tilts",
+           "stack_tilt_series"]
 
 TILT_AXIS_NAME = "tilt"
 TILT_AXIS_UNITS = "degrees"
@@ -76,6 +77,43 @@ def apply_tilt_angles(signal, tilt_angles_deg) -> None:
         axis.axis = angles.copy()
     axis.name = TILT_AXIS_NAME
     axis.units = TILT_AXIS_UNITS
+
+
+def rebin_keeping_tilts(signal, rebin=None, **kwargs):
+    """Rebin a signal whose ``tilt`` axis may be non-uniform.
+
+    HyperSpy refuses to rebin any signal with a non-uniform axis (its check
+    indexes the factors in array order), even with a factor of 1 along it. The
+    tilt axis is never binned: this bins a view whose tilt axis is uniform and
+    puts the angles back. The signal itself is not modified.
+
+    Parameters
+    ----------
+    signal : BaseSignal
+    rebin : callable, optional
+        ``rebin(signal, **kwargs)`` doing the binning; default ``signal.rebin``.
+    **kwargs
+        ``new_shape`` or ``scale`` (axes-manager order), ``crop``, ``dtype``, ``out``.
+    """
+    rebin = rebin or (lambda target, **kw: target.rebin(**kw))
+    tilt = get_tilt_axis(signal)
+    if tilt is None or tilt.is_uniform:
+        return rebin(signal, **kwargs)
+    index = tilt.index_in_axes_manager
+    scale, new_shape = kwargs.get("scale"), kwargs.get("new_shape")
+    if (scale is not None and len(scale) > index and scale[index] != 1) or (
+        new_shape is not None and len(new_shape) > index and new_shape[index] != tilt.size
+    ):
+        raise NotImplementedError(
+            "Rebinning along the non-uniform 'tilt' axis would average tilt angles; "
+            "only the spatial and energy axes can be rebinned."
+        )
+    angles = np.array(tilt.axis, dtype=float)
+    view = signal._deepcopy_with_new_data(signal.data)
+    view.axes_manager[index].convert_to_uniform_axis()
+    result = rebin(view, **kwargs)
+    apply_tilt_angles(kwargs["out"] if kwargs.get("out") is not None else result, angles)
+    return result
 
 
 def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float], lazy: bool | None = None):

@@ -1,0 +1,70 @@
+"""python -m hyperspy_hebt reconstruct: files on disk -> volumes, figures, summary."""
+
+import json
+
+import hyperspy.api as hs
+import numpy as np
+import pytest
+
+from hyperspy_hebt.cli import main
+from hyperspy_hebt.pipeline import reconstruct_files
+from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
+                                      write_acquisition_files)
+
+TILTS = np.linspace(-75, 75, 31)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    rng = np.random.default_rng(2)
+    drift = np.cumsum(rng.normal(0, 0.7, (31, 2)), axis=0)
+    particle = core_shell_particle(32, 32, pixel_size_nm=3.0, core_radius=0.2,
+                                   shell_radius=0.35)
+    acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+                                       energy_axis_kev=(0.0, 0.02, 200), drift_px=drift,
+                                       adf_offset_px=(1.0, -2.0))
+    path = tmp_path_factory.mktemp("raw")
+    write_acquisition_files(acquisition, path)
+    return path
+
+
+def test_command_line_writes_everything(folder, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--adf",
+                 str(folder / "adf_tilt_*.hspy"), "--tilt-from", "filename", "--elements",
+                 "Ag", "Au", "--method", "hebt", "--iterations", "60", "--bin", "2",
+                 "--align", "--register", "--normalise", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["xray_lines"] == ["Ag_La", "Au_Ma"]
+    assert summary["bin_factor"] == 2 and summary["method"] == "hebt"
+    # Binned 2 x 2, the (1, -2) px ADF offset is (0.5, -1): registration undoes it.
+    np.testing.assert_allclose(summary["adf_registration_px"], [-0.5, 1.0], atol=0.25)
+    assert summary["response_ratio_r_squared"] > 0.9
+    assert len(summary["alignment"]["shifts_px"]) == 31
+    composition = summary["mean_weight_fraction_inside"]
+    assert composition["Ag"] + composition["Au"] == pytest.approx(1.0)
+    for name in ("orthoslices.png", "render_3d.png", "Au_weight_fraction_HEBT.zspy",
+                 "Au_weight_fraction_HEBT.tif", "HEBT_reconstruction_of_Ag_La.zspy"):
+        assert (out / name).exists(), name
+    volume = hs.load(out / "Au_weight_fraction_HEBT.zspy")
+    assert volume.data.shape == (16, 16, 16) and volume.axes_manager["x"].scale == 6.0
+    assert "Mean weight fractions inside the particle" in capsys.readouterr().out
+
+
+def test_sirt_without_alignment_and_errors(folder, tmp_path):
+    summary = reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, xray_lines=["Au_Ma",
+                                                                                  "Ag_La"],
+                                method="sirt", iterations=20, tilt_from="filename",
+                                progress=lambda line: None)
+    assert "response_ratios" not in summary and "alignment" not in summary
+    with pytest.raises(ValueError, match="need the ADF images"):
+        reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, elements=["Ag"],
+                          tilt_from="filename", progress=lambda line: None)
+    with pytest.raises(ValueError, match="Give elements or xray_lines"):
+        reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, tilt_from="filename")
+    with pytest.raises(ValueError, match="method must be"):
+        reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, elements=["Ag"],
+                          method="fbp")
+    with pytest.raises(ValueError, match="bin_factor"):
+        reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, elements=["Ag"],
+                          bin_factor=0)
