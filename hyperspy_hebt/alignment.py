@@ -18,10 +18,8 @@ Shifts are ``(dy, dx)`` in pixels, to be applied to each tilt (the sign of
 ``scipy.ndimage.shift``). Pixels moved in from outside the field are set to 0; the
 fraction of pixels valid at every tilt is recorded with the result.
 
-An in-plane rotation of the tilt axis is applied when given (``rotation_deg``, e.g.
-from the microscope's tilt-axis calibration) but not estimated: profile-consistency,
-second-moment, Fourier-magnitude and reprojection-residual estimators were tried
-and none was reliable under sub-pixel drift on small particles.
+An in-plane rotation of the tilt axis is estimated on request
+(:func:`estimate_tilt_axis_rotation`, ``rotation_deg="auto"``) or applied when known.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ __all__ = [
     "align_tilt_series",
     "center_of_mass_shifts",
     "cross_correlation_shifts",
+    "estimate_tilt_axis_rotation",
     "normalise_tilt_totals",
     "register_adf_to_eds",
 ]
@@ -125,6 +124,77 @@ def cross_correlation_shifts(images: np.ndarray, upsample_factor: int = 10) -> n
     return shifts
 
 
+def estimate_tilt_axis_rotation(images: np.ndarray, search_deg: float = 10.0,
+                                step_deg: float = 0.25, max_size: int = 128) -> float:
+    """In-plane angle (degrees) that turns the tilt axis onto the image ``y`` axis.
+
+    The sum of a projection across the tilt axis is the object's profile along
+    the axis, the same at every tilt (the "common line"). For each candidate
+    rotation the profiles are computed, smoothed (sigma 1.5 px, so that
+    interpolation blur does not count), centred exactly (Fourier shift) and
+    compared; the rotation where they agree best wins (grid search, refined by a
+    parabola). Measured on a 40-pixel core-shell particle: within 0.05 deg for
+    rotations of 0-6 deg, with or without a random-walk drift of ~1 px per tilt.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(tilt, y, x)`` ADF images over a range of tilts; drift is allowed.
+    search_deg, step_deg : float
+        Candidates from ``-search_deg`` to ``+search_deg`` degrees.
+    max_size : int
+        Images larger than this are block-averaged first (the angle does not
+        depend on the pixel size).
+
+    Returns
+    -------
+    float
+        The angle to pass as ``rotation_deg`` (``scipy.ndimage.rotate`` convention).
+
+    Raises
+    ------
+    ValueError
+        When the profiles do not depend on the rotation (a featureless or
+        rotationally symmetric object): the angle cannot be estimated.
+    """
+    weights = _positive(images)
+    factor = int(np.ceil(max(weights.shape[1:]) / max_size))
+    if factor > 1:
+        t, h, w = weights.shape
+        weights = weights[:, :h - h % factor, :w - w % factor].reshape(
+            t, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
+    y = np.arange(weights.shape[1])
+    frequencies = np.fft.fftfreq(weights.shape[1])
+    candidates = np.arange(-search_deg, search_deg + step_deg / 2, step_deg)
+    costs = []
+    for angle in candidates:
+        profiles = np.array([ndi.rotate(w, angle, reshape=False, order=3).sum(axis=1)
+                             for w in weights])
+        profiles = ndi.gaussian_filter1d(profiles, 1.5, axis=1)
+        profiles /= np.clip(profiles.sum(axis=1, keepdims=True), 1e-300, None)
+        centres = profiles @ y
+        phase = np.exp(-2j * np.pi * frequencies[None] * (centres.mean() - centres)[:, None])
+        centred = np.real(np.fft.ifft(np.fft.fft(profiles, axis=1) * phase, axis=1))
+        costs.append(np.sum((centred - centred.mean(axis=0)) ** 2))
+    costs = np.asarray(costs)
+    # A true axis makes the profiles agree several times better than a typical
+    # candidate (measured: best / median 0.30 on a core-shell particle); a uniform
+    # sphere gives 0.83-0.86, where the "best" angle is noise.
+    if costs.min() > 0.6 * np.median(costs):
+        raise ValueError(
+            "The profiles along the tilt axis barely change with its rotation (a featureless "
+            "or rotationally symmetric object): the tilt-axis rotation cannot be estimated "
+            "from these images; pass the known rotation_deg."
+        )
+    best = int(np.argmin(costs))
+    if 0 < best < len(candidates) - 1:
+        left, middle, right = costs[best - 1: best + 2]
+        curvature = left - 2 * middle + right
+        if curvature > 0:
+            return float(candidates[best] + 0.5 * step_deg * (left - right) / curvature)
+    return float(candidates[best])
+
+
 def _shift_block(block, shifts, rotation_deg, block_info=None):
     """Rotate and shift one run of tilts; spatial axes are 1 and 2."""
     start = block_info[0]["array-location"][0][0] if block_info else 0
@@ -167,7 +237,7 @@ def _spatial_order(signal):
         )
 
 
-def align_tilt_series(series, adf, method: str = "com", rotation_deg: float = 0.0):
+def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | str = 0.0):
     """Align a tilt series on its ADF images and apply the same transform to the spectra.
 
     Parameters
@@ -179,10 +249,10 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float = 0.
     method : {"com", "xcorr"}
         ``"com"``: centre-of-mass trajectory (isolated objects); ``"xcorr"``:
         chained phase correlation (objects larger than the field).
-    rotation_deg : float
-        Known in-plane angle (degrees, ``scipy.ndimage.rotate`` convention) that
-        turns the tilt axis onto ``y``; applied to every image before the shifts
-        are measured.
+    rotation_deg : float or "auto"
+        In-plane angle (degrees, ``scipy.ndimage.rotate`` convention) that turns
+        the tilt axis onto ``y``, applied to every image before the shifts are
+        measured; ``"auto"`` estimates it with :func:`estimate_tilt_axis_rotation`.
 
     Returns
     -------
@@ -201,9 +271,14 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float = 0.
             f"adf has shape {images.shape}; the series' navigation is {series.data.shape[:3]} "
             "(tilt, y, x)."
         )
-    rotation = float(rotation_deg)
-    if not np.isfinite(rotation):
-        raise ValueError(f"rotation_deg must be finite, got {rotation_deg!r}.")
+    if isinstance(rotation_deg, str):
+        if rotation_deg != "auto":
+            raise ValueError(f"rotation_deg must be a number or 'auto', got {rotation_deg!r}.")
+        rotation = estimate_tilt_axis_rotation(images)
+    else:
+        rotation = float(rotation_deg)
+        if not np.isfinite(rotation):
+            raise ValueError(f"rotation_deg must be finite, got {rotation_deg!r}.")
     rotated = (np.array([ndi.rotate(i, rotation, reshape=False, order=1) for i in images])
                if rotation else images)
     fit = {}

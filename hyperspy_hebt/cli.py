@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--bin", type=int, default=1, help="spatial binning factor")
     rec.add_argument("--align", action="store_true", help="align the series on the ADF")
     rec.add_argument("--align-method", default="com", choices=("com", "xcorr"))
+    rec.add_argument("--rotation", default="0",
+                     help="tilt-axis rotation to undo (degrees) or 'auto' to estimate it")
     rec.add_argument("--register", action="store_true", help="register the ADF on the EDS")
     rec.add_argument("--normalise", action="store_true", help="equal counts per tilt")
     rec.add_argument("--gaussian-sigma", type=float, default=0.8)
@@ -176,6 +178,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         args.paths, args.out, elements=args.elements, xray_lines=args.lines,
         method=args.method, alpha=args.alpha, iterations=args.iterations,
         bin_factor=args.bin, align=args.align, align_method=args.align_method,
+        rotation_deg=args.rotation if args.rotation == "auto" else float(args.rotation),
         register=args.register, normalise=args.normalise,
         gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
         tilt_from=args.tilt_from, adf_paths=args.adf)

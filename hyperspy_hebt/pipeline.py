@@ -36,6 +36,7 @@ def reconstruct_files(
     bin_factor: int = 1,
     align: bool = False,
     align_method: str = "com",
+    rotation_deg: float | str = 0.0,
     register: bool = False,
     normalise: bool = False,
     gaussian_sigma: float | None = 0.8,
@@ -63,6 +64,8 @@ def reconstruct_files(
         Spatial binning of spectra and ADF images (the paper binned 2 x 2).
     align, align_method : bool, {"com", "xcorr"}
         Align the series on its ADF images (:func:`align_tilt_series`).
+    rotation_deg : float or "auto"
+        In-plane tilt-axis rotation to undo when aligning (``"auto"`` estimates it).
     register : bool
         Shift the ADF images onto the EDS maps first (:func:`register_adf_to_eds`).
     normalise : bool
@@ -117,10 +120,12 @@ def reconstruct_files(
         summary["adf_registration_px"] = adf.metadata.Registration.applied_px[0]
         progress(f"ADF registered on the EDS maps: {summary['adf_registration_px']} px")
     if align:
-        series, adf = align_tilt_series(series, adf, method=align_method)
+        series, adf = align_tilt_series(series, adf, method=align_method,
+                                        rotation_deg=rotation_deg)
         summary["alignment"] = series.metadata.Alignment.as_dictionary()
         progress(f"Aligned ({align_method}); largest shift "
-                 f"{np.abs(np.array(summary['alignment']['shifts_px'])).max():.2f} px")
+                 f"{np.abs(np.array(summary['alignment']['shifts_px'])).max():.2f} px, "
+                 f"tilt-axis rotation {summary['alignment']['rotation_deg']:.2f} deg")
     maps = series.get_lines_intensity(integration_windows=integration_windows,
                                       background_windows=(series.estimate_background_windows()
                                                           if background_windows == "auto"
