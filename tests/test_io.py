@@ -1,5 +1,7 @@
 """load_tilt_series: real .hspy/.zspy files, Bruker/Velox-shaped readers, angles, errors."""
 
+from pathlib import Path
+
 import hyperspy.api as hs
 import numpy as np
 import pytest
@@ -136,7 +138,7 @@ def test_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="holds 0 EDS spectrum images"):
         load_tilt_series(adf_paths, tilt_from="filename")
     monkeypatch.setattr(hs, "load", lambda path, **k: _bruker_like(path)[1:]
-                        if "40" in str(path) else _bruker_like(path))
+                        if Path(path).name == "40.bcf" else _bruker_like(path))
     for angle in (-40, 0, 40):
         (tmp_path / f"{angle}.bcf").write_bytes(b"")
     with pytest.raises(ValueError, match="hold no ADF image while the others do"):
