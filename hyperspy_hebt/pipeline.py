@@ -150,7 +150,10 @@ def reconstruct_files(
         reconstructions = series.reconstruct_sirt(**common)
     fractions = series.quantify_cross_section(reconstructions)
     progress("Reconstructing and quantifying...")
-    results = compute_together(list(reconstructions) + list(fractions))
+    from dask.diagnostics import ProgressBar
+
+    with ProgressBar():
+        results = compute_together(list(reconstructions) + list(fractions))
     reconstructions, fractions = results[:len(lines)], results[len(lines):]
     inside = sum(f.data for f in fractions) > 0
     summary["mean_weight_fraction_inside"] = {
