@@ -157,7 +157,7 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
                               detector_efficiency)
     lazy = any(rec._lazy for rec in reconstructions)
     stack = (da.stack([da.asarray(rec.data) for rec in reconstructions]) if lazy
-             else np.stack([np.asarray(rec.data, dtype=float) for rec in reconstructions]))
+             else np.stack([np.asarray(rec.data) for rec in reconstructions]))
     threshold_info = {"threshold_method": "none" if threshold is None else
                       ("esf" if threshold == "esf" else "user")}
     if threshold == "esf":

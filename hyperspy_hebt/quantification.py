@@ -146,7 +146,9 @@ def fit_esf(counts: np.ndarray, n_above: int, n_total: int, scale: float) -> Esf
 
 def normalised_total(intensities, factors):
     """``X_A / f_A`` per element (first axis) and their sum over elements."""
-    factors = np.asarray(factors, dtype=float)
+    # Keep the reconstruction's precision (float32): no float64 copy of a volume.
+    dtype = intensities.dtype if np.issubdtype(intensities.dtype, np.floating) else np.float64
+    factors = np.asarray(factors, dtype=dtype)
     shape = (-1,) + (1,) * (intensities.ndim - 1)
     normalised = intensities / factors.reshape(shape)
     return normalised, normalised.sum(axis=0)
@@ -229,9 +231,10 @@ def composition_fractions(intensities, factors, threshold=None, atomic_weights=N
         raise ValueError(f"factors must be finite and > 0, got {factors.tolist()}.")
     normalised, total = normalised_total(intensities, factors)
     if atomic_weights is not None:
-        weights = np.asarray(atomic_weights, dtype=float)
+        weights = np.asarray(atomic_weights, dtype=normalised.dtype)
         normalised = normalised / weights.reshape((-1,) + (1,) * (normalised.ndim - 1))
     inside = total > (0.0 if threshold is None else threshold)
     denominator = normalised.sum(axis=0)
-    safe = np.where(inside, denominator, 1.0)
-    return np.where(inside, normalised / safe, 0.0)
+    one, zero = normalised.dtype.type(1), normalised.dtype.type(0)
+    safe = np.where(inside, denominator, one)
+    return np.where(inside, normalised / safe, zero)

@@ -220,3 +220,16 @@ def test_error_non_uniform_scan_axis(series):
     axis.axis = axis.axis ** 1.01 if axis.axis.min() > 0 else np.cumsum(np.linspace(1, 2, axis.size))
     with pytest.raises(ValueError, match="scan axis 'x' must be uniform"):
         bent.reconstruct_sirt()
+
+
+def test_projector_built_once_for_many_blocks():
+    """The system matrix is cached per process: blocks reuse it, not rebuild it."""
+    from hyperspy_hebt.tomography import get_projector
+
+    series = make_series(n_x=10, n_slices=6, tilts=np.array([-41.0, -13.0, 7.0, 29.0, 53.0]))
+    get_projector.cache_clear()
+    rec = series.as_lazy().reconstruct_sirt(iterations=3, slices_per_block=1)
+    assert rec[0].data.numblocks[0] == 6
+    dask.compute(*[r.data for r in rec], scheduler="threads")
+    info = get_projector.cache_info()
+    assert info.misses == 1 and info.hits >= 11  # 2 lines x 6 blocks, one build

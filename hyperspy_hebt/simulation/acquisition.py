@@ -82,15 +82,21 @@ def _line_family(xray_line: str):
     return np.asarray(energies), weights
 
 
-def _spectra_block(maps, profiles, background, noise, seed, block_id=None):
-    """Spectra of one run of tilts: (tilts, ..., lines) -> (tilts, ..., energy)."""
+def _spectra_block(maps, profiles, background, noise, seed, dtype, block_id=None):
+    """Spectra of one block of pixels: (tilts, ..., lines) -> (tilts, ..., energy)."""
     expected = maps @ profiles + background
     if not noise:
         return expected.astype(np.float32)
     # One generator per block, seeded by the block's position: eager and lazy
     # builds give the same counts, whatever order the blocks run in.
     rng = np.random.default_rng([seed, *block_id])
-    return rng.poisson(expected).astype(np.uint32)
+    counts = rng.poisson(expected)
+    if counts.max(initial=0) > np.iinfo(dtype).max:
+        raise ValueError(
+            f"a channel holds {counts.max()} counts, more than {np.dtype(dtype).name} can; "
+            "use a wider counts_dtype."
+        )
+    return counts.astype(dtype)
 
 
 def synthetic_tilt_series(
@@ -106,6 +112,7 @@ def synthetic_tilt_series(
     noise: bool = True,
     seed: int = 0,
     lazy: bool = False,
+    counts_dtype=np.uint32,
 ):
     """Build an EDS spectrum-image tilt series from per-line sinograms.
 
@@ -136,8 +143,12 @@ def synthetic_tilt_series(
         Seed of the Poisson noise (one stream per tilt, so eager and lazy
         series hold the same counts).
     lazy : bool
-        Return a lazy signal whose spectra are generated tilt by tilt when
-        computed: a large series never sits in memory whole.
+        Return a lazy signal whose spectra are generated block by block (one
+        tilt, a run of rows of at most ~64 MB of float64) when computed: a large
+        series never sits in memory whole.
+    counts_dtype : numpy dtype
+        Integer type of the Poisson counts (``uint8`` as detectors often
+        write); a count that does not fit raises an error rather than wrapping.
 
     Returns
     -------
@@ -178,11 +189,14 @@ def synthetic_tilt_series(
     if len(shape) == 3:
         stacked = np.moveaxis(stacked, 1, 0)  # array order (tilt, y, x, lines)
     chunks = (1,) + stacked.shape[1:]
-    spectra = da.from_array(stacked, chunks=chunks).map_blocks(
-        _spectra_block, profiles, background, noise, seed,
-        chunks=da.core.normalize_chunks(chunks[:-1] + (energy.size,),
-                                        stacked.shape[:-1] + (energy.size,)),
-        dtype=np.uint32 if noise else np.float32,
+    if stacked.ndim == 4:
+        pixel_bytes = 8 * stacked.shape[2] * energy.size
+        chunks = (1, max(1, min(stacked.shape[1], int(64e6 // pixel_bytes)))) + chunks[2:]
+    maps_dask = da.from_array(stacked, chunks=chunks)
+    spectra = maps_dask.map_blocks(
+        _spectra_block, profiles, background, noise, seed, np.dtype(counts_dtype),
+        chunks=maps_dask.chunks[:-1] + ((energy.size,),),
+        dtype=np.dtype(counts_dtype) if noise else np.float32,
     )
     signal = (hs.signals.LazySignal1D(spectra) if lazy
               else hs.signals.Signal1D(spectra.compute()))

@@ -17,6 +17,7 @@ whole block of slices.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,13 +171,22 @@ def _product(matrix, array, in_shape, out_shape, name):
     return stack[0] if array.ndim == 2 else stack
 
 
-@functools.lru_cache(maxsize=8)
+_BUILD_LOCK = threading.Lock()
+
+
 def get_projector(geometry: ParallelBeamGeometry) -> Projector:
     """Return the (cached) projector of a geometry.
 
     The cache lives in the calling process, so each dask worker builds a
-    geometry's matrix once and reuses it for every block it reconstructs.
+    geometry's matrix once and reuses it for every block it reconstructs; a lock
+    keeps threads that ask at the same time from building it twice.
     """
+    with _BUILD_LOCK:
+        return _build_projector(geometry)
+
+
+@functools.lru_cache(maxsize=8)
+def _build_projector(geometry: ParallelBeamGeometry) -> Projector:
     matrix = build_system_matrix(geometry)
     matrix_t = matrix.T.tocsr()
     matrix_t.indices = matrix_t.indices.astype(np.int32)
@@ -186,3 +196,7 @@ def get_projector(geometry: ParallelBeamGeometry) -> Projector:
     for array in (matrix.data, matrix_t.data, row_sums, column_sums):
         array.setflags(write=False)
     return Projector(geometry, matrix, matrix_t, row_sums, column_sums)
+
+
+get_projector.cache_info = _build_projector.cache_info
+get_projector.cache_clear = _build_projector.cache_clear
