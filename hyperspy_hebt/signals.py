@@ -245,6 +245,43 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             slices_per_block=slices_per_block,
         )
 
+    def check_hebt_model(
+        self,
+        adf,
+        xray_lines: Sequence[str] | None = None,
+        intensities: Sequence | None = None,
+        integration_windows: float | Sequence = 2.0,
+        background_windows: Sequence | str | None = None,
+        gaussian_sigma: float | dict | None = None,
+        response_ratios: dict | None = None,
+        rotation_axis: str = "y",
+    ) -> dict:
+        """Is HEBT's model valid for these data? (paper section 2.2, "two conditions").
+
+        HEBT assumes ``I_H = sum_A r_A I_A``. This fits the ratios (or takes
+        yours) on the same maps :meth:`reconstruct_hebt` would use and reports
+        what breaks the assumption: a low R^2, a ratio that is zero or far below
+        the others, ADF pixels piled up at the top (saturation) or at a non-zero
+        floor (clipping), a residual that grows across the tilts. Arguments are
+        those of :meth:`reconstruct_hebt`. Reads the data (lazy series: once).
+
+        Returns
+        -------
+        dict
+            ``verdict`` ("consistent", "doubtful", "violated"), ``problems`` (plain
+            words), ``response_ratios``, ``r_squared``, ``saturated_adf_fraction``,
+            ``clipped_adf_fraction``, and the signals ``residual`` (``I_H - sum r_A
+            I_A`` per pixel, navigation of this series) and ``residual_per_tilt``.
+            :meth:`reconstruct_hebt` runs the same check and stores it in
+            ``metadata.Reconstruction.Diagnostics``, with a logged warning when the
+            verdict is not "consistent".
+        """
+        return _hebt.check_hebt_model(
+            self, adf, xray_lines=xray_lines, intensities=intensities,
+            integration_windows=integration_windows, background_windows=background_windows,
+            gaussian_sigma=gaussian_sigma, response_ratios=response_ratios,
+            rotation_axis=rotation_axis)
+
     def reconstruct_adf(
         self,
         adf,

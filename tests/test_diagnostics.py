@@ -1,0 +1,114 @@
+"""HEBT's model check: every failure mode triggers its finding; clean data pass."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from hyperspy_hebt.diagnostics import check_linear_adf, clipped_fraction
+from hyperspy_hebt.simulation import Phantom, core_shell_particle, simulate_acquisition
+
+LINES = ["Ag_La", "Au_Ma"]
+
+
+@pytest.fixture(scope="module")
+def clean():
+    particle = core_shell_particle(32, 4, pixel_size_nm=3.0)
+    return simulate_acquisition(particle, LINES, energy_axis_kev=(0.0, 0.02, 200))
+
+
+def _check(acquisition, adf=None, **kwargs):
+    return acquisition.series.check_hebt_model(
+        acquisition.adf if adf is None else adf, intensities=acquisition.line_intensities,
+        xray_lines=LINES, gaussian_sigma=0.8, **kwargs)
+
+
+def test_clean_data_are_consistent_and_reconstruct_silently(clean, caplog):
+    report = _check(clean)
+    assert report["verdict"] == "consistent" and report["problems"] == []
+    assert report["r_squared"] > 0.99
+    assert report["residual"].data.shape == clean.adf.data.shape
+    assert [a.name for a in report["residual"].axes_manager.navigation_axes] == ["x", "y",
+                                                                               "tilt"]
+    assert report["residual_per_tilt"].data.shape == (31,)
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        rec = clean.series.reconstruct_hebt(clean.adf, iterations=3,
+                                            intensities=clean.line_intensities,
+                                            xray_lines=LINES, gaussian_sigma=0.8)
+    assert rec[0].metadata.Reconstruction.Diagnostics.verdict == "consistent"
+    assert not caplog.records
+
+
+def test_saturated_adf_is_flagged(clean, caplog):
+    adf = clean.adf.deepcopy()
+    adf.data = np.minimum(adf.data, 0.7 * adf.data.max())  # detector saturates at 70 %
+    report = _check(clean, adf)
+    assert report["verdict"] == "violated"
+    assert report["saturated_adf_fraction"] > 0.01
+    assert any("saturation" in p for p in report["problems"])
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        rec = clean.series.reconstruct_hebt(adf, iterations=3,
+                                            intensities=clean.line_intensities,
+                                            xray_lines=LINES)
+    assert rec[0].metadata.Reconstruction.Diagnostics.verdict == "violated"
+    assert "linear-ADF model looks violated" in caplog.text
+
+
+def test_unlisted_layer_is_flagged():
+    # A 12 nm Pt cap (FIB protection) scatters into the ADF but has no listed line.
+    # (A 9 nm carbon film changes R^2 by less than 0.003: too light to matter.)
+    particle = core_shell_particle(32, 4, pixel_size_nm=3.0, shell_radius=0.35)
+    fractions = dict(particle.weight_fractions)
+    cap = np.zeros((4, 32, 32))
+    cap[:, 28:32, :] = 1.0
+    fractions["Pt"] = cap
+    acquisition = simulate_acquisition(Phantom(fractions, 3.0, particle.regions), LINES,
+                                       energy_axis_kev=(0.0, 0.02, 200))
+    report = _check(acquisition)
+    assert report["verdict"] == "violated"
+    assert report["r_squared"] < 0.85  # measured 0.69
+    assert any("changes steadily" in p for p in report["problems"])
+
+
+def test_unlisted_element_in_the_core_is_not_seen():
+    """A limit worth knowing: Pt that sits only where Au does is absorbed by the Au
+    ratio (R^2 stays 0.996); the ratios are distorted (8x apart instead of 1.1x)."""
+    particle = core_shell_particle(32, 4, pixel_size_nm=3.0,
+                                   core_composition={"Pt": 0.6, "Au": 0.3, "Ag": 0.1})
+    acquisition = simulate_acquisition(particle, LINES, energy_axis_kev=(0.0, 0.02, 200))
+    report = _check(acquisition)
+    assert report["r_squared"] > 0.99
+    ratios = report["response_ratios"]
+    assert ratios["Au_Ma"] / ratios["Ag_La"] > 5
+
+
+def test_black_clipped_adf_is_doubtful(clean):
+    adf = clean.adf.deepcopy()
+    adf.data = np.maximum(adf.data, 0.2 * adf.data.max())  # a raised, clipped floor
+    report = _check(clean, adf)
+    assert report["verdict"] != "consistent"
+    assert any("floor" in p for p in report["problems"])
+
+
+def test_small_ratio_and_tilt_trend_on_arrays():
+    rng = np.random.default_rng(0)
+    eds = rng.uniform(1, 2, (3, 20, 8, 10))  # (lines, tilts, y, x)
+    ratios = np.array([10.0, 0.5, 12.0])
+    adf = np.tensordot(ratios, eds, axes=1)
+    check = check_linear_adf(eds, adf, ratios, 0.999, names=["A", "B", "C"])
+    assert check.small_ratios == [1] and check.verdict == "violated"
+    assert "20x below the median" in check.problems[0]
+    # Stray counts that grow with tilt: the residual trends across the series.
+    drift = adf + np.linspace(0, 8, 20)[:, None, None] ** 2
+    check = check_linear_adf(eds, drift, np.array([10.0, 11.0, 12.0]), 0.97)
+    assert any("changes steadily" in p for p in check.problems)
+
+
+def test_clipped_fraction_textbook():
+    rng = np.random.default_rng(1)
+    natural = rng.normal(100, 10, 100000)
+    assert clipped_fraction(natural, "top") == 0.0
+    saturated = np.minimum(natural, 110)  # 16 % above 110 pile up at 110
+    assert clipped_fraction(saturated, "top") == pytest.approx(0.159, abs=0.01)
+    with pytest.raises(ValueError, match="end must be"):
+        clipped_fraction(natural, "middle")
