@@ -112,3 +112,20 @@ def test_non_finite_sinogram_is_refused():
     sinograms[1, 4, 7] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinite values in slices \[1\]"):
         sirt(projector, sinograms, 5)
+
+
+def test_sirt_path_equals_separate_runs():
+    from hyperspy_hebt.tomography import hebt, hebt_path, sirt_path
+
+    projector = get_projector(ParallelBeamGeometry(tuple(PAPER_TILTS), N))
+    sinograms = project_volume(np.stack([smooth_phantom(), smooth_phantom(shift=2.0)]),
+                               PAPER_TILTS)
+    path = sirt_path(projector, sinograms, [20, 5, 12])
+    for n, volume in zip([20, 5, 12], path):
+        np.testing.assert_array_equal(volume, sirt(projector, sinograms, n))
+    adf = 2.0 * sinograms[0] + 3.0 * sinograms[1]
+    eds = sinograms[:, None]
+    path = hebt_path(projector, eds, adf[None], [2.0, 3.0], 0.7, [4, 9])
+    np.testing.assert_array_equal(path[1], hebt(projector, eds, adf[None], [2.0, 3.0], 0.7, 9))
+    with pytest.raises(ValueError, match="iterations is empty"):
+        sirt_path(projector, sinograms, [])

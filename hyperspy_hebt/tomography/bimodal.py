@@ -29,7 +29,7 @@ from . import _sparse
 from .projector import Projector
 from .sirt import inverse_or_zero, validate_sirt_parameters
 
-__all__ = ["hebt", "fit_response_ratios", "validate_alpha"]
+__all__ = ["hebt", "hebt_path", "fit_response_ratios", "validate_alpha"]
 
 
 def validate_alpha(alpha) -> float:
@@ -136,7 +136,48 @@ def hebt(
         (``z_A C_A rho`` up to the ADF dose constant).
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
-    alpha = validate_alpha(alpha)
+    steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
+                        validate_alpha(alpha), relaxation, positivity)
+    for iteration in range(1, iterations + 1):
+        volume = next(steps)
+        if callback is not None:
+            callback(iteration)
+    return _as_elements(volume, projector.geometry, np.shape(eds_sinograms)[0])
+
+
+def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
+              iterations, relaxation: float = 1.0, positivity: bool = True) -> list:
+    """HEBT volumes after each of several iteration counts, from one run.
+
+    Parameters as for :func:`hebt`, with ``iterations`` a sequence of counts.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``(k, n_slices, n_z, n_x)`` volumes in the order of ``iterations``.
+    """
+    wanted = [validate_sirt_parameters(n, relaxation)[0] for n in iterations]
+    if not wanted:
+        raise ValueError("iterations is empty: give at least one iteration count.")
+    steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
+                        validate_alpha(alpha), float(relaxation), positivity)
+    k = np.shape(eds_sinograms)[0]
+    kept = {}
+    for iteration in range(1, max(wanted) + 1):
+        volume = next(steps)
+        if iteration in wanted:
+            kept[iteration] = _as_elements(volume, projector.geometry, k).copy()
+    return [kept[n] for n in wanted]
+
+
+def _as_elements(volume, geometry, k):
+    n_slices = volume.shape[1] // k
+    return np.ascontiguousarray(volume.T).reshape(k, n_slices, geometry.n_z, geometry.n_x)
+
+
+def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha, relaxation,
+                positivity):
+    """Yield the joint iterate (pixels, k * slices) after each HEBT iteration."""
     g = projector.geometry
     eds_sinograms = np.asarray(eds_sinograms)
     adf_sinograms = np.asarray(adf_sinograms)
@@ -167,11 +208,9 @@ def hebt(
     volume = np.zeros((g.n_pixels, k * n_slices), dtype=np.float32)
     projected = np.empty((g.n_rays, k * n_slices), dtype=np.float32)
     residual = np.empty_like(projected)
-    for iteration in range(1, iterations + 1):
+    while True:
         _sparse.csr_matmat(projector.matrix, volume, projected)
         with _sparse.LAUNCH_LOCK:
             _joint_residual(projected, eds, adf, row_scale, k, np.float32(alpha), residual)
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
-        if callback is not None:
-            callback(iteration)
-    return np.ascontiguousarray(volume.T).reshape(k, n_slices, g.n_z, g.n_x)
+        yield volume

@@ -19,7 +19,7 @@ import numpy as np
 from . import _sparse
 from .projector import Projector
 
-__all__ = ["sirt", "validate_sirt_parameters"]
+__all__ = ["sirt", "sirt_path", "validate_sirt_parameters"]
 
 
 def validate_sirt_parameters(iterations, relaxation) -> tuple[int, float]:
@@ -88,6 +88,49 @@ def sirt(
         float32 reconstructions ``(n_slices, n_z, n_x)``.
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
+    steps = _sirt_steps(projector, sinograms, relaxation, positivity)
+    for iteration in range(1, iterations + 1):
+        volume = next(steps)
+        if callback is not None:
+            callback(iteration)
+    return _as_slices(volume, projector.geometry)
+
+
+def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxation: float = 1.0,
+              positivity: bool = True) -> list:
+    """SIRT volumes after each of several iteration counts, from one run.
+
+    Parameters
+    ----------
+    iterations : sequence of int
+        Iteration counts (>= 1) at which to keep the volume.
+    projector, sinograms, relaxation, positivity
+        As for :func:`sirt`.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``(n_slices, n_z, n_x)`` volumes in the order of ``iterations``; each
+        equals ``sirt(..., iterations=n)``.
+    """
+    wanted = [validate_sirt_parameters(n, relaxation)[0] for n in iterations]
+    if not wanted:
+        raise ValueError("iterations is empty: give at least one iteration count.")
+    steps = _sirt_steps(projector, sinograms, float(relaxation), positivity)
+    kept = {}
+    for iteration in range(1, max(wanted) + 1):
+        volume = next(steps)
+        if iteration in wanted:
+            kept[iteration] = _as_slices(volume, projector.geometry).copy()
+    return [kept[n] for n in wanted]
+
+
+def _as_slices(volume, geometry):
+    return np.ascontiguousarray(volume.T).reshape(volume.shape[1], geometry.n_z, geometry.n_x)
+
+
+def _sirt_steps(projector, sinograms, relaxation, positivity):
+    """Yield the iterate (pixels, slices) after each SIRT iteration (a live view)."""
     g = projector.geometry
     sinograms = np.asarray(sinograms)
     if sinograms.ndim != 3 or sinograms.shape[1:] != (g.n_tilts, g.n_detector):
@@ -110,9 +153,7 @@ def sirt(
     column_scale = relaxation * inverse_or_zero(projector.column_sums)
     volume = np.zeros((g.n_pixels, n_slices), dtype=np.float32)
     residual = np.empty((g.n_rays, n_slices), dtype=np.float32)
-    for iteration in range(1, iterations + 1):
+    while True:
         _sparse.weighted_residual(projector.matrix, volume, measured, row_scale, residual)
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
-        if callback is not None:
-            callback(iteration)
-    return np.ascontiguousarray(volume.T).reshape(n_slices, g.n_z, g.n_x)
+        yield volume
