@@ -1,0 +1,135 @@
+"""Plumbing of ``cross_validate`` and of ``iterations="auto"`` / ``alpha="auto"``."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ._intensities import adf_series, line_intensities
+from ._layout import TiltSeriesLayout
+from .cross_validation import CrossValidation, cross_validate_stacks
+
+#: Grids tried by ``"auto"``. alpha = 0 (SIRT of the ratio-scaled maps) is in the
+#: HEBT grid so that data which break HEBT's model can opt out of the ADF term.
+AUTO_ITERATIONS = (20, 50, 100, 200, 500)
+AUTO_ALPHAS = (0.0, 0.5, 0.7, 0.8, 0.9)
+#: Slices used by "auto" (evenly spaced): enough to rank settings, a fraction of the cost.
+AUTO_SLICES = 16
+
+
+def _slice_selection(n_slices, slices):
+    if slices is None:
+        return np.arange(n_slices)
+    if isinstance(slices, (int, np.integer)) and not isinstance(slices, bool):
+        if slices < 1:
+            raise ValueError(f"slices must be a positive number of slices, got {slices}.")
+        return np.unique(np.linspace(0, n_slices - 1, min(slices, n_slices)).round().astype(int))
+    chosen = np.asarray(slices, dtype=int)
+    if chosen.ndim != 1 or chosen.size == 0 or chosen.min() < 0 or chosen.max() >= n_slices:
+        raise ValueError(f"slices must be indices in [0, {n_slices}), got {slices!r}.")
+    return chosen
+
+
+def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_lines,
+                   intensities, integration_windows, background_windows, gaussian_sigma,
+                   score, rotation_axis, slices, relaxation=1.0, positivity=True
+                   ) -> CrossValidation:
+    """Implementation of :meth:`TomographicEDSSpectrum.cross_validate`."""
+    layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
+    sigma = layout.sigma_in_stack_order(gaussian_sigma)
+    lines = line_intensities(signal, xray_lines, intensities, integration_windows,
+                             background_windows)
+    eds = [layout.to_stack(line.data) for line in lines]
+    adf_stack = None if adf is None else layout.to_stack(adf_series(signal, adf))
+    if any(isinstance(a, da.Array) for a in eds + [adf_stack]):
+        eds, adf_stack = dask.compute(eds, adf_stack)
+    chosen = _slice_selection(layout.n_slices, slices)
+    eds = np.stack([np.asarray(e, dtype=np.float32)[chosen] for e in eds])
+    if adf_stack is not None:
+        adf_stack = np.asarray(adf_stack, dtype=np.float32)[chosen]
+    if sigma is not None and sigma[0] and len(chosen) < layout.n_slices:
+        # Filtering along the rotation axis needs neighbouring slices: keep it only
+        # when every slice takes part.
+        sigma = (0.0,) + tuple(sigma[1:])
+    result = cross_validate_stacks(
+        eds, adf_stack, [line.xray_line for line in lines], layout.tilt_angles_deg,
+        methods=methods, iterations=iterations, alphas=alphas, holdout=holdout, sigma=sigma,
+        score=score, relaxation=relaxation, positivity=positivity)
+    result.slices = chosen.tolist()
+    return result
+
+
+def metadata_of(result: CrossValidation) -> dict:
+    """A cross-validation as HyperSpy metadata (columns, so it saves and loads)."""
+    rows = result.rows
+    return {
+        "score": result.score,
+        "folds": result.folds,
+        "slices": list(result.slices),
+        "best_method": result.best["method"],
+        "best_alpha": float(result.best["alpha"]),
+        "best_iterations": int(result.best["iterations"]),
+        "table": {
+            "method": [r["method"] for r in rows],
+            "alpha": [float(r["alpha"]) for r in rows],
+            "iterations": [int(r["iterations"]) for r in rows],
+            "xray_line": [r["xray_line"] for r in rows],
+            "score": [float(r["score"]) for r in rows],
+        },
+    }
+
+
+def auto_sirt(signal, kwargs: dict) -> list:
+    """``reconstruct_sirt(iterations="auto")``: each line at its own best iteration count."""
+    from ._reconstruction import reconstruct_sirt
+
+    lines = line_intensities(signal, kwargs["xray_lines"], kwargs["intensities"],
+                             kwargs["integration_windows"], kwargs["background_windows"])
+    names = [line.xray_line for line in lines]
+    result = cross_validate(
+        signal, None, methods=("sirt",), iterations=AUTO_ITERATIONS, alphas=(),
+        holdout=4, xray_lines=names, intensities=[line.data for line in lines],
+        integration_windows=None, background_windows=None,
+        gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
+        rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
+        relaxation=kwargs["relaxation"], positivity=kwargs["positivity"])
+    record = metadata_of(result)
+    out = []
+    for index, name in enumerate(names):
+        chosen = dict(kwargs, iterations=result.best_per_line[name]["iterations"])
+        chosen.pop("score")
+        if kwargs["intensities"] is not None:
+            chosen["intensities"] = [kwargs["intensities"][index]]
+        chosen["xray_lines"] = [name]
+        (rec,) = reconstruct_sirt(signal, **chosen)
+        rec.metadata.set_item("Reconstruction.CrossValidation", record)
+        out.append(rec)
+    return out
+
+
+def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
+    """``reconstruct_hebt`` with ``alpha`` and/or ``iterations`` = "auto"."""
+    from ._hebt import reconstruct_hebt
+
+    alphas = AUTO_ALPHAS if isinstance(alpha, str) else (alpha,)
+    counts = AUTO_ITERATIONS if isinstance(iterations, str) else (iterations,)
+    for name, value in (("alpha", alpha), ("iterations", iterations)):
+        if isinstance(value, str) and value != "auto":
+            raise ValueError(f"{name} must be a number or 'auto', got {value!r}.")
+    result = cross_validate(
+        signal, adf, methods=("hebt",), iterations=counts, alphas=alphas, holdout=4,
+        xray_lines=kwargs["xray_lines"], intensities=kwargs["intensities"],
+        integration_windows=kwargs["integration_windows"],
+        background_windows=kwargs["background_windows"],
+        gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
+        rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
+        relaxation=kwargs["relaxation"], positivity=kwargs["positivity"])
+    chosen = dict(kwargs)
+    chosen.pop("score")
+    recs = reconstruct_hebt(signal, adf, alpha=result.best["alpha"],
+                            iterations=result.best["iterations"], **chosen)
+    record = metadata_of(result)
+    for rec in recs:
+        rec.metadata.set_item("Reconstruction.CrossValidation", record)
+    return recs

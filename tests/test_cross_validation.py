@@ -1,0 +1,128 @@
+"""Held-out-tilt cross-validation picks settings close to the oracle, and SIRT when HEBT breaks."""
+
+import numpy as np
+import pytest
+
+from hyperspy_hebt.cross_validation import poisson_deviance
+from hyperspy_hebt.simulation import Phantom, paper_phantom, simulate_acquisition
+from hyperspy_hebt.study import calibrate_to_paper
+
+LINES = ["Ag_La", "Au_Ma"]
+ITERATIONS = (50, 200, 500)
+ALPHAS = (0.7, 0.9)
+SIGMA = {"x": 0.8, "tilt": 0.8}
+
+
+def test_poisson_deviance_textbook():
+    rng = np.random.default_rng(0)
+    mean = np.full(200000, 20.0)
+    # For Poisson counts of mean 20 the expected deviance per pixel is ~1.0.
+    assert poisson_deviance(rng.poisson(mean), mean) == pytest.approx(1.0, abs=0.05)
+    assert poisson_deviance(rng.poisson(mean), 1.5 * mean) > 3
+    with pytest.raises(ValueError, match="score='mse'"):
+        poisson_deviance(np.array([-1.0, 2.0]), np.array([1.0, 1.0]))
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    return calibrate_to_paper(seed=0)
+
+
+def _case(calibration, phantom, adf_change=None):
+    acquisition = simulate_acquisition(phantom, LINES,
+                                       solid_angle_sr=calibration.solid_angle_sr,
+                                       adf_collection_efficiency=calibration.adf_collection_efficiency,
+                                       energy_axis_kev=(0.0, 0.02, 200))
+    adf = acquisition.adf if adf_change is None else adf_change(acquisition.adf)
+    series = acquisition.series
+    common = dict(intensities=acquisition.line_intensities, xray_lines=LINES,
+                  gaussian_sigma=SIGMA)
+    result = series.cross_validate(adf, iterations=ITERATIONS, alphas=ALPHAS, **common)
+    truth = np.stack([phantom.weight_fractions[e] for e in ("Ag", "Au")])
+    rmse = {}
+    for n in ITERATIONS:
+        fractions = series.quantify_cross_section(series.reconstruct_sirt(iterations=n,
+                                                                           **common))
+        rmse[("SIRT", n)] = np.sqrt(np.mean((np.stack([f.data for f in fractions]) - truth) ** 2))
+        for alpha in ALPHAS:
+            fractions = series.quantify_cross_section(series.reconstruct_hebt(
+                adf, alpha=alpha, iterations=n, **common))
+            rmse[("HEBT", alpha, n)] = np.sqrt(np.mean((np.stack([f.data for f in fractions])
+                                                        - truth) ** 2))
+    best = result.best
+    chosen = ((best["method"], best["iterations"]) if best["method"] == "SIRT"
+              else (best["method"], best["alpha"], best["iterations"]))
+    return result, rmse[chosen], min(rmse.values())
+
+
+def _saturate(adf):
+    out = adf.deepcopy()
+    out.data = np.minimum(out.data, 0.6 * out.data.max())
+    return out
+
+
+def _pt_cap():
+    phantom = paper_phantom()
+    fractions = dict(phantom.weight_fractions)
+    cap = np.zeros((97, 97))
+    cap[88:97] = 1.0  # 13.5 nm of Pt with no listed line
+    fractions["Pt"] = cap
+    return Phantom(fractions, 1.5, phantom.regions)
+
+
+@pytest.mark.parametrize("case", ["clean", "saturated ADF", "unlisted Pt cap"])
+def test_choice_is_close_to_the_oracle(calibration, case):
+    phantom = _pt_cap() if case == "unlisted Pt cap" else paper_phantom()
+    result, chosen, oracle = _case(calibration, phantom,
+                                   _saturate if case == "saturated ADF" else None)
+    # The issue's bound: within 10 % of the best weight-fraction RMSE in the grid.
+    # Measured: 1.03 (clean, HEBT 0.9/500 chosen), 1.01 and 1.01 (SIRT chosen).
+    assert chosen <= 1.1 * oracle
+    if case == "clean":
+        assert result.best["method"] == "HEBT"
+    else:
+        assert result.best["method"] == "SIRT"  # HEBT's model is broken: do not use it
+
+
+def test_auto_settings_are_recorded(calibration):
+    acquisition = simulate_acquisition(paper_phantom(), LINES,
+                                       solid_angle_sr=calibration.solid_angle_sr,
+                                       adf_collection_efficiency=calibration.adf_collection_efficiency,
+                                       energy_axis_kev=(0.0, 0.02, 200))
+    series = acquisition.series
+    common = dict(intensities=acquisition.line_intensities, xray_lines=LINES,
+                  gaussian_sigma=0.8)
+    sirt = series.reconstruct_sirt(iterations="auto", **common)
+    record = sirt[0].metadata.Reconstruction.CrossValidation
+    assert record.best_method == "SIRT" and sirt[0].metadata.Reconstruction.iterations in (
+        20, 50, 100, 200, 500)
+    assert len(record.table.score) == 2 * 5
+    hebt = series.reconstruct_hebt(acquisition.adf, alpha="auto", iterations=200, **common)
+    r = hebt[0].metadata.Reconstruction
+    assert r.alpha == r.CrossValidation.best_alpha and r.iterations == 200
+    assert set(r.CrossValidation.table.alpha) == {0.0, 0.5, 0.7, 0.8, 0.9}
+    fig = series.cross_validate(acquisition.adf, iterations=(20, 50), alphas=(0.8,),
+                                slices=1, **common).plot()
+    assert len(fig.axes) == 2
+
+
+def test_errors(calibration):
+    acquisition = simulate_acquisition(paper_phantom(), LINES, energy_axis_kev=(0.0, 0.02, 200))
+    series = acquisition.series
+    common = dict(intensities=acquisition.line_intensities, xray_lines=LINES)
+    with pytest.raises(ValueError, match="HEBT needs the ADF"):
+        series.cross_validate(None, **common)
+    with pytest.raises(ValueError, match="holdout must be an integer from 2 to 15"):
+        series.cross_validate(acquisition.adf, holdout=16, **common)
+    with pytest.raises(ValueError, match="methods must be drawn from"):
+        series.cross_validate(acquisition.adf, methods=("fbp",), **common)
+    with pytest.raises(ValueError, match="iterations must be a positive integer or 'auto'"):
+        series.reconstruct_sirt(iterations="best", **common)
+    with pytest.raises(ValueError, match="alpha must be a number or 'auto'"):
+        series.reconstruct_hebt(acquisition.adf, alpha="best", **common)
+    with pytest.raises(ValueError, match="do not pass response_ratios"):
+        series.reconstruct_hebt(acquisition.adf, alpha="auto", response_ratios={"Ag_La": 1.0,
+                                                                                "Au_Ma": 1.0},
+                                **common)
+    with pytest.raises(ValueError, match="score must be"):
+        series.cross_validate(acquisition.adf, score="chi2", **common)
