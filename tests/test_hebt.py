@@ -197,7 +197,7 @@ def _with_nan(adf):
     [
         (None, dict(alpha=1.0), ValueError, r"alpha must lie in \[0, 1\)"),
         (None, dict(alpha=-0.1), ValueError, "alpha must lie"),
-        (None, dict(alpha="high"), TypeError, "alpha must be a number"),
+        (None, dict(alpha="high"), ValueError, "alpha must be a number or .auto."),
         (None, dict(iterations=0), ValueError, "iterations must be a positive integer"),
         (None, dict(response_ratios={"Ag_La": -1.0, "Au_Ma": 1.0}), ValueError, ">= 0"),
         (None, dict(response_ratios={"Ag_La": 1.0}), ValueError, r"no entry for \['Au_Ma'\]"),
