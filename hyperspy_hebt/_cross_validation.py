@@ -33,8 +33,8 @@ def _slice_selection(n_slices, slices):
 
 def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_lines,
                    intensities, integration_windows, background_windows, gaussian_sigma,
-                   score, rotation_axis, slices, relaxation=1.0, positivity=True
-                   ) -> CrossValidation:
+                   score, rotation_axis, slices, relaxation=1.0, positivity=True,
+                   hebt_options=None) -> CrossValidation:
     """Implementation of :meth:`TomographicEDSSpectrum.cross_validate`."""
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     sigma = layout.sigma_in_stack_order(gaussian_sigma)
@@ -55,7 +55,8 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
     result = cross_validate_stacks(
         eds, adf_stack, [line.xray_line for line in lines], layout.tilt_angles_deg,
         methods=methods, iterations=iterations, alphas=alphas, holdout=holdout, sigma=sigma,
-        score=score, relaxation=relaxation, positivity=positivity)
+        score=score, relaxation=relaxation, positivity=positivity,
+        hebt_options=hebt_options)
     result.slices = chosen.tolist()
     return result
 
@@ -117,8 +118,11 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
     for name, value in (("alpha", alpha), ("iterations", iterations)):
         if isinstance(value, str) and value != "auto":
             raise ValueError(f"{name} must be a number or 'auto', got {value!r}.")
+    robust = {key: kwargs[key] for key in ("exclude_clipped", "adf_offset", "unlisted_mass",
+                                           "ratio_floor")}
     result = cross_validate(
         signal, adf, methods=("hebt",), iterations=counts, alphas=alphas, holdout=4,
+        hebt_options=robust,
         xray_lines=kwargs["xray_lines"], intensities=kwargs["intensities"],
         integration_windows=kwargs["integration_windows"],
         background_windows=kwargs["background_windows"],

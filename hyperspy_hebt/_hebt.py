@@ -14,17 +14,23 @@ from ._intensities import adf_series, line_intensities, title_of
 from ._layout import TiltSeriesLayout
 from ._reconstruction import (base_parameters, filtered_sinograms, reconstruction_signal,
                               run_blocks, validate_common)
-from .diagnostics import check_linear_adf
-from .tomography import fit_response_ratios, get_projector, hebt, validate_alpha
+from .diagnostics import check_linear_adf, invalid_adf_pixels
+from .tomography import fit_response_model, get_projector, hebt, validate_alpha
+
+#: Reconstruction.signal of HEBT's ADF-only volume (mass with no listed line).
+UNLISTED_MASS = "unlisted ADF mass"
 
 _logger = logging.getLogger(__name__)
 
 
 def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positivity,
-                 callback=None):
-    """(k + 1, slices, T, D) with the ADF last -> (k, slices, Z, X)."""
-    return hebt(get_projector(geometry), block[:-1], block[-1], ratios, alpha, iterations,
-                relaxation, positivity, callback)
+                 weighted=False, extra_volume=False, callback=None):
+    """(k + 1 [+ 1], slices, T, D): EDS maps, the ADF, [ADF weights] ->
+    (k [+ 1], slices, Z, X)."""
+    k = len(ratios)
+    return hebt(get_projector(geometry), block[:k], block[k], ratios, alpha, iterations,
+                relaxation, positivity, callback,
+                adf_weights=block[k + 1] if weighted else None, extra_volume=extra_volume)
 
 
 def _user_ratios(response_ratios, names):
@@ -95,18 +101,65 @@ def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
     return HebtInputs(layout, lines, eds, adf_stack, lazy, sigma)
 
 
-def model_check(inputs: HebtInputs, ratios, r_squared):
+def model_check(inputs: HebtInputs, ratios, r_squared, offset=0.0, excluded=None):
     """:func:`check_linear_adf` on prepared (in-memory) inputs."""
     return check_linear_adf(np.stack([np.asarray(e) for e in inputs.eds]),
                             np.asarray(inputs.adf), ratios,
                             np.nan if r_squared is None else r_squared, inputs.names,
-                            tilt_axis=1)
+                            tilt_axis=1, offset=offset, excluded=excluded)
+
+
+@dataclass
+class ResponseModel:
+    """The fitted (or given) link between ADF and EDS, and the ADF pixels it trusts."""
+
+    ratios: np.ndarray
+    offset: float
+    r_squared: float | None
+    source: str
+    valid: np.ndarray | None  # ADF pixels used; None = all
+
+
+def response_model(inputs: HebtInputs, response_ratios, exclude_clipped, adf_offset,
+                   ratio_floor) -> ResponseModel:
+    """Fit ``I_H = sum r_A I_A (+ b)`` on the valid ADF pixels, or take the user's ratios."""
+    valid = None
+    if exclude_clipped:
+        invalid = invalid_adf_pixels(inputs.adf)
+        if isinstance(invalid, da.Array) and response_ratios is None:
+            invalid = invalid.compute()  # the maps are in memory for the fit anyway
+        if isinstance(invalid, da.Array):
+            valid = ~invalid  # lazy: found when the data are computed
+        elif invalid.any():
+            valid = ~invalid
+    if response_ratios is None:
+        ratios, offset, r_squared = fit_response_model(
+            np.stack([np.asarray(e) for e in inputs.eds]), np.asarray(inputs.adf),
+            mask=valid, offset=adf_offset)
+        source = "non-negative least squares of the ADF on the EDS maps (Eq. 15)"
+        if adf_offset:
+            source += " with an ADF offset"
+    else:
+        if adf_offset:
+            raise ValueError("adf_offset fits the offset with the ratios: do not pass "
+                             "response_ratios with it.")
+        ratios, offset, r_squared = _user_ratios(response_ratios, inputs.names), 0.0, None
+        source = "user"
+    if ratio_floor is not None:
+        floor = float(ratio_floor)
+        if not 0 < floor <= 1:
+            raise ValueError(f"ratio_floor must lie in (0, 1] (a fraction of the median "
+                             f"ratio), got {ratio_floor!r}.")
+        ratios = np.maximum(ratios, floor * np.median(ratios))
+        source += f", floored at {floor:g} x the median"
+    return ResponseModel(np.asarray(ratios, float), float(offset), r_squared, source, valid)
 
 
 def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_lines,
                      intensities, integration_windows, background_windows, gaussian_sigma,
                      relaxation, positivity, show_progressbar, rotation_axis,
-                     slices_per_block):
+                     slices_per_block, exclude_clipped=True, adf_offset=False,
+                     unlisted_mass=False, ratio_floor=None):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
@@ -118,19 +171,15 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                             slices_per_block=slices_per_block,
                             compute=response_ratios is None)
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
-    if response_ratios is None:
-        ratios, r_squared = fit_response_ratios(
-            np.stack([np.asarray(e) for e in inputs.eds]), np.asarray(inputs.adf))
-        source = "non-negative least squares of the ADF on the EDS maps (Eq. 15)"
-    else:
-        ratios, r_squared = _user_ratios(response_ratios, names), None
-        source = "user"
+    model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, ratio_floor)
+    lazy_mask = isinstance(model.valid, da.Array)
+    excluded = None if model.valid is None or lazy_mask else ~model.valid
     if isinstance(inputs.adf, da.Array) and response_ratios is not None:
         diagnostics = {"verdict": "not checked", "problems": [
             "lazy data with given response ratios: the check would read the data; run "
             "s.check_hebt_model(adf) to check"]}
     else:
-        check = model_check(inputs, ratios, r_squared)
+        check = model_check(inputs, model.ratios, model.r_squared, model.offset, excluded)
         diagnostics = check.as_metadata()
         if check.verdict != "consistent":
             _logger.warning(
@@ -138,32 +187,47 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                 "reconstruct_sirt before trusting the HEBT maps.", check.verdict,
                 "; ".join(check.problems))
     geometry = layout.geometry()
-    kernel = functools.partial(_hebt_kernel, geometry=geometry, ratios=tuple(ratios),
+    weighted = model.valid is not None
+    kernel = functools.partial(_hebt_kernel, geometry=geometry, ratios=tuple(model.ratios),
                                alpha=alpha, iterations=iterations, relaxation=relaxation,
-                               positivity=positivity)
-    stacked = (da.stack(inputs.eds + [inputs.adf]) if lazy
-               else np.stack(inputs.eds + [inputs.adf]))
-    volumes = run_blocks(kernel, stacked, len(names), geometry, lazy=lazy,
+                               positivity=positivity, weighted=weighted,
+                               extra_volume=bool(unlisted_mass))
+    channels = inputs.eds + [inputs.adf - model.offset if model.offset else inputs.adf]
+    if weighted:
+        channels.append(model.valid.astype(np.float32))
+    stacked = (da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels))
+    n_out = len(names) + bool(unlisted_mass)
+    volumes = run_blocks(kernel, stacked, n_out, geometry, lazy=lazy,
                          slices_per_block=slices_per_block, iterations=iterations,
                          show_progressbar=show_progressbar, description="HEBT")
     parameters = base_parameters(layout, "HEBT", iterations, relaxation, positivity,
                                  inputs.sigma)
     parameters.update({
         "alpha": alpha,
-        "response_ratios": dict(zip(names, map(float, ratios))),
-        "response_ratio_source": source,
+        "response_ratios": dict(zip(names, map(float, model.ratios))),
+        "response_ratio_source": model.source,
+        "adf_offset": model.offset,
+        "excluded_adf_fraction": (float("nan") if lazy_mask else
+                                  0.0 if excluded is None else float(excluded.mean())),
+        "unlisted_mass_volume": bool(unlisted_mass),
         "values": "Xb_A = z_A C_A rho on the ADF scale (paper Eq. 17)",
         "Diagnostics": diagnostics,
     })
-    if r_squared is not None:
-        parameters["response_ratio_r_squared"] = float(r_squared)
+    if model.r_squared is not None:
+        parameters["response_ratio_r_squared"] = float(model.r_squared)
     parameters["adf_title"] = title_of(adf)
-    return [reconstruction_signal(signal, layout, volume, parameters, line)
-            for volume, line in zip(volumes, inputs.lines)]
+    out = [reconstruction_signal(signal, layout, volume, parameters, line)
+           for volume, line in zip(volumes, inputs.lines)]
+    if unlisted_mass:
+        extra = dict(parameters, signal=UNLISTED_MASS)
+        out.append(reconstruction_signal(signal, layout, volumes[-1], extra, None,
+                                         label="mass with no listed line (ADF only)"))
+    return out
 
 
 def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_windows,
-                     background_windows, gaussian_sigma, response_ratios, rotation_axis):
+                     background_windows, gaussian_sigma, response_ratios, rotation_axis,
+                     exclude_clipped=False, adf_offset=False):
     """Implementation of :meth:`TomographicEDSSpectrum.check_hebt_model`."""
     import hyperspy.api as hs
 
@@ -172,12 +236,10 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
                             background_windows=background_windows,
                             gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
                             slices_per_block=64, compute=True)
-    if response_ratios is None:
-        ratios, r_squared = fit_response_ratios(
-            np.stack([np.asarray(e) for e in inputs.eds]), np.asarray(inputs.adf))
-    else:
-        ratios, r_squared = _user_ratios(response_ratios, inputs.names), None
-    check = model_check(inputs, ratios, r_squared)
+    model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, None)
+    ratios, r_squared = model.ratios, model.r_squared
+    check = model_check(inputs, ratios, r_squared, model.offset,
+                        None if model.valid is None else ~model.valid)
     layout = inputs.layout
     # Residual back in the series' navigation layout (tilt, y, x).
     stack_axes = [a for a in (layout.slice_axis, layout.tilt_axis, layout.detector_axis)
@@ -197,6 +259,7 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
         "problems": check.problems,
         "response_ratios": dict(zip(inputs.names, map(float, ratios))),
         "r_squared": None if r_squared is None else float(r_squared),
+        "adf_offset": model.offset,
         "saturated_adf_fraction": check.saturated_fraction,
         "clipped_adf_fraction": check.clipped_fraction,
         "residual": residual_signal,

@@ -35,6 +35,11 @@ def _reconstruction_parameters(reconstructions):
             raise TypeError(f"reconstructions[{i}] must be a HyperSpy signal, got "
                             f"{type(rec).__name__}.")
         node = rec.metadata.get_item("Reconstruction")
+        if node is not None and node.get_item("signal") == "unlisted ADF mass":
+            raise ValueError(
+                f"reconstructions[{i}] is HEBT's volume of unlisted mass, not an element: "
+                "leave it out (rec[:-1]) when quantifying."
+            )
         xray_lines = rec.metadata.get_item("Sample.xray_lines", [])
         if node is None or len(xray_lines) != 1:
             raise ValueError(

@@ -171,10 +171,11 @@ def _sigma_description(layout, sigma):
 
 
 def reconstruction_signal(source, layout, volume, parameters: dict,
-                          line: LineIntensity | None):
+                          line: LineIntensity | None, label: str = "the ADF signal"):
     """Wrap a volume ``(slices, n_z, n_x)`` as a Signal2D stack of ``source``.
 
-    ``line`` None marks a reconstruction of the ADF signal (no X-ray line).
+    ``line`` None marks a volume with no X-ray line (the ADF signal, or HEBT's
+    unlisted mass), named by ``label``.
     """
     from hyperspy.signals import LazySignal2D, Signal2D
 
@@ -196,7 +197,7 @@ def reconstruction_signal(source, layout, volume, parameters: dict,
         axes.insert(0, y_axis)
     metadata = copy.deepcopy(source.metadata.as_dictionary())
     metadata.pop("_HyperSpy", None)
-    label = "the ADF signal" if line is None else line.xray_line
+    label = label if line is None else line.xray_line
     metadata.setdefault("General", {})["title"] = (
         f"{parameters['algorithm']} reconstruction of {label}"
     )

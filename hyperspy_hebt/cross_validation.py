@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.ndimage as ndi
 
-from .tomography import (ParallelBeamGeometry, fit_response_ratios, get_projector, hebt_path,
+from .tomography import (ParallelBeamGeometry, fit_response_model, get_projector, hebt_path,
                          sirt_path, validate_alpha)
 
 __all__ = ["CrossValidation", "cross_validate_stacks", "poisson_deviance"]
@@ -112,6 +112,21 @@ class CrossValidation:
                 "iterations": row["iterations"]}
 
 
+def _hebt_training(eds, adf, options):
+    """ADF (offset removed), ratios and ADF weights of one fold, as reconstruct_hebt does."""
+    from .diagnostics import invalid_adf_pixels
+
+    valid = None
+    if options["exclude_clipped"]:
+        invalid = invalid_adf_pixels(adf)
+        valid = ~invalid if invalid.any() else None
+    ratios, offset, _ = fit_response_model(eds, adf, mask=valid, offset=options["adf_offset"])
+    if options["ratio_floor"] is not None:
+        ratios = np.maximum(ratios, options["ratio_floor"] * np.median(ratios))
+    weights = None if valid is None else valid.astype(np.float32)
+    return adf - offset, ratios, weights
+
+
 def _fold_indices(n_tilts, folds):
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
         if not 2 <= folds <= n_tilts // 2:
@@ -125,7 +140,7 @@ def _fold_indices(n_tilts, folds):
 
 def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iterations, alphas,
                           holdout, sigma, score="poisson", relaxation=1.0,
-                          positivity=True) -> CrossValidation:
+                          positivity=True, hebt_options=None) -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
     Parameters
@@ -149,6 +164,9 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     score : {"poisson", "mse"}
     relaxation, positivity
         As for the reconstructions.
+    hebt_options : dict, optional
+        ``exclude_clipped``, ``adf_offset``, ``unlisted_mass``, ``ratio_floor`` as
+        for ``reconstruct_hebt`` (default: clipped pixels excluded, nothing else).
 
     Returns
     -------
@@ -163,6 +181,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     if score not in ("poisson", "mse"):
         raise ValueError(f"score must be 'poisson' or 'mse', got {score!r}.")
     scorer = poisson_deviance if score == "poisson" else _mse
+    options = {"exclude_clipped": True, "adf_offset": False, "unlisted_mass": False,
+               "ratio_floor": None, **(hebt_options or {})}
     alphas = [validate_alpha(a) for a in alphas]
     iterations = sorted({int(n) for n in iterations})
     angles = np.asarray(tilt_angles_deg, dtype=float)
@@ -191,13 +211,14 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                                                                       n_det)
                 record("SIRT", None, n, predictions)
         if "hebt" in methods:
-            train_adf = adf[:, train]
-            ratios, _ = fit_response_ratios(train_eds, train_adf)
+            train_adf, ratios, weights = _hebt_training(train_eds, adf[:, train], options)
             safe = np.where(ratios > 0, ratios, np.inf)  # a zero ratio predicts no counts
             for alpha in alphas:
                 path = hebt_path(train_projector, train_eds, train_adf, ratios, alpha,
-                                 iterations, relaxation, positivity)
+                                 iterations, relaxation, positivity, adf_weights=weights,
+                                 extra_volume=options["unlisted_mass"])
                 for n, volume in zip(iterations, path):
+                    volume = volume[:k]  # the elements; not the unlisted-mass volume
                     projected = test_projector.forward(volume.reshape((k * n_slices,)
                                                                       + volume.shape[2:]))
                     predictions = projected.reshape(k, n_slices, len(held), n_det) / \

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import dask.array as da
 import numpy as np
 
-__all__ = ["LinearAdfCheck", "check_linear_adf", "clipped_fraction"]
+__all__ = ["LinearAdfCheck", "check_linear_adf", "clipped_fraction", "clipped_mask",
+           "invalid_adf_pixels"]
 
 #: R^2 of the ratio fit below which the linear-ADF model is called violated,
 #: and doubtful below the second value. The paper's phantom fits at 0.982; a
@@ -27,18 +29,21 @@ SMALL_RATIO_FACTOR = 10.0
 #: Fraction of ADF pixels piled up at the top (or bottom) of the range that
 #: counts as saturation (clipping).
 CLIPPED_FRACTION_LIMIT = 0.002
+#: ADF floor (1st percentile), as a fraction of the maximum, above which an
+#: offset is suspected: vacuum should read about zero.
+OFFSET_LIMIT = 0.05
 #: Spread of the per-tilt relative residual (fraction of the ADF) above which a
 #: steady trend across the tilts is reported.
 TREND_LIMIT = 0.05
 
 
-def clipped_fraction(adf: np.ndarray, end: str = "top", band: float = 0.005) -> float:
-    """Fraction of pixels piled up at one end of the ADF range.
+def clipped_mask(adf: np.ndarray, end: str = "top", band: float = 0.005) -> np.ndarray:
+    """Pixels piled up at one end of the ADF range (saturated or clipped).
 
     A detector that saturates (or clips to black) stacks many pixels within a
     narrow band at the end of its range; a natural distribution thins out there.
-    Pixels within ``band`` (a fraction of the range) of the end count as
-    clipped when that band holds more pixels than the adjacent band of the
+    Pixels within ``band`` (a fraction of the range) of the end are returned
+    when that band holds more than twice the pixels of the adjacent band of the
     same width, i.e. when the histogram rises towards the end.
 
     Parameters
@@ -51,14 +56,12 @@ def clipped_fraction(adf: np.ndarray, end: str = "top", band: float = 0.005) -> 
 
     Returns
     -------
-    float
-        Fraction of all pixels in the pile-up (0 when there is none).
+    numpy.ndarray of bool
+        Same shape as ``adf``; all False when there is no pile-up.
     """
-    values = np.asarray(adf, dtype=float).ravel()
+    values = adf if isinstance(adf, da.Array) else np.asarray(adf, dtype=float)
     low, high = values.min(), values.max()
     width = band * (high - low)
-    if width <= 0:
-        return 1.0  # a constant image is all "clipped"
     if end == "top":
         edge = values >= high - width
         neighbour = (values >= high - 2 * width) & ~edge
@@ -67,8 +70,27 @@ def clipped_fraction(adf: np.ndarray, end: str = "top", band: float = 0.005) -> 
         neighbour = (values <= low + 2 * width) & ~edge
     else:
         raise ValueError(f"end must be 'top' or 'bottom', got {end!r}.")
-    piled = edge.sum() > max(2 * neighbour.sum(), 10)
-    return float(edge.mean()) if piled else 0.0
+    # A constant image (width 0) is all "clipped". Written with array operators so
+    # that a dask input gives a lazy mask.
+    piled = (edge.sum() > 2 * neighbour.sum()) & (edge.sum() > 10)
+    return edge & (piled | (width <= 0))
+
+
+def clipped_fraction(adf: np.ndarray, end: str = "top", band: float = 0.005) -> float:
+    """Fraction of pixels piled up at one end of the ADF range (see :func:`clipped_mask`)."""
+    return float(clipped_mask(adf, end, band).mean())
+
+
+def invalid_adf_pixels(adf: np.ndarray) -> np.ndarray:
+    """Saturated pixels, and pixels clipped at a raised (non-zero) floor.
+
+    A pile-up at zero is vacuum, not clipping, and is kept. Works on numpy
+    arrays and, lazily, on dask arrays.
+    """
+    adf = adf if isinstance(adf, da.Array) else np.asarray(adf, dtype=float)
+    floor = clipped_mask(adf, "bottom")
+    raised = (adf.min() > 0.01 * (adf.max() - adf.min())) & (floor.mean() < 0.5)
+    return clipped_mask(adf, "top") | (floor & raised)
 
 
 @dataclass
@@ -118,7 +140,8 @@ class LinearAdfCheck:
 
 
 def check_linear_adf(eds_maps: np.ndarray, adf: np.ndarray, ratios, r_squared: float,
-                     names=None, tilt_axis: int = 0) -> LinearAdfCheck:
+                     names=None, tilt_axis: int = 0, offset: float = 0.0,
+                     excluded=None) -> LinearAdfCheck:
     """Check HEBT's condition that the ADF is a linear sum of the EDS signals.
 
     Parameters
@@ -135,6 +158,11 @@ def check_linear_adf(eds_maps: np.ndarray, adf: np.ndarray, ratios, r_squared: f
         Line names, for the messages.
     tilt_axis : int
         Axis of ``adf`` that runs over the tilts.
+    offset : float
+        ADF offset fitted with the ratios (the model is ``sum_A r_A I_A + offset``).
+    excluded : numpy.ndarray of bool, optional
+        ADF pixels left out of the fit and of HEBT's ADF term (saturated or
+        clipped); they no longer count against the model.
 
     Returns
     -------
@@ -144,8 +172,10 @@ def check_linear_adf(eds_maps: np.ndarray, adf: np.ndarray, ratios, r_squared: f
     adf = np.asarray(adf, dtype=float)
     ratios = np.asarray(ratios, dtype=float)
     names = list(names) if names is not None else [f"line {i}" for i in range(ratios.size)]
-    model = np.tensordot(ratios, eds_maps, axes=1)
+    model = np.tensordot(ratios, eds_maps, axes=1) + offset
     residual = adf - model
+    if excluded is not None:
+        residual = np.where(excluded, 0.0, residual)
     other_axes = tuple(a for a in range(adf.ndim) if a != tilt_axis)
     mean_adf = np.abs(adf).mean(axis=other_axes)
     per_tilt = np.sqrt((residual**2).mean(axis=other_axes)) / np.where(mean_adf > 0, mean_adf,
@@ -179,17 +209,31 @@ def check_linear_adf(eds_maps: np.ndarray, adf: np.ndarray, ratios, r_squared: f
             + ": the shared ADF update, divided by it, would swamp that element's map")
     saturated = clipped_fraction(adf, "top")
     clipped = clipped_fraction(adf, "bottom")
+    handled = excluded is not None and bool(np.any(excluded))
     if saturated > CLIPPED_FRACTION_LIMIT:
-        worsen("violated")
-        problems.append(f"{saturated:.1%} of ADF pixels pile up at the top of the range "
-                        "(detector saturation): the ADF is not linear there")
-    if clipped > CLIPPED_FRACTION_LIMIT and clipped < 0.5:
-        # Vacuum at the bottom of the range is normal when it is at zero; a
-        # pile-up above zero is a clipped (black-level) detector.
-        if adf.min() > 0.01 * (adf.max() - adf.min()):
+        if handled:
+            problems.append(f"{saturated:.1%} of ADF pixels saturated: excluded from the fit "
+                            "and from the ADF term")
+        else:
+            worsen("violated")
+            problems.append(f"{saturated:.1%} of ADF pixels pile up at the top of the range "
+                            "(detector saturation): the ADF is not linear there")
+    # Vacuum at the bottom of the range is normal when it is at zero; a pile-up
+    # above zero is a clipped (black-level) detector.
+    if (CLIPPED_FRACTION_LIMIT < clipped < 0.5
+            and adf.min() > 0.01 * (adf.max() - adf.min())):
+        if handled:
+            problems.append(f"{clipped:.1%} of ADF pixels clipped at a raised floor: excluded")
+        else:
             worsen("doubtful")
             problems.append(f"{clipped:.1%} of ADF pixels pile up at a non-zero floor "
                             "(black-level clipping or an offset)")
+    floor = float(np.percentile(adf, 1))
+    if offset == 0 and floor > OFFSET_LIMIT * float(adf.max()):
+        worsen("doubtful")
+        problems.append(
+            f"the lowest ADF values sit at {floor / adf.max():.0%} of the maximum: a dark "
+            "offset? (reconstruct_hebt(adf_offset=True) fits one), or no vacuum in the field")
     if per_tilt.size >= 4 and np.ptp(per_tilt) > TREND_LIMIT:
         index = np.arange(per_tilt.size)
         # One-sided (holder shadowing) or symmetric (stray X-rays at high tilt) trends.

@@ -207,6 +207,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         show_progressbar: bool | None = None,
         rotation_axis: str = "y",
         slices_per_block: int = 64,
+        exclude_clipped: bool = True,
+        adf_offset: bool = False,
+        unlisted_mass: bool = False,
+        ratio_floor: float | None = None,
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
 
@@ -243,11 +247,26 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             As for :meth:`reconstruct_sirt` (the filter applies to the EDS maps).
         relaxation, positivity, show_progressbar, rotation_axis, slices_per_block
             As for :meth:`reconstruct_sirt`.
+        exclude_clipped : bool
+            Leave ADF pixels piled up at the top of the range (saturation) or at a
+            raised floor (black-level clipping) out of the ratio fit and of the ADF
+            term. Changes nothing when there are none.
+        adf_offset : bool
+            Fit an ADF offset (dark level) with the ratios, ``I_H = sum r_A I_A +
+            b``, and reconstruct ``I_H - b``.
+        unlisted_mass : bool
+            Reconstruct an extra volume seen by the ADF only (carbon support, FIB
+            layers, elements not listed), so that their signal does not leak into
+            the listed elements; it is returned last.
+        ratio_floor : float, optional
+            Raise every ratio to at least this fraction of the median ratio, so a
+            near-zero ratio cannot let the shared ADF term swamp its element.
 
         Returns
         -------
         list of Signal2D (LazySignal2D for lazy input)
-            One stack per line, laid out as :meth:`reconstruct_sirt`'s, holding
+            One stack per line, laid out as :meth:`reconstruct_sirt`'s (then the
+            unlisted-mass volume with ``unlisted_mass``), holding
             ``Xb_A = z_A C_A rho`` on the ADF scale. ``metadata.Reconstruction``
             records ``algorithm="HEBT"``, ``alpha``, the response ratios, their
             source and R^2, so :meth:`quantify_cross_section` uses ``z_A``. The
@@ -263,14 +282,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 integration_windows=integration_windows, background_windows=background_windows,
                 gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
                 show_progressbar=show_progressbar, rotation_axis=rotation_axis,
-                slices_per_block=slices_per_block, score="poisson"))
+                slices_per_block=slices_per_block, score="poisson",
+                exclude_clipped=exclude_clipped, adf_offset=adf_offset,
+                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor))
         return _hebt.reconstruct_hebt(
             self, adf, alpha=alpha, iterations=iterations, response_ratios=response_ratios,
             xray_lines=xray_lines, intensities=intensities,
             integration_windows=integration_windows, background_windows=background_windows,
             gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
             show_progressbar=show_progressbar, rotation_axis=rotation_axis,
-            slices_per_block=slices_per_block,
+            slices_per_block=slices_per_block, exclude_clipped=exclude_clipped,
+            adf_offset=adf_offset, unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
         )
 
     def cross_validate(
@@ -288,6 +310,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         score: str = "poisson",
         slices: int | Sequence[int] | None = None,
         rotation_axis: str = "y",
+        exclude_clipped: bool = True,
+        adf_offset: bool = False,
+        unlisted_mass: bool = False,
+        ratio_floor: float | None = None,
     ):
         """Score methods, iteration counts and alphas on held-out tilts.
 
@@ -318,6 +344,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         slices : int or sequence of int, optional
             Use this many evenly spaced slices (or these indices) to save time.
         rotation_axis : str
+        exclude_clipped, adf_offset, unlisted_mass, ratio_floor
+            HEBT's options, as for :meth:`reconstruct_hebt`.
 
         Returns
         -------
@@ -330,7 +358,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             holdout=holdout, xray_lines=xray_lines, intensities=intensities,
             integration_windows=integration_windows, background_windows=background_windows,
             gaussian_sigma=gaussian_sigma, score=score, rotation_axis=rotation_axis,
-            slices=slices)
+            slices=slices, hebt_options=dict(
+                exclude_clipped=exclude_clipped, adf_offset=adf_offset,
+                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor))
 
     def check_hebt_model(
         self,
@@ -342,6 +372,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         gaussian_sigma: float | dict | None = None,
         response_ratios: dict | None = None,
         rotation_axis: str = "y",
+        exclude_clipped: bool = False,
+        adf_offset: bool = False,
     ) -> dict:
         """Is HEBT's model valid for these data? (paper section 2.2, "two conditions").
 
@@ -350,7 +382,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         what breaks the assumption: a low R^2, a ratio that is zero or far below
         the others, ADF pixels piled up at the top (saturation) or at a non-zero
         floor (clipping), a residual that grows across the tilts. Arguments are
-        those of :meth:`reconstruct_hebt`. Reads the data (lazy series: once).
+        those of :meth:`reconstruct_hebt`; ``exclude_clipped`` and ``adf_offset``
+        (off by default here) check the model with those remedies applied.
+        Reads the data (lazy series: once).
 
         Returns
         -------
@@ -367,7 +401,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             self, adf, xray_lines=xray_lines, intensities=intensities,
             integration_windows=integration_windows, background_windows=background_windows,
             gaussian_sigma=gaussian_sigma, response_ratios=response_ratios,
-            rotation_axis=rotation_axis)
+            rotation_axis=rotation_axis, exclude_clipped=exclude_clipped,
+            adf_offset=adf_offset)
 
     def reconstruct_adf(
         self,

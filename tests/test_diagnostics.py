@@ -47,11 +47,18 @@ def test_saturated_adf_is_flagged(clean, caplog):
     assert report["saturated_adf_fraction"] > 0.01
     assert any("saturation" in p for p in report["problems"])
     with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
-        rec = clean.series.reconstruct_hebt(adf, iterations=3,
+        rec = clean.series.reconstruct_hebt(adf, iterations=3, exclude_clipped=False,
                                             intensities=clean.line_intensities,
                                             xray_lines=LINES)
     assert rec[0].metadata.Reconstruction.Diagnostics.verdict == "violated"
     assert "linear-ADF model looks violated" in caplog.text
+    # By default the saturated pixels are left out, which the diagnostics say.
+    rec = clean.series.reconstruct_hebt(adf, iterations=3, intensities=clean.line_intensities,
+                                        xray_lines=LINES)
+    record = rec[0].metadata.Reconstruction
+    assert record.Diagnostics.verdict == "consistent"
+    assert record.excluded_adf_fraction == pytest.approx(report["saturated_adf_fraction"])
+    assert any("excluded" in p for p in record.Diagnostics.problems)
 
 
 def test_unlisted_layer_is_flagged():

@@ -29,7 +29,7 @@ from . import _sparse
 from .projector import Projector
 from .sirt import inverse_or_zero, validate_sirt_parameters
 
-__all__ = ["hebt", "hebt_path", "fit_response_ratios", "validate_alpha"]
+__all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "validate_alpha"]
 
 
 def validate_alpha(alpha) -> float:
@@ -62,6 +62,34 @@ def fit_response_ratios(eds_maps: np.ndarray, adf_map: np.ndarray) -> tuple[np.n
     r_squared : float
         Coefficient of determination of that fit (1 - SS_res / SS_tot).
     """
+    ratios, _, r_squared = fit_response_model(eds_maps, adf_map)
+    return ratios, r_squared
+
+
+def fit_response_model(eds_maps: np.ndarray, adf_map: np.ndarray, mask=None,
+                       offset: bool = False) -> tuple[np.ndarray, float, float]:
+    """``I_H = sum_A r_A I_A (+ b)`` by non-negative least squares, on valid pixels.
+
+    Parameters
+    ----------
+    eds_maps : numpy.ndarray
+        ``(k, ...)`` line intensities.
+    adf_map : numpy.ndarray
+        ADF intensities shaped like one EDS map.
+    mask : numpy.ndarray of bool, optional
+        Pixels to fit (False: saturated, clipped or invalid); default all.
+    offset : bool
+        Fit an ADF offset ``b`` (a dark level) as well; it may be of either sign.
+
+    Returns
+    -------
+    ratios : numpy.ndarray
+        ``r_A >= 0``.
+    offset : float
+        ``b`` (0 when not fitted).
+    r_squared : float
+        Over the fitted pixels.
+    """
     from scipy.optimize import nnls
 
     design = np.asarray(eds_maps, dtype=float).reshape(eds_maps.shape[0], -1).T
@@ -70,35 +98,53 @@ def fit_response_ratios(eds_maps: np.ndarray, adf_map: np.ndarray) -> tuple[np.n
         raise ValueError(
             f"adf_map has {target.size} values but each EDS map has {design.shape[0]}."
         )
-    # Normal equations keep the solve k x k whatever the number of pixels.
+    if mask is not None:
+        keep = np.asarray(mask, dtype=bool).ravel()
+        if keep.size != target.size:
+            raise ValueError(f"mask has {keep.size} values for {target.size} pixels.")
+        design, target = design[keep], target[keep]
+    k = design.shape[1]
+    if offset:
+        ones = np.ones((design.shape[0], 1))
+        design = np.hstack([design, ones, -ones])  # b = b+ - b-, both >= 0 for NNLS
+    # Normal equations keep the solve small whatever the number of pixels.
     gram = design.T @ design
     moment = design.T @ target
     eigenvalues, eigenvectors = np.linalg.eigh(gram)
     keep = eigenvalues > eigenvalues.max() * 1e-12
     root = np.sqrt(eigenvalues[keep])[:, None] * eigenvectors[:, keep].T
     rhs = (eigenvectors[:, keep].T @ moment) / np.sqrt(eigenvalues[keep])
-    ratios, _ = nnls(root, rhs)
-    residual = target - design @ ratios
+    solution, _ = nnls(root, rhs)
+    residual = target - design @ solution
     total = target - target.mean()
     ss_tot = float(total @ total)
     r_squared = 1.0 - float(residual @ residual) / ss_tot if ss_tot > 0 else float("nan")
-    return ratios, r_squared
+    b = float(solution[k] - solution[k + 1]) if offset else 0.0
+    return solution[:k], b, r_squared
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _joint_residual(projected, eds, adf, row_scale, n_elements, alpha, out):
-    """out[:, A-block] = (1-alpha) (eds - P)_A / w + alpha (adf - sum_A P_A) / (k w)."""
+def _joint_residual(projected, eds, adf, weights, row_scale, n_elements, n_extra, alpha, out):
+    """Residual columns of the block system, element blocks first, then the extra volume.
+
+    h = w_i (adf - sum_B P_B) / ((k + n_extra) w_i), the ADF residual (weights 0 on
+    excluded pixels); element blocks get (1 - alpha) (eds - P)_A / w_i + alpha h, the
+    ADF-only block gets h (its column sums are alpha c_j, which cancels alpha).
+    """
     n_rows, n_slices = adf.shape
+    n_blocks = n_elements + n_extra
     for i in numba.prange(n_rows):
         scale = row_scale[i]
         for s in range(n_slices):
             total = 0.0
-            for a in range(n_elements):
+            for a in range(n_blocks):
                 total += projected[i, a * n_slices + s]
-            h = alpha * scale * (adf[i, s] - total) / n_elements
+            h = weights[i, s] * scale * (adf[i, s] - total) / n_blocks
             for a in range(n_elements):
                 c = a * n_slices + s
-                out[i, c] = (1.0 - alpha) * scale * (eds[i, c] - projected[i, c]) + h
+                out[i, c] = (1.0 - alpha) * scale * (eds[i, c] - projected[i, c]) + alpha * h
+            for a in range(n_elements, n_blocks):
+                out[i, a * n_slices + s] = h
 
 
 def hebt(
@@ -111,6 +157,8 @@ def hebt(
     relaxation: float = 1.0,
     positivity: bool = True,
     callback: Callable[[int], None] | None = None,
+    adf_weights: np.ndarray | None = None,
+    extra_volume: bool = False,
 ) -> np.ndarray:
     """Joint SIRT of k EDS sinogram stacks and one ADF stack.
 
@@ -128,25 +176,37 @@ def hebt(
         Weight of the ADF term, in [0, 1).
     iterations, relaxation, positivity, callback
         As for :func:`~hyperspy_hebt.tomography.sirt`.
+    adf_weights : numpy.ndarray, optional
+        ``(n_slices, n_tilts, n_detector)`` in [0, 1]: 0 drops an ADF pixel
+        (saturated, clipped, outside the valid field) from the ADF term. The
+        column sums keep every ray, a smaller (still convergent) step where
+        pixels are dropped.
+    extra_volume : bool
+        Add an unknown volume seen by the ADF only (mass without a listed line:
+        carbon support, FIB layers, unlisted elements), so that it does not leak
+        into the listed elements.
 
     Returns
     -------
     numpy.ndarray
-        float32 ``(k, n_slices, n_z, n_x)``: ``Xb_A``, on the ADF scale
-        (``z_A C_A rho`` up to the ADF dose constant).
+        float32 ``(k, n_slices, n_z, n_x)`` (``k + 1`` with ``extra_volume``, the
+        ADF-only volume last): ``Xb_A``, on the ADF scale (``z_A C_A rho`` up to
+        the ADF dose constant).
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
-                        validate_alpha(alpha), relaxation, positivity)
+                        validate_alpha(alpha), relaxation, positivity, adf_weights,
+                        extra_volume)
     for iteration in range(1, iterations + 1):
         volume = next(steps)
         if callback is not None:
             callback(iteration)
-    return _as_elements(volume, projector.geometry, np.shape(eds_sinograms)[0])
+    return _as_elements(volume, projector.geometry, np.shape(eds_sinograms)[0] + extra_volume)
 
 
 def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
-              iterations, relaxation: float = 1.0, positivity: bool = True) -> list:
+              iterations, relaxation: float = 1.0, positivity: bool = True,
+              adf_weights=None, extra_volume: bool = False) -> list:
     """HEBT volumes after each of several iteration counts, from one run.
 
     Parameters as for :func:`hebt`, with ``iterations`` a sequence of counts.
@@ -160,8 +220,9 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
     if not wanted:
         raise ValueError("iterations is empty: give at least one iteration count.")
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
-                        validate_alpha(alpha), float(relaxation), positivity)
-    k = np.shape(eds_sinograms)[0]
+                        validate_alpha(alpha), float(relaxation), positivity, adf_weights,
+                        extra_volume)
+    k = np.shape(eds_sinograms)[0] + extra_volume
     kept = {}
     for iteration in range(1, max(wanted) + 1):
         volume = next(steps)
@@ -176,8 +237,8 @@ def _as_elements(volume, geometry, k):
 
 
 def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha, relaxation,
-                positivity):
-    """Yield the joint iterate (pixels, k * slices) after each HEBT iteration."""
+                positivity, adf_weights=None, extra_volume=False):
+    """Yield the joint iterate (pixels, (k + extra) * slices) after each HEBT iteration."""
     g = projector.geometry
     eds_sinograms = np.asarray(eds_sinograms)
     adf_sinograms = np.asarray(adf_sinograms)
@@ -199,18 +260,28 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
     for name, array in (("eds_sinograms", eds_sinograms), ("adf_sinograms", adf_sinograms)):
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contain NaN or infinite values.")
+    if adf_weights is None:
+        weights = np.ones((g.n_rays, n_slices), dtype=np.float32)
+    else:
+        adf_weights = np.asarray(adf_weights, dtype=np.float32)
+        if adf_weights.shape != adf_sinograms.shape or np.any(adf_weights < 0) or \
+                np.any(adf_weights > 1):
+            raise ValueError(f"adf_weights must lie in [0, 1] with shape {adf_sinograms.shape}.")
+        weights = np.ascontiguousarray(adf_weights.reshape(n_slices, g.n_rays).T)
+    n_extra = int(bool(extra_volume))
     # Columns grouped by element: [element 0 slices ..., element 1 slices ...].
     scaled = (ratios[:, None, None, None] * eds_sinograms).reshape(k * n_slices, g.n_rays)
     eds = np.ascontiguousarray(scaled.T, dtype=np.float32)
     adf = np.ascontiguousarray(adf_sinograms.reshape(n_slices, g.n_rays).T, dtype=np.float32)
     row_scale = inverse_or_zero(projector.row_sums)
     column_scale = relaxation * inverse_or_zero(projector.column_sums)
-    volume = np.zeros((g.n_pixels, k * n_slices), dtype=np.float32)
-    projected = np.empty((g.n_rays, k * n_slices), dtype=np.float32)
+    volume = np.zeros((g.n_pixels, (k + n_extra) * n_slices), dtype=np.float32)
+    projected = np.empty((g.n_rays, (k + n_extra) * n_slices), dtype=np.float32)
     residual = np.empty_like(projected)
     while True:
         _sparse.csr_matmat(projector.matrix, volume, projected)
         with _sparse.LAUNCH_LOCK:
-            _joint_residual(projected, eds, adf, row_scale, k, np.float32(alpha), residual)
+            _joint_residual(projected, eds, adf, weights, row_scale, k, n_extra,
+                            np.float32(alpha), residual)
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
         yield volume
