@@ -69,7 +69,7 @@ def test_excluding_saturated_pixels_restores_hebt(setup, caplog):
     repaired, recs = run(clean, phantom, adf)
     clean_value, _ = run(clean, phantom)
     assert recs[0].metadata.Reconstruction.excluded_adf_fraction > 0.05
-    # Measured RMSE: saturated 0.09+, excluded 0.0619, clean 0.0614, SIRT 0.0687.
+    # Measured RMSE: saturated 0.1616, excluded 0.0641, clean 0.0614, SIRT 0.0686.
     assert repaired < broken
     assert repaired <= 1.05 * clean_value
     assert repaired < sirt_rmse(clean, phantom)
