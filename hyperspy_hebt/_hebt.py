@@ -10,7 +10,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ._intensities import adf_series, line_intensities, title_of
+from ._intensities import adf_series, line_intensities, normalise_per_tilt, title_of
 from ._layout import TiltSeriesLayout
 from ._reconstruction import (base_parameters, filtered_sinograms, reconstruction_signal,
                               run_blocks, validate_common)
@@ -78,7 +78,7 @@ class HebtInputs:
 
 def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
                    background_windows, gaussian_sigma, rotation_axis, slices_per_block,
-                   compute=False):
+                   compute=False, normalise_tilts=False):
     """Line maps and ADF as sinogram stacks; ``compute`` brings lazy ones into memory
     (once) while keeping them usable as dask arrays chunked by slices."""
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
@@ -86,6 +86,8 @@ def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
     adf_data = adf_series(signal, adf)
     lines = line_intensities(signal, xray_lines, intensities, integration_windows,
                              background_windows)
+    if normalise_tilts:
+        lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
     lazy = signal._lazy or isinstance(adf_data, da.Array) or any(
         isinstance(line.data, da.Array) for line in lines)
     eds = [filtered_sinograms(layout.to_stack(line.data), sigma, lazy, slices_per_block)
@@ -159,7 +161,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                      intensities, integration_windows, background_windows, gaussian_sigma,
                      relaxation, positivity, show_progressbar, rotation_axis,
                      slices_per_block, exclude_clipped=True, adf_offset=False,
-                     unlisted_mass=False, ratio_floor=None):
+                     unlisted_mass=False, ratio_floor=None, normalise_tilts=False):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
@@ -169,7 +171,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                             background_windows=background_windows,
                             gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
                             slices_per_block=slices_per_block,
-                            compute=response_ratios is None)
+                            compute=response_ratios is None, normalise_tilts=normalise_tilts)
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
     model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, ratio_floor)
     lazy_mask = isinstance(model.valid, da.Array)

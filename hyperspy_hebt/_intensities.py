@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
+
+_logger = logging.getLogger(__name__)
 
 @dataclass
 class LineIntensity:
@@ -64,6 +67,7 @@ def line_intensities(signal, xray_lines, intensities, integration_windows, backg
                 f"background_windows must be None, 'auto' or an array of shape "
                 f"({len(lines)}, 4), got shape {background_windows.shape}."
             )
+    _warn_overlaps(signal, lines, windows, background_windows)
     maps = signal.get_lines_intensity(
         xray_lines=lines,
         integration_windows=[list(map(float, w)) for w in windows],
@@ -80,8 +84,70 @@ def line_intensities(signal, xray_lines, intensities, integration_windows, backg
         }
         if background_windows is not None:
             provenance["background_windows"] = [float(v) for v in background_windows[i]]
+            _warn_negative(line, image.data)
         out.append(LineIntensity(line, image.data, provenance))
     return out
+
+
+#: Lines weaker than this (relative to the strongest of their family, exspy's
+#: weights) are ignored by the overlap check.
+MIN_LINE_WEIGHT = 0.05
+
+
+def _present_lines(signal):
+    """(name, energy in the signal's units) of every line of the listed elements."""
+    from exspy.material import elements
+
+    factor = 1000.0 if signal.axes_manager.signal_axes[0].units == "eV" else 1.0
+    out = []
+    for element in signal.metadata.get_item("Sample.elements", []):
+        lines = elements[element].Atomic_properties.get_item("Xray_lines")
+        for name in ([] if lines is None else lines.keys()):
+            if lines[name].weight >= MIN_LINE_WEIGHT:
+                out.append((f"{element}_{name}", lines[name].energy_keV * factor))
+    return out
+
+
+def _warn_overlaps(signal, lines, windows, background_windows):
+    """Warn when a window takes in a line it should not (exspy integrates it silently)."""
+    present = _present_lines(signal)
+    for i, line in enumerate(lines):
+        low, high = sorted(map(float, windows[i]))
+        # Another element's line, or another line of the same element: either way
+        # its counts are added, while the quantification factor covers this line only.
+        intruders = [name for name, energy in present if low <= energy <= high and name != line]
+        if intruders:
+            _logger.warning(
+                "The integration window of %s (%.3g-%.3g) contains %s: their counts are "
+                "added to %s, whose cross-section factor covers %s alone. Use narrower "
+                "windows or fitted intensities (intensities=).",
+                line, low, high, ", ".join(intruders), line, line)
+        if background_windows is None:
+            continue
+        bw = [float(v) for v in background_windows[i]]
+        for start, stop in ((bw[0], bw[1]), (bw[2], bw[3])):
+            start, stop = sorted((start, stop))
+            inside = [name for name, energy in present if start <= energy <= stop]
+            if inside:
+                _logger.warning(
+                    "A background window of %s (%.3g-%.3g) sits on %s: the background is "
+                    "overestimated and %s underestimated.", line, start, stop,
+                    ", ".join(inside), line)
+
+
+def _warn_negative(line, data):
+    """Warn when background subtraction leaves a large negative share (eager maps only)."""
+    if isinstance(data, da.Array):
+        return
+    values = np.asarray(data, dtype=float)
+    negative = -values[values < 0].sum()
+    positive = values[values > 0].sum()
+    if positive > 0 and negative > 0.05 * positive:
+        _logger.warning(
+            "The background-subtracted map of %s is negative in %.0f%% of its pixels "
+            "(negative counts are %.0f%% of the positive ones): the background windows may "
+            "sit on other lines, or the counts are too low for window subtraction.",
+            line, 100 * np.mean(values < 0), 100 * negative / positive)
 
 
 def _user_intensities(signal, xray_lines, intensities, nav_shape):
@@ -174,3 +240,30 @@ def title_of(adf) -> str:
     """``adf.metadata.General.title`` for a signal, "" for an array."""
     metadata = getattr(adf, "metadata", None)
     return metadata.get_item("General.title", "") if metadata is not None else ""
+
+
+def normalise_per_tilt(lines, tilt_index: int):
+    """Lines whose maps have the same total at every tilt (shadowing correction).
+
+    ``tilt_index`` is the tilt axis' position in the navigation-shaped maps. The
+    totals are computed now (one pass for lazy maps); the factors (mean total /
+    tilt total) go into the provenance.
+    """
+    out = []
+    for line in lines:
+        data = line.data
+        axes = tuple(a for a in range(data.ndim) if a != tilt_index)
+        totals = data.sum(axis=axes)
+        totals = np.asarray(totals.compute() if isinstance(totals, da.Array) else totals,
+                            dtype=float)
+        if np.any(totals <= 0):
+            raise ValueError(
+                f"{line.xray_line} has tilts {np.flatnonzero(totals <= 0).tolist()} with no "
+                "counts: per-tilt normalisation is undefined."
+            )
+        factors = totals.mean() / totals
+        shape = [1] * data.ndim
+        shape[tilt_index] = -1
+        provenance = dict(line.provenance, tilt_normalisation=factors.tolist())
+        out.append(LineIntensity(line.xray_line, data * factors.reshape(shape), provenance))
+    return out

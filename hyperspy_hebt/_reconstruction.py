@@ -16,7 +16,8 @@ import dask.array as da
 import numpy as np
 import scipy.ndimage as ndi
 
-from ._intensities import LineIntensity, adf_series, line_intensities, title_of
+from ._intensities import (LineIntensity, adf_series, line_intensities, normalise_per_tilt,
+                           title_of)
 from ._layout import TiltSeriesLayout
 from ._version import __version__
 from .tomography import get_projector, sirt, validate_sirt_parameters
@@ -112,7 +113,7 @@ def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma
 
 def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration_windows,
                      background_windows, gaussian_sigma, relaxation, positivity,
-                     show_progressbar, rotation_axis, slices_per_block):
+                     show_progressbar, rotation_axis, slices_per_block, normalise_tilts=False):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
@@ -120,6 +121,8 @@ def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration
     sigma = layout.sigma_in_stack_order(gaussian_sigma)
     lines = line_intensities(signal, xray_lines, intensities, integration_windows,
                              background_windows)
+    if normalise_tilts:
+        lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
     geometry = layout.geometry()
     kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
                                relaxation=relaxation, positivity=positivity)

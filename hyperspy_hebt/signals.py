@@ -113,6 +113,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         show_progressbar: bool | None = None,
         rotation_axis: str = "y",
         slices_per_block: int = 64,
+        normalise_tilts: bool = False,
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by SIRT (paper Eq. 10-11).
 
@@ -155,6 +156,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             (``"y"`` or ``"x"``); the other spatial axis is the scan direction.
         slices_per_block : int
             Slices reconstructed together (one dask block of a lazy result).
+        normalise_tilts : bool
+            Scale each line's map to the same total at every tilt (detector
+            shadowing; the paper's correction). Computes the totals now (one pass
+            over a lazy series); the factors go to the metadata.
 
         Returns
         -------
@@ -170,6 +175,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             if iterations != "auto":
                 raise ValueError(f"iterations must be a positive integer or 'auto', got "
                                  f"{iterations!r}.")
+            _no_auto_normalisation(normalise_tilts)
             return _cross_validation.auto_sirt(self, dict(
                 xray_lines=xray_lines, intensities=intensities,
                 integration_windows=integration_windows, background_windows=background_windows,
@@ -189,6 +195,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             show_progressbar=show_progressbar,
             rotation_axis=rotation_axis,
             slices_per_block=slices_per_block,
+            normalise_tilts=normalise_tilts,
         )
 
     def reconstruct_hebt(
@@ -211,6 +218,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         adf_offset: bool = False,
         unlisted_mass: bool = False,
         ratio_floor: float | None = None,
+        normalise_tilts: bool = False,
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
 
@@ -261,6 +269,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         ratio_floor : float, optional
             Raise every ratio to at least this fraction of the median ratio, so a
             near-zero ratio cannot let the shared ADF term swamp its element.
+        normalise_tilts : bool
+            As for :meth:`reconstruct_sirt` (the EDS maps only; the ADF is not
+            shadowed).
 
         Returns
         -------
@@ -277,6 +288,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             if response_ratios is not None:
                 raise ValueError("alpha or iterations 'auto' fits the response ratios on "
                                  "each fold; do not pass response_ratios with it.")
+            _no_auto_normalisation(normalise_tilts)
             return _cross_validation.auto_hebt(self, adf, alpha, iterations, dict(
                 response_ratios=None, xray_lines=xray_lines, intensities=intensities,
                 integration_windows=integration_windows, background_windows=background_windows,
@@ -293,6 +305,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             show_progressbar=show_progressbar, rotation_axis=rotation_axis,
             slices_per_block=slices_per_block, exclude_clipped=exclude_clipped,
             adf_offset=adf_offset, unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
+            normalise_tilts=normalise_tilts,
         )
 
     def cross_validate(
@@ -480,6 +493,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         return _quantification.quantify_cross_section(
             self, reconstructions, factors=factors, threshold=threshold,
             composition_units=composition_units, detector_efficiency=detector_efficiency,
+        )
+
+
+def _no_auto_normalisation(normalise_tilts):
+    if normalise_tilts:
+        raise ValueError(
+            "'auto' settings are chosen on the maps as given: normalise them first "
+            "(hyperspy_hebt.alignment.normalise_tilt_totals) and pass them as intensities."
         )
 
 

@@ -233,3 +233,57 @@ def test_projector_built_once_for_many_blocks():
     dask.compute(*[r.data for r in rec], scheduler="threads")
     info = get_projector.cache_info()
     assert info.misses == 1 and info.hits >= 11  # 2 lines x 6 blocks, one build
+
+
+def test_window_overlaps_and_negative_maps_are_reported(series, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        series.reconstruct_sirt(iterations=2, integration_windows=2.0)
+    # Au Mb (2.20 keV) lies inside the 2-FWHM window of Au Ma (2.12 keV).
+    assert "integration window of Au_Ma" in caplog.text and "Au_Mb" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        series.reconstruct_sirt(iterations=2, integration_windows=1.0)
+    assert not caplog.records  # 1-FWHM windows stay clear of the neighbours
+    caplog.clear()
+    # Background windows put on the peak tops: "background" above the mean peak level.
+    on_peaks = [[e - 0.01, e + 0.01, e - 0.01, e + 0.01] for e in (2.9844, 2.1229)]
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        series.reconstruct_sirt(iterations=2, integration_windows=1.0,
+                                background_windows=on_peaks)
+    assert "background window of Ag_La" in caplog.text  # sits on Ag La itself
+    assert "background-subtracted map of Ag_La is negative" in caplog.text
+
+
+def test_normalise_tilts_undoes_shadowing():
+    from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+
+    tilts = np.linspace(-70, 70, 15)
+    shadow = 1 - 0.4 * np.clip(np.sin(np.deg2rad(tilts)), 0, None)
+    particle = core_shell_particle(24, 2, pixel_size_nm=3.0)
+    clean = simulate_acquisition(particle, ["Ag_La", "Au_Ma"], tilt_angles_deg=tilts,
+                                 energy_axis_kev=(0.0, 0.02, 200))
+    shadowed = simulate_acquisition(particle, ["Ag_La", "Au_Ma"], tilt_angles_deg=tilts,
+                                    energy_axis_kev=(0.0, 0.02, 200), eds_tilt_factors=shadow)
+    kwargs = dict(iterations=30, integration_windows=1.0)
+    from hyperspy_hebt.simulation import alloy_density
+
+    reference = particle.weight_fractions["Ag"] * alloy_density(particle.weight_fractions)
+    plain = shadowed.series.reconstruct_sirt(**kwargs)[0].data
+    fixed = shadowed.series.reconstruct_sirt(normalise_tilts=True, **kwargs)
+    factors = np.array(fixed[0].metadata.Reconstruction.intensities.tilt_normalisation)
+    # The factors follow 1 / shadowing up to a constant (Poisson noise: 3 %).
+    np.testing.assert_allclose(factors * shadow / np.mean(factors * shadow), 1, atol=0.03)
+
+    def error(volume):
+        scale = (volume * reference).sum() / (volume**2).sum()
+        return np.linalg.norm(scale * volume - reference) / np.linalg.norm(reference)
+
+    unshadowed = clean.series.reconstruct_sirt(**kwargs)[0].data
+    # Relative error against the phantom, 15 tilts of a 24-px particle: measured 0.263
+    # without shadowing, 0.368 shadowed, 0.267 shadowed and normalised.
+    assert error(fixed[0].data) < 1.05 * error(unshadowed)
+    assert error(plain) > 1.2 * error(unshadowed)
+    with pytest.raises(ValueError, match="normalise them first"):
+        shadowed.series.reconstruct_sirt(iterations="auto", normalise_tilts=True)
