@@ -30,12 +30,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import physics
 from .metrics import mse, scaled_mse, structure_ssim
 from .simulation import paper_phantom, simulate_acquisition
 
-__all__ = ["Calibration", "StudyResult", "calibrate_to_paper", "paper_solid_angle_sr",
-           "run_paper_study"]
+__all__ = ["Calibration", "StudyResult", "calibrate_to_paper", "run_paper_study"]
 
 LINES = ("Ag_La", "Au_Ma")
 ELEMENTS = ("Ag", "Au")
@@ -48,17 +46,6 @@ ADF_DOSE = 1e5
 COLUMNS = ("method", "alpha", "iterations", "element", "ssim_x", "scaled_mse_x",
            "ssim_weight_fraction", "mse_weight_fraction", "core_mean", "shell_mean",
            "mask_dice")
-
-
-def paper_solid_angle_sr() -> float:
-    """EDS solid angle (sr) that makes Eq. 16 give the paper's fitted r_Ag = 805.
-
-    ``r_A = D_H z_A / (D_E (Omega / 4 pi) f_A)``; the paper does not state its
-    detector, so the study takes the solid angle its Ag ratio implies.
-    """
-    z = physics.haadf_factor("Ag", BEAM_KEV)
-    f = physics.eds_factor("Ag_La", BEAM_KEV)
-    return 4 * np.pi * ADF_DOSE * z / (EDS_DOSE * f * PAPER_RATIOS["Ag_La"])
 
 
 @dataclass

@@ -109,8 +109,13 @@ def test_auto_settings_are_recorded(calibration):
     r = hebt[0].metadata.Reconstruction
     assert r.alpha == r.CrossValidation.best_alpha and r.iterations == 200
     assert set(r.CrossValidation.table.alpha) == {0.0, 0.5, 0.7, 0.8, 0.9}
-    fig = series.cross_validate(acquisition.adf, iterations=(20, 50), alphas=(0.8,),
-                                slices=1, **common).plot()
+    small = series.cross_validate(acquisition.adf, iterations=(20, 50), alphas=(0.8,),
+                                  slices=1, **common)
+    assert small.slices == [0]  # the paper phantom is a single slice
+    line_best = small.setting("Ag_La")
+    assert set(line_best) == {"method", "alpha", "iterations"}
+    assert small.best["iterations"] in (20, 50)
+    fig = small.plot()
     assert len(fig.axes) == 2
 
 
