@@ -8,6 +8,7 @@ import numpy as np
 
 from ._intensities import adf_series, line_intensities
 from ._layout import TiltSeriesLayout
+from ._reconstruction import invalid_weights, prepare_field
 from .cross_validation import CrossValidation, cross_validate_stacks
 
 #: Grids tried by ``"auto"``. alpha = 0 (SIRT of the ratio-scaled maps) is in the
@@ -34,9 +35,11 @@ def _slice_selection(n_slices, slices):
 def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_lines,
                    intensities, integration_windows, background_windows, gaussian_sigma,
                    score, rotation_axis, slices, relaxation=1.0, positivity=True,
-                   hebt_options=None) -> CrossValidation:
+                   hebt_options=None, padding_px="auto",
+                   invalid_pixels="auto") -> CrossValidation:
     """Implementation of :meth:`TomographicEDSSpectrum.cross_validate`."""
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
+    weights, record = invalid_weights(signal, layout, invalid_pixels, False, 1)
     sigma = layout.sigma_in_stack_order(gaussian_sigma)
     lines = line_intensities(signal, xray_lines, intensities, integration_windows,
                              background_windows)
@@ -44,6 +47,8 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
     adf_stack = None if adf is None else layout.to_stack(adf_series(signal, adf))
     if any(isinstance(a, da.Array) for a in eds + [adf_stack]):
         eds, adf_stack = dask.compute(eds, adf_stack)
+    field = prepare_field(layout, [np.asarray(e, dtype=np.float32) for e in eds], padding_px,
+                          weights, record)
     chosen = _slice_selection(layout.n_slices, slices)
     eds = np.stack([np.asarray(e, dtype=np.float32)[chosen] for e in eds])
     if adf_stack is not None:
@@ -56,8 +61,11 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
         eds, adf_stack, [line.xray_line for line in lines], layout.tilt_angles_deg,
         methods=methods, iterations=iterations, alphas=alphas, holdout=holdout, sigma=sigma,
         score=score, relaxation=relaxation, positivity=positivity,
-        hebt_options=hebt_options)
+        hebt_options=hebt_options,
+        padding_px=(field.geometry.n_x - field.geometry.n_detector) // 2,
+        weights=None if weights is None else weights[chosen])
     result.slices = chosen.tolist()
+    result.grid = field.record
     return result
 
 
@@ -68,6 +76,7 @@ def metadata_of(result: CrossValidation) -> dict:
         "score": result.score,
         "folds": result.folds,
         "slices": list(result.slices),
+        **{key: value for key, value in result.grid.items()},
         "best_method": result.best["method"],
         "best_alpha": float(result.best["alpha"]),
         "best_iterations": int(result.best["iterations"]),
@@ -79,6 +88,13 @@ def metadata_of(result: CrossValidation) -> dict:
             "score": [float(r["score"]) for r in rows],
         },
     }
+
+
+def _record_grid(rec, grid: dict) -> None:
+    """The padding record of the cross-validation that chose the grid."""
+    for key in ("padding_px", "padding_reason", "edge_fraction"):
+        if key in grid:
+            rec.metadata.set_item(f"Reconstruction.{key}", grid[key])
 
 
 def auto_sirt(signal, kwargs: dict) -> list:
@@ -94,16 +110,20 @@ def auto_sirt(signal, kwargs: dict) -> list:
         integration_windows=None, background_windows=None,
         gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
         rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
-        relaxation=kwargs["relaxation"], positivity=kwargs["positivity"])
+        relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
+        padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"])
     record = metadata_of(result)
     out = []
     for index, name in enumerate(names):
-        chosen = dict(kwargs, iterations=result.best_per_line[name]["iterations"])
+        # Every line on the grid chosen from all of them (a per-line "auto" could differ).
+        chosen = dict(kwargs, iterations=result.best_per_line[name]["iterations"],
+                      padding_px=result.grid["padding_px"])
         chosen.pop("score")
         if kwargs["intensities"] is not None:
             chosen["intensities"] = [kwargs["intensities"][index]]
         chosen["xray_lines"] = [name]
         (rec,) = reconstruct_sirt(signal, **chosen)
+        _record_grid(rec, result.grid)
         rec.metadata.set_item("Reconstruction.CrossValidation", record)
         out.append(rec)
     return out
@@ -128,12 +148,14 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
         background_windows=kwargs["background_windows"],
         gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
         rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
-        relaxation=kwargs["relaxation"], positivity=kwargs["positivity"])
-    chosen = dict(kwargs)
+        relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
+        padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"])
+    chosen = dict(kwargs, padding_px=result.grid["padding_px"])
     chosen.pop("score")
     recs = reconstruct_hebt(signal, adf, alpha=result.best["alpha"],
                             iterations=result.best["iterations"], **chosen)
     record = metadata_of(result)
     for rec in recs:
+        _record_grid(rec, result.grid)
         rec.metadata.set_item("Reconstruction.CrossValidation", record)
     return recs

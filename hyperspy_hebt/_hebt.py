@@ -6,14 +6,13 @@ import functools
 import logging
 from dataclasses import dataclass
 
-import dask
 import dask.array as da
 import numpy as np
 
 from ._intensities import adf_series, line_intensities, normalise_per_tilt, title_of
 from ._layout import TiltSeriesLayout
-from ._reconstruction import (base_parameters, filtered_sinograms, reconstruction_signal,
-                              run_blocks, validate_common)
+from ._reconstruction import (Field, base_parameters, filtered_sinograms, in_memory,
+                              invalid_weights, prepare_field, reconstruction_signal, run_blocks, validate_common)
 from .diagnostics import check_linear_adf, invalid_adf_pixels
 from .tomography import fit_response_model, get_projector, hebt, validate_alpha
 
@@ -24,13 +23,14 @@ _logger = logging.getLogger(__name__)
 
 
 def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positivity,
-                 weighted=False, extra_volume=False, callback=None):
-    """(k + 1 [+ 1], slices, T, D): EDS maps, the ADF, [ADF weights] ->
-    (k [+ 1], slices, Z, X)."""
+                 weighted=False, extra_volume=False, eds_weighted=False, callback=None):
+    """(k + 1 [+ 1] [+ 1], slices, T, D): EDS maps, the ADF, [ADF weights], [EDS
+    weights] -> (k [+ 1], slices, Z, X)."""
     k = len(ratios)
     return hebt(get_projector(geometry), block[:k], block[k], ratios, alpha, iterations,
                 relaxation, positivity, callback,
-                adf_weights=block[k + 1] if weighted else None, extra_volume=extra_volume)
+                adf_weights=block[k + 1] if weighted else None, extra_volume=extra_volume,
+                eds_weights=block[-1] if eds_weighted else None)
 
 
 def _user_ratios(response_ratios, names):
@@ -70,6 +70,8 @@ class HebtInputs:
     adf: object
     lazy: bool
     sigma: tuple | None
+    field: Field
+    valid_pixels: np.ndarray | None  # stack-shaped, False: no valid data; None: all valid
 
     @property
     def names(self):
@@ -78,9 +80,11 @@ class HebtInputs:
 
 def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
                    background_windows, gaussian_sigma, rotation_axis, slices_per_block,
-                   compute=False, normalise_tilts=False):
+                   compute=False, normalise_tilts=False, padding_px="auto",
+                   invalid_pixels="auto"):
     """Line maps and ADF as sinogram stacks; ``compute`` brings lazy ones into memory
-    (once) while keeping them usable as dask arrays chunked by slices."""
+    (once) while keeping them usable as dask arrays chunked by slices. The grid's
+    padding and the pixels with no valid data come along (:class:`Field`)."""
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     sigma = layout.sigma_in_stack_order(gaussian_sigma)
     adf_data = adf_series(signal, adf)
@@ -90,17 +94,20 @@ def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
         lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
     lazy = signal._lazy or isinstance(adf_data, da.Array) or any(
         isinstance(line.data, da.Array) for line in lines)
-    eds = [filtered_sinograms(layout.to_stack(line.data), sigma, lazy, slices_per_block)
-           for line in lines]
+    weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
+    eds = [filtered_sinograms(layout.to_stack(line.data), sigma, lazy, slices_per_block,
+                              weights) for line in lines]
     # The ADF signal is the low-noise modality: it is not filtered (paper section 3.1.1).
     adf_stack = filtered_sinograms(layout.to_stack(adf_data), None, lazy, slices_per_block)
-    if compute and lazy:
-        # The maps are small: compute them once and build any graph on them, so
-        # the spectra are read a single time.
-        eds, adf_stack = dask.compute(eds, adf_stack)
-        eds = [da.from_array(e, chunks=(slices_per_block, -1, -1)) for e in eds]
-        adf_stack = da.from_array(adf_stack, chunks=(slices_per_block, -1, -1))
-    return HebtInputs(layout, lines, eds, adf_stack, lazy, sigma)
+    if lazy and (compute or isinstance(padding_px, str)):
+        # The maps are small: compute them once (for the fit or the padding check)
+        # and build any graph on them, so the spectra are read a single time.
+        *eds, adf_stack = in_memory(eds + [adf_stack], slices_per_block)
+    # The EDS maps say whether the object continues beyond the scan (an ADF dark
+    # level would look like mass at the edges).
+    field = prepare_field(layout, eds, padding_px, weights, record)
+    valid_pixels = None if weights is None else np.asarray(weights) > 0
+    return HebtInputs(layout, lines, eds, adf_stack, lazy, sigma, field, valid_pixels)
 
 
 def model_check(inputs: HebtInputs, ratios, r_squared, offset=0.0, excluded=None):
@@ -134,6 +141,8 @@ def response_model(inputs: HebtInputs, response_ratios, exclude_clipped, adf_off
             valid = ~invalid  # lazy: found when the data are computed
         elif invalid.any():
             valid = ~invalid
+    if inputs.valid_pixels is not None:
+        valid = inputs.valid_pixels if valid is None else valid & inputs.valid_pixels
     if response_ratios is None:
         ratios, offset, r_squared = fit_response_model(
             np.stack([np.asarray(e) for e in inputs.eds]), np.asarray(inputs.adf),
@@ -161,7 +170,8 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                      intensities, integration_windows, background_windows, gaussian_sigma,
                      relaxation, positivity, show_progressbar, rotation_axis,
                      slices_per_block, exclude_clipped=True, adf_offset=False,
-                     unlisted_mass=False, ratio_floor=None, normalise_tilts=False):
+                     unlisted_mass=False, ratio_floor=None, normalise_tilts=False,
+                     padding_px="auto", invalid_pixels="auto"):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
@@ -171,7 +181,8 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                             background_windows=background_windows,
                             gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
                             slices_per_block=slices_per_block,
-                            compute=response_ratios is None, normalise_tilts=normalise_tilts)
+                            compute=response_ratios is None, normalise_tilts=normalise_tilts,
+                            padding_px=padding_px, invalid_pixels=invalid_pixels)
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
     model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, ratio_floor)
     lazy_mask = isinstance(model.valid, da.Array)
@@ -188,15 +199,18 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                 "HEBT's linear-ADF model looks %s for these data: %s. Compare with "
                 "reconstruct_sirt before trusting the HEBT maps.", check.verdict,
                 "; ".join(check.problems))
-    geometry = layout.geometry()
+    geometry = inputs.field.geometry
     weighted = model.valid is not None
+    eds_weighted = inputs.field.weights is not None
     kernel = functools.partial(_hebt_kernel, geometry=geometry, ratios=tuple(model.ratios),
                                alpha=alpha, iterations=iterations, relaxation=relaxation,
                                positivity=positivity, weighted=weighted,
-                               extra_volume=bool(unlisted_mass))
+                               extra_volume=bool(unlisted_mass), eds_weighted=eds_weighted)
     channels = inputs.eds + [inputs.adf - model.offset if model.offset else inputs.adf]
     if weighted:
         channels.append(model.valid.astype(np.float32))
+    if eds_weighted:
+        channels.append(inputs.field.weights)
     stacked = (da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels))
     n_out = len(names) + bool(unlisted_mass)
     volumes = run_blocks(kernel, stacked, n_out, geometry, lazy=lazy,
@@ -204,6 +218,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                          show_progressbar=show_progressbar, description="HEBT")
     parameters = base_parameters(layout, "HEBT", iterations, relaxation, positivity,
                                  inputs.sigma)
+    parameters.update(inputs.field.record)
     parameters.update({
         "alpha": alpha,
         "response_ratios": dict(zip(names, map(float, model.ratios))),
@@ -229,7 +244,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
 
 def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_windows,
                      background_windows, gaussian_sigma, response_ratios, rotation_axis,
-                     exclude_clipped=False, adf_offset=False):
+                     exclude_clipped=False, adf_offset=False, invalid_pixels="auto"):
     """Implementation of :meth:`TomographicEDSSpectrum.check_hebt_model`."""
     import hyperspy.api as hs
 
@@ -237,7 +252,8 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
                             integration_windows=integration_windows,
                             background_windows=background_windows,
                             gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
-                            slices_per_block=64, compute=True)
+                            slices_per_block=64, compute=True, padding_px=0,
+                            invalid_pixels=invalid_pixels)
     model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, None)
     ratios, r_squared = model.ratios, model.r_squared
     check = model_check(inputs, ratios, r_squared, model.offset,

@@ -66,9 +66,19 @@ class TiltSeriesLayout:
     def n_slices(self) -> int:
         return 1 if self.slice_axis is None else self.slice_axis.size
 
-    def geometry(self) -> ParallelBeamGeometry:
+    def geometry(self, padding_px: int = 0) -> ParallelBeamGeometry:
+        """The slab is as thick as the scan is wide; ``padding_px`` columns are added
+        on each side of the scanned width."""
         n = self.detector_axis.size
-        return ParallelBeamGeometry(tuple(self.tilt_angles_deg), n_detector=n, n_x=n, n_z=n)
+        return ParallelBeamGeometry(tuple(self.tilt_angles_deg), n_detector=n,
+                                    n_x=n + 2 * int(padding_px), n_z=n)
+
+    @property
+    def navigation_shape(self) -> tuple:
+        """Navigation shape in array order (``(tilt, y, x)`` or ``(tilt, x)``)."""
+        axes = [a for a in (self.tilt_axis, self.slice_axis, self.detector_axis)
+                if a is not None]
+        return tuple(a.size for a in sorted(axes, key=lambda a: a.index_in_array))
 
     def to_stack(self, array):
         """Navigation-shaped array -> sinogram stack ``(slices, tilts, detector)``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
@@ -18,6 +19,7 @@ import scipy.ndimage as ndi
 
 from ._intensities import (LineIntensity, adf_series, line_intensities, normalise_per_tilt,
                            title_of)
+from ._field import invalid_pixels_of, resolve_padding
 from ._layout import TiltSeriesLayout
 from ._version import __version__
 from .tomography import get_projector, sirt, validate_sirt_parameters
@@ -30,13 +32,21 @@ def _filter_block(block, sigma):
     return ndi.gaussian_filter(block, sigma=sigma, truncate=_TRUNCATE, mode="reflect")
 
 
-def filtered_sinograms(stack, sigma, lazy, slices_per_block):
+def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
     """Sinogram stack ``(slices, tilts, detector)`` as float32, Gaussian-filtered.
 
     Lazy stacks are chunked by runs of slices holding every tilt; the filter
     crosses chunk borders along the slice axis with ``map_overlap`` (no padding
-    at the true ends, so the result equals scipy's on the whole array).
+    at the true ends, so the result equals scipy's on the whole array). With
+    ``weights`` (0 on pixels with no valid data) the filter is a normalised
+    convolution, so missing pixels do not darken their neighbours.
     """
+    if weights is not None and sigma is not None:
+        smoothed = filtered_sinograms(stack * weights, sigma, lazy, slices_per_block)
+        norm = filtered_sinograms(weights, sigma, lazy, slices_per_block)
+        where = da.where if lazy else np.where
+        # Pixels with almost no valid neighbour are invalid themselves (weight 0).
+        return where(norm > 1e-3, smoothed / (norm + (norm <= 1e-3)), 0).astype(np.float32)
     if not lazy:
         stack = np.asarray(stack, dtype=np.float32)
         return stack if sigma is None else _filter_block(stack, sigma)
@@ -48,23 +58,46 @@ def filtered_sinograms(stack, sigma, lazy, slices_per_block):
                              dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
 
 
-def _sirt_kernel(block, geometry, iterations, relaxation, positivity, callback=None):
-    """(channels, slices, T, D) -> (channels, slices, Z, X), channels independent."""
+def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=False,
+                 callback=None):
+    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent;
+    with ``weighted`` the last channel holds ray weights shared by the others."""
+    weights = None
+    if weighted:
+        block, weights = block[:-1], block[-1]
     channels, slices = block.shape[:2]
+    if weights is not None:
+        weights = np.broadcast_to(weights, block.shape).reshape((channels * slices,)
+                                                                + block.shape[2:])
     volume = sirt(get_projector(geometry), block.reshape((channels * slices,) + block.shape[2:]),
-                  iterations, relaxation, positivity, callback)
+                  iterations, relaxation, positivity, callback, ray_weights=weights)
     return volume.reshape((channels, slices) + volume.shape[1:])
+
+
+def _cropped_to_scan(kernel, geometry):
+    """``kernel`` whose volumes keep only the columns under the scan (drop the padding)."""
+    if geometry.n_x == geometry.n_detector:
+        return kernel
+    start = (geometry.n_x - geometry.n_detector) // 2
+    columns = slice(start, start + geometry.n_detector)
+
+    def cropped(block, **kwargs):
+        return np.ascontiguousarray(kernel(block, **kwargs)[..., columns])
+
+    return cropped
 
 
 def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iterations,
                show_progressbar, description):
     """Run ``kernel`` on runs of slices of ``stacked`` ``(channels, slices, T, D)``.
 
-    Returns ``(n_out, slices, n_z, n_x)``: a dask array built with ``map_blocks``
-    (one block per run of slices, every channel and tilt in it) for lazy input,
-    else a numpy array computed batch by batch with a progress bar.
+    Returns ``(n_out, slices, n_z, n_detector)``: a dask array built with
+    ``map_blocks`` (one block per run of slices, every channel and tilt in it) for
+    lazy input, else a numpy array computed batch by batch with a progress bar.
+    Columns of a grid padded beyond the scan are cropped.
     """
-    out_chunks = ((n_out,), None, (geometry.n_z,), (geometry.n_x,))
+    kernel = _cropped_to_scan(kernel, geometry)
+    out_chunks = ((n_out,), None, (geometry.n_z,), (geometry.n_detector,))
     if lazy:
         stacked = da.asarray(stacked).rechunk({0: -1, 1: slices_per_block, 2: -1, 3: -1})
         chunks = (out_chunks[0], stacked.chunks[1]) + out_chunks[2:]
@@ -72,7 +105,7 @@ def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iter
     from hyperspy.external.progressbar import progressbar
 
     n_slices = stacked.shape[1]
-    result = np.empty((n_out, n_slices, geometry.n_z, geometry.n_x), np.float32)
+    result = np.empty((n_out, n_slices, geometry.n_z, geometry.n_detector), np.float32)
     starts = range(0, n_slices, slices_per_block)
     with progressbar(total=iterations * len(starts), disable=not show_progressbar,
                      desc=description, leave=False) as bar:
@@ -95,6 +128,45 @@ def validate_common(iterations, relaxation, slices_per_block, show_progressbar):
     return iterations, relaxation, int(slices_per_block), bool(show_progressbar)
 
 
+def in_memory(stacks, slices_per_block):
+    """Compute lazy sinogram stacks once (they are small next to the spectra) and
+    wrap them as dask arrays chunked by slices, so that what is built on them does
+    not read the spectra again."""
+    import dask
+
+    computed = dask.compute(*stacks)
+    return [da.from_array(c, chunks=(slices_per_block, -1, -1)) for c in computed]
+
+
+@dataclass
+class Field:
+    """The reconstruction grid and the measurements it trusts."""
+
+    geometry: object
+    weights: object  # (slices, tilts, detector) float32, 0 = no valid data; None = all valid
+    record: dict
+
+
+def invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block):
+    """Weights stack (0 on invalid pixels, else 1) or None, and the record of them."""
+    invalid, source = invalid_pixels_of(signal, invalid_pixels, layout.navigation_shape)
+    record = {"invalid_pixels": source,
+              "invalid_pixel_fraction": 0.0 if invalid is None else float(invalid.mean())}
+    if invalid is None:
+        return None, record
+    weights = np.ascontiguousarray(layout.to_stack((~invalid).astype(np.float32)))
+    if lazy:
+        weights = da.from_array(weights, chunks=(slices_per_block, -1, -1))
+    return weights, record
+
+
+def prepare_field(layout, stacks, padding_px, weights, record) -> Field:
+    """Resolve the padding (``"auto"`` looks at ``stacks``) and build the geometry."""
+    padding, padding_record = resolve_padding(padding_px, layout.tilt_angles_deg,
+                                              layout.detector_axis.size, stacks, weights)
+    return Field(layout.geometry(padding), weights, {**record, **padding_record})
+
+
 def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma):
     """Reconstruction metadata shared by every algorithm."""
     return {
@@ -113,7 +185,8 @@ def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma
 
 def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration_windows,
                      background_windows, gaussian_sigma, relaxation, positivity,
-                     show_progressbar, rotation_axis, slices_per_block, normalise_tilts=False):
+                     show_progressbar, rotation_axis, slices_per_block, normalise_tilts=False,
+                     padding_px="auto", invalid_pixels="auto"):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
@@ -123,44 +196,56 @@ def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration
                              background_windows)
     if normalise_tilts:
         lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
-    geometry = layout.geometry()
-    kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
-                               relaxation=relaxation, positivity=positivity)
     lazy = signal._lazy
-    sinograms = [filtered_sinograms(layout.to_stack(line.data), sigma, lazy, slices_per_block)
-                 for line in lines]
-    run = functools.partial(run_blocks, kernel, n_out=1, geometry=geometry, lazy=lazy,
+    weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
+    sinograms = [filtered_sinograms(layout.to_stack(line.data), sigma, lazy, slices_per_block,
+                                    weights) for line in lines]
+    if lazy and isinstance(padding_px, str):
+        sinograms = in_memory(sinograms, slices_per_block)
+    field = prepare_field(layout, sinograms, padding_px, weights, record)
+    geometry, weighted = field.geometry, weights is not None
+    kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
+                               relaxation=relaxation, positivity=positivity, weighted=weighted)
+    run = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
                             slices_per_block=slices_per_block, iterations=iterations,
                             show_progressbar=show_progressbar, description="SIRT")
+    extra = [weights] if weighted else []
     if lazy:
         # One graph per line: computing or saving a line runs only its own SIRT.
-        volumes = [run(s[None])[0] for s in sinograms]
+        volumes = [run(da.stack([da.asarray(c) for c in [s] + extra]), n_out=1)[0]
+                   for s in sinograms]
     else:
         # Eager: every line in the same batches, one pass over W for all of them.
-        volumes = list(run_blocks(kernel, np.stack(sinograms), len(lines), geometry, lazy=False,
-                                  slices_per_block=slices_per_block, iterations=iterations,
-                                  show_progressbar=show_progressbar, description="SIRT"))
+        volumes = list(run(np.stack(sinograms + extra), n_out=len(lines)))
     parameters = base_parameters(layout, "SIRT", iterations, relaxation, positivity, sigma)
+    parameters.update(field.record)
     return [reconstruction_signal(signal, layout, volume, parameters, line)
             for volume, line in zip(volumes, lines)]
 
 
 def reconstruct_adf(signal, adf, *, iterations, relaxation, positivity, show_progressbar,
-                    rotation_axis, slices_per_block):
+                    rotation_axis, slices_per_block, padding_px="auto", invalid_pixels="auto"):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_adf`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     data = adf_series(signal, adf)
     lazy = isinstance(data, da.Array)
-    geometry = layout.geometry()
-    kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
-                               relaxation=relaxation, positivity=positivity)
+    weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
     sinograms = filtered_sinograms(layout.to_stack(data), None, lazy, slices_per_block)
-    (volume,) = run_blocks(kernel, sinograms[None], 1, geometry, lazy=lazy,
+    if lazy and isinstance(padding_px, str):
+        (sinograms,) = in_memory([sinograms], slices_per_block)
+    field = prepare_field(layout, [sinograms], padding_px, weights, record)
+    kernel = functools.partial(_sirt_kernel, geometry=field.geometry, iterations=iterations,
+                               relaxation=relaxation, positivity=positivity,
+                               weighted=weights is not None)
+    channels = [sinograms] + ([] if weights is None else [weights])
+    stacked = da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels)
+    (volume,) = run_blocks(kernel, stacked, 1, field.geometry, lazy=lazy,
                            slices_per_block=slices_per_block, iterations=iterations,
                            show_progressbar=show_progressbar, description="ADF SIRT")
     parameters = base_parameters(layout, "SIRT", iterations, relaxation, positivity, None)
+    parameters.update(field.record)
     parameters["signal"] = "ADF"
     parameters["adf_title"] = title_of(adf)
     return reconstruction_signal(signal, layout, volume, parameters, None)

@@ -33,6 +33,7 @@ __all__ = [
     "center_of_mass_shifts",
     "cross_correlation_shifts",
     "estimate_tilt_axis_rotation",
+    "invalid_pixel_mask",
     "normalise_tilt_totals",
     "register_adf_to_eds",
 ]
@@ -222,6 +223,42 @@ def _valid_mask(shape, shifts, rotation_deg):
     return _shift_block(ones, shifts, rotation_deg) > 0.999
 
 
+def invalid_pixel_mask(record, navigation_shape) -> np.ndarray:
+    """Pixels of an aligned series with no valid data, from its ``metadata.Alignment``.
+
+    Parameters
+    ----------
+    record : dict or DictionaryTreeBrowser
+        The ``Alignment`` node written by :func:`align_tilt_series`.
+    navigation_shape : tuple of int
+        The series' navigation shape in array order ``(tilt, y, x)``.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True where the shifts (and rotation) brought in pixels from outside the
+        recorded image.
+
+    Raises
+    ------
+    ValueError
+        The series no longer has the shape it had when aligned (cropped or
+        rebinned since): the record cannot say which pixels are invalid.
+    """
+    if hasattr(record, "as_dictionary"):
+        record = record.as_dictionary()
+    shifts = np.asarray(record.get("shifts_px", []), dtype=float)
+    image_shape = tuple(record.get("image_shape", ()))
+    navigation_shape = tuple(int(n) for n in navigation_shape)
+    if shifts.ndim != 2 or (len(shifts),) + image_shape != navigation_shape:
+        raise ValueError(
+            f"metadata.Alignment describes {len(shifts)} tilts of {image_shape} pixels but "
+            f"the series' navigation is {navigation_shape}: it was cropped or rebinned after "
+            "alignment. Pass invalid_pixels=None, or a boolean mask of that shape."
+        )
+    return ~_valid_mask(image_shape, shifts, float(record.get("rotation_deg", 0.0)))
+
+
 def _with_data(signal, data, node, record):
     out = signal._deepcopy_with_new_data(data)
     out.metadata.set_item(node, record)
@@ -259,7 +296,9 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
     (series, adf)
         New signals (inputs untouched), float32, with ``metadata.Alignment``:
         method, ``shifts_px`` (dy, dx per tilt), ``rotation_deg``, the fit, and
-        the fraction of pixels valid at every tilt.
+        the fraction of pixels valid at every tilt, and the image shape. The
+        pixels shifted in from outside the images are zeros; the reconstructions
+        read this record and give them no weight (their ``invalid_pixels``).
     """
     _spatial_order(series)
     if method not in ("com", "xcorr"):
@@ -291,6 +330,7 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
         "method": method,
         "shifts_px": shifts.tolist(),
         "rotation_deg": rotation,
+        "image_shape": list(images.shape[1:]),
         "valid_fraction": float(valid.all(axis=0).mean()),
         **fit,
     }

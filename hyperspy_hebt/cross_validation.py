@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.ndimage as ndi
 
+from ._reconstruction import filtered_sinograms
 from .tomography import (ParallelBeamGeometry, fit_response_model, get_projector, hebt_path,
                          sirt_path, validate_alpha)
 
@@ -72,6 +72,11 @@ class CrossValidation:
     score : str
         ``"poisson"`` or ``"mse"``.
     folds : int
+    slices : list of int
+        The slices reconstructed.
+    grid : dict
+        Padding of the grid and pixels left out (no valid data), as recorded
+        in ``metadata.Reconstruction`` by the reconstructions.
     """
 
     rows: list = field(repr=False)
@@ -80,6 +85,7 @@ class CrossValidation:
     score: str
     folds: int
     slices: list = field(default_factory=list)
+    grid: dict = field(default_factory=dict)
 
     def plot(self):
         """Score against iterations, one panel per line, one curve per method/alpha."""
@@ -112,14 +118,17 @@ class CrossValidation:
                 "iterations": row["iterations"]}
 
 
-def _hebt_training(eds, adf, options):
-    """ADF (offset removed), ratios and ADF weights of one fold, as reconstruct_hebt does."""
+def _hebt_training(eds, adf, options, weights=None):
+    """ADF (offset removed), ratios and ADF weights of one fold, as reconstruct_hebt does;
+    ``weights`` (0: no valid data) leave pixels out of the fit and the ADF term."""
     from .diagnostics import invalid_adf_pixels
 
     valid = None
     if options["exclude_clipped"]:
         invalid = invalid_adf_pixels(adf)
         valid = ~invalid if invalid.any() else None
+    if weights is not None:
+        valid = weights > 0 if valid is None else valid & (weights > 0)
     ratios, offset, _ = fit_response_model(eds, adf, mask=valid, offset=options["adf_offset"])
     if options["ratio_floor"] is not None:
         ratios = np.maximum(ratios, options["ratio_floor"] * np.median(ratios))
@@ -140,7 +149,8 @@ def _fold_indices(n_tilts, folds):
 
 def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iterations, alphas,
                           holdout, sigma, score="poisson", relaxation=1.0,
-                          positivity=True, hebt_options=None) -> CrossValidation:
+                          positivity=True, hebt_options=None, padding_px: int = 0,
+                          weights=None) -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
     Parameters
@@ -167,6 +177,11 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     hebt_options : dict, optional
         ``exclude_clipped``, ``adf_offset``, ``unlisted_mass``, ``ratio_floor`` as
         for ``reconstruct_hebt`` (default: clipped pixels excluded, nothing else).
+    padding_px : int
+        Columns added to the grid on each side of the scan.
+    weights : numpy.ndarray, optional
+        ``(slices, tilts, detector)``, 0 on pixels with no valid data: left out
+        of the training and of the scores.
 
     Returns
     -------
@@ -190,33 +205,41 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     totals = {}
     for held in _fold_indices(n_tilts, holdout):
         train = np.setdiff1d(np.arange(n_tilts), held)
-        train_projector = get_projector(ParallelBeamGeometry(tuple(angles[train]), n_det))
-        test_projector = get_projector(ParallelBeamGeometry(tuple(angles[held]), n_det))
+        grid = {"n_detector": n_det, "n_x": n_det + 2 * padding_px, "n_z": n_det}
+        train_projector = get_projector(ParallelBeamGeometry(tuple(angles[train]), **grid))
+        test_projector = get_projector(ParallelBeamGeometry(tuple(angles[held]), **grid))
+        train_weights = None if weights is None else weights[:, train]
         train_eds = eds[:, :, train]
         if sigma is not None:
-            train_eds = np.stack([ndi.gaussian_filter(m.astype(np.float32), sigma)
+            train_eds = np.stack([filtered_sinograms(m, sigma, False, 1, train_weights)
                                   for m in train_eds])
         measured = eds[:, :, held]
+        scored = None if weights is None else weights[:, held] > 0
 
         def record(method, alpha, n, predictions):
             for line, prediction, truth in zip(names, predictions, measured):
                 key = (method, alpha, n, line)  # alpha None for SIRT (NaN != NaN as a key)
+                if scored is not None:
+                    truth, prediction = truth[scored], prediction[scored]
                 totals[key] = totals.get(key, 0.0) + scorer(truth, prediction)
 
         if "sirt" in methods:
             stacked = train_eds.reshape((k * n_slices,) + train_eds.shape[2:])
+            ray_weights = None if weights is None else np.tile(train_weights, (k, 1, 1))
             for n, volume in zip(iterations, sirt_path(train_projector, stacked, iterations,
-                                                       relaxation, positivity)):
+                                                       relaxation, positivity, ray_weights)):
                 predictions = test_projector.forward(volume).reshape(k, n_slices, len(held),
                                                                       n_det)
                 record("SIRT", None, n, predictions)
         if "hebt" in methods:
-            train_adf, ratios, weights = _hebt_training(train_eds, adf[:, train], options)
+            train_adf, ratios, adf_weights = _hebt_training(train_eds, adf[:, train], options,
+                                                            train_weights)
             safe = np.where(ratios > 0, ratios, np.inf)  # a zero ratio predicts no counts
             for alpha in alphas:
                 path = hebt_path(train_projector, train_eds, train_adf, ratios, alpha,
-                                 iterations, relaxation, positivity, adf_weights=weights,
-                                 extra_volume=options["unlisted_mass"])
+                                 iterations, relaxation, positivity, adf_weights=adf_weights,
+                                 extra_volume=options["unlisted_mass"],
+                                 eds_weights=train_weights)
                 for n, volume in zip(iterations, path):
                     volume = volume[:k]  # the elements; not the unlisted-mass volume
                     projected = test_projector.forward(volume.reshape((k * n_slices,)

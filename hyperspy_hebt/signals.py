@@ -114,6 +114,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         rotation_axis: str = "y",
         slices_per_block: int = 64,
         normalise_tilts: bool = False,
+        padding_px: int | str = "auto",
+        invalid_pixels="auto",
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by SIRT (paper Eq. 10-11).
 
@@ -160,6 +162,24 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             Scale each line's map to the same total at every tilt (detector
             shadowing; the paper's correction). Computes the totals now (one pass
             over a lazy series); the factors go to the metadata.
+        padding_px : int or "auto"
+            Columns added to the reconstruction grid on each side of the scan, for
+            objects wider than the field (lamellae): their mass outside the field
+            crosses the edge rays at high tilt and would otherwise pile up at the
+            edges of the volume. The padded columns are reconstructed and cropped
+            from the result. ``"auto"``: when the summed line maps are still
+            bright at the scan's edges (the outermost column above 10 % of the
+            brightest column, on average over slices and tilts), enough columns for every ray to stay in the grid
+            through the slab (``(w/2 (1 + sin t)) / cos t - w/2`` for width ``w``
+            and largest tilt ``t``: 2.3 w per side at 70 degrees, so a 5.7x larger
+            grid and cost); else 0. Reads the maps (lazy series: once); give a
+            number to keep a lazy series fully lazy.
+        invalid_pixels : "auto", None or boolean array
+            Pixels with no valid data, given no weight (they are not read as "no
+            mass"). ``"auto"``: those that :func:`~hyperspy_hebt.alignment.align_tilt_series`
+            shifted in from outside the images (from ``metadata.Alignment``), none
+            for a series that was not aligned. An array: True where there is no
+            data, shaped like the navigation in array order (``(tilt, y, x)``).
 
         Returns
         -------
@@ -181,7 +201,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 integration_windows=integration_windows, background_windows=background_windows,
                 gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
                 show_progressbar=show_progressbar, rotation_axis=rotation_axis,
-                slices_per_block=slices_per_block, score="poisson"))
+                slices_per_block=slices_per_block, score="poisson", padding_px=padding_px,
+                invalid_pixels=invalid_pixels))
         return _reconstruction.reconstruct_sirt(
             self,
             iterations=iterations,
@@ -196,6 +217,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             rotation_axis=rotation_axis,
             slices_per_block=slices_per_block,
             normalise_tilts=normalise_tilts,
+            padding_px=padding_px,
+            invalid_pixels=invalid_pixels,
         )
 
     def reconstruct_hebt(
@@ -219,6 +242,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         unlisted_mass: bool = False,
         ratio_floor: float | None = None,
         normalise_tilts: bool = False,
+        padding_px: int | str = "auto",
+        invalid_pixels="auto",
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
 
@@ -272,6 +297,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         normalise_tilts : bool
             As for :meth:`reconstruct_sirt` (the EDS maps only; the ADF is not
             shadowed).
+        padding_px, invalid_pixels
+            As for :meth:`reconstruct_sirt` (``"auto"`` padding looks at the EDS
+            maps, which an ADF dark level cannot fool); invalid pixels are left out
+            of the ratio fit, the EDS terms and the ADF term.
 
         Returns
         -------
@@ -296,7 +325,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 show_progressbar=show_progressbar, rotation_axis=rotation_axis,
                 slices_per_block=slices_per_block, score="poisson",
                 exclude_clipped=exclude_clipped, adf_offset=adf_offset,
-                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor))
+                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor, padding_px=padding_px,
+                invalid_pixels=invalid_pixels))
         return _hebt.reconstruct_hebt(
             self, adf, alpha=alpha, iterations=iterations, response_ratios=response_ratios,
             xray_lines=xray_lines, intensities=intensities,
@@ -305,7 +335,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             show_progressbar=show_progressbar, rotation_axis=rotation_axis,
             slices_per_block=slices_per_block, exclude_clipped=exclude_clipped,
             adf_offset=adf_offset, unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
-            normalise_tilts=normalise_tilts,
+            normalise_tilts=normalise_tilts, padding_px=padding_px,
+            invalid_pixels=invalid_pixels,
         )
 
     def cross_validate(
@@ -327,6 +358,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         adf_offset: bool = False,
         unlisted_mass: bool = False,
         ratio_floor: float | None = None,
+        padding_px: int | str = "auto",
+        invalid_pixels="auto",
     ):
         """Score methods, iteration counts and alphas on held-out tilts.
 
@@ -359,6 +392,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         rotation_axis : str
         exclude_clipped, adf_offset, unlisted_mass, ratio_floor
             HEBT's options, as for :meth:`reconstruct_hebt`.
+        padding_px, invalid_pixels
+            As for :meth:`reconstruct_sirt`; invalid pixels are left out of the
+            training and of the scores.
 
         Returns
         -------
@@ -373,7 +409,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             gaussian_sigma=gaussian_sigma, score=score, rotation_axis=rotation_axis,
             slices=slices, hebt_options=dict(
                 exclude_clipped=exclude_clipped, adf_offset=adf_offset,
-                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor))
+                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor),
+            padding_px=padding_px, invalid_pixels=invalid_pixels)
 
     def check_hebt_model(
         self,
@@ -387,6 +424,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         rotation_axis: str = "y",
         exclude_clipped: bool = False,
         adf_offset: bool = False,
+        invalid_pixels="auto",
     ) -> dict:
         """Is HEBT's model valid for these data? (paper section 2.2, "two conditions").
 
@@ -396,7 +434,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         the others, ADF pixels piled up at the top (saturation) or at a non-zero
         floor (clipping), a residual that grows across the tilts. Arguments are
         those of :meth:`reconstruct_hebt`; ``exclude_clipped`` and ``adf_offset``
-        (off by default here) check the model with those remedies applied.
+        (off by default here) check the model with those remedies applied;
+        ``invalid_pixels`` as for :meth:`reconstruct_sirt` (left out of the fit).
         Reads the data (lazy series: once).
 
         Returns
@@ -415,7 +454,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             integration_windows=integration_windows, background_windows=background_windows,
             gaussian_sigma=gaussian_sigma, response_ratios=response_ratios,
             rotation_axis=rotation_axis, exclude_clipped=exclude_clipped,
-            adf_offset=adf_offset)
+            adf_offset=adf_offset, invalid_pixels=invalid_pixels)
 
     def reconstruct_adf(
         self,
@@ -426,12 +465,16 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         show_progressbar: bool | None = None,
         rotation_axis: str = "y",
         slices_per_block: int = 64,
+        padding_px: int | str = "auto",
+        invalid_pixels="auto",
     ):
         """SIRT of the ADF/HAADF tilt series alone (the paper's Fig. 7).
 
         Uses this series' tilt angles and axes, so the volume lines up with the
         EDS reconstructions. Parameters as for :meth:`reconstruct_sirt` and
-        :meth:`reconstruct_hebt` (``adf``).
+        :meth:`reconstruct_hebt` (``adf``); ``"auto"`` padding looks at the ADF
+        images, so a large ADF dark level (above 10 % of the brightest column)
+        reads as an object wider than the scan: give ``padding_px`` then.
 
         Returns
         -------
@@ -441,7 +484,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         return _reconstruction.reconstruct_adf(
             self, adf, iterations=iterations, relaxation=relaxation, positivity=positivity,
             show_progressbar=show_progressbar, rotation_axis=rotation_axis,
-            slices_per_block=slices_per_block,
+            slices_per_block=slices_per_block, padding_px=padding_px,
+            invalid_pixels=invalid_pixels,
         )
 
     def quantify_cross_section(

@@ -124,8 +124,9 @@ def test_eager_lazy_distributed_agree(phantom):
     distributed = pytest.importorskip("distributed")
     series, adf = phantom["series"], phantom["adf"]
     maps, ratios = phantom["maps"], {"Ag_La": 500.0, "Au_Ma": 550.0}
+    # padding_px given: "auto" would read the maps to look at the scan's edges.
     kwargs = dict(alpha=0.7, iterations=40, response_ratios=ratios, xray_lines=LINES,
-                  gaussian_sigma=SIGMA)
+                  gaussian_sigma=SIGMA, padding_px=0)
     eager = series.reconstruct_hebt(adf, intensities=maps, **kwargs)
     lazy_maps = [dask.array.from_array(m, chunks=(31, 1, 40)) for m in maps]
     with dask.config.set(scheduler=_forbid_compute):

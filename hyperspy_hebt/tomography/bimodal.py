@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _sparse
 from .projector import Projector
-from .sirt import inverse_or_zero, validate_sirt_parameters
+from .sirt import inverse_or_zero, ray_weight_columns, validate_sirt_parameters
 
 __all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "validate_alpha"]
 
@@ -124,12 +124,14 @@ def fit_response_model(eds_maps: np.ndarray, adf_map: np.ndarray, mask=None,
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _joint_residual(projected, eds, adf, weights, row_scale, n_elements, n_extra, alpha, out):
+def _joint_residual(projected, eds, adf, weights, eds_weights, row_scale, n_elements, n_extra,
+                    alpha, out):
     """Residual columns of the block system, element blocks first, then the extra volume.
 
-    h = w_i (adf - sum_B P_B) / ((k + n_extra) w_i), the ADF residual (weights 0 on
-    excluded pixels); element blocks get (1 - alpha) (eds - P)_A / w_i + alpha h, the
-    ADF-only block gets h (its column sums are alpha c_j, which cancels alpha).
+    h = v_i (adf - sum_B P_B) / ((k + n_extra) w_i), the ADF residual (ADF weights v 0
+    on excluded pixels); element blocks get (1 - alpha) u_i (eds - P)_A / w_i + alpha h
+    (EDS weights u 0 where there is no valid data), the ADF-only block gets h (its
+    column sums are alpha c_j, which cancels alpha).
     """
     n_rows, n_slices = adf.shape
     n_blocks = n_elements + n_extra
@@ -142,7 +144,8 @@ def _joint_residual(projected, eds, adf, weights, row_scale, n_elements, n_extra
             h = weights[i, s] * scale * (adf[i, s] - total) / n_blocks
             for a in range(n_elements):
                 c = a * n_slices + s
-                out[i, c] = (1.0 - alpha) * scale * (eds[i, c] - projected[i, c]) + alpha * h
+                out[i, c] = ((1.0 - alpha) * eds_weights[i, s] * scale
+                             * (eds[i, c] - projected[i, c]) + alpha * h)
             for a in range(n_elements, n_blocks):
                 out[i, a * n_slices + s] = h
 
@@ -159,6 +162,7 @@ def hebt(
     callback: Callable[[int], None] | None = None,
     adf_weights: np.ndarray | None = None,
     extra_volume: bool = False,
+    eds_weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Joint SIRT of k EDS sinogram stacks and one ADF stack.
 
@@ -185,6 +189,10 @@ def hebt(
         Add an unknown volume seen by the ADF only (mass without a listed line:
         carbon support, FIB layers, unlisted elements), so that it does not leak
         into the listed elements.
+    eds_weights : numpy.ndarray, optional
+        ``(n_slices, n_tilts, n_detector)`` in [0, 1], shared by every element: 0
+        drops a pixel from the EDS terms (no valid data after alignment). Give
+        the same pixels weight 0 in ``adf_weights`` to drop them altogether.
 
     Returns
     -------
@@ -196,7 +204,7 @@ def hebt(
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), relaxation, positivity, adf_weights,
-                        extra_volume)
+                        extra_volume, eds_weights)
     for iteration in range(1, iterations + 1):
         volume = next(steps)
         if callback is not None:
@@ -206,7 +214,7 @@ def hebt(
 
 def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
               iterations, relaxation: float = 1.0, positivity: bool = True,
-              adf_weights=None, extra_volume: bool = False) -> list:
+              adf_weights=None, extra_volume: bool = False, eds_weights=None) -> list:
     """HEBT volumes after each of several iteration counts, from one run.
 
     Parameters as for :func:`hebt`, with ``iterations`` a sequence of counts.
@@ -221,7 +229,7 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
         raise ValueError("iterations is empty: give at least one iteration count.")
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), float(relaxation), positivity, adf_weights,
-                        extra_volume)
+                        extra_volume, eds_weights)
     k = np.shape(eds_sinograms)[0] + extra_volume
     kept = {}
     for iteration in range(1, max(wanted) + 1):
@@ -237,7 +245,7 @@ def _as_elements(volume, geometry, k):
 
 
 def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha, relaxation,
-                positivity, adf_weights=None, extra_volume=False):
+                positivity, adf_weights=None, extra_volume=False, eds_weights=None):
     """Yield the joint iterate (pixels, (k + extra) * slices) after each HEBT iteration."""
     g = projector.geometry
     eds_sinograms = np.asarray(eds_sinograms)
@@ -260,14 +268,11 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
     for name, array in (("eds_sinograms", eds_sinograms), ("adf_sinograms", adf_sinograms)):
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contain NaN or infinite values.")
-    if adf_weights is None:
-        weights = np.ones((g.n_rays, n_slices), dtype=np.float32)
-    else:
-        adf_weights = np.asarray(adf_weights, dtype=np.float32)
-        if adf_weights.shape != adf_sinograms.shape or np.any(adf_weights < 0) or \
-                np.any(adf_weights > 1):
-            raise ValueError(f"adf_weights must lie in [0, 1] with shape {adf_sinograms.shape}.")
-        weights = np.ascontiguousarray(adf_weights.reshape(n_slices, g.n_rays).T)
+    ones = np.ones((g.n_rays, n_slices), dtype=np.float32)
+    weights = ray_weight_columns(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights")
+    weights = ones if weights is None else weights
+    eds_columns = ray_weight_columns(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights")
+    eds_columns = ones if eds_columns is None else eds_columns
     n_extra = int(bool(extra_volume))
     # Columns grouped by element: [element 0 slices ..., element 1 slices ...].
     scaled = (ratios[:, None, None, None] * eds_sinograms).reshape(k * n_slices, g.n_rays)
@@ -281,7 +286,7 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
     while True:
         _sparse.csr_matmat(projector.matrix, volume, projected)
         with _sparse.LAUNCH_LOCK:
-            _joint_residual(projected, eds, adf, weights, row_scale, k, n_extra,
+            _joint_residual(projected, eds, adf, weights, eds_columns, row_scale, k, n_extra,
                             np.float32(alpha), residual)
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
         yield volume

@@ -7,7 +7,10 @@ One iteration updates every slice of the block at once::
 with ``R = 1 / row sums of W`` and ``C = 1 / column sums of W`` (rays or pixels
 that the geometry never touches get a factor of 0, not infinity). The iterate
 starts from 0, as in the paper, and the non-negativity clip (the paper's
-"negative voxels set to zero each iteration") is optional.
+"negative voxels set to zero each iteration") is optional. Optional ray weights
+in [0, 1] (0: a detector pixel with no valid data, e.g. outside the field after
+alignment) multiply the residual; ``C`` keeps every ray, so the step is smaller,
+never larger, where rays are dropped and the iteration still converges.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ def sirt(
     relaxation: float = 1.0,
     positivity: bool = True,
     callback: Callable[[int], None] | None = None,
+    ray_weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reconstruct a stack of slices that share one geometry.
 
@@ -81,6 +85,9 @@ def sirt(
     callback : callable, optional
         Called with the number of the completed iteration (1-based), e.g. to
         advance a progress bar.
+    ray_weights : numpy.ndarray, optional
+        ``(n_slices, n_tilts, n_detector)`` in [0, 1]; 0 leaves a measurement out
+        (no valid data there). Default: every measurement counts.
 
     Returns
     -------
@@ -88,7 +95,7 @@ def sirt(
         float32 reconstructions ``(n_slices, n_z, n_x)``.
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
-    steps = _sirt_steps(projector, sinograms, relaxation, positivity)
+    steps = _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights)
     for iteration in range(1, iterations + 1):
         volume = next(steps)
         if callback is not None:
@@ -97,14 +104,14 @@ def sirt(
 
 
 def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxation: float = 1.0,
-              positivity: bool = True) -> list:
+              positivity: bool = True, ray_weights: np.ndarray | None = None) -> list:
     """SIRT volumes after each of several iteration counts, from one run.
 
     Parameters
     ----------
     iterations : sequence of int
         Iteration counts (>= 1) at which to keep the volume.
-    projector, sinograms, relaxation, positivity
+    projector, sinograms, relaxation, positivity, ray_weights
         As for :func:`sirt`.
 
     Returns
@@ -116,7 +123,7 @@ def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxatio
     wanted = [validate_sirt_parameters(n, relaxation)[0] for n in iterations]
     if not wanted:
         raise ValueError("iterations is empty: give at least one iteration count.")
-    steps = _sirt_steps(projector, sinograms, float(relaxation), positivity)
+    steps = _sirt_steps(projector, sinograms, float(relaxation), positivity, ray_weights)
     kept = {}
     for iteration in range(1, max(wanted) + 1):
         volume = next(steps)
@@ -129,7 +136,20 @@ def _as_slices(volume, geometry):
     return np.ascontiguousarray(volume.T).reshape(volume.shape[1], geometry.n_z, geometry.n_x)
 
 
-def _sirt_steps(projector, sinograms, relaxation, positivity):
+def ray_weight_columns(ray_weights, shape, n_rays, name="ray_weights"):
+    """Validate ``(n_slices, n_tilts, n_detector)`` weights in [0, 1]; return them as
+    float32 columns ``(n_rays, n_slices)``, or None for None."""
+    if ray_weights is None:
+        return None
+    weights = np.asarray(ray_weights, dtype=np.float32)
+    if weights.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {weights.shape}.")
+    if not (np.all(weights >= 0) and np.all(weights <= 1)):
+        raise ValueError(f"{name} must lie in [0, 1] (0: no valid data, 1: full weight).")
+    return np.ascontiguousarray(weights.reshape(shape[0], n_rays).T)
+
+
+def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None):
     """Yield the iterate (pixels, slices) after each SIRT iteration (a live view)."""
     g = projector.geometry
     sinograms = np.asarray(sinograms)
@@ -149,11 +169,14 @@ def _sirt_steps(projector, sinograms, relaxation, positivity):
     measured = np.ascontiguousarray(
         sinograms.reshape(n_slices, g.n_rays).T, dtype=np.float32
     )
+    weights = ray_weight_columns(ray_weights, sinograms.shape, g.n_rays)
     row_scale = inverse_or_zero(projector.row_sums)
     column_scale = relaxation * inverse_or_zero(projector.column_sums)
     volume = np.zeros((g.n_pixels, n_slices), dtype=np.float32)
     residual = np.empty((g.n_rays, n_slices), dtype=np.float32)
     while True:
         _sparse.weighted_residual(projector.matrix, volume, measured, row_scale, residual)
+        if weights is not None:
+            residual *= weights
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
         yield volume

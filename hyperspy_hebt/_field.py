@@ -1,0 +1,147 @@
+"""The field of view of a tilt series: what lies beyond the scan, and where data are missing.
+
+Two guards for real acquisitions:
+
+* **Padding.** A lamella or any object wider than the scan keeps mass outside the
+  field, which the rays near the scan's edges cross at high tilt. A reconstruction
+  grid exactly as wide as the scan must put that mass inside the field, where it
+  piles up at the edges. The grid is widened by ``padding_px`` columns on each
+  side (the padded columns are reconstructed, then cropped from the result).
+* **Invalid pixels.** After alignment, pixels shifted in from outside the recorded
+  image hold no data (zeros); they are given weight 0 in the reconstruction
+  instead of being read as "no mass here".
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+#: Columns at each end of the scan whose mean intensity tells whether the object
+#: continues beyond the field (the outermost only: a particle that nearly fills
+#: the field already brightens the second column at high tilt).
+EDGE_COLUMNS = 1
+#: An object counts as wider than the field when the mean of its edge columns
+#: exceeds this fraction of the brightest column: background-subtracted maps of
+#: an isolated particle sit near 0 there (noise averages out over slices and
+#: tilts), a lamella sits near 1.
+EXTENDED_EDGE_FRACTION = 0.1
+
+
+def full_coverage_padding(tilt_angles_deg, n_detector: int, n_z: int) -> int:
+    """Columns per side so that every ray stays inside the grid through the slab.
+
+    A ray at tilt ``theta`` recorded at the scan edge ``u = n_detector / 2`` crosses
+    the slab ``|z| <= n_z / 2`` up to ``|x| = (u + n_z / 2 |sin theta|) / cos theta``.
+    """
+    theta = np.deg2rad(np.max(np.abs(np.asarray(tilt_angles_deg, dtype=float))))
+    reach = (n_detector / 2 + n_z / 2 * np.sin(theta)) / np.cos(theta)
+    return max(0, int(np.ceil(reach - n_detector / 2)))
+
+
+def edge_fraction(stacks, weights=None) -> float:
+    """Mean intensity of the outer columns over that of the brightest column.
+
+    ``stacks`` are sinogram stacks ``(slices, tilts, detector)`` (summed);
+    ``weights`` (same shape, or None) leaves invalid pixels out.
+    """
+    total = stacks[0]
+    for stack in stacks[1:]:
+        total = total + stack
+    if weights is None:
+        profile = total.mean(axis=(0, 1))
+    else:
+        profile = (total * weights).sum(axis=(0, 1)) / np.maximum(weights.sum(axis=(0, 1)), 1)
+    if isinstance(profile, da.Array):
+        (profile,) = dask.compute(profile)
+    profile = np.asarray(profile, dtype=float)
+    peak = profile.max()
+    if not np.isfinite(peak) or peak <= 0:
+        return 0.0
+    edges = max(profile[:EDGE_COLUMNS].mean(), profile[-EDGE_COLUMNS:].mean())
+    return float(edges / peak)
+
+
+def resolve_padding(padding_px, tilt_angles_deg, n_detector: int, stacks,
+                    weights=None) -> tuple[int, dict]:
+    """Columns of padding per side, and the record of how they were chosen.
+
+    Parameters
+    ----------
+    padding_px : int or "auto"
+        A number of columns (>= 0) or ``"auto"``: full coverage
+        (:func:`full_coverage_padding`) when the summed maps are still bright at
+        the scan's edges (:func:`edge_fraction` above
+        :data:`EXTENDED_EDGE_FRACTION`), else none.
+    tilt_angles_deg, n_detector
+        The geometry (the slab is ``n_detector`` thick).
+    stacks, weights
+        Sinogram stacks used by ``"auto"`` (computed for lazy data).
+    """
+    if isinstance(padding_px, str):
+        if padding_px != "auto":
+            raise ValueError(f"padding_px must be a number of pixels >= 0 or 'auto', got "
+                             f"{padding_px!r}.")
+        fraction = edge_fraction(stacks, weights)
+        extended = fraction > EXTENDED_EDGE_FRACTION
+        padding = full_coverage_padding(tilt_angles_deg, n_detector, n_detector) \
+            if extended else 0
+        reason = (f"auto: edge columns at {fraction:.3f} of the brightest column "
+                  f"({'above' if extended else 'below'} {EXTENDED_EDGE_FRACTION}); "
+                  + ("the object is wider than the scan, so the grid covers every ray "
+                     "through the slab" if extended else "the object fits in the scan"))
+        return padding, {"padding_px": padding, "padding_reason": reason,
+                         "edge_fraction": fraction}
+    if isinstance(padding_px, bool) or not isinstance(padding_px, (int, np.integer)) \
+            or padding_px < 0:
+        raise ValueError(f"padding_px must be a number of pixels >= 0 or 'auto', got "
+                         f"{padding_px!r}.")
+    return int(padding_px), {"padding_px": int(padding_px), "padding_reason": "user"}
+
+
+def invalid_pixels_of(signal, invalid_pixels, navigation_shape) -> tuple:
+    """Navigation-shaped boolean array (True: no valid data) and its source.
+
+    Parameters
+    ----------
+    signal : BaseSignal
+        The tilt series (its ``metadata.Alignment`` is read for ``"auto"``).
+    invalid_pixels : "auto", None, array-like or BaseSignal
+        ``"auto"``: the pixels that :func:`~hyperspy_hebt.alignment.align_tilt_series`
+        shifted in from outside the recorded images, when the series carries its
+        ``metadata.Alignment``; else none. None: every pixel is valid. An array
+        or signal: True where a pixel has no valid data, shaped like the
+        navigation in array order (``(tilt, y, x)``).
+    navigation_shape : tuple
+        The series' navigation shape in array order.
+
+    Returns
+    -------
+    (numpy.ndarray of bool or None, str)
+    """
+    navigation_shape = tuple(navigation_shape)
+    if invalid_pixels is None:
+        return None, "none"
+    if isinstance(invalid_pixels, str):
+        if invalid_pixels != "auto":
+            raise ValueError(f"invalid_pixels must be 'auto', None or a boolean array, got "
+                             f"{invalid_pixels!r}.")
+        record = signal.metadata.get_item("Alignment")
+        if record is None:
+            return None, "none"
+        from .alignment import invalid_pixel_mask
+
+        mask = invalid_pixel_mask(record, navigation_shape)
+        return (mask if mask.any() else None), "alignment"
+    data = getattr(invalid_pixels, "data", invalid_pixels)
+    if isinstance(data, da.Array):
+        data = data.compute()
+    data = np.asarray(data)
+    if data.dtype != bool:
+        raise TypeError(f"invalid_pixels must be a boolean array (True: no valid data), got "
+                        f"dtype {data.dtype}.")
+    if data.shape != navigation_shape:
+        raise ValueError(f"invalid_pixels has shape {data.shape}; it must match the "
+                         f"navigation shape {navigation_shape} (array order).")
+    return (data if data.any() else None), "user"
