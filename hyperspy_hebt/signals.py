@@ -275,7 +275,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             non-negative least squares of the ADF on the EDS maps over every
             pixel and tilt (Eq. 15), with R^2 reported. For a lazy series the
             fit computes the line-intensity maps once (one pass over the
-            spectra); give the ratios to keep everything lazy.
+            spectra); give the ratios and ``padding_px`` to keep everything lazy.
         xray_lines, intensities, integration_windows, background_windows, gaussian_sigma
             As for :meth:`reconstruct_sirt` (the filter applies to the EDS maps).
         relaxation, positivity, show_progressbar, rotation_axis, slices_per_block
