@@ -12,7 +12,8 @@ import numpy as np
 from ._intensities import adf_series, line_intensities, normalise_per_tilt, title_of
 from ._layout import TiltSeriesLayout
 from ._reconstruction import (Field, base_parameters, filtered_sinograms, in_memory,
-                              invalid_weights, prepare_field, reconstruction_signal, run_blocks, validate_common)
+                              invalid_weights, prepare_field, reconstruction_signal, run_blocks,
+                              validate_common)
 from .diagnostics import check_linear_adf, invalid_adf_pixels
 from .tomography import fit_response_model, get_projector, hebt, validate_alpha
 

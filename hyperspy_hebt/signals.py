@@ -169,10 +169,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             edges of the volume. The padded columns are reconstructed and cropped
             from the result. ``"auto"``: when the summed line maps are still
             bright at the scan's edges (the outermost column above 10 % of the
-            brightest column, on average over slices and tilts), enough columns for every ray to stay in the grid
-            through the slab (``(w/2 (1 + sin t)) / cos t - w/2`` for width ``w``
-            and largest tilt ``t``: 2.3 w per side at 70 degrees, so a 5.7x larger
-            grid and cost); else 0. Reads the maps (lazy series: once); give a
+            brightest column, on average over slices and tilts), enough columns
+            for every ray to stay in the grid through the slab
+            (``(w/2 (1 + sin t)) / cos t - w/2`` for width ``w`` and largest tilt
+            ``t``: 2.3 w per side at 70 degrees, so a 5.7x larger grid and cost);
+            else 0. Reads the maps (lazy series: once); give a
             number to keep a lazy series fully lazy.
         invalid_pixels : "auto", None or boolean array
             Pixels with no valid data, given no weight (they are not read as "no

@@ -86,7 +86,7 @@ def test_padding_restores_a_lamella(lamella):
 
 
 def test_hebt_and_adf_sirt_take_the_padding(lamella):
-    series, (ag, au) = lamella["series"], lamella["truth"]
+    series, (_, au) = lamella["series"], lamella["truth"]
     kwargs = dict(intensities=lamella["maps"], xray_lines=LINES, iterations=200, alpha=0.5,
                   response_ratios=RATIOS)
     padded = series.reconstruct_hebt(lamella["adf"], **kwargs)
@@ -105,8 +105,8 @@ def test_lazy_auto_padding_reads_the_maps_once_and_matches_eager(lamella):
     assert lazy[0]._lazy and lazy[0].metadata.Reconstruction.padding_px == PAD
     # The maps were computed for the check; the graph holds them, not the spectra.
     assert len(lazy[0].data.dask) < 20
-    for e, l in zip(eager, lazy):
-        np.testing.assert_allclose(l.data.compute(), e.data, rtol=0, atol=1e-5 * e.data.max())
+    for e, z in zip(eager, lazy):
+        np.testing.assert_allclose(z.data.compute(), e.data, rtol=0, atol=1e-5 * e.data.max())
 
 
 def _edge_invalid(seed=1):
