@@ -96,17 +96,19 @@ def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
     lazy = signal._lazy or isinstance(adf_data, da.Array) or any(
         isinstance(line.data, da.Array) for line in lines)
     weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
-    eds = [filtered_sinograms(layout.to_stack(line.data), sigma, lazy, slices_per_block,
-                              weights) for line in lines]
+    raw = [layout.to_stack(line.data) for line in lines]
     # The ADF signal is the low-noise modality: it is not filtered (paper section 3.1.1).
     adf_stack = filtered_sinograms(layout.to_stack(adf_data), None, lazy, slices_per_block)
     if lazy and (compute or isinstance(padding_px, str)):
         # The maps are small: compute them once (for the fit or the padding check)
         # and build any graph on them, so the spectra are read a single time.
-        *eds, adf_stack = in_memory(eds + [adf_stack], slices_per_block)
-    # The EDS maps say whether the object continues beyond the scan (an ADF dark
-    # level would look like mass at the edges).
-    field = prepare_field(layout, eds, padding_px, weights, record)
+        *raw, adf_stack = in_memory(raw + [adf_stack], slices_per_block)
+    # The unfiltered EDS maps say whether the object continues beyond the scan (an
+    # ADF dark level would look like mass at the edges, a filter spreads it there).
+    field = prepare_field(layout, raw, padding_px, weights, record)
+    eds = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights) for stack in raw]
+    if lazy and compute:
+        eds = in_memory(eds, slices_per_block)
     valid_pixels = None if weights is None else np.asarray(weights) > 0
     return HebtInputs(layout, lines, eds, adf_stack, lazy, sigma, field, valid_pixels)
 

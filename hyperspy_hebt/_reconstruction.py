@@ -129,12 +129,12 @@ def validate_common(iterations, relaxation, slices_per_block, show_progressbar):
 
 
 def in_memory(stacks, slices_per_block):
-    """Compute lazy sinogram stacks once (they are small next to the spectra) and
-    wrap them as dask arrays chunked by slices, so that what is built on them does
-    not read the spectra again."""
+    """Compute lazy sinogram stacks once (they are small next to the spectra) as
+    float32 and wrap them as dask arrays chunked by slices, so that what is built on
+    them does not read the spectra again."""
     import dask
 
-    computed = dask.compute(*stacks)
+    computed = dask.compute(*[da.asarray(s).astype(np.float32) for s in stacks])
     return [da.from_array(c, chunks=(slices_per_block, -1, -1)) for c in computed]
 
 
@@ -198,11 +198,12 @@ def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration
         lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
     lazy = signal._lazy
     weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
-    sinograms = [filtered_sinograms(layout.to_stack(line.data), sigma, lazy, slices_per_block,
-                                    weights) for line in lines]
+    raw = [layout.to_stack(line.data) for line in lines]
     if lazy and isinstance(padding_px, str):
-        sinograms = in_memory(sinograms, slices_per_block)
-    field = prepare_field(layout, sinograms, padding_px, weights, record)
+        raw = in_memory(raw, slices_per_block)
+    field = prepare_field(layout, raw, padding_px, weights, record)
+    sinograms = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights)
+                 for stack in raw]
     geometry, weighted = field.geometry, weights is not None
     kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
                                relaxation=relaxation, positivity=positivity, weighted=weighted)
@@ -235,7 +236,7 @@ def reconstruct_adf(signal, adf, *, iterations, relaxation, positivity, show_pro
     sinograms = filtered_sinograms(layout.to_stack(data), None, lazy, slices_per_block)
     if lazy and isinstance(padding_px, str):
         (sinograms,) = in_memory([sinograms], slices_per_block)
-    field = prepare_field(layout, [sinograms], padding_px, weights, record)
+    field = prepare_field(layout, [sinograms], padding_px, weights, record)  # unfiltered
     kernel = functools.partial(_sirt_kernel, geometry=field.geometry, iterations=iterations,
                                relaxation=relaxation, positivity=positivity,
                                weighted=weights is not None)

@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--register", action="store_true", help="register the ADF on the EDS")
     rec.add_argument("--normalise", action="store_true", help="equal counts per tilt")
     rec.add_argument("--gaussian-sigma", type=float, default=0.8)
+    rec.add_argument("--padding", default="auto",
+                     help='grid columns added on each side of the scan, or "auto" (objects '
+                          'wider than the field, e.g. lamellae)')
     rec.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     if args.command == "study":
@@ -181,7 +184,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         rotation_deg=args.rotation if args.rotation == "auto" else float(args.rotation),
         register=args.register, normalise=args.normalise,
         gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
-        tilt_from=args.tilt_from, adf_paths=args.adf)
+        tilt_from=args.tilt_from, adf_paths=args.adf,
+        padding_px=args.padding if args.padding == "auto" else int(args.padding))
     return 0
 
 

@@ -45,6 +45,7 @@ def reconstruct_files(
     tilt_angles: Sequence[float] | None = None,
     tilt_from: str = "metadata",
     adf_paths: str | Sequence[str] | None = None,
+    padding_px: int | str = "auto",
     progress=print,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
@@ -74,6 +75,9 @@ def reconstruct_files(
         As for ``reconstruct_sirt``.
     tilt_angles, tilt_from, adf_paths
         As for :func:`load_tilt_series`.
+    padding_px : int or "auto"
+        As for ``reconstruct_sirt`` (grid beyond the scan for wide objects); the
+        aligned series' pixels without data are always left out.
     progress : callable
         Receives one line of text per step.
 
@@ -137,7 +141,7 @@ def reconstruct_files(
     lines = [m.metadata.Sample.xray_lines[0] for m in maps]
     summary["xray_lines"] = lines
     common = dict(iterations=iterations, intensities=maps, xray_lines=lines,
-                  gaussian_sigma=gaussian_sigma, show_progressbar=True)
+                  gaussian_sigma=gaussian_sigma, show_progressbar=True, padding_px=padding_px)
     if method == "hebt":
         reconstructions = series.reconstruct_hebt(adf, alpha=alpha, **common)
         record = reconstructions[0].metadata.Reconstruction
@@ -148,6 +152,11 @@ def reconstruct_files(
                  f"R^2 {summary['response_ratio_r_squared']:.3f}")
     else:
         reconstructions = series.reconstruct_sirt(**common)
+    record = reconstructions[0].metadata.Reconstruction
+    summary.update(padding_px=record.padding_px, padding_reason=record.padding_reason,
+                   invalid_pixel_fraction=record.invalid_pixel_fraction)
+    progress(f"Grid padding {record.padding_px} px ({record.padding_reason}); "
+             f"{100 * record.invalid_pixel_fraction:.1f} % of pixels without data")
     fractions = series.quantify_cross_section(reconstructions)
     progress("Reconstructing and quantifying...")
     from dask.diagnostics import ProgressBar

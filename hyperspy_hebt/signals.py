@@ -168,7 +168,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             crosses the edge rays at high tilt and would otherwise pile up at the
             edges of the volume. The padded columns are reconstructed and cropped
             from the result. ``"auto"``: when the summed line maps are still
-            bright at the scan's edges (the outermost column above 10 % of the
+            bright at the scan's edges (the outermost column above 25 % of the
             brightest column, on average over slices and tilts), enough columns
             for every ray to stay in the grid through the slab
             (``(w/2 (1 + sin t)) / cos t - w/2`` for width ``w`` and largest tilt
@@ -474,7 +474,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         Uses this series' tilt angles and axes, so the volume lines up with the
         EDS reconstructions. Parameters as for :meth:`reconstruct_sirt` and
         :meth:`reconstruct_hebt` (``adf``); ``"auto"`` padding looks at the ADF
-        images, so a large ADF dark level (above 10 % of the brightest column)
+        images, so a large ADF dark level (above 25 % of the brightest column)
         reads as an object wider than the scan: give ``padding_px`` then.
 
         Returns

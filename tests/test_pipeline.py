@@ -43,6 +43,8 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     assert summary["response_ratio_r_squared"] > 0.9
     assert len(summary["alignment"]["shifts_px"]) == 31
     assert summary["alignment"]["rotation_deg"] == 0.0
+    # Aligned: the shifted-in pixels are left out; an isolated particle needs no padding.
+    assert summary["padding_px"] == 0 and 0 < summary["invalid_pixel_fraction"] < 0.2
     composition = summary["mean_weight_fraction_inside"]
     assert composition["Ag"] + composition["Au"] == pytest.approx(1.0)
     for name in ("orthoslices.png", "render_3d.png", "Au_weight_fraction_HEBT.zspy",
