@@ -53,6 +53,7 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
     eds = np.stack([np.asarray(e, dtype=np.float32)[chosen] for e in eds])
     if adf_stack is not None:
         adf_stack = np.asarray(adf_stack, dtype=np.float32)[chosen]
+    hebt_options = _with_physics(signal, hebt_options, [line.xray_line for line in lines])
     if sigma is not None and sigma[0] and len(chosen) < layout.n_slices:
         # Filtering along the rotation axis needs neighbouring slices: keep it only
         # when every slice takes part.
@@ -67,6 +68,23 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
     result.slices = chosen.tolist()
     result.grid = field.record
     return result
+
+
+def _with_physics(signal, hebt_options, names):
+    """HEBT options for :func:`cross_validate_stacks`: ``response_ratios`` ("physics" or
+    None) becomes ``physics_ratios``, the cross sections' pattern or None."""
+    from ._hebt import PHYSICS, expected_ratios
+
+    options = dict(hebt_options or {})
+    response_ratios = options.pop("response_ratios", None)
+    efficiency = options.pop("detector_efficiency", 1.0)
+    if response_ratios is None:
+        return options
+    if not (isinstance(response_ratios, str) and response_ratios == PHYSICS):
+        raise ValueError(f"cross-validation fits the ratios on each fold: response_ratios "
+                         f"must be None or 'physics', got {response_ratios!r}.")
+    options["physics_ratios"], _ = expected_ratios(signal, names, efficiency, required=True)
+    return options
 
 
 def metadata_of(result: CrossValidation) -> dict:
@@ -139,7 +157,8 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
         if isinstance(value, str) and value != "auto":
             raise ValueError(f"{name} must be a number or 'auto', got {value!r}.")
     robust = {key: kwargs[key] for key in ("exclude_clipped", "adf_offset", "unlisted_mass",
-                                           "ratio_floor")}
+                                           "ratio_floor", "response_ratios",
+                                           "detector_efficiency")}
     result = cross_validate(
         signal, adf, methods=("hebt",), iterations=counts, alphas=alphas, holdout=4,
         hebt_options=robust,

@@ -34,11 +34,38 @@ def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positiv
                 eds_weights=block[-1] if eds_weighted else None)
 
 
+#: ``response_ratios`` value for ratios shaped by the cross sections (Eq. 16).
+PHYSICS = "physics"
+
+
+def expected_ratios(signal, names, detector_efficiency, required: bool):
+    """``z_A / f_A`` per line (Eq. 16), or None with the reason it is unavailable.
+
+    Raises (instead of returning None) when ``required``.
+    """
+    from . import physics
+
+    energy = signal.metadata.get_item("Acquisition_instrument.TEM.beam_energy")
+    try:
+        if energy is None:
+            raise ValueError(
+                "the beam energy is not in the metadata; set it (keV) with "
+                "s.metadata.set_item('Acquisition_instrument.TEM.beam_energy', 200.0)")
+        return np.array([physics.adf_per_eds_factor(name, float(energy), detector_efficiency)
+                         for name in names]), ""
+    except (ValueError, KeyError, physics.DataUnavailableError) as error:
+        if required:
+            raise ValueError(f"response_ratios='physics' needs the cross sections: "
+                             f"{error}") from error
+        return None, str(error)
+
+
 def _user_ratios(response_ratios, names):
     if not isinstance(response_ratios, dict):
         raise TypeError(
-            "response_ratios must be None (fit them) or a dict {xray_line: ratio}, got "
-            f"{type(response_ratios).__name__}."
+            "response_ratios must be None (fit them), 'physics' (the cross sections' "
+            "pattern, one fitted scale) or a dict {xray_line: ratio}, got "
+            f"{response_ratios!r}."
         )
     missing = [name for name in names if name not in response_ratios]
     if missing:
@@ -113,12 +140,14 @@ def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
     return HebtInputs(layout, lines, eds, adf_stack, lazy, sigma, field, valid_pixels)
 
 
-def model_check(inputs: HebtInputs, ratios, r_squared, offset=0.0, excluded=None):
+def model_check(inputs: HebtInputs, ratios, r_squared, offset=0.0, excluded=None,
+                expected=None):
     """:func:`check_linear_adf` on prepared (in-memory) inputs."""
     return check_linear_adf(np.stack([np.asarray(e) for e in inputs.eds]),
                             np.asarray(inputs.adf), ratios,
                             np.nan if r_squared is None else r_squared, inputs.names,
-                            tilt_axis=1, offset=offset, excluded=excluded)
+                            tilt_axis=1, offset=offset, excluded=excluded,
+                            expected_ratios=expected)
 
 
 @dataclass
@@ -133,12 +162,15 @@ class ResponseModel:
 
 
 def response_model(inputs: HebtInputs, response_ratios, exclude_clipped, adf_offset,
-                   ratio_floor) -> ResponseModel:
-    """Fit ``I_H = sum r_A I_A (+ b)`` on the valid ADF pixels, or take the user's ratios."""
+                   ratio_floor, expected=None) -> ResponseModel:
+    """Fit ``I_H = sum r_A I_A (+ b)`` on the valid ADF pixels, or take the user's ratios;
+    ``"physics"``: ``r_A = s z_A / f_A`` (``expected``), only ``s`` (and ``b``) fitted."""
+    fitted = response_ratios is None or (isinstance(response_ratios, str)
+                                         and response_ratios == PHYSICS)
     valid = None
     if exclude_clipped:
         invalid = invalid_adf_pixels(inputs.adf)
-        if isinstance(invalid, da.Array) and response_ratios is None:
+        if isinstance(invalid, da.Array) and fitted:
             invalid = invalid.compute()  # the maps are in memory for the fit anyway
         if isinstance(invalid, da.Array):
             valid = ~invalid  # lazy: found when the data are computed
@@ -146,11 +178,19 @@ def response_model(inputs: HebtInputs, response_ratios, exclude_clipped, adf_off
             valid = ~invalid
     if inputs.valid_pixels is not None:
         valid = inputs.valid_pixels if valid is None else valid & inputs.valid_pixels
-    if response_ratios is None:
-        ratios, offset, r_squared = fit_response_model(
-            np.stack([np.asarray(e) for e in inputs.eds]), np.asarray(inputs.adf),
-            mask=valid, offset=adf_offset)
-        source = "non-negative least squares of the ADF on the EDS maps (Eq. 15)"
+    if fitted:
+        maps = np.stack([np.asarray(e) for e in inputs.eds])
+        if response_ratios is None:
+            ratios, offset, r_squared = fit_response_model(maps, np.asarray(inputs.adf),
+                                                           mask=valid, offset=adf_offset)
+            source = "non-negative least squares of the ADF on the EDS maps (Eq. 15)"
+        else:
+            # One regressor, sum_A (z_A / f_A) I_A: only the dose constant is fitted.
+            combined = np.tensordot(expected, maps, axes=1)[None]
+            (scale,), offset, r_squared = fit_response_model(combined, np.asarray(inputs.adf),
+                                                             mask=valid, offset=adf_offset)
+            ratios = scale * np.asarray(expected)
+            source = "cross sections (Eq. 16, z_A / f_A) with one fitted scale"
         if adf_offset:
             source += " with an ADF offset"
     else:
@@ -174,7 +214,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                      relaxation, positivity, show_progressbar, rotation_axis,
                      slices_per_block, exclude_clipped=True, adf_offset=False,
                      unlisted_mass=False, ratio_floor=None, normalise_tilts=False,
-                     padding_px="auto", invalid_pixels="auto"):
+                     padding_px="auto", invalid_pixels="auto", detector_efficiency=1.0):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
@@ -184,19 +224,27 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                             background_windows=background_windows,
                             gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
                             slices_per_block=slices_per_block,
-                            compute=response_ratios is None, normalise_tilts=normalise_tilts,
-                            padding_px=padding_px, invalid_pixels=invalid_pixels)
+                            compute=not isinstance(response_ratios, dict),
+                            normalise_tilts=normalise_tilts, padding_px=padding_px,
+                            invalid_pixels=invalid_pixels)
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
-    model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, ratio_floor)
+    physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
+    expected, physics_note = expected_ratios(signal, names, detector_efficiency,
+                                             required=physics_wanted)
+    model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, ratio_floor,
+                           expected)
     lazy_mask = isinstance(model.valid, da.Array)
     excluded = None if model.valid is None or lazy_mask else ~model.valid
-    if isinstance(inputs.adf, da.Array) and response_ratios is not None:
+    if isinstance(inputs.adf, da.Array) and isinstance(response_ratios, dict):
         diagnostics = {"verdict": "not checked", "problems": [
             "lazy data with given response ratios: the check would read the data; run "
             "s.check_hebt_model(adf) to check"]}
     else:
-        check = model_check(inputs, model.ratios, model.r_squared, model.offset, excluded)
+        check = model_check(inputs, model.ratios, model.r_squared, model.offset, excluded,
+                            expected)
         diagnostics = check.as_metadata()
+        if physics_note:
+            diagnostics["physics_check"] = f"not run: {physics_note}"
         if check.verdict != "consistent":
             _logger.warning(
                 "HEBT's linear-ADF model looks %s for these data: %s. Compare with "
@@ -247,7 +295,8 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
 
 def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_windows,
                      background_windows, gaussian_sigma, response_ratios, rotation_axis,
-                     exclude_clipped=False, adf_offset=False, invalid_pixels="auto"):
+                     exclude_clipped=False, adf_offset=False, invalid_pixels="auto",
+                     detector_efficiency=1.0):
     """Implementation of :meth:`TomographicEDSSpectrum.check_hebt_model`."""
     import hyperspy.api as hs
 
@@ -257,10 +306,14 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
                             gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
                             slices_per_block=64, compute=True, padding_px=0,
                             invalid_pixels=invalid_pixels)
-    model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, None)
+    physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
+    expected, physics_note = expected_ratios(signal, inputs.names, detector_efficiency,
+                                             required=physics_wanted)
+    model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, None,
+                           expected)
     ratios, r_squared = model.ratios, model.r_squared
     check = model_check(inputs, ratios, r_squared, model.offset,
-                        None if model.valid is None else ~model.valid)
+                        None if model.valid is None else ~model.valid, expected)
     layout = inputs.layout
     # Residual back in the series' navigation layout (tilt, y, x).
     stack_axes = [a for a in (layout.slice_axis, layout.tilt_axis, layout.detector_axis)
@@ -283,6 +336,8 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
         "adf_offset": model.offset,
         "saturated_adf_fraction": check.saturated_fraction,
         "clipped_adf_fraction": check.clipped_fraction,
+        "physics_ratio_spread": check.physics_ratio_spread,
+        "physics_check": f"not run: {physics_note}" if physics_note else "run",
         "residual": residual_signal,
         "residual_per_tilt": per_tilt,
     }

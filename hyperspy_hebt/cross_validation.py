@@ -129,7 +129,15 @@ def _hebt_training(eds, adf, options, weights=None):
         valid = ~invalid if invalid.any() else None
     if weights is not None:
         valid = weights > 0 if valid is None else valid & (weights > 0)
-    ratios, offset, _ = fit_response_model(eds, adf, mask=valid, offset=options["adf_offset"])
+    expected = options["physics_ratios"]
+    if expected is None:
+        ratios, offset, _ = fit_response_model(eds, adf, mask=valid,
+                                               offset=options["adf_offset"])
+    else:  # the cross sections' pattern, one fitted scale (as reconstruct_hebt does)
+        combined = np.tensordot(expected, eds, axes=1)[None]
+        (scale,), offset, _ = fit_response_model(combined, adf, mask=valid,
+                                                 offset=options["adf_offset"])
+        ratios = scale * np.asarray(expected)
     if options["ratio_floor"] is not None:
         ratios = np.maximum(ratios, options["ratio_floor"] * np.median(ratios))
     weights = None if valid is None else valid.astype(np.float32)
@@ -176,7 +184,9 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         As for the reconstructions.
     hebt_options : dict, optional
         ``exclude_clipped``, ``adf_offset``, ``unlisted_mass``, ``ratio_floor`` as
-        for ``reconstruct_hebt`` (default: clipped pixels excluded, nothing else).
+        for ``reconstruct_hebt`` (default: clipped pixels excluded, nothing else),
+        and ``physics_ratios``: ``z_A / f_A`` per line to fit one scale of, instead
+        of every ratio.
     padding_px : int
         Columns added to the grid on each side of the scan.
     weights : numpy.ndarray, optional
@@ -197,7 +207,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         raise ValueError(f"score must be 'poisson' or 'mse', got {score!r}.")
     scorer = poisson_deviance if score == "poisson" else _mse
     options = {"exclude_clipped": True, "adf_offset": False, "unlisted_mass": False,
-               "ratio_floor": None, **(hebt_options or {})}
+               "ratio_floor": None, "physics_ratios": None, **(hebt_options or {})}
     alphas = [validate_alpha(a) for a in alphas]
     iterations = sorted({int(n) for n in iterations})
     angles = np.asarray(tilt_angles_deg, dtype=float)

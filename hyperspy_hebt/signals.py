@@ -245,6 +245,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         normalise_tilts: bool = False,
         padding_px: int | str = "auto",
         invalid_pixels="auto",
+        detector_efficiency=1.0,
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
 
@@ -271,12 +272,16 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         iterations : int or "auto"
             Joint SIRT iterations (HEBT converges more slowly than EDS SIRT as
             alpha grows: the EDS terms are weighted by 1 - alpha).
-        response_ratios : dict, optional
-            ``{xray_line: r_A}`` (ADF counts per EDS count). None: fitted by
-            non-negative least squares of the ADF on the EDS maps over every
-            pixel and tilt (Eq. 15), with R^2 reported. For a lazy series the
-            fit computes the line-intensity maps once (one pass over the
-            spectra); give the ratios and ``padding_px`` to keep everything lazy.
+        response_ratios : None, "physics" or dict
+            None: fitted by non-negative least squares of the ADF on the EDS maps
+            over every pixel and tilt (Eq. 15), with R^2 reported. ``"physics"``:
+            ``r_A = s z_A / f_A`` (Eq. 16, from the cross sections at this
+            signal's beam energy and ``detector_efficiency``), only the dose
+            constant ``s`` fitted: robust where the per-line fit is bent (a softly
+            saturating ADF, nearly proportional maps). A dict ``{xray_line: r_A}``
+            (ADF counts per EDS count): yours. For a lazy series the fits compute
+            the line-intensity maps once (one pass over the spectra); give a dict
+            and ``padding_px`` to keep everything lazy.
         xray_lines, intensities, integration_windows, background_windows, gaussian_sigma
             As for :meth:`reconstruct_sirt` (the filter applies to the EDS maps).
         relaxation, positivity, show_progressbar, rotation_axis, slices_per_block
@@ -302,6 +307,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             As for :meth:`reconstruct_sirt` (``"auto"`` padding looks at the EDS
             maps, which an ADF dark level cannot fool); invalid pixels are left out
             of the ratio fit, the EDS terms and the ADF term.
+        detector_efficiency : float, dict or callable
+            EDS detector efficiency per line (as for :meth:`quantify_cross_section`),
+            used by ``response_ratios="physics"`` and by the check that fitted
+            ratios follow the cross sections (a fitted pattern more than 2x off is
+            reported in ``Diagnostics``).
 
         Returns
         -------
@@ -315,12 +325,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             (``dask.compute(*[r.data for r in rec])``) to run HEBT once.
         """
         if isinstance(alpha, str) or isinstance(iterations, str):
-            if response_ratios is not None:
+            if response_ratios is not None and not (isinstance(response_ratios, str)
+                                                    and response_ratios == "physics"):
                 raise ValueError("alpha or iterations 'auto' fits the response ratios on "
-                                 "each fold; do not pass response_ratios with it.")
+                                 "each fold; pass response_ratios None or 'physics' with it.")
             _no_auto_normalisation(normalise_tilts)
             return _cross_validation.auto_hebt(self, adf, alpha, iterations, dict(
-                response_ratios=None, xray_lines=xray_lines, intensities=intensities,
+                response_ratios=response_ratios, detector_efficiency=detector_efficiency,
+                xray_lines=xray_lines, intensities=intensities,
                 integration_windows=integration_windows, background_windows=background_windows,
                 gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
                 show_progressbar=show_progressbar, rotation_axis=rotation_axis,
@@ -337,7 +349,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             slices_per_block=slices_per_block, exclude_clipped=exclude_clipped,
             adf_offset=adf_offset, unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
             normalise_tilts=normalise_tilts, padding_px=padding_px,
-            invalid_pixels=invalid_pixels,
+            invalid_pixels=invalid_pixels, detector_efficiency=detector_efficiency,
         )
 
     def cross_validate(
@@ -361,6 +373,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         ratio_floor: float | None = None,
         padding_px: int | str = "auto",
         invalid_pixels="auto",
+        response_ratios: str | None = None,
+        detector_efficiency=1.0,
     ):
         """Score methods, iteration counts and alphas on held-out tilts.
 
@@ -393,6 +407,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         rotation_axis : str
         exclude_clipped, adf_offset, unlisted_mass, ratio_floor
             HEBT's options, as for :meth:`reconstruct_hebt`.
+        response_ratios : None or "physics"
+            How each fold's ratios are fitted, as for :meth:`reconstruct_hebt`
+            (with ``detector_efficiency``).
         padding_px, invalid_pixels
             As for :meth:`reconstruct_sirt`; invalid pixels are left out of the
             training and of the scores.
@@ -410,7 +427,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             gaussian_sigma=gaussian_sigma, score=score, rotation_axis=rotation_axis,
             slices=slices, hebt_options=dict(
                 exclude_clipped=exclude_clipped, adf_offset=adf_offset,
-                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor),
+                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
+                response_ratios=response_ratios, detector_efficiency=detector_efficiency),
             padding_px=padding_px, invalid_pixels=invalid_pixels)
 
     def check_hebt_model(
@@ -426,6 +444,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         exclude_clipped: bool = False,
         adf_offset: bool = False,
         invalid_pixels="auto",
+        detector_efficiency=1.0,
     ) -> dict:
         """Is HEBT's model valid for these data? (paper section 2.2, "two conditions").
 
@@ -437,6 +456,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         those of :meth:`reconstruct_hebt`; ``exclude_clipped`` and ``adf_offset``
         (off by default here) check the model with those remedies applied;
         ``invalid_pixels`` as for :meth:`reconstruct_sirt` (left out of the fit).
+        The fitted ratios are compared with the cross sections' pattern (Eq. 16,
+        with ``detector_efficiency``): ``physics_ratio_spread`` is the largest
+        over the smallest ``r_A / (z_A / f_A)``.
         Reads the data (lazy series: once).
 
         Returns
@@ -455,7 +477,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             integration_windows=integration_windows, background_windows=background_windows,
             gaussian_sigma=gaussian_sigma, response_ratios=response_ratios,
             rotation_axis=rotation_axis, exclude_clipped=exclude_clipped,
-            adf_offset=adf_offset, invalid_pixels=invalid_pixels)
+            adf_offset=adf_offset, invalid_pixels=invalid_pixels,
+            detector_efficiency=detector_efficiency)
 
     def reconstruct_adf(
         self,

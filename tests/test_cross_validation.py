@@ -133,9 +133,11 @@ def test_errors(calibration):
         series.reconstruct_sirt(iterations="best", **common)
     with pytest.raises(ValueError, match="alpha must be a number or 'auto'"):
         series.reconstruct_hebt(acquisition.adf, alpha="best", **common)
-    with pytest.raises(ValueError, match="do not pass response_ratios"):
+    with pytest.raises(ValueError, match="pass response_ratios None or 'physics' with it"):
         series.reconstruct_hebt(acquisition.adf, alpha="auto", response_ratios={"Ag_La": 1.0,
                                                                                 "Au_Ma": 1.0},
                                 **common)
+    with pytest.raises(ValueError, match="response_ratios must be None or 'physics'"):
+        series.cross_validate(acquisition.adf, response_ratios="fit", **common)
     with pytest.raises(ValueError, match="score must be"):
         series.cross_validate(acquisition.adf, score="chi2", **common)

@@ -13,7 +13,7 @@ from .cross_sections import (
     subshell_ionization_cross_section,
 )
 from .detector import DetectorEfficiency, detector_efficiency_for_line, line_energy_kev
-from .factors import eds_factor, haadf_factor
+from .factors import adf_per_eds_factor, eds_factor, haadf_factor
 from .xray_data import (
     atomic_number,
     atomic_weight,
@@ -28,6 +28,7 @@ __all__ = [
     "DATA_DIR_VARIABLE",
     "DataUnavailableError",
     "DetectorEfficiency",
+    "adf_per_eds_factor",
     "atomic_number",
     "atomic_weight",
     "detector_efficiency_for_line",

@@ -6,7 +6,7 @@ from .cross_sections import elastic_cross_section, ionization_cross_section
 from .detector import DetectorEfficiency, detector_efficiency_for_line
 from .xray_data import atomic_weight, fluorescence_yield, line_fraction, split_xray_line
 
-__all__ = ["eds_factor", "haadf_factor"]
+__all__ = ["adf_per_eds_factor", "eds_factor", "haadf_factor"]
 
 
 def eds_factor(xray_line: str, beam_energy_kev: float,
@@ -47,3 +47,30 @@ def haadf_factor(element: str, beam_energy_kev: float, u_form: str = "paper") ->
         Form of Browning's ``u``; see :func:`elastic_cross_section`.
     """
     return elastic_cross_section(element, beam_energy_kev, u_form=u_form) / atomic_weight(element)
+
+
+def adf_per_eds_factor(xray_line: str, beam_energy_kev: float,
+                       detector_efficiency: DetectorEfficiency = 1.0) -> float:
+    """``z_A / f_A``: HEBT's response ratio ``r_A`` up to a constant (paper Eq. 16).
+
+    ``r_A = (D_H / D_E) (4 pi / Omega) z_A / f_A``: the doses and the solid angle are
+    the same for every line of one acquisition, so the ratios of the lines relate
+    as their ``z_A / f_A``.
+
+    Parameters
+    ----------
+    xray_line : str
+        exspy line name.
+    beam_energy_kev : float
+        Beam energy in keV.
+    detector_efficiency : float, mapping or callable
+        As for :func:`eds_factor`.
+
+    Returns
+    -------
+    float
+        Dimensionless (both factors in barn mol/g).
+    """
+    element = split_xray_line(xray_line)[0]
+    return (haadf_factor(element, beam_energy_kev)
+            / eds_factor(xray_line, beam_energy_kev, detector_efficiency))
