@@ -310,7 +310,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         detector_efficiency : float, dict or callable
             EDS detector efficiency per line (as for :meth:`quantify_cross_section`),
             used by ``response_ratios="physics"`` and by the check that fitted
-            ratios follow the cross sections (a fitted pattern more than 2x off is
+            ratios follow the cross sections (a fitted pattern more than 1.5x off is
             reported in ``Diagnostics``).
 
         Returns

@@ -80,7 +80,21 @@ def test_fitted_ratios_follow_the_physics(phantom):
     # The fit uses the filtered maps the reconstruction uses: measured R^2 0.991
     # (0.939 unfiltered, where Poisson noise in the EDS maps is the residual).
     assert r.response_ratio_r_squared > 0.97
+    # The fitted pattern follows the cross sections (measured spread 1.01).
+    assert r.Diagnostics.physics_ratio_spread == pytest.approx(1.0, abs=0.05)
     assert r.algorithm == "HEBT" and r.alpha == 0.8 and "least squares" in r.response_ratio_source
+    shaped = phantom["series"].reconstruct_hebt(
+        phantom["adf"], iterations=5, intensities=phantom["maps"], xray_lines=LINES,
+        gaussian_sigma=SIGMA, response_ratios="physics")[0].metadata.Reconstruction
+    for line in LINES:
+        # Exactly the pattern z_A / f_A; the one fitted scale lands within the same 3 %.
+        element = line.split("_")[0]
+        assert shaped.response_ratios[line] / r.response_ratios[line] == pytest.approx(1, rel=0.03)
+        assert shaped.response_ratios[line] == pytest.approx(
+            shaped.response_ratios["Au_Ma"] * physics.adf_per_eds_factor(line, BEAM_KEV)
+            / physics.adf_per_eds_factor("Au_Ma", BEAM_KEV), rel=1e-9)
+        assert physics.adf_per_eds_factor(line, BEAM_KEV) == pytest.approx(
+            physics.haadf_factor(element, BEAM_KEV) / physics.eds_factor(line, BEAM_KEV))
     assert rec[1].metadata.Sample.xray_lines == ["Au_Ma"]
     assert rec[0].metadata.Reconstruction.adf_title == "Synthetic ADF tilt series"
 
