@@ -4,6 +4,8 @@ pixels with no valid data (after alignment) left out of every reconstruction."""
 import dask.array
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import make_series
 
 from hyperspy_hebt._field import edge_fraction, full_coverage_padding
@@ -239,3 +241,26 @@ def test_edge_fraction_ignores_invalid_pixels():
     assert edge_fraction([stack], weights) == pytest.approx(0.2)
     lazy = dask.array.from_array(stack)
     assert edge_fraction([lazy], weights) == pytest.approx(0.2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_det=st.integers(2, 12), padding=st.integers(0, 6),
+       n_tilts=st.integers(1, 6), alpha=st.floats(0.0, 0.9))
+def test_masked_measurements_do_not_matter(seed, n_det, padding, n_tilts, alpha):
+    """Whatever a zero-weight measurement holds, SIRT and HEBT return the same volume."""
+    rng = np.random.default_rng(seed)
+    angles = tuple(np.sort(rng.choice(np.arange(-80, 81, 5), n_tilts, replace=False)))
+    projector = get_projector(ParallelBeamGeometry(angles, n_det, n_x=n_det + 2 * padding,
+                                                   n_z=n_det))
+    shape = (2, n_tilts, n_det)
+    eds = rng.random((2,) + shape).astype(np.float32)
+    adf = rng.random(shape).astype(np.float32)
+    weights = (rng.random(shape) > 0.3).astype(np.float32)
+    junk = np.where(weights > 0, 0, 1e3 * rng.random(shape)).astype(np.float32)
+    a = sirt(projector, eds[0], 7, ray_weights=weights)
+    b = sirt(projector, eds[0] + junk, 7, ray_weights=weights)
+    np.testing.assert_array_equal(a, b)
+    a = hebt(projector, eds, adf, [1.0, 2.0], alpha, 7, eds_weights=weights, adf_weights=weights)
+    b = hebt(projector, eds + junk, adf + junk, [1.0, 2.0], alpha, 7, eds_weights=weights,
+             adf_weights=weights)
+    np.testing.assert_array_equal(a, b)
