@@ -6,7 +6,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ._intensities import adf_series, line_intensities
+from ._intensities import adf_series, in_memory_lines, line_intensities
 from ._layout import TiltSeriesLayout
 from ._reconstruction import invalid_weights, prepare_field
 from .cross_validation import CrossValidation, cross_validate_stacks
@@ -119,12 +119,14 @@ def auto_sirt(signal, kwargs: dict) -> list:
     """``reconstruct_sirt(iterations="auto")``: each line at its own best iteration count."""
     from ._reconstruction import reconstruct_sirt
 
-    lines = line_intensities(signal, kwargs["xray_lines"], kwargs["intensities"],
-                             kwargs["integration_windows"], kwargs["background_windows"])
+    # Integrated once (lazy: one pass over the spectra) for the scores and the results.
+    lines = in_memory_lines(line_intensities(signal, kwargs["xray_lines"], kwargs["intensities"],
+                                             kwargs["integration_windows"],
+                                             kwargs["background_windows"]))
     names = [line.xray_line for line in lines]
     result = cross_validate(
         signal, None, methods=("sirt",), iterations=AUTO_ITERATIONS, alphas=(),
-        holdout=4, xray_lines=names, intensities=[line.data for line in lines],
+        holdout=4, xray_lines=None, intensities=lines,
         integration_windows=None, background_windows=None,
         gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
         rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
@@ -137,9 +139,8 @@ def auto_sirt(signal, kwargs: dict) -> list:
         chosen = dict(kwargs, iterations=result.best_per_line[name]["iterations"],
                       padding_px=result.grid["padding_px"])
         chosen.pop("score")
-        if kwargs["intensities"] is not None:
-            chosen["intensities"] = [kwargs["intensities"][index]]
-        chosen["xray_lines"] = [name]
+        chosen["intensities"] = [lines[index]]
+        chosen["xray_lines"] = None
         (rec,) = reconstruct_sirt(signal, **chosen)
         _record_grid(rec, result.grid)
         rec.metadata.set_item("Reconstruction.CrossValidation", record)
@@ -159,6 +160,11 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
     robust = {key: kwargs[key] for key in ("exclude_clipped", "adf_offset", "unlisted_mass",
                                            "ratio_floor", "response_ratios",
                                            "detector_efficiency")}
+    # Integrated once (lazy: one pass over the spectra) for the scores and the results.
+    lines = in_memory_lines(line_intensities(signal, kwargs["xray_lines"], kwargs["intensities"],
+                                             kwargs["integration_windows"],
+                                             kwargs["background_windows"]))
+    kwargs = dict(kwargs, xray_lines=None, intensities=lines)
     result = cross_validate(
         signal, adf, methods=("hebt",), iterations=counts, alphas=alphas, holdout=4,
         hebt_options=robust,

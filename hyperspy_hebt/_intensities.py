@@ -18,7 +18,8 @@ class LineIntensity:
 
 
 def line_intensities(signal, xray_lines, intensities, integration_windows, background_windows):
-    """Line-intensity maps, one per X-ray line, navigation-shaped."""
+    """Line-intensity maps, one per X-ray line, navigation-shaped (``intensities`` may
+    also hold :class:`LineIntensity` objects, passed through with their provenance)."""
     nav_shape = signal.data.shape[:-1]
     if intensities is not None:
         return _user_intensities(signal, xray_lines, intensities, nav_shape)
@@ -166,6 +167,12 @@ def _user_intensities(signal, xray_lines, intensities, nav_shape):
         )
     out = []
     for i, item in enumerate(intensities):
+        if isinstance(item, LineIntensity):
+            # Internal: maps already integrated (and named) by line_intensities.
+            if tuple(item.data.shape) != tuple(nav_shape):
+                raise ValueError(f"intensities[{i}] does not match the navigation {nav_shape}.")
+            out.append(item)
+            continue
         data = item.data if isinstance(item, BaseSignal) else item
         if not isinstance(data, (np.ndarray, da.Array)):
             raise TypeError(
@@ -189,6 +196,21 @@ def _user_intensities(signal, xray_lines, intensities, nav_shape):
         if isinstance(data, np.ndarray) and not np.all(np.isfinite(data)):
             raise ValueError(f"intensities[{i}] ({line}) contains NaN or infinite values.")
         out.append(LineIntensity(str(line), data, {"source": "user"}))
+    return out
+
+
+def in_memory_lines(lines):
+    """Lines whose lazy maps are computed together, once (one pass over the spectra),
+    and wrapped as dask arrays again so that lazy results stay lazy."""
+    lazy = [i for i, line in enumerate(lines) if isinstance(line.data, da.Array)]
+    if not lazy:
+        return lines
+    import dask
+
+    computed = dask.compute(*[lines[i].data for i in lazy])
+    out = list(lines)
+    for i, data in zip(lazy, computed):
+        out[i] = LineIntensity(lines[i].xray_line, da.from_array(data), lines[i].provenance)
     return out
 
 

@@ -141,3 +141,30 @@ def test_errors(calibration):
         series.cross_validate(acquisition.adf, response_ratios="fit", **common)
     with pytest.raises(ValueError, match="score must be"):
         series.cross_validate(acquisition.adf, score="chi2", **common)
+
+
+def test_auto_on_a_lazy_series_reads_the_spectra_once():
+    from conftest import make_series
+
+    from hyperspy_hebt import compute_together
+
+    eager = make_series()
+    series = make_series(lazy=True)
+    reads = []
+
+    def counted(block):
+        if block.size:  # dask calls it once on an empty block to learn the output type
+            reads.append(block.shape)
+        return block
+
+    series.data = series.data.map_blocks(counted, dtype=series.data.dtype)
+    rec = series.reconstruct_sirt(iterations="auto")
+    assert rec[0]._lazy
+    results = compute_together(rec)
+    # One pass over the spectra serves the scores, the padding check and both results.
+    assert len(reads) == series.data.npartitions
+    reference = eager.reconstruct_sirt(iterations="auto")
+    for r, e in zip(results, reference):
+        assert r.metadata.Reconstruction.intensities.source == "integration"
+        assert r.metadata.Reconstruction.iterations == e.metadata.Reconstruction.iterations
+        np.testing.assert_allclose(r.data, e.data, rtol=0, atol=1e-5 * e.data.max())
