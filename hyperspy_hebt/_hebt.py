@@ -99,11 +99,16 @@ class HebtInputs:
     lazy: bool
     sigma: tuple | None
     field: Field
-    valid_pixels: np.ndarray | None  # stack-shaped, False: no valid data; None: all valid
 
     @property
     def names(self):
         return [line.xray_line for line in self.lines]
+
+    @property
+    def valid_pixels(self) -> np.ndarray | None:
+        """Stack-shaped, False where there are no valid data; None when all are valid."""
+        weights = self.field.weights
+        return None if weights is None else np.asarray(weights) > 0
 
 
 def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
@@ -136,8 +141,7 @@ def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
     eds = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights) for stack in raw]
     if lazy and compute:
         eds = in_memory(eds, slices_per_block)
-    valid_pixels = None if weights is None else np.asarray(weights) > 0
-    return HebtInputs(layout, lines, eds, adf_stack, lazy, sigma, field, valid_pixels)
+    return HebtInputs(layout, lines, eds, adf_stack, lazy, sigma, field)
 
 
 def model_check(inputs: HebtInputs, ratios, r_squared, offset=0.0, excluded=None,
@@ -176,8 +180,9 @@ def response_model(inputs: HebtInputs, response_ratios, exclude_clipped, adf_off
             valid = ~invalid  # lazy: found when the data are computed
         elif invalid.any():
             valid = ~invalid
-    if inputs.valid_pixels is not None:
-        valid = inputs.valid_pixels if valid is None else valid & inputs.valid_pixels
+    valid_pixels = inputs.valid_pixels
+    if valid_pixels is not None:
+        valid = valid_pixels if valid is None else valid & valid_pixels
     if fitted:
         maps = np.stack([np.asarray(e) for e in inputs.eds])
         if response_ratios is None:

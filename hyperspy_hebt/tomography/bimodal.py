@@ -131,21 +131,28 @@ def _joint_residual(projected, eds, adf, weights, eds_weights, row_scale, n_elem
     h = v_i (adf - sum_B P_B) / ((k + n_extra) w_i), the ADF residual (ADF weights v 0
     on excluded pixels); element blocks get (1 - alpha) u_i (eds - P)_A / w_i + alpha h
     (EDS weights u 0 where there is no valid data), the ADF-only block gets h (its
-    column sums are alpha c_j, which cancels alpha).
+    column sums are alpha c_j, which cancels alpha). A weight array of size 0 means
+    weight 1 everywhere (nothing to read).
     """
     n_rows, n_slices = adf.shape
     n_blocks = n_elements + n_extra
+    adf_weighted = weights.size > 0
+    eds_weighted = eds_weights.size > 0
     for i in numba.prange(n_rows):
         scale = row_scale[i]
         for s in range(n_slices):
             total = 0.0
             for a in range(n_blocks):
                 total += projected[i, a * n_slices + s]
-            h = weights[i, s] * scale * (adf[i, s] - total) / n_blocks
+            h = scale * (adf[i, s] - total) / n_blocks
+            if adf_weighted:
+                h *= weights[i, s]
+            eds_scale = (1.0 - alpha) * scale
+            if eds_weighted:
+                eds_scale *= eds_weights[i, s]
             for a in range(n_elements):
                 c = a * n_slices + s
-                out[i, c] = ((1.0 - alpha) * eds_weights[i, s] * scale
-                             * (eds[i, c] - projected[i, c]) + alpha * h)
+                out[i, c] = eds_scale * (eds[i, c] - projected[i, c]) + alpha * h
             for a in range(n_elements, n_blocks):
                 out[i, a * n_slices + s] = h
 
@@ -268,11 +275,11 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
     for name, array in (("eds_sinograms", eds_sinograms), ("adf_sinograms", adf_sinograms)):
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contain NaN or infinite values.")
-    ones = np.ones((g.n_rays, n_slices), dtype=np.float32)
+    unweighted = np.empty((0, 0), dtype=np.float32)  # weight 1 everywhere, see _joint_residual
     weights = ray_weight_columns(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights")
-    weights = ones if weights is None else weights
+    weights = unweighted if weights is None else weights
     eds_columns = ray_weight_columns(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights")
-    eds_columns = ones if eds_columns is None else eds_columns
+    eds_columns = unweighted if eds_columns is None else eds_columns
     n_extra = int(bool(extra_volume))
     # Columns grouped by element: [element 0 slices ..., element 1 slices ...].
     scaled = (ratios[:, None, None, None] * eds_sinograms).reshape(k * n_slices, g.n_rays)
