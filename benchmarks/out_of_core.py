@@ -71,12 +71,14 @@ def run(args):
     series = hs.load(folder / "series.zspy", lazy=True)
     adf = hs.load(folder / "adf.zspy", lazy=True)
     sirt = series.reconstruct_sirt(iterations=args.iterations, gaussian_sigma=0.8)
+    # Both calls read the spectra once: SIRT for its padding check, HEBT for its ratio
+    # fit; the graphs they return hold the line maps, so computing them reads nothing.
     hebt = series.reconstruct_hebt(adf, alpha=0.8, iterations=args.iterations,
-                                   gaussian_sigma=0.8)  # fits the ratios: one pass
-    timings["ratio_fit_s"] = time.perf_counter() - start
+                                   gaussian_sigma=0.8)
+    timings["call_s"] = time.perf_counter() - start
     fractions = series.quantify_cross_section(sirt) + series.quantify_cross_section(hebt)
     outputs = compute_together(sirt + hebt + fractions)
-    timings["compute_s"] = time.perf_counter() - start - timings["ratio_fit_s"]
+    timings["compute_s"] = time.perf_counter() - start - timings["call_s"]
     for signal in outputs:
         name = signal.metadata.General.title.replace(" ", "_").replace("(", "").replace(")", "")
         signal.save(folder / f"{name}.zspy", overwrite=True)
@@ -122,7 +124,8 @@ def main():
         print(f"| {phase} | {seconds:.0f} | {result['peak_rss_bytes'] / 1e9:.2f} | "
               f"{result['peak_rss_bytes'] / float32_bytes:.1%} |")
     print()
-    print(f"run: ratio fit (one pass over the spectra) {run_result['ratio_fit_s']:.0f} s, "
+    print(f"run: the calls (padding check and ratio fit, one pass over the spectra each) "
+          f"{run_result['call_s']:.0f} s, "
           f"SIRT + HEBT + quantification {run_result['compute_s']:.0f} s; HEBT R^2 "
           f"{run_result['hebt_r_squared']:.3f}; particle voxels {run_result['particle_voxels']}")
 

@@ -76,14 +76,33 @@ def workers(iterations):
 
     rows = [("threaded scheduler, numba on 2 threads",
              best_of_three(lambda: dask.compute(*arrays, scheduler="threads")))]
-    for n_workers in (1, 2):
-        with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                      processes=True, dashboard_address=None,
-                                      env={"NUMBA_NUM_THREADS": "1"}) as cluster, \
-                distributed.Client(cluster) as client:
-            rows.append((f"LocalCluster, {n_workers} worker(s) x 1 thread",
-                         best_of_three(lambda: client.compute(arrays, sync=True))))
+    # A spawned worker re-imports this script (and so numba) before the cluster's
+    # ``env`` applies; only the inherited environment limits its numba threads.
+    inherited = os.environ.get("NUMBA_NUM_THREADS")
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    try:
+        for n_workers in (1, 2):
+            with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                          processes=True, dashboard_address=None,
+                                          env={"NUMBA_NUM_THREADS": "1"}) as cluster, \
+                    distributed.Client(cluster) as client:
+                threads = set(client.run(_numba_threads).values())
+                if threads != {1}:
+                    raise RuntimeError(f"workers run numba on {threads} threads, not 1")
+                rows.append((f"LocalCluster, {n_workers} worker(s) x 1 thread (numba 1)",
+                             best_of_three(lambda: client.compute(arrays, sync=True))))
+    finally:
+        if inherited is None:
+            del os.environ["NUMBA_NUM_THREADS"]
+        else:
+            os.environ["NUMBA_NUM_THREADS"] = inherited
     return rows
+
+
+def _numba_threads():
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def main():
