@@ -10,6 +10,7 @@ from ._intensities import adf_series, in_memory_lines, line_intensities
 from ._layout import TiltSeriesLayout
 from ._reconstruction import invalid_weights, prepare_field
 from .cross_validation import CrossValidation, cross_validate_stacks
+from .tomography.backends import resolve_backend
 
 #: Grids tried by ``"auto"``. alpha = 0 (SIRT of the ratio-scaled maps) is in the
 #: HEBT grid so that data which break HEBT's model can opt out of the ADF term.
@@ -36,8 +37,9 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
                    intensities, integration_windows, background_windows, gaussian_sigma,
                    score, rotation_axis, slices, relaxation=1.0, positivity=True,
                    hebt_options=None, padding_px="auto",
-                   invalid_pixels="auto") -> CrossValidation:
+                   invalid_pixels="auto", backend="cpu") -> CrossValidation:
     """Implementation of :meth:`TomographicEDSSpectrum.cross_validate`."""
+    backend = resolve_backend(backend)  # the folds run here, in memory
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     weights, record = invalid_weights(signal, layout, invalid_pixels, False, 1)
     sigma = layout.sigma_in_stack_order(gaussian_sigma)
@@ -64,7 +66,7 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
         score=score, relaxation=relaxation, positivity=positivity,
         hebt_options=hebt_options,
         padding_px=(field.geometry.n_x - field.geometry.n_detector) // 2,
-        weights=None if weights is None else weights[chosen])
+        weights=None if weights is None else weights[chosen], backend=backend)
     result.slices = chosen.tolist()
     result.grid = field.record
     return result
@@ -131,7 +133,8 @@ def auto_sirt(signal, kwargs: dict) -> list:
         gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
         rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
         relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
-        padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"])
+        padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
+        backend=kwargs["backend"])
     record = metadata_of(result)
     out = []
     for index, name in enumerate(names):
@@ -174,7 +177,8 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
         gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
         rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
         relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
-        padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"])
+        padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
+        backend=kwargs["backend"])
     chosen = dict(kwargs, padding_px=result.grid["padding_px"])
     chosen.pop("score")
     recs = reconstruct_hebt(signal, adf, alpha=result.best["alpha"],

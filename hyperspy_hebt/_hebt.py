@@ -12,10 +12,11 @@ import numpy as np
 from ._intensities import adf_series, line_intensities, normalise_per_tilt, title_of
 from ._layout import TiltSeriesLayout
 from ._reconstruction import (Field, base_parameters, filtered_sinograms, in_memory,
-                              invalid_weights, prepare_field, reconstruction_signal, run_blocks,
-                              validate_common)
+                              invalid_weights, kernel_backend, prepare_field,
+                              reconstruction_signal, run_blocks, validate_common)
 from .diagnostics import check_linear_adf, invalid_adf_pixels
 from .tomography import fit_response_model, get_projector, hebt, validate_alpha
+from .tomography.backends import validate_backend
 
 #: Reconstruction.signal of HEBT's ADF-only volume (mass with no listed line).
 UNLISTED_MASS = "unlisted ADF mass"
@@ -24,14 +25,15 @@ _logger = logging.getLogger(__name__)
 
 
 def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positivity,
-                 weighted=False, extra_volume=False, eds_weighted=False, callback=None):
+                 weighted=False, extra_volume=False, eds_weighted=False, backend="cpu",
+                 callback=None):
     """(k + 1 [+ 1] [+ 1], slices, T, D): EDS maps, the ADF, [ADF weights], [EDS
     weights] -> (k [+ 1], slices, Z, X)."""
     k = len(ratios)
     return hebt(get_projector(geometry), block[:k], block[k], ratios, alpha, iterations,
                 relaxation, positivity, callback,
                 adf_weights=block[k + 1] if weighted else None, extra_volume=extra_volume,
-                eds_weights=block[-1] if eds_weighted else None)
+                eds_weights=block[-1] if eds_weighted else None, backend=backend)
 
 
 #: ``response_ratios`` value for ratios shaped by the cross sections (Eq. 16).
@@ -219,11 +221,13 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                      relaxation, positivity, show_progressbar, rotation_axis,
                      slices_per_block, exclude_clipped=True, adf_offset=False,
                      unlisted_mass=False, ratio_floor=None, normalise_tilts=False,
-                     padding_px="auto", invalid_pixels="auto", detector_efficiency=1.0):
+                     padding_px="auto", invalid_pixels="auto", detector_efficiency=1.0,
+                     backend="cpu"):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
     alpha = validate_alpha(alpha)
+    validate_backend(backend)
     inputs = prepare_inputs(signal, adf, xray_lines=xray_lines, intensities=intensities,
                             integration_windows=integration_windows,
                             background_windows=background_windows,
@@ -233,6 +237,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                             normalise_tilts=normalise_tilts, padding_px=padding_px,
                             invalid_pixels=invalid_pixels)
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
+    backend = kernel_backend(backend, lazy)
     physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
     expected, physics_note = expected_ratios(signal, names, detector_efficiency,
                                              required=physics_wanted)
@@ -261,7 +266,8 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
     kernel = functools.partial(_hebt_kernel, geometry=geometry, ratios=tuple(model.ratios),
                                alpha=alpha, iterations=iterations, relaxation=relaxation,
                                positivity=positivity, weighted=weighted,
-                               extra_volume=bool(unlisted_mass), eds_weighted=eds_weighted)
+                               extra_volume=bool(unlisted_mass), eds_weighted=eds_weighted,
+                               backend=backend)
     channels = inputs.eds + [inputs.adf - model.offset if model.offset else inputs.adf]
     if weighted:
         channels.append(model.valid.astype(np.float32))
@@ -273,7 +279,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                          slices_per_block=slices_per_block, iterations=iterations,
                          show_progressbar=show_progressbar, description="HEBT")
     parameters = base_parameters(layout, "HEBT", iterations, relaxation, positivity,
-                                 inputs.sigma)
+                                 inputs.sigma, backend)
     parameters.update(inputs.field.record)
     parameters.update({
         "alpha": alpha,

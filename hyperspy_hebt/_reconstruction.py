@@ -23,6 +23,7 @@ from ._field import invalid_pixels_of, resolve_padding
 from ._layout import TiltSeriesLayout
 from ._version import __version__
 from .tomography import get_projector, sirt, validate_sirt_parameters
+from .tomography.backends import resolve_backend, validate_backend
 
 _TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default, fixes the overlap depth
 _META = np.empty((0, 0, 0, 0), np.float32)
@@ -59,7 +60,7 @@ def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
 
 
 def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=False,
-                 callback=None):
+                 backend="cpu", callback=None):
     """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent;
     with ``weighted`` the last channel holds ray weights shared by the others."""
     weights = None
@@ -70,7 +71,8 @@ def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=F
         weights = np.broadcast_to(weights, block.shape).reshape((channels * slices,)
                                                                 + block.shape[2:])
     volume = sirt(get_projector(geometry), block.reshape((channels * slices,) + block.shape[2:]),
-                  iterations, relaxation, positivity, callback, ray_weights=weights)
+                  iterations, relaxation, positivity, callback, ray_weights=weights,
+                  backend=backend)
     return volume.reshape((channels, slices) + volume.shape[1:])
 
 
@@ -128,6 +130,14 @@ def validate_common(iterations, relaxation, slices_per_block, show_progressbar):
     return iterations, relaxation, int(slices_per_block), bool(show_progressbar)
 
 
+def kernel_backend(backend, lazy: bool) -> str:
+    """The ``backend`` the kernels get. Eager work runs here, so "auto" is resolved and
+    a missing GPU reported now; a lazy graph's blocks may run on other machines (a
+    cluster's GPU workers), so there the name is only checked and each block resolves it
+    where it runs."""
+    return validate_backend(backend) if lazy else resolve_backend(backend)
+
+
 def in_memory(stacks, slices_per_block):
     """Compute lazy sinogram stacks once (they are small next to the spectra) as
     float32 and wrap them as dask arrays chunked by slices, so that what is built on
@@ -167,9 +177,10 @@ def prepare_field(layout, stacks, padding_px, weights, record) -> Field:
     return Field(layout.geometry(padding), weights, {**record, **padding_record})
 
 
-def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma):
+def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma, backend):
     """Reconstruction metadata shared by every algorithm."""
     return {
+        "backend": backend,
         "algorithm": algorithm,
         "iterations": iterations,
         "relaxation": relaxation,
@@ -186,10 +197,11 @@ def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma
 def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration_windows,
                      background_windows, gaussian_sigma, relaxation, positivity,
                      show_progressbar, rotation_axis, slices_per_block, normalise_tilts=False,
-                     padding_px="auto", invalid_pixels="auto"):
+                     padding_px="auto", invalid_pixels="auto", backend="cpu"):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
+    backend = kernel_backend(backend, signal._lazy)
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     sigma = layout.sigma_in_stack_order(gaussian_sigma)
     lines = line_intensities(signal, xray_lines, intensities, integration_windows,
@@ -206,7 +218,8 @@ def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration
                  for stack in raw]
     geometry, weighted = field.geometry, weights is not None
     kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
-                               relaxation=relaxation, positivity=positivity, weighted=weighted)
+                               relaxation=relaxation, positivity=positivity, weighted=weighted,
+                               backend=backend)
     run = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
                             slices_per_block=slices_per_block, iterations=iterations,
                             show_progressbar=show_progressbar, description="SIRT")
@@ -218,20 +231,23 @@ def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration
     else:
         # Eager: every line in the same batches, one pass over W for all of them.
         volumes = list(run(np.stack(sinograms + extra), n_out=len(lines)))
-    parameters = base_parameters(layout, "SIRT", iterations, relaxation, positivity, sigma)
+    parameters = base_parameters(layout, "SIRT", iterations, relaxation, positivity, sigma,
+                                 backend)
     parameters.update(field.record)
     return [reconstruction_signal(signal, layout, volume, parameters, line)
             for volume, line in zip(volumes, lines)]
 
 
 def reconstruct_adf(signal, adf, *, iterations, relaxation, positivity, show_progressbar,
-                    rotation_axis, slices_per_block, padding_px="auto", invalid_pixels="auto"):
+                    rotation_axis, slices_per_block, padding_px="auto", invalid_pixels="auto",
+                    backend="cpu"):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_adf`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     data = adf_series(signal, adf)
     lazy = isinstance(data, da.Array)
+    backend = kernel_backend(backend, lazy)
     weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
     sinograms = filtered_sinograms(layout.to_stack(data), None, lazy, slices_per_block)
     if lazy and isinstance(padding_px, str):
@@ -239,13 +255,14 @@ def reconstruct_adf(signal, adf, *, iterations, relaxation, positivity, show_pro
     field = prepare_field(layout, [sinograms], padding_px, weights, record)  # unfiltered
     kernel = functools.partial(_sirt_kernel, geometry=field.geometry, iterations=iterations,
                                relaxation=relaxation, positivity=positivity,
-                               weighted=weights is not None)
+                               weighted=weights is not None, backend=backend)
     channels = [sinograms] + ([] if weights is None else [weights])
     stacked = da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels)
     (volume,) = run_blocks(kernel, stacked, 1, field.geometry, lazy=lazy,
                            slices_per_block=slices_per_block, iterations=iterations,
                            show_progressbar=show_progressbar, description="ADF SIRT")
-    parameters = base_parameters(layout, "SIRT", iterations, relaxation, positivity, None)
+    parameters = base_parameters(layout, "SIRT", iterations, relaxation, positivity, None,
+                                 backend)
     parameters.update(field.record)
     parameters["signal"] = "ADF"
     parameters["adf_title"] = title_of(adf)

@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--padding", default="auto",
                      help='grid columns added on each side of the scan, or "auto" (objects '
                           'wider than the field, e.g. lamellae)')
+    rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),
+                     help='where the reconstructions run: "cupy" needs CuPy and a CUDA GPU, '
+                          '"auto" takes one when present')
     rec.add_argument("--out", default="results")
     args = parser.parse_args(argv)
     if args.command == "study":
@@ -185,7 +188,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         register=args.register, normalise=args.normalise,
         gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
         tilt_from=args.tilt_from, adf_paths=args.adf,
-        padding_px=args.padding if args.padding == "auto" else int(args.padding))
+        padding_px=args.padding if args.padding == "auto" else int(args.padding),
+        backend=args.backend)
     return 0
 
 

@@ -158,7 +158,7 @@ def _fold_indices(n_tilts, folds):
 def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iterations, alphas,
                           holdout, sigma, score="poisson", relaxation=1.0,
                           positivity=True, hebt_options=None, padding_px: int = 0,
-                          weights=None) -> CrossValidation:
+                          weights=None, backend: str = "cpu") -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
     Parameters
@@ -192,6 +192,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     weights : numpy.ndarray, optional
         ``(slices, tilts, detector)``, 0 on pixels with no valid data: left out
         of the training and of the scores.
+    backend : {"cpu", "cupy", "auto"}
+        Where the reconstructions run (:mod:`hyperspy_hebt.tomography.backends`).
 
     Returns
     -------
@@ -237,7 +239,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
             stacked = train_eds.reshape((k * n_slices,) + train_eds.shape[2:])
             ray_weights = None if weights is None else np.tile(train_weights, (k, 1, 1))
             for n, volume in zip(iterations, sirt_path(train_projector, stacked, iterations,
-                                                       relaxation, positivity, ray_weights)):
+                                                       relaxation, positivity, ray_weights,
+                                                       backend)):
                 predictions = test_projector.forward(volume).reshape(k, n_slices, len(held),
                                                                       n_det)
                 record("SIRT", None, n, predictions)
@@ -249,7 +252,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                 path = hebt_path(train_projector, train_eds, train_adf, ratios, alpha,
                                  iterations, relaxation, positivity, adf_weights=adf_weights,
                                  extra_volume=options["unlisted_mass"],
-                                 eds_weights=train_weights)
+                                 eds_weights=train_weights, backend=backend)
                 for n, volume in zip(iterations, path):
                     volume = volume[:k]  # the elements; not the unlisted-mass volume
                     projected = test_projector.forward(volume.reshape((k * n_slices,)

@@ -21,6 +21,7 @@ from .compute import compute_together
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
 from .tilt_series import rebin_keeping_tilts
+from .tomography.backends import resolve_backend
 
 __all__ = ["reconstruct_files"]
 
@@ -46,6 +47,7 @@ def reconstruct_files(
     tilt_from: str = "metadata",
     adf_paths: str | Sequence[str] | None = None,
     padding_px: int | str = "auto",
+    backend: str = "cpu",
     progress=print,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
@@ -78,6 +80,9 @@ def reconstruct_files(
     padding_px : int or "auto"
         As for ``reconstruct_sirt`` (grid beyond the scan for wide objects); the
         aligned series' pixels without data are always left out.
+    backend : {"cpu", "cupy", "auto"}
+        Where the reconstructions run, as for ``reconstruct_sirt``; the one used
+        goes to the summary.
     progress : callable
         Receives one line of text per step.
 
@@ -141,7 +146,8 @@ def reconstruct_files(
     lines = [m.metadata.Sample.xray_lines[0] for m in maps]
     summary["xray_lines"] = lines
     common = dict(iterations=iterations, intensities=maps, xray_lines=lines,
-                  gaussian_sigma=gaussian_sigma, show_progressbar=True, padding_px=padding_px)
+                  gaussian_sigma=gaussian_sigma, show_progressbar=True, padding_px=padding_px,
+                  backend=resolve_backend(backend))  # resolved here: the blocks run here
     if method == "hebt":
         reconstructions = series.reconstruct_hebt(adf, alpha=alpha, **common)
         record = reconstructions[0].metadata.Reconstruction
@@ -154,7 +160,8 @@ def reconstruct_files(
         reconstructions = series.reconstruct_sirt(**common)
     record = reconstructions[0].metadata.Reconstruction
     summary.update(padding_px=record.padding_px, padding_reason=record.padding_reason,
-                   invalid_pixel_fraction=record.invalid_pixel_fraction)
+                   invalid_pixel_fraction=record.invalid_pixel_fraction,
+                   backend=record.backend)
     progress(f"Grid padding {record.padding_px} px ({record.padding_reason}); "
              f"{100 * record.invalid_pixel_fraction:.1f} % of pixels without data")
     fractions = series.quantify_cross_section(reconstructions)

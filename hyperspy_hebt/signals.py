@@ -116,6 +116,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         normalise_tilts: bool = False,
         padding_px: int | str = "auto",
         invalid_pixels="auto",
+        backend: str = "cpu",
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by SIRT (paper Eq. 10-11).
 
@@ -181,6 +182,13 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             shifted in from outside the images (from ``metadata.Alignment``), none
             for a series that was not aligned. An array: True where there is no
             data, shaped like the navigation in array order (``(tilt, y, x)``).
+        backend : {"cpu", "cupy", "auto"}
+            Where the iterations run: ``"cpu"`` (numba, every core), ``"cupy"``
+            (a CUDA GPU through CuPy, same results to float32 rounding), ``"auto"``
+            (CuPy when it is installed and sees a device, else the CPU). Eager
+            signals resolve it now (a missing GPU is an error here); the blocks
+            of a lazy result resolve it where they run, e.g. on a cluster's GPU
+            workers. Recorded in ``metadata.Reconstruction.backend``.
 
         Returns
         -------
@@ -203,7 +211,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
                 show_progressbar=show_progressbar, rotation_axis=rotation_axis,
                 slices_per_block=slices_per_block, score="poisson", padding_px=padding_px,
-                invalid_pixels=invalid_pixels))
+                invalid_pixels=invalid_pixels, backend=backend))
         return _reconstruction.reconstruct_sirt(
             self,
             iterations=iterations,
@@ -220,6 +228,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             normalise_tilts=normalise_tilts,
             padding_px=padding_px,
             invalid_pixels=invalid_pixels,
+            backend=backend,
         )
 
     def reconstruct_hebt(
@@ -246,6 +255,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         padding_px: int | str = "auto",
         invalid_pixels="auto",
         detector_efficiency=1.0,
+        backend: str = "cpu",
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
 
@@ -312,6 +322,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             used by ``response_ratios="physics"`` and by the check that fitted
             ratios follow the cross sections (a fitted pattern more than 1.5x off is
             reported in ``Diagnostics``).
+        backend : {"cpu", "cupy", "auto"}
+            As for :meth:`reconstruct_sirt`.
 
         Returns
         -------
@@ -339,7 +351,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 slices_per_block=slices_per_block, score="poisson",
                 exclude_clipped=exclude_clipped, adf_offset=adf_offset,
                 unlisted_mass=unlisted_mass, ratio_floor=ratio_floor, padding_px=padding_px,
-                invalid_pixels=invalid_pixels))
+                invalid_pixels=invalid_pixels, backend=backend))
         return _hebt.reconstruct_hebt(
             self, adf, alpha=alpha, iterations=iterations, response_ratios=response_ratios,
             xray_lines=xray_lines, intensities=intensities,
@@ -350,6 +362,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             adf_offset=adf_offset, unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
             normalise_tilts=normalise_tilts, padding_px=padding_px,
             invalid_pixels=invalid_pixels, detector_efficiency=detector_efficiency,
+            backend=backend,
         )
 
     def cross_validate(
@@ -375,6 +388,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         invalid_pixels="auto",
         response_ratios: str | None = None,
         detector_efficiency=1.0,
+        backend: str = "cpu",
     ):
         """Score methods, iteration counts and alphas on held-out tilts.
 
@@ -413,6 +427,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         padding_px, invalid_pixels
             As for :meth:`reconstruct_sirt`; invalid pixels are left out of the
             training and of the scores.
+        backend : {"cpu", "cupy", "auto"}
+            Where the folds are reconstructed (resolved now: they run here).
 
         Returns
         -------
@@ -429,7 +445,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 exclude_clipped=exclude_clipped, adf_offset=adf_offset,
                 unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
                 response_ratios=response_ratios, detector_efficiency=detector_efficiency),
-            padding_px=padding_px, invalid_pixels=invalid_pixels)
+            padding_px=padding_px, invalid_pixels=invalid_pixels, backend=backend)
 
     def check_hebt_model(
         self,
@@ -491,6 +507,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         slices_per_block: int = 64,
         padding_px: int | str = "auto",
         invalid_pixels="auto",
+        backend: str = "cpu",
     ):
         """SIRT of the ADF/HAADF tilt series alone (the paper's Fig. 7).
 
@@ -509,7 +526,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             self, adf, iterations=iterations, relaxation=relaxation, positivity=positivity,
             show_progressbar=show_progressbar, rotation_axis=rotation_axis,
             slices_per_block=slices_per_block, padding_px=padding_px,
-            invalid_pixels=invalid_pixels,
+            invalid_pixels=invalid_pixels, backend=backend,
         )
 
     def quantify_cross_section(

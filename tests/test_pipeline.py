@@ -10,6 +10,7 @@ from hyperspy_hebt.cli import main
 from hyperspy_hebt.pipeline import reconstruct_files
 from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
                                       write_acquisition_files)
+from hyperspy_hebt.tomography import backends
 
 TILTS = np.linspace(-75, 75, 31)
 
@@ -33,8 +34,8 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--adf",
                  str(folder / "adf_tilt_*.hspy"), "--tilt-from", "filename", "--elements",
                  "Ag", "Au", "--method", "hebt", "--iterations", "60", "--bin", "2",
-                 "--align", "--rotation", "0", "--register", "--normalise", "--out",
-                 str(out)]) == 0
+                 "--align", "--rotation", "0", "--register", "--normalise", "--backend",
+                 "auto", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["xray_lines"] == ["Ag_La", "Au_Ma"]
     assert summary["bin_factor"] == 2 and summary["method"] == "hebt"
@@ -45,6 +46,7 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     assert summary["alignment"]["rotation_deg"] == 0.0
     # Aligned: the shifted-in pixels are left out; an isolated particle needs no padding.
     assert summary["padding_px"] == 0 and 0 < summary["invalid_pixel_fraction"] < 0.2
+    assert summary["backend"] == ("cupy" if backends.cupy_status()[0] else "cpu")
     composition = summary["mean_weight_fraction_inside"]
     assert composition["Ag"] + composition["Au"] == pytest.approx(1.0)
     for name in ("orthoslices.png", "render_3d.png", "Au_weight_fraction_HEBT.zspy",

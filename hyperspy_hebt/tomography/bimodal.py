@@ -25,9 +25,10 @@ from typing import Callable
 import numba
 import numpy as np
 
-from . import _sparse
+from . import _array_steps, _sparse, backends
 from .projector import Projector
-from .sirt import inverse_or_zero, ray_weight_columns, validate_sirt_parameters
+from .sirt import (inverse_or_zero, ray_weight_columns, ray_weight_rows,
+                   validate_sirt_parameters)
 
 __all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "validate_alpha"]
 
@@ -170,6 +171,7 @@ def hebt(
     adf_weights: np.ndarray | None = None,
     extra_volume: bool = False,
     eds_weights: np.ndarray | None = None,
+    backend: str = "cpu",
 ) -> np.ndarray:
     """Joint SIRT of k EDS sinogram stacks and one ADF stack.
 
@@ -200,6 +202,8 @@ def hebt(
         ``(n_slices, n_tilts, n_detector)`` in [0, 1], shared by every element: 0
         drops a pixel from the EDS terms (no valid data after alignment). Give
         the same pixels weight 0 in ``adf_weights`` to drop them altogether.
+    backend : {"cpu", "cupy", "auto"}
+        Where the iterations run, as for :func:`~hyperspy_hebt.tomography.sirt`.
 
     Returns
     -------
@@ -211,17 +215,18 @@ def hebt(
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), relaxation, positivity, adf_weights,
-                        extra_volume, eds_weights)
+                        extra_volume, eds_weights, backend)
     for iteration in range(1, iterations + 1):
         volume = next(steps)
         if callback is not None:
             callback(iteration)
-    return _as_elements(volume, projector.geometry, np.shape(eds_sinograms)[0] + extra_volume)
+    return volume()
 
 
 def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
               iterations, relaxation: float = 1.0, positivity: bool = True,
-              adf_weights=None, extra_volume: bool = False, eds_weights=None) -> list:
+              adf_weights=None, extra_volume: bool = False, eds_weights=None,
+              backend: str = "cpu") -> list:
     """HEBT volumes after each of several iteration counts, from one run.
 
     Parameters as for :func:`hebt`, with ``iterations`` a sequence of counts.
@@ -236,24 +241,21 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
         raise ValueError("iterations is empty: give at least one iteration count.")
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), float(relaxation), positivity, adf_weights,
-                        extra_volume, eds_weights)
-    k = np.shape(eds_sinograms)[0] + extra_volume
+                        extra_volume, eds_weights, backend)
     kept = {}
     for iteration in range(1, max(wanted) + 1):
         volume = next(steps)
         if iteration in wanted:
-            kept[iteration] = _as_elements(volume, projector.geometry, k).copy()
+            kept[iteration] = volume()
     return [kept[n] for n in wanted]
 
 
-def _as_elements(volume, geometry, k):
-    n_slices = volume.shape[1] // k
-    return np.ascontiguousarray(volume.T).reshape(k, n_slices, geometry.n_z, geometry.n_x)
-
-
 def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha, relaxation,
-                positivity, adf_weights=None, extra_volume=False, eds_weights=None):
-    """Yield the joint iterate (pixels, (k + extra) * slices) after each HEBT iteration."""
+                positivity, adf_weights=None, extra_volume=False, eds_weights=None,
+                backend="cpu"):
+    """Yield, after each HEBT iteration, a function that copies the iterate out as
+    ``(k + extra, n_slices, n_z, n_x)`` float32."""
+    backend = backends.resolve_backend(backend)
     g = projector.geometry
     eds_sinograms = np.asarray(eds_sinograms)
     adf_sinograms = np.asarray(adf_sinograms)
@@ -275,12 +277,22 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
     for name, array in (("eds_sinograms", eds_sinograms), ("adf_sinograms", adf_sinograms)):
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contain NaN or infinite values.")
+    n_extra = int(bool(extra_volume))
+    if backend != "cpu":
+        yield from _array_steps.hebt_steps(
+            backends.array_module(backend), projector,
+            (ratios[:, None, None] * eds_sinograms.reshape(k, n_slices, g.n_rays)
+             ).astype(np.float32),
+            np.ascontiguousarray(adf_sinograms.reshape(n_slices, g.n_rays), dtype=np.float32),
+            ray_weight_rows(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights"),
+            ray_weight_rows(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights"),
+            alpha, relaxation, positivity, n_extra)
+        return
     unweighted = np.empty((0, 0), dtype=np.float32)  # weight 1 everywhere, see _joint_residual
     weights = ray_weight_columns(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights")
     weights = unweighted if weights is None else weights
     eds_columns = ray_weight_columns(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights")
     eds_columns = unweighted if eds_columns is None else eds_columns
-    n_extra = int(bool(extra_volume))
     # Columns grouped by element: [element 0 slices ..., element 1 slices ...].
     scaled = (ratios[:, None, None, None] * eds_sinograms).reshape(k * n_slices, g.n_rays)
     eds = np.ascontiguousarray(scaled.T, dtype=np.float32)
@@ -296,4 +308,5 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
             _joint_residual(projected, eds, adf, weights, eds_columns, row_scale, k, n_extra,
                             np.float32(alpha), residual)
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
-        yield volume
+        yield lambda: np.ascontiguousarray(volume.T).reshape(k + n_extra, n_slices, g.n_z,
+                                                             g.n_x)

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _sparse
+from . import _array_steps, _sparse, backends
 from .projector import Projector
 
 __all__ = ["sirt", "sirt_path", "validate_sirt_parameters"]
@@ -65,6 +65,7 @@ def sirt(
     positivity: bool = True,
     callback: Callable[[int], None] | None = None,
     ray_weights: np.ndarray | None = None,
+    backend: str = "cpu",
 ) -> np.ndarray:
     """Reconstruct a stack of slices that share one geometry.
 
@@ -88,6 +89,10 @@ def sirt(
     ray_weights : numpy.ndarray, optional
         ``(n_slices, n_tilts, n_detector)`` in [0, 1]; 0 leaves a measurement out
         (no valid data there). Default: every measurement counts.
+    backend : {"cpu", "cupy", "auto"}
+        Where the iterations run: numba on the CPU, CuPy on the current CUDA
+        device, or CuPy when it sees a device and else the CPU (see
+        :mod:`~hyperspy_hebt.tomography.backends`). Input and output stay numpy.
 
     Returns
     -------
@@ -95,23 +100,24 @@ def sirt(
         float32 reconstructions ``(n_slices, n_z, n_x)``.
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
-    steps = _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights)
+    steps = _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights, backend)
     for iteration in range(1, iterations + 1):
         volume = next(steps)
         if callback is not None:
             callback(iteration)
-    return _as_slices(volume, projector.geometry)
+    return volume()
 
 
 def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxation: float = 1.0,
-              positivity: bool = True, ray_weights: np.ndarray | None = None) -> list:
+              positivity: bool = True, ray_weights: np.ndarray | None = None,
+              backend: str = "cpu") -> list:
     """SIRT volumes after each of several iteration counts, from one run.
 
     Parameters
     ----------
     iterations : sequence of int
         Iteration counts (>= 1) at which to keep the volume.
-    projector, sinograms, relaxation, positivity, ray_weights
+    projector, sinograms, relaxation, positivity, ray_weights, backend
         As for :func:`sirt`.
 
     Returns
@@ -123,22 +129,19 @@ def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxatio
     wanted = [validate_sirt_parameters(n, relaxation)[0] for n in iterations]
     if not wanted:
         raise ValueError("iterations is empty: give at least one iteration count.")
-    steps = _sirt_steps(projector, sinograms, float(relaxation), positivity, ray_weights)
+    steps = _sirt_steps(projector, sinograms, float(relaxation), positivity, ray_weights,
+                        backend)
     kept = {}
     for iteration in range(1, max(wanted) + 1):
         volume = next(steps)
         if iteration in wanted:
-            kept[iteration] = _as_slices(volume, projector.geometry).copy()
+            kept[iteration] = volume()
     return [kept[n] for n in wanted]
 
 
-def _as_slices(volume, geometry):
-    return np.ascontiguousarray(volume.T).reshape(volume.shape[1], geometry.n_z, geometry.n_x)
-
-
-def ray_weight_columns(ray_weights, shape, n_rays, name="ray_weights"):
+def ray_weight_rows(ray_weights, shape, n_rays, name="ray_weights"):
     """Validate ``(n_slices, n_tilts, n_detector)`` weights in [0, 1]; return them as
-    float32 columns ``(n_rays, n_slices)``, or None for None."""
+    float32 rows ``(n_slices, n_rays)``, or None for None."""
     if ray_weights is None:
         return None
     weights = np.asarray(ray_weights, dtype=np.float32)
@@ -146,11 +149,20 @@ def ray_weight_columns(ray_weights, shape, n_rays, name="ray_weights"):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {weights.shape}.")
     if not (np.all(weights >= 0) and np.all(weights <= 1)):
         raise ValueError(f"{name} must lie in [0, 1] (0: no valid data, 1: full weight).")
-    return np.ascontiguousarray(weights.reshape(shape[0], n_rays).T)
+    return np.ascontiguousarray(weights.reshape(shape[0], n_rays))
 
 
-def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None):
-    """Yield the iterate (pixels, slices) after each SIRT iteration (a live view)."""
+def ray_weight_columns(ray_weights, shape, n_rays, name="ray_weights"):
+    """As :func:`ray_weight_rows`, as float32 columns ``(n_rays, n_slices)``."""
+    rows = ray_weight_rows(ray_weights, shape, n_rays, name)
+    return None if rows is None else np.ascontiguousarray(rows.T)
+
+
+def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
+                backend="cpu"):
+    """Yield, after each SIRT iteration, a function that copies the iterate out as
+    ``(n_slices, n_z, n_x)`` float32."""
+    backend = backends.resolve_backend(backend)
     g = projector.geometry
     sinograms = np.asarray(sinograms)
     if sinograms.ndim != 3 or sinograms.shape[1:] != (g.n_tilts, g.n_detector):
@@ -166,6 +178,13 @@ def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None):
             f"{np.flatnonzero(~finite).tolist()} of this block; SIRT would spread them "
             "over the whole slice."
         )
+    if backend != "cpu":
+        weights = ray_weight_rows(ray_weights, sinograms.shape, g.n_rays)
+        yield from _array_steps.sirt_steps(
+            backends.array_module(backend), projector,
+            np.ascontiguousarray(sinograms.reshape(n_slices, g.n_rays), dtype=np.float32),
+            weights, relaxation, positivity)
+        return
     measured = np.ascontiguousarray(
         sinograms.reshape(n_slices, g.n_rays).T, dtype=np.float32
     )
@@ -179,4 +198,4 @@ def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None):
         if weights is not None:
             residual *= weights
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
-        yield volume
+        yield lambda: np.ascontiguousarray(volume.T).reshape(n_slices, g.n_z, g.n_x)
