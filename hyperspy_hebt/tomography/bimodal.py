@@ -217,10 +217,10 @@ def hebt(
                         validate_alpha(alpha), relaxation, positivity, adf_weights,
                         extra_volume, eds_weights, backend)
     for iteration in range(1, iterations + 1):
-        volume = next(steps)
+        copy_out = next(steps)
         if callback is not None:
             callback(iteration)
-    return volume()
+    return copy_out()
 
 
 def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
@@ -244,9 +244,9 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
                         extra_volume, eds_weights, backend)
     kept = {}
     for iteration in range(1, max(wanted) + 1):
-        volume = next(steps)
+        copy_out = next(steps)
         if iteration in wanted:
-            kept[iteration] = volume()
+            kept[iteration] = copy_out()
     return [kept[n] for n in wanted]
 
 

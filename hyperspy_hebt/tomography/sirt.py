@@ -102,10 +102,10 @@ def sirt(
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
     steps = _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights, backend)
     for iteration in range(1, iterations + 1):
-        volume = next(steps)
+        copy_out = next(steps)
         if callback is not None:
             callback(iteration)
-    return volume()
+    return copy_out()
 
 
 def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxation: float = 1.0,
@@ -133,9 +133,9 @@ def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxatio
                         backend)
     kept = {}
     for iteration in range(1, max(wanted) + 1):
-        volume = next(steps)
+        copy_out = next(steps)
         if iteration in wanted:
-            kept[iteration] = volume()
+            kept[iteration] = copy_out()
     return [kept[n] for n in wanted]
 
 
