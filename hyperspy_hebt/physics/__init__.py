@@ -13,6 +13,7 @@ from .cross_sections import (
     subshell_ionization_cross_section,
 )
 from .detector import DetectorEfficiency, detector_efficiency_for_line, line_energy_kev
+from .detector_model import DetectorModel, Layer
 from .factors import adf_per_eds_factor, eds_factor, haadf_factor
 from .xray_data import (
     atomic_number,
@@ -28,6 +29,8 @@ __all__ = [
     "DATA_DIR_VARIABLE",
     "DataUnavailableError",
     "DetectorEfficiency",
+    "DetectorModel",
+    "Layer",
     "adf_per_eds_factor",
     "atomic_number",
     "atomic_weight",
