@@ -208,6 +208,8 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
         if algorithm == "SIRT" and source == "computed":
             metadata["Quantification"]["detector_efficiency"] = (
                 physics.detector_efficiency_for_line(line, detector_efficiency))
+            if isinstance(detector_efficiency, physics.DetectorModel):
+                metadata["Quantification"]["detector_model"] = repr(detector_efficiency)
         axes = [a.get_axis_dictionary() for a in rec.axes_manager._axes]
         cls = LazySignal2D if lazy else Signal2D
         out.append(cls(fractions[i], axes=axes, metadata=metadata,

@@ -82,6 +82,9 @@ def test_quantification_takes_the_model():
     eps_au = as_model[1].metadata.Quantification.detector_efficiency
     assert eps_ag == pytest.approx(detector(physics.line_energy_kev("Ag_La")))
     assert eps_ag > eps_au  # Ag La at 2.98 keV crosses the window better than Au Ma at 2.12
+    record = as_model[0].metadata.Quantification.detector_model
+    assert record.startswith("DetectorModel(window=(Layer(composition={'C': 0.691") \
+        and "dead_layer_nm=0.0, crystal_thickness_um=450.0" in record
 
 
 @pytest.mark.parametrize("make, error, message", [
