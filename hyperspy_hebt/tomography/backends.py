@@ -116,6 +116,10 @@ def array_module(name: str) -> ArrayModule:
         import cupyx.scipy.sparse
 
         def csr_matrix(matrix):
+            # CuPy keeps the index dtype of the indices (int32) for indptr too.
+            if matrix.nnz >= 2**31:
+                raise ValueError(f"the system matrix has {matrix.nnz} non-zeros, more than "
+                                 "CuPy's 32-bit sparse indices hold; use backend='cpu'.")
             on_device = cupyx.scipy.sparse.csr_matrix(matrix)
             on_device.sum_duplicates()  # cuSPARSE wants canonical CSR; a no-op when it is
             return on_device
