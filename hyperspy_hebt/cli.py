@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--align-method", default="com", choices=("com", "xcorr"))
     rec.add_argument("--rotation", default="0",
                      help="tilt-axis rotation to undo (degrees) or 'auto' to estimate it")
+    rec.add_argument("--axis-shift", default="0",
+                     help="x shift (px) that centres the tilt axis, or 'auto' to estimate it "
+                          "(use with --align-method xcorr)")
     rec.add_argument("--register", action="store_true", help="register the ADF on the EDS")
     rec.add_argument("--normalise", action="store_true", help="equal counts per tilt")
     rec.add_argument("--gaussian-sigma", type=float, default=0.8)
@@ -185,6 +188,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         method=args.method, alpha=args.alpha, iterations=args.iterations,
         bin_factor=args.bin, align=args.align, align_method=args.align_method,
         rotation_deg=args.rotation if args.rotation == "auto" else float(args.rotation),
+        axis_shift_px=args.axis_shift if args.axis_shift == "auto" else float(args.axis_shift),
         register=args.register, normalise=args.normalise,
         gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
         tilt_from=args.tilt_from, adf_paths=args.adf,

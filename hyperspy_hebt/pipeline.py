@@ -38,6 +38,7 @@ def reconstruct_files(
     align: bool = False,
     align_method: str = "com",
     rotation_deg: float | str = 0.0,
+    axis_shift_px: float | str = 0.0,
     register: bool = False,
     normalise: bool = False,
     gaussian_sigma: float | None = 0.8,
@@ -69,6 +70,9 @@ def reconstruct_files(
         Align the series on its ADF images (:func:`align_tilt_series`).
     rotation_deg : float or "auto"
         In-plane tilt-axis rotation to undo when aligning (``"auto"`` estimates it).
+    axis_shift_px : float or "auto"
+        x shift that centres the tilt axis when aligning (``"auto"`` estimates it;
+        use it with ``align_method="xcorr"``).
     register : bool
         Shift the ADF images onto the EDS maps first (:func:`register_adf_to_eds`).
     normalise : bool
@@ -130,11 +134,13 @@ def reconstruct_files(
         progress(f"ADF registered on the EDS maps: {summary['adf_registration_px']} px")
     if align:
         series, adf = align_tilt_series(series, adf, method=align_method,
-                                        rotation_deg=rotation_deg)
+                                        rotation_deg=rotation_deg,
+                                        axis_shift_px=axis_shift_px)
         summary["alignment"] = series.metadata.Alignment.as_dictionary()
         progress(f"Aligned ({align_method}); largest shift "
                  f"{np.abs(np.array(summary['alignment']['shifts_px'])).max():.2f} px, "
-                 f"tilt-axis rotation {summary['alignment']['rotation_deg']:.2f} deg")
+                 f"tilt-axis rotation {summary['alignment']['rotation_deg']:.2f} deg, "
+                 f"axis shift {summary['alignment']['axis_shift_px']:.2f} px")
     maps = series.get_lines_intensity(integration_windows=integration_windows,
                                       background_windows=(series.estimate_background_windows()
                                                           if background_windows == "auto"

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from hyperspy_hebt import load_tilt_series
+from hyperspy_hebt._field import full_coverage_padding
 from hyperspy_hebt.alignment import (align_tilt_series, cross_correlation_shifts,
-                                     estimate_tilt_axis_rotation, normalise_tilt_totals,
-                                     register_adf_to_eds)
-from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
-                                      write_acquisition_files)
+                                     estimate_tilt_axis_rotation, estimate_tilt_axis_shift,
+                                     normalise_tilt_totals, register_adf_to_eds)
+from hyperspy_hebt.simulation import (core_shell_particle, project_volume,
+                                      simulate_acquisition, write_acquisition_files)
 
 TILTS = np.linspace(-75, 75, 31)
 LINES = ["Ag_La", "Au_Ma"]
@@ -171,3 +172,80 @@ def test_errors_and_inputs_unchanged(particle):
     aligned, _ = align_tilt_series(series, adf, method="xcorr")
     assert aligned.metadata.Alignment.method == "xcorr"
     np.testing.assert_array_equal(series.data, before)
+
+
+@pytest.mark.parametrize("axis_offset", [0.0, 2.5])
+def test_tilt_axis_position_is_found_after_phase_correlation(particle, axis_offset):
+    """Phase correlation aligns every tilt on the middle one, so the tilt axis stays where
+    that tilt had it (here: the drift at the middle tilt plus a constant offset)."""
+    drift = DRIFT + np.array([0.0, axis_offset])
+    acquisition = simulate_acquisition(particle, LINES, energy_axis_kev=(0.0, 0.02, 50),
+                                       drift_px=drift)
+
+    def axis_error(aligned):
+        # The constant part of the remaining x drift is the axis offset; the cos and
+        # sin parts are a translation of the object, which is consistent data.
+        error = np.array(aligned.metadata.Alignment.shifts_px)[:, 1] + drift[:, 1]
+        return np.linalg.lstsq(TRAJECTORY, error, rcond=None)[0][2]
+
+    kept, _ = align_tilt_series(acquisition.series, acquisition.adf, method="xcorr")
+    found, _ = align_tilt_series(acquisition.series, acquisition.adf, method="xcorr",
+                                 axis_shift_px="auto")
+    # Measured: 0.94 and 1.57 px off after phase correlation alone, 0.05 with "auto".
+    assert abs(axis_error(kept)) > 0.9
+    assert abs(axis_error(found)) < 0.2
+    record = found.metadata.Alignment
+    assert record.axis_shift_source == "estimated"
+    assert record.axis_search_residual_shifted < record.axis_search_residual_unshifted
+    # Centre-of-mass alignment already centres the axis: the search agrees (0.004 px).
+    com, _ = align_tilt_series(acquisition.series, acquisition.adf, axis_shift_px="auto")
+    assert abs(com.metadata.Alignment.axis_shift_px) < 0.1
+
+
+def extended_layer_images(axis_offset_px: int, n_x=48, slices=8, seed=3):
+    """ADF images of a 13-px layer with random dots, far wider than the scan (a lamella),
+    its tilt axis ``axis_offset_px`` to the right of the scan's middle; Poisson noise."""
+    tilts = np.linspace(-70, 70, 29)
+    margin = full_coverage_padding(tilts, n_x, n_x) + 8
+    width = n_x + 2 * margin
+    rng = np.random.default_rng(seed)
+    z = np.arange(n_x) - (n_x - 1) / 2
+    x = np.arange(width) - (width - 1) / 2
+    layer = (np.abs(z) <= 6)[:, None] & np.ones(width, bool)
+    volume = np.repeat(layer[None], slices, 0).astype(np.float32) * 0.5
+    for s in range(slices):
+        for _ in range(width // 6):
+            cx, cz, r = rng.uniform(-width / 2, width / 2), rng.uniform(-5, 5), \
+                rng.uniform(1.0, 2.5)
+            volume[s] += 1.5 * (((x[None] - cx) ** 2 + (z[:, None] - cz) ** 2) <= r * r) * layer
+    start = margin - axis_offset_px
+    images = project_volume(volume, tilts)[..., start:start + n_x].transpose(1, 0, 2)
+    return tilts, rng.poisson(images / images.max() * 2000).astype(float)
+
+
+@pytest.mark.parametrize("axis_offset", [3, -2])
+def test_tilt_axis_position_of_an_object_wider_than_the_field(axis_offset):
+    tilts, images = extended_layer_images(axis_offset)
+    shift, record = estimate_tilt_axis_shift(images, tilts)
+    # The grid is padded for the layer beyond the field; measured within 0.002 px.
+    assert record["padding_px"] > 0
+    assert shift == pytest.approx(-axis_offset, abs=0.1)
+
+
+def test_tilt_axis_search_errors(particle):
+    tilts, images = extended_layer_images(3)
+    with pytest.raises(ValueError, match=r"beyond the searched \+-2 px"):
+        estimate_tilt_axis_shift(images, tilts, search_px=2)
+    with pytest.raises(ValueError, match="search_px must lie in"):
+        estimate_tilt_axis_shift(images, tilts, search_px=30)
+    with pytest.raises(ValueError, match="29 tilt angles for 28 images"):
+        estimate_tilt_axis_shift(images[1:], tilts)
+    with pytest.raises(ValueError, match="valid must have the images' shape"):
+        estimate_tilt_axis_shift(images, tilts, valid=np.ones(images.shape[1:], bool))
+    with pytest.raises(ValueError, match="no signal above their background"):
+        estimate_tilt_axis_shift(np.ones_like(images), tilts)
+    acquisition = simulate_acquisition(particle, LINES, energy_axis_kev=(0.0, 0.02, 50))
+    with pytest.raises(ValueError, match="axis_shift_px must be a number or 'auto'"):
+        align_tilt_series(acquisition.series, acquisition.adf, axis_shift_px="centre")
+    with pytest.raises(ValueError, match="axis_shift_px must be finite"):
+        align_tilt_series(acquisition.series, acquisition.adf, axis_shift_px=np.inf)

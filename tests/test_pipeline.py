@@ -34,8 +34,8 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--adf",
                  str(folder / "adf_tilt_*.hspy"), "--tilt-from", "filename", "--elements",
                  "Ag", "Au", "--method", "hebt", "--iterations", "60", "--bin", "2",
-                 "--align", "--rotation", "0", "--register", "--normalise", "--backend",
-                 "auto", "--out", str(out)]) == 0
+                 "--align", "--rotation", "0", "--axis-shift", "auto", "--register",
+                 "--normalise", "--backend", "auto", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["xray_lines"] == ["Ag_La", "Au_Ma"]
     assert summary["bin_factor"] == 2 and summary["method"] == "hebt"
@@ -44,6 +44,8 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     assert summary["response_ratio_r_squared"] > 0.9
     assert len(summary["alignment"]["shifts_px"]) == 31
     assert summary["alignment"]["rotation_deg"] == 0.0
+    # Centre-of-mass alignment already centres the tilt axis; the search agrees.
+    assert abs(summary["alignment"]["axis_shift_px"]) < 0.25
     # Aligned: the shifted-in pixels are left out; an isolated particle needs no padding.
     assert summary["padding_px"] == 0 and 0 < summary["invalid_pixel_fraction"] < 0.2
     assert summary["backend"] == ("cupy" if backends.cupy_status()[0] else "cpu")

@@ -7,7 +7,7 @@ a block of them is a unit of work for threads, processes or a dask cluster.
 
 from .bimodal import fit_response_model, fit_response_ratios, hebt, hebt_path, validate_alpha
 from .geometry import ParallelBeamGeometry, validate_tilt_angles
-from .projector import Projector, build_system_matrix, get_projector
+from .projector import Projector, build_system_matrix, get_projector, make_projector
 from .sirt import sirt, sirt_path, validate_sirt_parameters
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Projector",
     "build_system_matrix",
     "get_projector",
+    "make_projector",
     "sirt",
     "sirt_path",
     "validate_sirt_parameters",

@@ -185,8 +185,9 @@ def get_projector(geometry: ParallelBeamGeometry) -> Projector:
         return _build_projector(geometry)
 
 
-@functools.lru_cache(maxsize=8)
-def _build_projector(geometry: ParallelBeamGeometry) -> Projector:
+def make_projector(geometry: ParallelBeamGeometry) -> Projector:
+    """Build a geometry's projector without caching it (for one-off geometries, such
+    as the candidates of a search, which would push useful ones out of the cache)."""
     matrix = build_system_matrix(geometry)
     matrix_t = matrix.T.tocsr()
     matrix_t.indices = matrix_t.indices.astype(np.int32)
@@ -198,5 +199,6 @@ def _build_projector(geometry: ParallelBeamGeometry) -> Projector:
     return Projector(geometry, matrix, matrix_t, row_sums, column_sums)
 
 
+_build_projector = functools.lru_cache(maxsize=8)(make_projector)
 get_projector.cache_info = _build_projector.cache_info
 get_projector.cache_clear = _build_projector.cache_clear
