@@ -17,12 +17,10 @@ class LineIntensity:
     provenance: dict
 
 
-def line_intensities(signal, xray_lines, intensities, integration_windows, background_windows):
-    """Line-intensity maps, one per X-ray line, navigation-shaped (``intensities`` may
-    also hold :class:`LineIntensity` objects, passed through with their provenance)."""
-    nav_shape = signal.data.shape[:-1]
-    if intensities is not None:
-        return _user_intensities(signal, xray_lines, intensities, nav_shape)
+def resolve_xray_lines(signal, xray_lines) -> list:
+    """The lines to work on: ``xray_lines`` (checked against the energy axis), else
+    exspy's default (``metadata.Sample.xray_lines``, else the alpha lines of
+    ``metadata.Sample.elements``)."""
     if xray_lines is not None and (isinstance(xray_lines, (str, dict))
                                    or not hasattr(xray_lines, "__iter__")):
         raise TypeError(
@@ -42,6 +40,16 @@ def line_intensities(signal, xray_lines, intensities, integration_windows, backg
         raise ValueError(
             "No X-ray lines to reconstruct: call add_elements/add_lines or pass xray_lines."
         )
+    return list(lines)
+
+
+def line_intensities(signal, xray_lines, intensities, integration_windows, background_windows):
+    """Line-intensity maps, one per X-ray line, navigation-shaped (``intensities`` may
+    also hold :class:`LineIntensity` objects, passed through with their provenance)."""
+    nav_shape = signal.data.shape[:-1]
+    if intensities is not None:
+        return _user_intensities(signal, xray_lines, intensities, nav_shape)
+    lines = resolve_xray_lines(signal, xray_lines)
     if np.ndim(integration_windows) == 0:
         windows = signal.estimate_integration_windows(
             windows_width=float(integration_windows), xray_lines=lines
@@ -121,7 +129,7 @@ def _warn_overlaps(signal, lines, windows, background_windows):
             _logger.warning(
                 "The integration window of %s (%.3g-%.3g) contains %s: their counts are "
                 "added to %s, whose cross-section factor covers %s alone. Use narrower "
-                "windows or fitted intensities (intensities=).",
+                "windows or fitted intensities (intensities=s.fit_line_intensities()).",
                 line, low, high, ", ".join(intruders), line, line)
         if background_windows is None:
             continue
@@ -195,7 +203,10 @@ def _user_intensities(signal, xray_lines, intensities, nav_shape):
             )
         if isinstance(data, np.ndarray) and not np.all(np.isfinite(data)):
             raise ValueError(f"intensities[{i}] ({line}) contains NaN or infinite values.")
-        out.append(LineIntensity(str(line), data, {"source": "user"}))
+        provenance = {"source": "user"}
+        if isinstance(item, BaseSignal) and item.metadata.has_item("LineFit"):
+            provenance = {"source": "line fit", **item.metadata.LineFit.as_dictionary()}
+        out.append(LineIntensity(str(line), data, provenance))
     return out
 
 

@@ -447,6 +447,25 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 response_ratios=response_ratios, detector_efficiency=detector_efficiency),
             padding_px=padding_px, invalid_pixels=invalid_pixels, backend=backend)
 
+    def fit_line_intensities(
+        self,
+        xray_lines: Sequence[str] | None = None,
+        background_order: int = 2,
+        window_fwhm: float = 3.0,
+        check: bool = True,
+    ) -> list:
+        """Line-intensity maps by a linear fit of every spectrum (overlapping lines
+        kept apart); pass them as ``intensities=`` to the reconstructions.
+
+        See :func:`hyperspy_hebt.line_fitting.fit_line_intensities` for the model and
+        the parameters.
+        """
+        from .line_fitting import fit_line_intensities
+
+        return fit_line_intensities(self, xray_lines=xray_lines,
+                                    background_order=background_order,
+                                    window_fwhm=window_fwhm, check=check)
+
     def check_hebt_model(
         self,
         adf,
