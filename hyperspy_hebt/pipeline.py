@@ -48,6 +48,7 @@ def reconstruct_files(
     tilt_from: str = "metadata",
     adf_paths: str | Sequence[str] | None = None,
     padding_px: int | str = "auto",
+    fit_lines: bool = False,
     backend: str = "cpu",
     progress=print,
 ) -> dict:
@@ -84,6 +85,10 @@ def reconstruct_files(
     padding_px : int or "auto"
         As for ``reconstruct_sirt`` (grid beyond the scan for wide objects); the
         aligned series' pixels without data are always left out.
+    fit_lines : bool
+        Line intensities from :func:`~hyperspy_hebt.line_fitting.fit_line_intensities`
+        (overlapping lines kept apart; its check goes to the summary) instead of
+        integration windows.
     backend : {"cpu", "cupy", "auto"}
         Where the reconstructions run, as for ``reconstruct_sirt``; the one used
         goes to the summary.
@@ -141,10 +146,16 @@ def reconstruct_files(
                  f"{np.abs(np.array(summary['alignment']['shifts_px'])).max():.2f} px, "
                  f"tilt-axis rotation {summary['alignment']['rotation_deg']:.2f} deg, "
                  f"axis shift {summary['alignment']['axis_shift_px']:.2f} px")
-    maps = series.get_lines_intensity(integration_windows=integration_windows,
-                                      background_windows=(series.estimate_background_windows()
-                                                          if background_windows == "auto"
-                                                          else None))
+    if fit_lines:
+        maps = series.fit_line_intensities()
+        check = maps[0].metadata.LineFit.check
+        summary["line_fit"] = {"verdict": check.verdict, "problems": list(check.problems)}
+        progress(f"Line intensities fitted; check: {check.verdict}")
+    else:
+        maps = series.get_lines_intensity(
+            integration_windows=integration_windows,
+            background_windows=(series.estimate_background_windows()
+                                if background_windows == "auto" else None))
     if normalise:
         maps = normalise_tilt_totals(maps)
         summary["normalisation_factors"] = {

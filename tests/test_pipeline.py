@@ -35,9 +35,10 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
                  str(folder / "adf_tilt_*.hspy"), "--tilt-from", "filename", "--elements",
                  "Ag", "Au", "--method", "hebt", "--iterations", "60", "--bin", "2",
                  "--align", "--rotation", "0", "--axis-shift", "auto", "--register",
-                 "--normalise", "--backend", "auto", "--out", str(out)]) == 0
+                 "--normalise", "--fit-lines", "--backend", "auto", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["xray_lines"] == ["Ag_La", "Au_Ma"]
+    assert summary["line_fit"]["verdict"] == "consistent"
     assert summary["bin_factor"] == 2 and summary["method"] == "hebt"
     # Binned 2 x 2, the (1, -2) px ADF offset is (0.5, -1): registration undoes it.
     np.testing.assert_allclose(summary["adf_registration_px"], [-0.5, 1.0], atol=0.25)
