@@ -29,6 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -160,8 +161,9 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
     window_fwhm : float
         Half-width of the fitted range around each modelled line, in FWHM (> 0).
     check : bool
-        Fit the sum spectrum too and report lines or shapes the model misses
-        (reads a lazy series once, now); False keeps a lazy series fully lazy.
+        Fit the sum spectrum too and report lines or shapes the model misses. A
+        lazy series is then read once, now, for the check and the maps together
+        (the lazy results hold the small maps); False keeps it fully lazy.
 
     Returns
     -------
@@ -218,8 +220,12 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
     }
     if check:
         total = data.sum(axis=tuple(range(data.ndim - 1)))
-        total = np.asarray(total.compute() if isinstance(total, da.Array) else total)
-        result = _check_sum_spectrum(model, total, pinv)
+        if isinstance(data, da.Array):
+            # One pass over the spectra for the check and the maps; the maps are small
+            # (one value per pixel and line), so the lazy results hold them.
+            total, computed = dask.compute(total, maps)
+            maps = da.from_array(computed, chunks=data.chunks[:-1] + (len(wanted),))
+        result = _check_sum_spectrum(model, np.asarray(total), pinv)
         record["check"] = result
         if result["problems"]:
             _logger.warning("The line fit misses part of the spectrum: %s. Add the missing "

@@ -46,14 +46,32 @@ def test_counts_are_unbiased_where_windows_are_not():
     np.testing.assert_array_equal(series.data, before)
 
 
-def test_lazy_equals_eager_and_stays_lazy_without_the_check():
+def test_lazy_equals_eager_and_reads_the_spectra_once():
+    import dask.array as da
+
     eager = fit_line_intensities(series_of())
-    lazy = fit_line_intensities(series_of(lazy=True), check=False)
-    assert all(m._lazy for m in lazy)
-    assert lazy[0].metadata.LineFit.check.verdict == "not checked"
-    for a, b in zip(lazy, eager):
+    lazy_series = series_of(lazy=True)
+    reads = []
+
+    def counted(block):
+        reads.append(1)
+        return block
+
+    data = lazy_series.data
+    lazy_series.data = data.map_blocks(counted, dtype=data.dtype,
+                                       meta=np.empty((0,) * data.ndim, data.dtype))
+    unchecked = fit_line_intensities(lazy_series, check=False)
+    assert all(m._lazy for m in unchecked) and not reads  # nothing read yet
+    assert unchecked[0].metadata.LineFit.check.verdict == "not checked"
+    checked = fit_line_intensities(lazy_series)
+    n_blocks = lazy_series.data.numblocks
+    assert len(reads) == int(np.prod(n_blocks))  # check and maps: one pass
+    assert all(m._lazy and isinstance(m.data, da.Array) for m in checked)
+    for a, b, c in zip(unchecked, checked, eager):
         a.compute()
-        np.testing.assert_allclose(a.data, b.data, rtol=1e-5, atol=1e-4)
+        b.compute()
+        np.testing.assert_allclose(a.data, c.data, rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(a.data, b.data)
 
 
 def test_energy_in_ev_gives_the_same_maps():
