@@ -67,6 +67,30 @@ def _family(xray_line: str):
             for name in table.keys() if name[0] == line[0]]
 
 
+def _families_in_range(elements, energy_kev) -> list:
+    """One line per (element, family) with a line inside the energy axis: the family's
+    alpha line when it has one (the line exspy's factors describe), else its first."""
+    from exspy.material import elements as database
+
+    low, high = energy_kev[0], energy_kev[-1]
+    lines = []
+    for element in elements:
+        table = database[element].Atomic_properties.Xray_lines
+        names = list(table.keys())
+        for family in sorted({name[0] for name in names
+                              if low <= table[name].energy_keV <= high}):
+            members = [name for name in names if name[0] == family]
+            alpha = family + "a"
+            lines.append(f"{element}_{alpha if alpha in members else members[0]}")
+    return lines
+
+
+def _same_family(line_a: str, line_b: str) -> bool:
+    element_a, name_a = line_a.split("_", 1)
+    element_b, name_b = line_b.split("_", 1)
+    return element_a == element_b and name_a[0] == name_b[0]
+
+
 def _build_model(energy_kev, lines, resolution_ev, window_fwhm, background_order):
     from exspy._misc.eds.utils import get_FWHM_at_Energy
 
@@ -154,8 +178,10 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
     xray_lines : list of str, optional
         Lines to return, e.g. ``["Ag_La", "Au_Ma"]``. Default: as
         ``reconstruct_sirt`` (``metadata.Sample.xray_lines``, else the alpha lines
-        of ``metadata.Sample.elements``). Every element of ``metadata.Sample.elements``
-        is modelled, whether returned or not, so its lines are not taken for another's.
+        of ``metadata.Sample.elements``). Every family (K, L, M) with a line on the
+        energy axis of every element in ``metadata.Sample.elements`` and in
+        ``xray_lines`` is modelled, whether returned or not, so that no listed
+        element's lines are taken for another's or for background.
     background_order : int
         Order of the background polynomial in each cluster (>= 0).
     window_fwhm : float
@@ -194,10 +220,10 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
             f"is {resolution!r}: set it with s.set_microscope_parameters("
             "energy_resolution_MnKa=...), the line widths depend on it.")
     wanted = resolve_xray_lines(series, xray_lines)
-    listed = series.metadata.get_item("Sample.elements", [])
-    others = [el for el in listed if el not in {line.split("_")[0] for line in wanted}]
-    modelled = wanted + list(series._get_lines_from_elements(others, only_one=True,
-                                                             only_lines=("a",)))
+    listed = list(series.metadata.get_item("Sample.elements", []))
+    elements = list(dict.fromkeys([line.split("_")[0] for line in wanted] + listed))
+    modelled = wanted + [line for line in _families_in_range(elements, energy_kev)
+                         if not any(_same_family(line, w) for w in wanted)]
     model = _build_model(energy_kev, modelled, float(resolution), window_fwhm,
                          int(background_order))
     pinv = np.linalg.pinv(model.design)

@@ -134,3 +134,15 @@ def test_bad_input_is_named():
         fit_line_intensities(without)
     with pytest.raises(ValueError, match="too few for a background of order 40"):
         fit_line_intensities(series, background_order=40, window_fwhm=0.5)
+
+
+def test_every_family_of_a_listed_element_is_modelled():
+    """On a 0-12 keV axis Au shows its M and L families; both are modelled even when
+    only Au Ma is asked for, so Au L counts are not read as background."""
+    sinograms = dict(SINOGRAMS, Au_La=0.5 * SINOGRAMS["Au_Ma"])
+    series = synthetic_tilt_series(sinograms, TILTS, energy_axis_kev=(0.0, 0.02, 600),
+                                   noise=False)
+    maps = fit_line_intensities(series, xray_lines=["Ag_La", "Au_Ma"])
+    assert maps[0].metadata.LineFit.modelled_lines == ["Ag_La", "Au_Ma", "Au_La"]
+    for m, line in zip(maps, ("Ag_La", "Au_Ma")):
+        np.testing.assert_allclose(m.data, TRUTH[line], atol=1e-4 * TRUTH[line].max())
