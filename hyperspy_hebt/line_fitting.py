@@ -220,6 +220,12 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
             f"is {resolution!r}: set it with s.set_microscope_parameters("
             "energy_resolution_MnKa=...), the line widths depend on it.")
     wanted = resolve_xray_lines(series, xray_lines)
+    for i, first in enumerate(wanted):
+        for second in wanted[i + 1:]:
+            if _same_family(first, second):
+                raise ValueError(
+                    f"{first} and {second} belong to one line family, which the fit models "
+                    "as one component with fixed relative weights: ask for one of them.")
     listed = list(series.metadata.get_item("Sample.elements", []))
     elements = list(dict.fromkeys([line.split("_")[0] for line in wanted] + listed))
     modelled = wanted + [line for line in _families_in_range(elements, energy_kev)

@@ -132,6 +132,8 @@ def test_bad_input_is_named():
     without.metadata.Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa = None
     with pytest.raises(ValueError, match="energy_resolution_MnKa"):
         fit_line_intensities(without)
+    with pytest.raises(ValueError, match="Au_Ma and Au_Mb belong to one line family"):
+        fit_line_intensities(series, xray_lines=["Au_Ma", "Au_Mb"])
     with pytest.raises(ValueError, match="too few for a background of order 40"):
         fit_line_intensities(series, background_order=40, window_fwhm=0.5)
 
