@@ -542,7 +542,8 @@ def register_adf_to_eds(series, adf, xray_line: str | None = None, constant: boo
     offsets = np.column_stack([ye - ya, xe - xa])
     applied = np.repeat(np.median(offsets, axis=0)[None], len(offsets), 0) if constant else offsets
     record = {
-        "reference": xray_line or "sum of " + ", ".join(m.metadata.Sample.xray_lines[0] for m in maps),
+        "reference": xray_line or "sum of " + ", ".join(m.metadata.Sample.xray_lines[0]
+                                                         for m in maps),
         "offsets_px": offsets.tolist(),
         "applied_px": applied.tolist(),
         "constant": bool(constant),

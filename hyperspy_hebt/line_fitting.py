@@ -268,8 +268,11 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
     template = series.isig[0]
     out = []
     for index, line in enumerate(wanted):
-        image = template._deepcopy_with_new_data(maps[..., index])
-        image.metadata.General.title = f"Fitted intensity of {line} ({series.metadata.General.title})"
+        values = maps[..., index]
+        image = template._deepcopy_with_new_data(
+            values if isinstance(values, da.Array) else np.ascontiguousarray(values))
+        image.metadata.General.title = (f"Fitted intensity of {line} "
+                                        f"({series.metadata.General.title})")
         image.metadata.set_item("Sample.elements", [line.split("_")[0]])
         image.metadata.set_item("Sample.xray_lines", [line])
         image.metadata.set_item("LineFit", record)
