@@ -4,11 +4,10 @@ Window integration sums every count in a window, so a neighbouring line inside i
 (Au Mβ 80 eV above Au Mα) is counted as the line itself. Here each spectrum is
 fitted, by linear least squares, with
 
-* one component per element: the lines of its family (K, L or M) as Gaussians
-  at exspy's energies with exspy's relative weights, each as wide as the
-  detector's resolution at its energy (``energy_resolution_MnKa``, Fiori's
-  scaling, as exspy); its amplitude is the counts of the listed line alone, the
-  quantity the cross-section factors describe;
+* one component per line family (K, L or M) of each element: its lines as
+  Gaussians (:func:`~hyperspy_hebt.physics.line_shapes.family_profile`, the
+  profiles the simulator draws from); its amplitude is the counts of the listed
+  line alone, the quantity the cross-section factors describe;
 * a polynomial background (Legendre, ``background_order``) in each energy
   cluster: the channels within ``window_fwhm`` FWHM of a modelled line,
   overlapping windows merged.
@@ -34,6 +33,7 @@ import dask.array as da
 import numpy as np
 
 from ._intensities import resolve_xray_lines
+from .physics.line_shapes import family_profile, line_family, line_fwhm_kev
 
 _logger = logging.getLogger(__name__)
 
@@ -54,17 +54,6 @@ class _Model:
     cluster_of: np.ndarray  # cluster index of each used channel
     design: np.ndarray     # (n_used, n_components + n_background)
     n_components: int
-
-
-def _family(xray_line: str):
-    """(energy_kev, weight relative to the line) of every line of the family."""
-    from exspy.material import elements
-
-    element, line = xray_line.split("_", 1)
-    table = elements[element].Atomic_properties.Xray_lines
-    reference = table[line].weight
-    return [(float(table[name].energy_keV), float(table[name].weight) / reference)
-            for name in table.keys() if name[0] == line[0]]
 
 
 def _families_in_range(elements, energy_kev) -> list:
@@ -92,16 +81,14 @@ def _same_family(line_a: str, line_b: str) -> bool:
 
 
 def _build_model(energy_kev, lines, resolution_ev, window_fwhm, background_order):
-    from exspy._misc.eds.utils import get_FWHM_at_Energy
-
     scale = float(energy_kev[1] - energy_kev[0])
     low, high = energy_kev[0] - scale / 2, energy_kev[-1] + scale / 2
-    families = {line: [(e, w) for e, w in _family(line) if low <= e <= high]
+    families = {line: [(e, w) for e, w in line_family(line) if low <= e <= high]
                 for line in lines}
     windows = sorted(
         (e - window_fwhm * fwhm, e + window_fwhm * fwhm)
         for members in families.values() for e, _ in members
-        for fwhm in [get_FWHM_at_Energy(resolution_ev, e)])  # keV
+        for fwhm in [line_fwhm_kev(e, resolution_ev)])
     clusters = []
     for start, stop in windows:
         if clusters and start <= clusters[-1][1]:
@@ -114,14 +101,8 @@ def _build_model(energy_kev, lines, resolution_ev, window_fwhm, background_order
     used = np.flatnonzero(cluster_of >= 0)
     cluster_of = cluster_of[used]
     energies = energy_kev[used]
-    columns = []
-    for line in lines:
-        column = np.zeros(used.size)
-        for e, w in families[line]:
-            sigma = get_FWHM_at_Energy(resolution_ev, e) / 2.3548  # keV
-            column += w * scale * np.exp(-0.5 * ((energies - e) / sigma) ** 2) / (
-                sigma * np.sqrt(2 * np.pi))
-        columns.append(column)
+    # The whole family, as the spectra hold it: a member just off the axis adds its tail.
+    columns = [family_profile(line, energies, scale, resolution_ev) for line in lines]
     for index in range(len(clusters)):
         inside = cluster_of == index
         if inside.sum() <= background_order + 1:

@@ -37,6 +37,19 @@ def make_series(n_x=16, n_slices=3, tilts=TILTS, lazy=False, noise=True, seed=0)
     )
 
 
+def count_block_reads(signal) -> list:
+    """Make a lazy signal record every block of its data that is read; return the record."""
+    reads = []
+
+    def counted(block):
+        if block.size:  # dask calls it once on an empty block to learn the output type
+            reads.append(block.shape)
+        return block
+
+    signal.data = signal.data.map_blocks(counted, dtype=signal.data.dtype)
+    return reads
+
+
 @pytest.fixture
 def series():
     return make_series()

@@ -144,20 +144,13 @@ def test_errors(calibration):
 
 
 def test_auto_on_a_lazy_series_reads_the_spectra_once():
-    from conftest import make_series
+    from conftest import count_block_reads, make_series
 
     from hyperspy_hebt import compute_together
 
     eager = make_series()
     series = make_series(lazy=True)
-    reads = []
-
-    def counted(block):
-        if block.size:  # dask calls it once on an empty block to learn the output type
-            reads.append(block.shape)
-        return block
-
-    series.data = series.data.map_blocks(counted, dtype=series.data.dtype)
+    reads = count_block_reads(series)
     rec = series.reconstruct_sirt(iterations="auto")
     assert rec[0]._lazy
     results = compute_together(rec)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import make_series
+from conftest import count_block_reads, make_series
 
 from hyperspy_hebt._field import edge_fraction, full_coverage_padding
 from hyperspy_hebt.alignment import invalid_pixel_mask
@@ -104,14 +104,7 @@ def test_lazy_auto_padding_reads_the_maps_once_and_matches_eager(lamella):
     series = lamella["series"]
     eager = series.reconstruct_sirt(iterations=20)
     lazy_series = series.as_lazy()
-    reads = []
-
-    def counted(block):
-        if block.size:  # dask calls it once on an empty block to learn the output type
-            reads.append(block.shape)
-        return block
-
-    lazy_series.data = lazy_series.data.map_blocks(counted, dtype=lazy_series.data.dtype)
+    reads = count_block_reads(lazy_series)
     lazy = lazy_series.reconstruct_sirt(iterations=20)
     assert lazy[0]._lazy and lazy[0].metadata.Reconstruction.padding_px == PAD
     # The maps of both lines were computed for the check in one pass; the graphs hold

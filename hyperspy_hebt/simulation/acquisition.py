@@ -66,22 +66,6 @@ def synthetic_adf_series(sinograms: np.ndarray, tilt_angles_deg: Sequence[float]
     return signal.as_lazy() if lazy else signal
 
 
-def _line_family(xray_line: str):
-    """Energies (keV) and relative weights of the lines of ``xray_line``'s family."""
-    from exspy.material import elements
-
-    element, line = xray_line.split("_")
-    lines = elements[element].Atomic_properties.Xray_lines
-    family = line[0]
-    energies, weights = [], []
-    for name in lines.keys():
-        if name[0] == family:
-            energies.append(lines[name].energy_keV)
-            weights.append(lines[name].weight)
-    weights = np.asarray(weights) / lines[line].weight
-    return np.asarray(energies), weights
-
-
 def _spectra_block(maps, profiles, background, noise, seed, dtype, block_id=None):
     """Spectra of one block of pixels: (tilts, ..., lines) -> (tilts, ..., energy)."""
     expected = maps @ profiles + background
@@ -158,8 +142,7 @@ def synthetic_tilt_series(
     """
     import dask.array as da
     import hyperspy.api as hs
-    from exspy._misc.eds.utils import get_FWHM_at_Energy
-
+    from ..physics.line_shapes import family_profile
     from ..tilt_series import SIGNAL_TYPE, apply_tilt_angles
 
     if not line_sinograms:
@@ -176,14 +159,8 @@ def synthetic_tilt_series(
         )
     if any(np.any(m < 0) for m in maps):
         raise ValueError("line sinograms are expected counts and must be >= 0.")
-    profiles = np.zeros((len(lines), energy.size))
-    for i, line in enumerate(lines):
-        energies, weights = _line_family(line)
-        for e_kev, w in zip(energies, weights):
-            sigma = get_FWHM_at_Energy(energy_resolution_mnka_ev, e_kev) / 2.3548
-            profiles[i] += w * scale * np.exp(-0.5 * ((energy - e_kev) / sigma) ** 2) / (
-                sigma * np.sqrt(2 * np.pi)
-            )
+    profiles = np.stack([family_profile(line, energy, scale, energy_resolution_mnka_ev)
+                         for line in lines])
     background = background_counts * (1 - 0.5 * (energy - offset) / (energy[-1] - offset))
     stacked = np.stack(maps, axis=-1)  # (slices, tilts, x, lines) or (tilts, x, lines)
     if len(shape) == 3:

@@ -27,8 +27,8 @@ import numpy as np
 
 from . import _array_steps, _sparse, backends
 from .projector import Projector
-from .sirt import (inverse_or_zero, ray_weight_columns, ray_weight_rows,
-                   validate_sirt_parameters)
+from .sirt import (inverse_or_zero, ray_weight_columns, ray_weight_rows, run_path,
+                   run_steps, validate_iteration_counts, validate_sirt_parameters)
 
 __all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "validate_alpha"]
 
@@ -216,11 +216,7 @@ def hebt(
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), relaxation, positivity, adf_weights,
                         extra_volume, eds_weights, backend)
-    for iteration in range(1, iterations + 1):
-        copy_out = next(steps)
-        if callback is not None:
-            callback(iteration)
-    return copy_out()
+    return run_steps(steps, iterations, callback)
 
 
 def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
@@ -236,18 +232,11 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
     list of numpy.ndarray
         ``(k, n_slices, n_z, n_x)`` volumes in the order of ``iterations``.
     """
-    wanted = [validate_sirt_parameters(n, relaxation)[0] for n in iterations]
-    if not wanted:
-        raise ValueError("iterations is empty: give at least one iteration count.")
+    wanted = validate_iteration_counts(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), float(relaxation), positivity, adf_weights,
                         extra_volume, eds_weights, backend)
-    kept = {}
-    for iteration in range(1, max(wanted) + 1):
-        copy_out = next(steps)
-        if iteration in wanted:
-            kept[iteration] = copy_out()
-    return [kept[n] for n in wanted]
+    return run_path(steps, wanted)
 
 
 def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha, relaxation,

@@ -101,11 +101,7 @@ def sirt(
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
     steps = _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights, backend)
-    for iteration in range(1, iterations + 1):
-        copy_out = next(steps)
-        if callback is not None:
-            callback(iteration)
-    return copy_out()
+    return run_steps(steps, iterations, callback)
 
 
 def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxation: float = 1.0,
@@ -126,11 +122,31 @@ def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxatio
         ``(n_slices, n_z, n_x)`` volumes in the order of ``iterations``; each
         equals ``sirt(..., iterations=n)``.
     """
+    wanted = validate_iteration_counts(iterations, relaxation)
+    steps = _sirt_steps(projector, sinograms, float(relaxation), positivity, ray_weights,
+                        backend)
+    return run_path(steps, wanted)
+
+
+def validate_iteration_counts(iterations, relaxation) -> list:
+    """The iteration counts of a path, each checked as for :func:`sirt`."""
     wanted = [validate_sirt_parameters(n, relaxation)[0] for n in iterations]
     if not wanted:
         raise ValueError("iterations is empty: give at least one iteration count.")
-    steps = _sirt_steps(projector, sinograms, float(relaxation), positivity, ray_weights,
-                        backend)
+    return wanted
+
+
+def run_steps(steps, iterations: int, callback=None) -> np.ndarray:
+    """Advance a step generator ``iterations`` times; the volume it reached."""
+    for iteration in range(1, iterations + 1):
+        copy_out = next(steps)
+        if callback is not None:
+            callback(iteration)
+    return copy_out()
+
+
+def run_path(steps, wanted) -> list:
+    """The volumes a step generator reaches after each count in ``wanted`` (one run)."""
     kept = {}
     for iteration in range(1, max(wanted) + 1):
         copy_out = next(steps)

@@ -1,0 +1,61 @@
+"""What an X-ray line family looks like in an EDS spectrum (no HyperSpy signals).
+
+The lines of one family (K, L or M) of an element, at exspy's energies and with its
+relative weights, each a Gaussian as wide as the detector makes it at that energy
+(exspy's scaling of the Mn Ka width, Fiori and Newbury). The simulator draws spectra
+from these profiles and the line fit models spectra with them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["family_profile", "line_family", "line_fwhm_kev"]
+
+
+def line_family(xray_line: str) -> list[tuple[float, float]]:
+    """``(energy_kev, weight relative to xray_line)`` of every line of its family.
+
+    Parameters
+    ----------
+    xray_line : str
+        exspy line name, e.g. ``"Au_Ma"`` (its family: every ``Au_M*`` line).
+    """
+    from exspy.material import elements
+
+    element, line = xray_line.split("_", 1)
+    table = elements[element].Atomic_properties.Xray_lines
+    reference = table[line].weight
+    return [(float(table[name].energy_keV), float(table[name].weight) / reference)
+            for name in table.keys() if name[0] == line[0]]
+
+
+def line_fwhm_kev(energy_kev: float, energy_resolution_mnka_ev: float) -> float:
+    """Peak FWHM in keV at ``energy_kev`` (keV) for a detector of that Mn Ka FWHM (eV)."""
+    from exspy._misc.eds.utils import get_FWHM_at_Energy
+
+    return float(get_FWHM_at_Energy(energy_resolution_mnka_ev, energy_kev))
+
+
+def family_profile(xray_line: str, energy_kev: np.ndarray, channel_width_kev: float,
+                   energy_resolution_mnka_ev: float) -> np.ndarray:
+    """Expected counts per channel for one count in ``xray_line``, its family included.
+
+    Parameters
+    ----------
+    xray_line : str
+        exspy line name.
+    energy_kev : numpy.ndarray
+        Channel energies in keV.
+    channel_width_kev : float
+        Channel width in keV.
+    energy_resolution_mnka_ev : float
+        Detector FWHM at Mn Ka in eV.
+    """
+    energy_kev = np.asarray(energy_kev, dtype=float)
+    profile = np.zeros(energy_kev.shape)
+    for line_energy, weight in line_family(xray_line):
+        sigma = line_fwhm_kev(line_energy, energy_resolution_mnka_ev) / 2.3548
+        profile += weight * channel_width_kev * np.exp(
+            -0.5 * ((energy_kev - line_energy) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    return profile
