@@ -132,7 +132,7 @@ def main():
         print(f"| {phase} | {seconds:.0f} | {result['peak_rss_bytes'] / 1e9:.2f} | "
               f"{result['peak_rss_bytes'] / float32_bytes:.1%} |")
     print()
-    calls = ("the line fit and its check (one pass over the spectra)" if args.fit_lines else
+    calls = ("line fit and its check, one pass over the spectra" if args.fit_lines else
              "padding check and ratio fit, one pass over the spectra each")
     print(f"run: the calls ({calls}) {run_result['call_s']:.0f} s, "
           f"SIRT + HEBT + quantification {run_result['compute_s']:.0f} s; HEBT R^2 "
