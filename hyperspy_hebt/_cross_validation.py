@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import dask
 import dask.array as da
 import numpy as np
@@ -12,10 +14,11 @@ from ._reconstruction import invalid_weights, prepare_field
 from .cross_validation import CrossValidation, cross_validate_stacks
 from .tomography.backends import resolve_backend
 
-#: Grids tried by ``"auto"``. alpha = 0 (SIRT of the ratio-scaled maps) is in the
-#: HEBT grid so that data which break HEBT's model can opt out of the ADF term.
+#: Grids tried by ``"auto"``. Plain SIRT is always a candidate too (HEBT at alpha 0
+#: would be SIRT of the ratio-scaled maps, quantified with HEBT's factors), so data that
+#: break HEBT's model opt out of the ADF term without trusting the fitted ratios.
 AUTO_ITERATIONS = (20, 50, 100, 200, 500)
-AUTO_ALPHAS = (0.0, 0.5, 0.7, 0.8, 0.9)
+AUTO_ALPHAS = (0.5, 0.7, 0.8, 0.9)
 #: Slices used by "auto" (evenly spaced): enough to rank settings, a fraction of the cost.
 AUTO_SLICES = 16
 
@@ -151,40 +154,100 @@ def auto_sirt(signal, kwargs: dict) -> list:
     return out
 
 
-def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
-    """``reconstruct_hebt`` with ``alpha`` and/or ``iterations`` = "auto"."""
-    from ._hebt import reconstruct_hebt
+#: Keys of ``reconstruct_hebt``'s options that SIRT does not take.
+_HEBT_ONLY = ("response_ratios", "exclude_clipped", "adf_offset", "unlisted_mass",
+              "ratio_floor", "detector_efficiency", "score")
 
-    alphas = AUTO_ALPHAS if isinstance(alpha, str) else (alpha,)
-    counts = AUTO_ITERATIONS if isinstance(iterations, str) else (iterations,)
+_logger = logging.getLogger(__name__)
+
+
+def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
+    """``reconstruct_hebt`` with ``alpha`` and/or ``iterations`` = "auto".
+
+    Plain SIRT is always a candidate: HEBT at alpha 0 would return SIRT's maps
+    scaled by the fitted ratios and quantified with HEBT's factors, i.e. SIRT's
+    composition reweighted by ratios that may be wrong (a zero ratio reads as 0 %).
+    When HEBT's model check says "violated", SIRT is chosen without trying HEBT.
+    Either way the result says what was chosen and why
+    (``metadata.Reconstruction.AutomaticChoice``).
+    """
+    from ._hebt import check_hebt_model, reconstruct_hebt
+    from ._reconstruction import reconstruct_sirt
+
     for name, value in (("alpha", alpha), ("iterations", iterations)):
         if isinstance(value, str) and value != "auto":
             raise ValueError(f"{name} must be a number or 'auto', got {value!r}.")
+    alphas = tuple(a for a in AUTO_ALPHAS if a > 0) if isinstance(alpha, str) else (alpha,)
+    counts = AUTO_ITERATIONS if isinstance(iterations, str) else (iterations,)
     robust = {key: kwargs[key] for key in ("exclude_clipped", "adf_offset", "unlisted_mass",
                                            "ratio_floor", "response_ratios",
                                            "detector_efficiency")}
-    # Integrated once (lazy: one pass over the spectra) for the scores and the results.
+    # Integrated once (lazy: one pass over the spectra) for the check, the scores and
+    # the results.
     lines = in_memory_lines(line_intensities(signal, kwargs["xray_lines"], kwargs["intensities"],
                                              kwargs["integration_windows"],
                                              kwargs["background_windows"]))
     kwargs = dict(kwargs, xray_lines=None, intensities=lines)
+    check = check_hebt_model(
+        signal, adf, xray_lines=None, intensities=lines, integration_windows=None,
+        background_windows=None, gaussian_sigma=kwargs["gaussian_sigma"],
+        response_ratios=robust["response_ratios"], rotation_axis=kwargs["rotation_axis"],
+        exclude_clipped=robust["exclude_clipped"], adf_offset=robust["adf_offset"],
+        invalid_pixels=kwargs["invalid_pixels"],
+        detector_efficiency=robust["detector_efficiency"])
+    violated = check["verdict"] == "violated"
+    methods = ("sirt",) if violated else ("sirt", "hebt")
     result = cross_validate(
-        signal, adf, methods=("hebt",), iterations=counts, alphas=alphas, holdout=4,
-        hebt_options=robust,
-        xray_lines=kwargs["xray_lines"], intensities=kwargs["intensities"],
-        integration_windows=kwargs["integration_windows"],
-        background_windows=kwargs["background_windows"],
-        gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
-        rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
+        signal, adf if not violated else None, methods=methods, iterations=counts,
+        alphas=() if violated else alphas, holdout=4, hebt_options=robust,
+        xray_lines=None, intensities=lines, integration_windows=None,
+        background_windows=None, gaussian_sigma=kwargs["gaussian_sigma"],
+        score=kwargs["score"], rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
         relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
         padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
         backend=kwargs["backend"])
     chosen = dict(kwargs, padding_px=result.grid["padding_px"])
-    chosen.pop("score")
-    recs = reconstruct_hebt(signal, adf, alpha=result.best["alpha"],
-                            iterations=result.best["iterations"], **chosen)
+    best = result.best
+    if violated:
+        reason = ("HEBT's model check says 'violated' (" + "; ".join(check["problems"])
+                  + "): SIRT, iterations by cross-validation")
+    elif best["method"] == "SIRT":
+        hebt_rows = [r for r in result.rows if r["method"] == "HEBT"]
+        reason = (f"SIRT predicts the held-out tilts best (score {best['score']:.4g}; best "
+                  f"HEBT {_best_summed(hebt_rows):.4g})")
+    else:
+        reason = (f"HEBT alpha {best['alpha']:g} predicts the held-out tilts best (score "
+                  f"{best['score']:.4g}; best SIRT "
+                  f"{_best_summed([r for r in result.rows if r['method'] == 'SIRT']):.4g})")
+    if best["method"] == "SIRT":
+        _logger.warning("reconstruct_hebt(alpha/iterations='auto') chose SIRT: %s. The maps "
+                        "are SIRT's (quantified with f_A).", reason)
+        options = {k: v for k, v in chosen.items() if k not in _HEBT_ONLY}
+        recs = reconstruct_sirt(signal, iterations=best["iterations"], **options)
+    else:
+        options = {k: v for k, v in chosen.items() if k != "score"}
+        recs = reconstruct_hebt(signal, adf, alpha=best["alpha"],
+                                iterations=best["iterations"], **options)
     record = metadata_of(result)
+    choice = {"requested": f"reconstruct_hebt(alpha={alpha!r}, iterations={iterations!r})",
+              "candidates": ", ".join(
+                  ["SIRT"] + ([] if violated else [f"HEBT alpha {a:g}" for a in alphas])),
+              "chosen": (f"SIRT, {best['iterations']} iterations" if best["method"] == "SIRT"
+                         else f"HEBT, alpha {best['alpha']:g}, {best['iterations']} iterations"),
+              "reason": reason, "hebt_model_verdict": check["verdict"],
+              "hebt_model_problems": list(check["problems"]),
+              "response_ratios_checked": check["response_ratios"]}
     for rec in recs:
         _record_grid(rec, result.grid)
         rec.metadata.set_item("Reconstruction.CrossValidation", record)
+        rec.metadata.set_item("Reconstruction.AutomaticChoice", choice)
     return recs
+
+
+def _best_summed(rows) -> float:
+    """Lowest score summed over lines among ``rows`` (one setting = method, alpha, n)."""
+    summed = {}
+    for r in rows:
+        key = (r["alpha"], r["iterations"])
+        summed[key] = summed.get(key, 0.0) + r["score"]
+    return min(summed.values()) if summed else float("nan")

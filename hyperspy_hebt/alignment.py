@@ -583,9 +583,16 @@ def normalise_tilt_totals(intensities):
             totals = totals.compute()
         totals = np.asarray(totals, dtype=float)
         if np.any(totals <= 0):
+            lines = signal.metadata.get_item("Sample.xray_lines", [])
+            name = f"intensities[{i}] ({lines[0]})" if len(lines) == 1 else f"intensities[{i}]"
+            bad = np.flatnonzero(totals <= 0)
             raise ValueError(
-                f"intensities[{i}] has tilts {np.flatnonzero(totals <= 0).tolist()} with no "
-                "counts: their scale is undefined."
+                f"{name} has a total of zero or fewer counts at tilts "
+                f"{[float(a) for a in signal.axes_manager['tilt'].axis[bad]]} deg (totals "
+                f"{totals[bad].round(1).tolist()}): its per-tilt scale is undefined. A "
+                "negative total means the background subtraction or the line fit removed more "
+                "than the line holds: the line is absent or hidden by another; drop it or "
+                "check the spectrum."
             )
         factors = totals.mean() / totals
         scaled = data * factors.reshape((-1,) + (1,) * (data.ndim - 1))

@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .tilt_series import TILT_AXIS_NAME, apply_tilt_angles, stack_tilt_series
+from .tilt_series import (TILT_AXIS_NAME, apply_tilt_angles, stack_tilt_series,
+                          standardise_scan_axes)
 
 __all__ = ["load_tilt_series", "tilt_angle_from_filename"]
 
@@ -72,8 +73,15 @@ def _expand(paths, name):
     return paths
 
 
+#: What ``detectors`` may be: Super-X style detectors summed, or one series each.
+DETECTOR_MODES = ("sum", "separate")
+#: Formats whose reader takes ``sum_EDS_detectors`` (Velox EMD).
+_DETECTOR_AWARE = (".emd",)
+
+
 def _is_spectrum_image(signal) -> bool:
-    if signal.axes_manager.signal_dimension != 1:
+    # Velox files also hold each detector's sum spectrum (no navigation): not a map.
+    if signal.axes_manager.signal_dimension != 1 or signal.axes_manager.navigation_dimension == 0:
         return False
     signal_type = signal.metadata.get_item("Signal.signal_type", "") or ""
     units = signal.axes_manager.signal_axes[0].units
@@ -87,20 +95,27 @@ def _is_adf(signal) -> bool:
     return any(re.search(rf"(^|[^A-Z]){t}([^A-Z]|$)", title) for t in ADF_TITLES)
 
 
-def _split_file(path, signals, want_adf):
+def _split_file(path, signals, want_adf, n_spectra=1):
+    """The file's spectrum images (``n_spectra`` of them: one, or one per detector)
+    and its ADF image (or None)."""
     signals = signals if isinstance(signals, list) else [signals]
     spectra = [s for s in signals if _is_spectrum_image(s)]
-    if len(spectra) != 1:
+    if len(spectra) != n_spectra or not spectra:
         found = [(s.metadata.General.title, str(s.axes_manager.shape)) for s in signals]
+        expected = "exactly one" if n_spectra == 1 else f"one per detector ({n_spectra})"
+        hint = ""
+        if not spectra and path.lower().endswith(".emd"):
+            hint = (" A Velox file saved as reduced or pruned data keeps no spectrum "
+                    "stream: export the full .emd, or load the Bruker .bcf.")
         raise ValueError(
             f"{os.path.basename(path)} holds {len(spectra)} EDS spectrum images; expected "
-            f"exactly one. Signals in the file (title, shape): {found}."
+            f"{expected}. Signals in the file (title, shape): {found}.{hint}"
         )
     adf = None
     if want_adf:
         images = [s for s in signals if _is_adf(s)]
         adf = images[0] if images else None
-    return spectra[0], adf
+    return spectra, adf
 
 
 def _metadata_tilt(path, spectrum):
@@ -121,6 +136,9 @@ def load_tilt_series(
     tilt_from: str | Callable = "metadata",
     adf_paths: str | Sequence[str] | None = None,
     lazy: bool = True,
+    elements: Sequence[str] | None = None,
+    xray_lines: Sequence[str] | None = None,
+    detectors: str = "sum",
     **load_kwargs,
 ):
     """Load one file per tilt into a tilt series and its ADF series.
@@ -145,26 +163,43 @@ def load_tilt_series(
         title is HAADF, ADF or DF).
     lazy : bool
         Load lazily (default): nothing is read whole until computed.
+    elements, xray_lines : sequence of str, optional
+        The elements (exspy picks their lines) or X-ray lines to work on. They
+        **replace** the list the files' metadata carry (acquisition software
+        lists whatever its own identification found); the files' list is kept
+        under ``original_metadata.tilt_series.file_elements`` and
+        ``file_xray_lines``. Without them the files' list stays.
+    detectors : {"sum", "separate"}
+        Files with several EDS detectors (Velox Super-X): their spectra summed
+        into one series (default), or one series per detector (a list, in the
+        files' detector order; the ADF is shared). Files with one detector
+        give one series either way.
     **load_kwargs
         Passed to ``hs.load`` (e.g. ``select_type``, ``sum_frames``).
 
     Returns
     -------
     (TomographicEDSSpectrum, Signal2D or None)
-        The series sorted by tilt angle, and the ADF stack (navigation ``tilt``)
-        in the same order, or None when the files hold no ADF image.
+        The series sorted by tilt angle (a list of series with
+        ``detectors="separate"``), and the ADF stack (navigation ``tilt``) in the
+        same order, or None when the files hold no ADF image. Scan axes come
+        out as ``x`` and ``y`` whatever the reader called them (Bruker:
+        ``width``/``height``), recorded under ``original_metadata.tilt_series.renamed_axes``.
 
     Raises
     ------
     ValueError
         Missing, duplicated or out-of-range angles, a count that differs from
-        the number of files, files without exactly one spectrum image, ADF
+        the number of files, files without exactly one spectrum image (or one
+        per detector), an unknown ``detectors`` value, unknown elements or lines, ADF
         images in some files only, or images that do not match in shape.
     FileNotFoundError
         A pattern matching nothing, or missing files.
     """
     import hyperspy.api as hs
 
+    if detectors not in DETECTOR_MODES:
+        raise ValueError(f"detectors must be one of {DETECTOR_MODES}, got {detectors!r}.")
     files = _expand(paths, "paths")
     adf_files = None if adf_paths is None else _expand(adf_paths, "adf_paths")
     if adf_files is not None and len(adf_files) != len(files):
@@ -172,14 +207,24 @@ def load_tilt_series(
             f"adf_paths has {len(adf_files)} files for {len(files)} spectrum-image files."
         )
     spectra, adfs = [], []
+    n_detectors = None
     for i, path in enumerate(files):
-        loaded = hs.load(path, lazy=lazy, **load_kwargs)
-        spectrum, adf = _split_file(path, loaded, want_adf=adf_files is None)
+        kwargs = dict(load_kwargs)
+        if path.lower().endswith(_DETECTOR_AWARE):
+            kwargs.setdefault("sum_EDS_detectors", detectors == "sum")
+        loaded = hs.load(path, lazy=lazy, **kwargs)
+        if n_detectors is None:
+            listed = loaded if isinstance(loaded, list) else [loaded]
+            n_detectors = max(1, sum(_is_spectrum_image(s) for s in listed))
+            if detectors == "sum":
+                n_detectors = 1
+        file_spectra, adf = _split_file(path, loaded, want_adf=adf_files is None,
+                                        n_spectra=n_detectors)
         if adf_files is not None:
             adf = hs.load(adf_files[i], lazy=lazy)
             if isinstance(adf, list) or adf.axes_manager.signal_dimension != 2:
                 raise ValueError(f"{adf_files[i]} must hold one 2D ADF image.")
-        spectra.append(spectrum)
+        spectra.append(file_spectra)
         adfs.append(adf)
     if tilt_angles is not None:
         angles = np.asarray(tilt_angles, dtype=float)
@@ -189,9 +234,9 @@ def load_tilt_series(
                 "angle per file, in the order of paths."
             )
     elif callable(tilt_from):
-        angles = np.array([float(tilt_from(p, s)) for p, s in zip(files, spectra)])
+        angles = np.array([float(tilt_from(p, s[0])) for p, s in zip(files, spectra)])
     elif tilt_from == "metadata":
-        angles = np.array([_metadata_tilt(p, s) for p, s in zip(files, spectra)])
+        angles = np.array([_metadata_tilt(p, s[0]) for p, s in zip(files, spectra)])
         values, counts = np.unique(angles, return_counts=True)
         if len(files) > 1 and counts.max() > 1:
             raise ValueError(
@@ -209,13 +254,52 @@ def load_tilt_series(
     if any(with_adf) and not all(with_adf):
         missing = [os.path.basename(f) for f, ok in zip(files, with_adf) if not ok]
         raise ValueError(f"These files hold no ADF image while the others do: {missing}.")
-    series = stack_tilt_series(spectra, angles, lazy=lazy)
-    series.original_metadata.set_item(
-        "tilt_series.files", [files[i] for i in series.original_metadata.tilt_series.acquisition_order]
-    )
+    series = []
+    for detector in range(n_detectors):
+        one = stack_tilt_series([s[detector] for s in spectra], angles, lazy=lazy)
+        one.original_metadata.set_item(
+            "tilt_series.files",
+            [files[i] for i in one.original_metadata.tilt_series.acquisition_order])
+        if n_detectors > 1:
+            one.original_metadata.set_item("tilt_series.detector_index", detector)
+            one.metadata.General.title += f" (EDS detector {detector})"
+        _replace_line_list(one, elements, xray_lines)
+        series.append(one)
+    series = series[0] if detectors == "sum" else series
     if not all(with_adf):
         return series, None
     return series, _stack_adf(adfs, angles, lazy)
+
+
+def _replace_line_list(series, elements, xray_lines) -> None:
+    """The user's elements/lines replace the file's list (kept in original_metadata)."""
+    if elements is None and xray_lines is None:
+        return
+    for name, value in (("elements", elements), ("xray_lines", xray_lines)):
+        if value is not None and (isinstance(value, str) or not hasattr(value, "__iter__")):
+            raise TypeError(f"{name} must be a list of names, e.g. ['Fe', 'O'] or "
+                            f"['Fe_Ka'], got {value!r}.")
+    file_elements = list(series.metadata.get_item("Sample.elements", []))
+    file_lines = list(series.metadata.get_item("Sample.xray_lines", []))
+    series.original_metadata.set_item("tilt_series.file_elements", file_elements)
+    series.original_metadata.set_item("tilt_series.file_xray_lines", file_lines)
+    if series.metadata.has_item("Sample.elements"):
+        del series.metadata.Sample.elements
+    if series.metadata.has_item("Sample.xray_lines"):
+        del series.metadata.Sample.xray_lines
+    try:
+        if elements is not None:
+            series.add_elements(list(elements))
+        if xray_lines is not None:
+            series.add_lines(list(xray_lines))
+        else:
+            series.add_lines()
+    except (ValueError, KeyError) as error:
+        name = "xray_lines" if xray_lines is not None else "elements"
+        raise ValueError(
+            f"{name}: {error!s} (elements {elements}, xray_lines {xray_lines}); use element "
+            "symbols such as 'Fe' and exspy line names such as 'Fe_Ka'."
+        ) from None
 
 
 def _stack_adf(adfs, angles, lazy):
@@ -227,5 +311,8 @@ def _stack_adf(adfs, angles, lazy):
     order = np.argsort(angles, kind="stable")
     stacked = hs.stack([adfs[i] for i in order], new_axis_name=TILT_AXIS_NAME, lazy=lazy)
     apply_tilt_angles(stacked, angles[order])
+    renamed = standardise_scan_axes(stacked)
+    if renamed:
+        stacked.original_metadata.set_item("tilt_series.renamed_axes", renamed)
     stacked.metadata.General.title = f"ADF tilt series ({adfs[0].metadata.General.title})"
     return stacked

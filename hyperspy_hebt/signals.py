@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from exspy._misc.eds import utils as eds_utils
+from exspy.utils import eds as eds_utils
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 
 from . import _cross_validation, _hebt, _quantification, _reconstruction
@@ -275,9 +275,15 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             Weight of the ADF term in [0, 1). 0 is EDS-only SIRT of the
             ratio-scaled maps; the paper finds the best alpha in 0.6-0.9.
             ``"auto"`` (with ``iterations`` a number or "auto") picks the setting
-            that best predicts held-out tilts (:meth:`cross_validate`; alpha 0,
-            0.5, 0.7, 0.8, 0.9 and 20-500 iterations on 16 slices): data that break
-            HEBT's model choose alpha = 0. Scores go to
+            that best predicts held-out tilts (:meth:`cross_validate` on 16
+            slices: alpha 0.5, 0.7, 0.8, 0.9 and 20-500 iterations) among HEBT and
+            **plain SIRT**. HEBT's model is checked first; a "violated" verdict
+            (a zero ratio, R^2 below 0.85, a saturated ADF left in) makes it
+            SIRT. When SIRT is chosen the result is SIRT's maps
+            (``algorithm="SIRT"``, quantified with ``f_A``), never HEBT at alpha 0,
+            whose maps are scaled by ratios the check distrusts. What was chosen
+            and why: ``metadata.Reconstruction.AutomaticChoice`` (and a logged
+            warning when it is SIRT); the scores:
             ``metadata.Reconstruction.CrossValidation``.
         iterations : int or "auto"
             Joint SIRT iterations (HEBT converges more slowly than EDS SIRT as
@@ -399,7 +405,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         of a few or more; lower is better). The paper chose n and alpha against a
         known phantom; this needs none. On data that break HEBT's model (a
         saturated ADF, unlisted mass), HEBT predicts the held-out EDS maps worse
-        and SIRT (or alpha = 0) wins.
+        and SIRT wins.
 
         Parameters
         ----------

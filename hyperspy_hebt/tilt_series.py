@@ -13,11 +13,76 @@ import numpy as np
 from .tomography.geometry import validate_tilt_angles
 
 __all__ = ["TILT_AXIS_NAME", "apply_tilt_angles", "get_tilt_axis", "rebin_keeping_tilts",
-           "stack_tilt_series"]
+           "stack_tilt_series", "standardise_scan_axes"]
 
 TILT_AXIS_NAME = "tilt"
 TILT_AXIS_UNITS = "degrees"
 SIGNAL_TYPE = "EDS_TEM_Tomography"
+
+
+#: Scan-axis names that readers give, and the name this package uses for each.
+#: rosettasciio's Bruker reader says width/height; Velox and HyperSpy's own files say x/y.
+SCAN_AXIS_ALIASES = {"width": "x", "height": "y", "x": "x", "y": "y"}
+
+
+def _spatial_axes(signal):
+    """The spatial axes (navigation or signal, never tilt or energy), fastest first."""
+    axes = [a for a in signal.axes_manager._axes
+            if a.name != TILT_AXIS_NAME and not (signal.axes_manager.signal_dimension == 1
+                                                 and not a.navigate)]
+    return sorted(axes, key=lambda a: -a.index_in_array)
+
+
+def standardise_scan_axes(signal) -> dict:
+    """Rename the scan axes that a reader named its own way to ``x`` and ``y`` (in place).
+
+    rosettasciio's Bruker reader names the scan axes ``width`` and ``height``;
+    this package (alignment, ``rotation_axis="y"``) works with ``x`` (the fast
+    scan direction) and ``y``. Names are matched case-insensitively against
+    :data:`SCAN_AXIS_ALIASES`; HyperSpy's unnamed axes (``<undefined>``) are
+    named by position (the fastest ``x``). Other names are left alone.
+
+    Parameters
+    ----------
+    signal : BaseSignal
+        A spectrum image (navigation: the scan), an image (signal: the scan) or
+        a stack of either along ``tilt``.
+
+    Returns
+    -------
+    dict
+        ``{old name: new name}`` for every axis renamed (empty when none was).
+
+    Raises
+    ------
+    ValueError
+        When the renaming would give two axes one name (a file that calls its
+        fast axis ``height``, say), which would silently swap the scan directions.
+    """
+    spatial = _spatial_axes(signal)
+    if len(spatial) not in (1, 2):
+        return {}
+    targets = []
+    for position, axis in enumerate(spatial):
+        name = str(axis.name)
+        if name.lower() in SCAN_AXIS_ALIASES:
+            targets.append(SCAN_AXIS_ALIASES[name.lower()])
+        elif name in ("<undefined>", "", "None"):
+            targets.append("xy"[position])
+        else:
+            targets.append(name)
+    if len(set(targets)) != len(targets):
+        raise ValueError(
+            f"The scan axes {[a.name for a in spatial]} (fastest first) would both be named "
+            f"{targets}; rename them to 'x' (fast scan) and 'y' yourself, e.g. "
+            "s.axes_manager[0].name = 'x'."
+        )
+    mapping = {}
+    for axis, target in zip(spatial, targets):
+        if axis.name != target:
+            mapping[str(axis.name)] = target
+            axis.name = target
+    return mapping
 
 
 def get_tilt_axis(signal):
@@ -135,7 +200,10 @@ def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float], lazy: boo
     -------
     TomographicEDSSpectrum or LazyTomographicEDSSpectrum
         Navigation ``(x, y, tilt)`` (array shape ``(tilt, y, x, energy)``),
-        sorted by increasing angle. ``metadata`` holds the values all tilts
+        sorted by increasing angle. Scan axes that the reader named its own way
+        (``width``/``height``) are renamed ``x``/``y``
+        (:func:`standardise_scan_axes`), recorded under
+        ``original_metadata.tilt_series.renamed_axes``. ``metadata`` holds the values all tilts
         share; values that differ between tilts are removed from it and listed
         per tilt (in sorted order) under
         ``original_metadata.tilt_series.per_tilt_metadata``; every tilt's full
@@ -179,8 +247,11 @@ def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float], lazy: boo
     stacked.metadata.General.title = f"Tilt series of {ordered[0].metadata.General.title}".strip()
     stacked.set_signal_type(SIGNAL_TYPE)
     apply_tilt_angles(stacked, angles[order])
+    renamed = standardise_scan_axes(stacked)
     node = "tilt_series"
     stacked.original_metadata.set_item(f"{node}.acquisition_order", order.tolist())
+    if renamed:
+        stacked.original_metadata.set_item(f"{node}.renamed_axes", renamed)
     for path, values in per_tilt.items():
         stacked.original_metadata.set_item(f"{node}.per_tilt_metadata.{path}", values)
     return stacked

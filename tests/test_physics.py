@@ -1,5 +1,7 @@
 """Physics factors against the paper's Table 2 and the other values it quotes."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -107,19 +109,49 @@ def test_detector_efficiency_forms():
             physics.eds_factor("Co_Ka", 80, bad)
 
 
-def test_tables_missing_and_offline(tmp_path, monkeypatch):
-    import pooch
-
+def test_tables_missing_from_the_named_folder(tmp_path, monkeypatch):
     monkeypatch.setenv(_data.DATA_DIR_VARIABLE, str(tmp_path))
     _data.bote_salvat_tables.cache_clear()
-
-    def offline(*args, **kwargs):
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(pooch, "retrieve", offline)
     try:
-        with pytest.raises(physics.DataUnavailableError, match=_data.DATA_DIR_VARIABLE):
+        with pytest.raises(physics.DataUnavailableError,
+                           match=f"SalvatXionA.csv is not in .*{_data.DATA_DIR_VARIABLE}"):
             physics.ionization_cross_section("Cu_Ka", 100)
+    finally:
+        _data.bote_salvat_tables.cache_clear()
+
+
+def test_packaged_tables_work_offline(monkeypatch):
+    """The default path reads the copy inside the package and opens no connection."""
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("this test has no network")
+
+    monkeypatch.delenv(_data.DATA_DIR_VARIABLE, raising=False)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    _data.bote_salvat_tables.cache_clear()
+    try:
+        assert _data.data_folder()[0] == _data.PACKAGED_DIR
+        # Paper Table 2: Ag L3 at 100 keV, 2.44e3 b.
+        assert physics.ionization_cross_section("Ag_La", 100) == pytest.approx(2.44e3, rel=0.01)
+        assert (_data.PACKAGED_DIR / "NIST-NOTICE.txt").is_file()
+    finally:
+        _data.bote_salvat_tables.cache_clear()
+
+
+def test_override_folder_is_read(monkeypatch):
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "bote_salvat"
+    if not shared.is_dir():
+        pytest.skip("../shared/data/bote_salvat is not beside the repository")
+    monkeypatch.setenv(_data.DATA_DIR_VARIABLE, str(shared))
+    _data.bote_salvat_tables.cache_clear()
+    try:
+        tables = _data.bote_salvat_tables()
+        assert _data.data_folder()[0] == shared
+        for name in _data.REGISTRY:
+            assert (shared / name).read_bytes() == (_data.PACKAGED_DIR / name).read_bytes()
+        assert 47 in tables["A"]
     finally:
         _data.bote_salvat_tables.cache_clear()
 

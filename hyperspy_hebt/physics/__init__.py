@@ -1,9 +1,9 @@
 """Physics of the thin-film model (paper Eq. 4-18): no HyperSpy signals here.
 
 Cross sections in barn, energies in keV, factors in barn mol/g. The
-Bote-Salvat parameter tables are fetched from NIST on first use (see
-:mod:`hyperspy_hebt.physics._data`); set ``HYPERSPY_HEBT_DATA_DIR`` to a folder
-that holds them to work offline.
+Bote-Salvat parameter tables (NIST, public domain) ship with the package (see
+:mod:`hyperspy_hebt.physics._data`); ``HYPERSPY_HEBT_DATA_DIR`` names another
+folder to read them from.
 """
 
 from ._data import DATA_DIR_VARIABLE, DataUnavailableError

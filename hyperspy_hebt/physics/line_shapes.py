@@ -30,11 +30,18 @@ def line_family(xray_line: str) -> list[tuple[float, float]]:
             for name in table.keys() if name[0] == line[0]]
 
 
-def line_fwhm_kev(energy_kev: float, energy_resolution_mnka_ev: float) -> float:
-    """Peak FWHM in keV at ``energy_kev`` (keV) for a detector of that Mn Ka FWHM (eV)."""
-    from exspy._misc.eds.utils import get_FWHM_at_Energy
+#: Mn Ka energy (keV), the reference line of detector resolutions (exspy's database).
+MN_KA_KEV = 5.8987
 
-    return float(get_FWHM_at_Energy(energy_resolution_mnka_ev, energy_kev))
+
+def line_fwhm_kev(energy_kev: float, energy_resolution_mnka_ev: float) -> float:
+    """Peak FWHM in keV at ``energy_kev`` (keV) for a detector of that Mn Ka FWHM (eV).
+
+    Fiori and Newbury's scaling, as exspy uses it: FWHM^2 (eV^2) = FWHM_MnKa^2
+    + 2.5 (E - E_MnKa) (eV); owned here because exspy keeps it private.
+    """
+    squared = energy_resolution_mnka_ev ** 2 + 2.5 * (energy_kev - MN_KA_KEV) * 1000.0
+    return float(np.sqrt(max(squared, 1.0))) / 1000.0
 
 
 def family_profile(xray_line: str, energy_kev: np.ndarray, channel_width_kev: float,

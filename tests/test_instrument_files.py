@@ -1,0 +1,125 @@
+"""Real instrument files (Bruker .bcf, Velox .emd) as the readers really return them.
+
+A tilt series is made of copies of one file named by angle: loading, axis names,
+metadata and element lists are real, the "object" is not (every tilt is the same
+image), so nothing here judges a reconstruction's quality.
+"""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hyperspy_hebt import load_tilt_series
+from hyperspy_hebt._layout import TiltSeriesLayout
+from hyperspy_hebt.line_survey import survey_lines
+
+FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "instrument_files"
+TILTS = (-40, -20, 0, 20, 40)
+
+pytestmark = pytest.mark.skipif(not FILES.is_dir(),
+                                reason="../shared/data/instrument_files is not beside the repo")
+
+
+def copies(tmp_path, name, tilts=TILTS):
+    folder = tmp_path / Path(name).stem
+    folder.mkdir()
+    suffix = Path(name).suffix
+    for angle in tilts:
+        shutil.copy(FILES / name, folder / f"tilt_{angle}{suffix}")
+    return str(folder / f"*{suffix}")
+
+
+@pytest.fixture(scope="module")
+def bruker(tmp_path_factory):
+    return copies(tmp_path_factory.mktemp("bruker"), "test_TEM.bcf")
+
+
+def test_bruker_scan_axes_become_x_and_y(bruker):
+    series, adf = load_tilt_series(bruker, tilt_from="filename")
+    names = [a.name for a in series.axes_manager.navigation_axes]
+    assert names == ["x", "y", "tilt"]
+    # rosettasciio says width (fast) and height (slow): the mapping is recorded.
+    assert series.original_metadata.tilt_series.renamed_axes.as_dictionary() == {
+        "width": "x", "height": "y"}
+    assert [a.name for a in adf.axes_manager.signal_axes] == ["x", "y"]
+    assert adf.original_metadata.tilt_series.renamed_axes.width == "x"
+    # The default rotation axis ("y") and alignment's (x, y, tilt) are found.
+    layout = TiltSeriesLayout.from_signal(series)
+    assert layout.slice_axis.name == "y" and layout.detector_axis.name == "x"
+    np.testing.assert_allclose(series.tilt_angles, TILTS)
+    # The calibration is the reader's, untouched.
+    assert series.axes_manager["x"].units == "µm"
+    assert series.axes_manager["x"].scale == pytest.approx(0.000771004754204027)
+
+
+def test_bruker_series_reconstructs_and_aligns(bruker):
+    from hyperspy_hebt.alignment import align_tilt_series
+
+    series, adf = load_tilt_series(bruker, tilt_from="filename", elements=["O", "Ti"])
+    small = series.rebin(scale=(4, 4, 1, 1))
+    small_adf = adf.rebin(scale=(1, 4, 4))
+    # This raised "alignment needs navigation axes (x, y, tilt)" on Bruker series.
+    aligned, aligned_adf = align_tilt_series(small, small_adf, method="com")
+    rec = aligned.reconstruct_sirt(iterations=5, padding_px=0)
+    assert [r.metadata.Sample.xray_lines[0] for r in rec] == ["O_Ka", "Ti_Ka"]
+    assert [a.name for a in rec[0].axes_manager.navigation_axes] == ["y"]
+    assert [a.name for a in rec[0].axes_manager.signal_axes] == ["x", "z"]
+
+
+def test_user_elements_replace_the_files_list(bruker):
+    series, _ = load_tilt_series(bruker, tilt_from="filename", elements=["O", "Ti"])
+    assert list(series.metadata.Sample.elements) == ["O", "Ti"]
+    assert list(series.metadata.Sample.xray_lines) == ["O_Ka", "Ti_Ka"]
+    assert series.original_metadata.tilt_series.file_elements == ["Cu", "O", "Pd", "Ti"]
+    lines, _ = load_tilt_series(bruker, tilt_from="filename", xray_lines=["Ti_La"])
+    assert list(lines.metadata.Sample.xray_lines) == ["Ti_La"]
+    assert list(lines.metadata.Sample.elements) == ["Ti"]
+    # Without a list the file's stays.
+    untouched, _ = load_tilt_series(bruker, tilt_from="filename")
+    assert list(untouched.metadata.Sample.elements) == ["Cu", "O", "Pd", "Ti"]
+    with pytest.raises(ValueError, match="elements"):
+        load_tilt_series(bruker, tilt_from="filename", elements=["Xx"])
+    with pytest.raises(TypeError, match="elements must be a list"):
+        load_tilt_series(bruker, tilt_from="filename", elements="Fe")
+
+
+def test_survey_names_missing_and_unlisted_lines(bruker):
+    series, _ = load_tilt_series(bruker, tilt_from="filename", elements=["O", "Ti", "Fe"])
+    survey = survey_lines(series)
+    # No Fe in this specimen; Cu (the grid) and Pd are in the file's list and spectrum.
+    assert survey.missing == ["Fe_Ka"]
+    candidates = [c for peak in survey.unlisted for c in peak["candidates"]]
+    assert "Cu_Ka" in candidates and "Pd_La" in candidates
+    messages = " ".join(survey.messages())
+    assert "Fe_Ka has no significant counts" in messages
+    assert "O_Ka" not in survey.missing and "Ti_Ka" not in survey.missing
+    full, _ = load_tilt_series(bruker, tilt_from="filename")
+    listed = {r["xray_line"] for r in survey_lines(full).listed}
+    assert listed == {"Cu_Ka", "O_Ka", "Pd_La", "Ti_Ka"} and not survey_lines(full).missing
+
+
+def test_velox_spectrum_image_loads(tmp_path):
+    pattern = copies(tmp_path, "velox_SI_16x16.emd", tilts=(-30, 0, 30))
+    series, adf = load_tilt_series(pattern, tilt_from="filename", lazy=False)
+    # The file also holds four per-detector sum spectra: the map is the one chosen.
+    assert series.axes_manager.navigation_shape == (16, 16, 3)
+    assert [a.name for a in series.axes_manager.navigation_axes] == ["x", "y", "tilt"]
+    assert adf.axes_manager.signal_shape == (16, 16)
+    assert sorted(series.metadata.Sample.elements) == ["C", "Ca", "Cu", "O"]
+    separate, _ = load_tilt_series(pattern, tilt_from="filename", lazy=False,
+                                   detectors="separate")
+    assert len(separate) == 4
+    # The four Super-X detectors add up to the summed series, count for count.
+    np.testing.assert_array_equal(sum(s.data.astype(np.int64) for s in separate),
+                                  series.data.astype(np.int64))
+    assert separate[2].original_metadata.tilt_series.detector_index == 2
+    with pytest.raises(ValueError, match="detectors must be one of"):
+        load_tilt_series(pattern, tilt_from="filename", detectors="first")
+
+
+def test_velox_reduced_file_says_why_it_cannot_be_used(tmp_path):
+    pattern = copies(tmp_path, "velox_SI_16x16_reduced.emd", tilts=(-30, 30))
+    with pytest.raises(ValueError, match="0 EDS spectrum images.*reduced or pruned"):
+        load_tilt_series(pattern, tilt_from="filename")
