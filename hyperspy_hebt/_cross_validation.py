@@ -23,6 +23,20 @@ AUTO_ALPHAS = (0.5, 0.7, 0.8, 0.9)
 AUTO_SLICES = 16
 
 
+#: Folds of "auto" (every 4th tilt held out in turn), fewer for short series.
+AUTO_FOLDS = 4
+
+
+def auto_folds(n_tilts: int) -> int:
+    """Folds for "auto": 4, or as many as a short series allows (at least 2 tilts in
+    each fold's training set per held-out tilt)."""
+    if n_tilts < 4:
+        raise ValueError(
+            f"'auto' chooses by holding tilts out and needs at least 4 tilts; this series "
+            f"has {n_tilts}. Give the iterations (and alpha) as numbers.")
+    return min(AUTO_FOLDS, n_tilts // 2)
+
+
 def _slice_selection(n_slices, slices):
     if slices is None:
         return np.arange(n_slices)
@@ -124,6 +138,7 @@ def auto_sirt(signal, kwargs: dict) -> list:
     """``reconstruct_sirt(iterations="auto")``: each line at its own best iteration count."""
     from ._reconstruction import reconstruct_sirt
 
+    folds = auto_folds(len(signal.tilt_angles))
     # Integrated once (lazy: one pass over the spectra) for the scores and the results.
     lines = in_memory_lines(line_intensities(signal, kwargs["xray_lines"], kwargs["intensities"],
                                              kwargs["integration_windows"],
@@ -131,7 +146,7 @@ def auto_sirt(signal, kwargs: dict) -> list:
     names = [line.xray_line for line in lines]
     result = cross_validate(
         signal, None, methods=("sirt",), iterations=AUTO_ITERATIONS, alphas=(),
-        holdout=4, xray_lines=None, intensities=lines,
+        holdout=folds, xray_lines=None, intensities=lines,
         integration_windows=None, background_windows=None,
         gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
         rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
@@ -177,6 +192,7 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
     for name, value in (("alpha", alpha), ("iterations", iterations)):
         if isinstance(value, str) and value != "auto":
             raise ValueError(f"{name} must be a number or 'auto', got {value!r}.")
+    folds = auto_folds(len(signal.tilt_angles))
     alphas = tuple(a for a in AUTO_ALPHAS if a > 0) if isinstance(alpha, str) else (alpha,)
     counts = AUTO_ITERATIONS if isinstance(iterations, str) else (iterations,)
     robust = {key: kwargs[key] for key in ("exclude_clipped", "adf_offset", "unlisted_mass",
@@ -199,7 +215,7 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
     methods = ("sirt",) if violated else ("sirt", "hebt")
     result = cross_validate(
         signal, adf if not violated else None, methods=methods, iterations=counts,
-        alphas=() if violated else alphas, holdout=4, hebt_options=robust,
+        alphas=() if violated else alphas, holdout=folds, hebt_options=robust,
         xray_lines=None, intensities=lines, integration_windows=None,
         background_windows=None, gaussian_sigma=kwargs["gaussian_sigma"],
         score=kwargs["score"], rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,

@@ -93,7 +93,7 @@ def line_intensities(signal, xray_lines, intensities, integration_windows, backg
         }
         if background_windows is not None:
             provenance["background_windows"] = [float(v) for v in background_windows[i]]
-            _warn_negative(line, image.data)
+            warn_negative(line, image.data, "background-subtracted")
         out.append(LineIntensity(line, image.data, provenance))
     return out
 
@@ -144,19 +144,41 @@ def _warn_overlaps(signal, lines, windows, background_windows):
                     ", ".join(inside), line)
 
 
-def _warn_negative(line, data):
-    """Warn when background subtraction leaves a large negative share (eager maps only)."""
+_ADJECTIVES = {"line fit": "fitted", "user": "given", "integration": "integrated"}
+#: A map whose negative counts exceed this share of its positive ones is flagged.
+NEGATIVE_SHARE_LIMIT = 0.05
+
+
+def warn_negative(line: str, data, source: str) -> bool:
+    """Warn, naming the line, when a map is negative in total or in a large share
+    (in-memory maps only: a lazy map is checked once computed). Returns whether it
+    warned.
+
+    ``source`` says what made the map: an adjective ("background-subtracted") or a
+    provenance source ("line fit", "user", "integration").
+    """
+    source = _ADJECTIVES.get(source, source)
     if isinstance(data, da.Array):
-        return
+        return False
     values = np.asarray(data, dtype=float)
     negative = -values[values < 0].sum()
     positive = values[values > 0].sum()
-    if positive > 0 and negative > 0.05 * positive:
+    if negative > 0 and positive <= negative:
         _logger.warning(
-            "The background-subtracted map of %s is negative in %.0f%% of its pixels "
-            "(negative counts are %.0f%% of the positive ones): the background windows may "
-            "sit on other lines, or the counts are too low for window subtraction.",
-            line, 100 * np.mean(values < 0), 100 * negative / positive)
+            "The %s map of %s is negative in total (%.3g counts; %.0f%% of its pixels "
+            "negative): the line is absent, or hidden under another line or the background. "
+            "Its reconstruction and composition would be noise: drop %s, or check the "
+            "spectrum and the line list.", source, line, positive - negative,
+            100 * np.mean(values < 0), line)
+        return True
+    if positive > 0 and negative > NEGATIVE_SHARE_LIMIT * positive:
+        _logger.warning(
+            "The %s map of %s is negative in %.0f%% of its pixels (negative counts are "
+            "%.0f%% of the positive ones): a window or model that takes in another line, "
+            "or counts too low to subtract a background from.", source, line,
+            100 * np.mean(values < 0), 100 * negative / positive)
+        return True
+    return False
 
 
 def _user_intensities(signal, xray_lines, intensities, nav_shape):
@@ -206,6 +228,7 @@ def _user_intensities(signal, xray_lines, intensities, nav_shape):
         provenance = {"source": "user"}
         if isinstance(item, BaseSignal) and item.metadata.has_item("LineFit"):
             provenance = {"source": "line fit", **item.metadata.LineFit.as_dictionary()}
+        warn_negative(line, data, provenance["source"])
         out.append(LineIntensity(str(line), data, provenance))
     return out
 
@@ -221,6 +244,7 @@ def in_memory_lines(lines):
     computed = dask.compute(*[lines[i].data for i in lazy])
     out = list(lines)
     for i, data in zip(lazy, computed):
+        warn_negative(lines[i].xray_line, data, lines[i].provenance.get("source", "line"))
         out[i] = LineIntensity(lines[i].xray_line, da.from_array(data), lines[i].provenance)
     return out
 

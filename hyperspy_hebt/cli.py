@@ -150,17 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--tilt-from", default="metadata", choices=("metadata", "filename"))
     rec.add_argument("--tilt-angles", type=float, nargs="+", default=None,
                      help="one angle per file (degrees), in file-name order")
-    rec.add_argument("--elements", nargs="+", default=None)
-    rec.add_argument("--lines", nargs="+", default=None, help="X-ray lines, e.g. Fe_Ka")
-    rec.add_argument("--method", default="hebt", choices=("hebt", "sirt"))
-    rec.add_argument("--alpha", type=float, default=0.8)
-    rec.add_argument("--iterations", type=int, default=100)
+    rec.add_argument("--elements", nargs="+", default=None,
+                     help="elements to reconstruct (replace the files' own list)")
+    rec.add_argument("--lines", nargs="+", default=None,
+                     help="X-ray lines, e.g. Fe_Ka (replace the files' own list)")
+    rec.add_argument("--method", default="auto", choices=("auto", "hebt", "sirt"),
+                     help="auto (default): HEBT's cross-validated choice, plain SIRT among "
+                          "its candidates (SIRT when the files hold no ADF)")
+    rec.add_argument("--alpha", type=_number_or_auto(float), default="auto",
+                     help="HEBT weight of the ADF term, or auto (default)")
+    rec.add_argument("--iterations", type=_number_or_auto(int), default="auto",
+                     help="iterations, or auto (default: cross-validated)")
+    rec.add_argument("--region", action="append", default=None, dest="regions",
+                     help='a region to tabulate the composition of, e.g. "Pt dominates" '
+                          'or "not Pt dominates" (repeat for several)')
     rec.add_argument("--bin", type=int, default=1, help="spatial binning factor")
     rec.add_argument("--align", action="store_true", help="align the series on the ADF")
     rec.add_argument("--align-method", default="com", choices=("com", "xcorr"))
-    rec.add_argument("--rotation", default="0",
+    rec.add_argument("--rotation", default=0.0, type=_number_or_auto(float),
                      help="tilt-axis rotation to undo (degrees) or 'auto' to estimate it")
-    rec.add_argument("--axis-shift", default="0",
+    rec.add_argument("--axis-shift", default=0.0, type=_number_or_auto(float),
                      help="x shift (px) that centres the tilt axis, or 'auto' to estimate it "
                           "(use with --align-method xcorr)")
     rec.add_argument("--register", action="store_true", help="register the ADF on the EDS")
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--fit-lines", action="store_true",
                      help="line intensities by fitting every spectrum (overlapping lines) "
                           "instead of 1-FWHM windows")
-    rec.add_argument("--padding", default="auto",
+    rec.add_argument("--padding", default="auto", type=_number_or_auto(int),
                      help='grid columns added on each side of the scan, or "auto" (objects '
                           'wider than the field, e.g. lamellae)')
     rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),
@@ -184,20 +193,39 @@ def main(argv: list[str] | None = None) -> int:
     return _demo(args)
 
 
+def _number_or_auto(kind):
+    """argparse type: a number of ``kind`` or the word auto."""
+    def parse(text: str):
+        if text == "auto":
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'} or 'auto', got "
+                f"{text!r}") from None
+    parse.__name__ = f"{kind.__name__} or auto"
+    return parse
+
+
 def _reconstruct(args: argparse.Namespace) -> int:
+    from .physics import DataUnavailableError
     from .pipeline import reconstruct_files
 
-    reconstruct_files(
-        args.paths, args.out, elements=args.elements, xray_lines=args.lines,
-        method=args.method, alpha=args.alpha, iterations=args.iterations,
-        bin_factor=args.bin, align=args.align, align_method=args.align_method,
-        rotation_deg=args.rotation if args.rotation == "auto" else float(args.rotation),
-        axis_shift_px=args.axis_shift if args.axis_shift == "auto" else float(args.axis_shift),
-        register=args.register, normalise=args.normalise,
-        gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
-        tilt_from=args.tilt_from, adf_paths=args.adf,
-        padding_px=args.padding if args.padding == "auto" else int(args.padding),
-        fit_lines=args.fit_lines, backend=args.backend)
+    try:
+        reconstruct_files(
+            args.paths, args.out, elements=args.elements, xray_lines=args.lines,
+            method=args.method, alpha=args.alpha, iterations=args.iterations,
+            bin_factor=args.bin, align=args.align, align_method=args.align_method,
+            rotation_deg=args.rotation, axis_shift_px=args.axis_shift,
+            register=args.register, normalise=args.normalise,
+            gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
+            tilt_from=args.tilt_from, adf_paths=args.adf, padding_px=args.padding,
+            fit_lines=args.fit_lines, backend=args.backend, regions=args.regions)
+    except (ValueError, TypeError, FileNotFoundError, DataUnavailableError) as error:
+        # The user's input or files: a message, not a traceback.
+        print(f"python -m hyperspy_hebt reconstruct: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -13,11 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["orthoslices", "render_3d", "save_volumes"]
+__all__ = ["element_colors", "object_depth_range", "orthoslices", "render_3d", "save_volumes"]
 
 
 def _volume(signal):
-    data = np.asarray(signal.data.compute() if signal._lazy else signal.data, dtype=float)
+    data = np.asarray(signal.data.compute() if signal._lazy else signal.data, dtype=np.float32)
     if data.ndim != 3:
         raise ValueError(
             f"expected a volume (navigation y | signal x, z), got data of shape {data.shape}."
@@ -25,12 +25,61 @@ def _volume(signal):
     return data
 
 
-def _extent(axis):
-    return (axis.low_value - axis.scale / 2, axis.high_value + axis.scale / 2)
+#: Length units shown as nanometres (factor to nm).
+_TO_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "μm": 1e3, "Å": 0.1, "A": 0.1, "pm": 1e-3}
 
 
-def orthoslices(signals: Sequence, vmin=None, vmax=None, cmap: str = "inferno"):
+def _length(axis):
+    """(factor, unit) to show an axis in nm when its units are a length."""
+    factor = _TO_NM.get(str(axis.units))
+    return (factor, "nm") if factor is not None else (1.0, str(axis.units))
+
+
+def _extent(axis, factor=1.0):
+    return ((axis.low_value - axis.scale / 2) * factor,
+            (axis.high_value + axis.scale / 2) * factor)
+
+
+def element_colors(n: int) -> list:
+    """``n`` distinct colours (matplotlib's qualitative maps, then evenly spaced hues):
+    one per element, never repeated."""
+    import matplotlib
+
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(n)]
+    return [matplotlib.colormaps["hsv"](i / n) for i in range(n)]
+
+
+def object_depth_range(volumes: Sequence[np.ndarray], margin: float = 0.1) -> slice:
+    """The ``z`` rows (axis 1 of ``(y, z, x)`` volumes) where any volume is non-zero,
+    widened by ``margin`` of that range on each side; all rows when none is zero.
+
+    Weight-fraction volumes are 0 outside the object, so a thin lamella's slab,
+    as deep as the scan is wide, is cut to the lamella.
+    """
+    occupied = np.zeros(volumes[0].shape[1], dtype=bool)
+    for volume in volumes:
+        occupied |= np.any(volume != 0, axis=(0, 2))
+    if not occupied.any() or occupied.all():
+        return slice(0, occupied.size)
+    rows = np.flatnonzero(occupied)
+    pad = max(1, int(round(margin * (rows[-1] - rows[0] + 1))))
+    return slice(max(0, rows[0] - pad), min(occupied.size, rows[-1] + 1 + pad))
+
+
+def _colorbar_label(signal) -> str:
+    quantity = signal.metadata.get_item("Signal.quantity")
+    return str(quantity) if quantity else str(signal.metadata.General.title)
+
+
+def orthoslices(signals: Sequence, vmin=None, vmax=None, cmap: str = "inferno",
+                crop_depth: bool = True):
     """Central xz, xy and yz slices of one or more volumes, one row per volume.
+
+    Lengths are shown in nm (axes in µm or Å are converted), and every colour bar
+    says what it shows (``metadata.Signal.quantity``, else the title).
 
     Parameters
     ----------
@@ -40,6 +89,9 @@ def orthoslices(signals: Sequence, vmin=None, vmax=None, cmap: str = "inferno"):
         Colour limits (weight fractions: 0 and 1).
     cmap : str
         Matplotlib colour map.
+    crop_depth : bool
+        Show only the depth (``z``) range where some volume is non-zero (see
+        :func:`object_depth_range`): for a lamella, the lamella, not the whole slab.
 
     Returns
     -------
@@ -47,30 +99,54 @@ def orthoslices(signals: Sequence, vmin=None, vmax=None, cmap: str = "inferno"):
     """
     import matplotlib.pyplot as plt
 
+    volumes = [_volume(signal) for signal in signals]
+    depth = object_depth_range(volumes) if crop_depth else slice(0, volumes[0].shape[1])
     fig, axes = plt.subplots(len(signals), 3, figsize=(12, 3.6 * len(signals)), squeeze=False)
-    for row, signal in zip(axes, signals):
-        data = _volume(signal)
+    for row, signal, data in zip(axes, signals, volumes):
         y_axis = signal.axes_manager.navigation_axes[0]
         x_axis, z_axis = signal.axes_manager.signal_axes
-        cy, cz, cx = (n // 2 for n in data.shape)
+        z_shown = z_axis.axis[depth]
+        cy, cx = data.shape[0] // 2, data.shape[2] // 2
+        cz = depth.start + (depth.stop - depth.start) // 2
+        (fx, ux), (fy, uy), (fz, uz) = _length(x_axis), _length(y_axis), _length(z_axis)
+        z_extent = ((z_shown[0] - z_axis.scale / 2) * fz, (z_shown[-1] + z_axis.scale / 2) * fz)
         panels = [
-            (data[cy], f"xz at y = {y_axis.axis[cy]:.3g} {y_axis.units}", x_axis, z_axis),
-            (data[:, cz, :], f"xy at z = {z_axis.axis[cz]:.3g} {z_axis.units}", x_axis, y_axis),
-            (data[:, :, cx], f"yz at x = {x_axis.axis[cx]:.3g} {x_axis.units}", z_axis, y_axis),
+            (data[cy, depth], f"xz at y = {y_axis.axis[cy] * fy:.3g} {uy}",
+             ("x", ux, _extent(x_axis, fx)), ("z", uz, z_extent)),
+            (data[:, cz, :], f"xy at z = {z_axis.axis[cz] * fz:.3g} {uz}",
+             ("x", ux, _extent(x_axis, fx)), ("y", uy, _extent(y_axis, fy))),
+            (data[:, depth, cx], f"yz at x = {x_axis.axis[cx] * fx:.3g} {ux}",
+             ("z", uz, z_extent), ("y", uy, _extent(y_axis, fy))),
         ]
         for ax, (image, where, horizontal, vertical) in zip(row, panels):
             shown = ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower",
-                              extent=_extent(horizontal) + _extent(vertical))
+                              extent=horizontal[2] + vertical[2], aspect="equal")
             ax.set(title=f"{signal.metadata.General.title}\n{where}",
-                   xlabel=f"{horizontal.name} ({horizontal.units})",
-                   ylabel=f"{vertical.name} ({vertical.units})")
-            fig.colorbar(shown, ax=ax, shrink=0.8)
+                   xlabel=f"{horizontal[0]} ({horizontal[1]})",
+                   ylabel=f"{vertical[0]} ({vertical[1]})")
+            bar = fig.colorbar(shown, ax=ax, shrink=0.8)
+            bar.set_label(_colorbar_label(signal), fontsize=8)
     fig.tight_layout()
     return fig
 
 
+#: Voxels per axis of the volumes given to marching cubes: the mesh of a noisy
+#: full-size volume has millions of faces (tens of GB as matplotlib polygons).
+RENDER_VOXELS = 96
+
+
+def _downsampled(data, factor):
+    if factor == 1:
+        return data
+    shape = [n // factor * factor for n in data.shape]
+    data = data[: shape[0], : shape[1], : shape[2]]
+    return data.reshape(shape[0] // factor, factor, shape[1] // factor, factor,
+                        shape[2] // factor, factor).mean(axis=(1, 3, 5))
+
+
 def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
-              colors: Sequence[str] = ("tab:orange", "tab:blue", "tab:green", "tab:red")):
+              colors: Sequence | None = None, max_voxels: int = RENDER_VOXELS,
+              crop_depth: bool = True):
     """Iso-surfaces of volumes (marching cubes) in one 3D matplotlib view.
 
     Parameters
@@ -79,8 +155,13 @@ def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
         Volumes on the same grid, e.g. weight fractions per element.
     levels : sequence of float, optional
         Iso-value per volume; default: half of each volume's maximum.
-    colors : sequence of str
-        One colour per volume.
+    colors : sequence, optional
+        One colour per volume; default: :func:`element_colors` (never repeated).
+    max_voxels : int
+        Volumes are averaged in blocks down to at most this many voxels per axis
+        before meshing (bounded memory and a readable figure).
+    crop_depth : bool
+        Mesh only the depth range where some volume is non-zero.
 
     Returns
     -------
@@ -90,27 +171,37 @@ def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
     from skimage.measure import marching_cubes
 
+    if colors is None:
+        colors = element_colors(len(signals))
+    elif len(colors) < len(signals):
+        raise ValueError(f"colors has {len(colors)} entries for {len(signals)} volumes: "
+                         "give one colour per volume.")
+    volumes = [_volume(signal) for signal in signals]
+    depth = object_depth_range(volumes) if crop_depth else slice(0, volumes[0].shape[1])
+    factor = max(1, int(np.ceil(max(volumes[0].shape[0], depth.stop - depth.start,
+                                    volumes[0].shape[2]) / max_voxels)))
+    x_axis, z_axis = signals[0].axes_manager.signal_axes
+    y_axis = signals[0].axes_manager.navigation_axes[0]
+    (fx, ux), (fy, _), (fz, _) = _length(x_axis), _length(y_axis), _length(z_axis)
+    spacing = (y_axis.scale * fy * factor, z_axis.scale * fz * factor, x_axis.scale * fx * factor)
     fig = plt.figure(figsize=(6, 6))
     ax = fig.add_subplot(projection="3d")
-    for i, signal in enumerate(signals):
-        data = _volume(signal)
+    shape = None
+    for i, (signal, data) in enumerate(zip(signals, volumes)):
+        data = _downsampled(data[:, depth], factor)
+        shape = data.shape
         level = 0.5 * data.max() if levels is None else levels[i]
         if not data.min() < level < data.max():
             continue  # nothing crosses this level
-        x_axis, z_axis = signal.axes_manager.signal_axes
-        y_axis = signal.axes_manager.navigation_axes[0]
-        spacing = (y_axis.scale, z_axis.scale, x_axis.scale)
         vertices, faces, _, _ = marching_cubes(data, level=level, spacing=spacing)
         mesh = Poly3DCollection(vertices[faces][:, :, [2, 1, 0]], alpha=0.35,
-                                facecolor=colors[i % len(colors)], edgecolor="none",
+                                facecolor=colors[i], edgecolor="none",
                                 label=signal.metadata.General.title)
         ax.add_collection3d(mesh)
-    shape = _volume(signals[0]).shape
-    x_axis, z_axis = signals[0].axes_manager.signal_axes
-    y_axis = signals[0].axes_manager.navigation_axes[0]
-    ax.set(xlim=(0, shape[2] * x_axis.scale), ylim=(0, shape[1] * z_axis.scale),
-           zlim=(0, shape[0] * y_axis.scale), xlabel=f"x ({x_axis.units})",
-           ylabel=f"z ({z_axis.units})", zlabel=f"y ({y_axis.units})")
+    ax.set(xlim=(0, shape[2] * spacing[2]), ylim=(0, shape[1] * spacing[1]),
+           zlim=(0, shape[0] * spacing[0]), xlabel=f"x ({ux})", ylabel=f"z ({ux})",
+           zlabel=f"y ({ux})")
+    ax.set_box_aspect((shape[2] * spacing[2], shape[1] * spacing[1], shape[0] * spacing[0]))
     ax.legend(loc="upper left", fontsize=8)
     return fig
 

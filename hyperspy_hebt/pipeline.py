@@ -1,14 +1,17 @@
 """From a folder of per-tilt files to quantified volumes, figures and a summary.
 
 :func:`reconstruct_files` is what ``python -m hyperspy_hebt reconstruct`` runs:
-load, bin, register the ADF on the EDS maps, align, integrate and normalise the
-line maps, reconstruct (SIRT or HEBT), quantify, and write volumes, figures and
-``summary.json``.
+load (the user's line list replacing the files'), survey the sum spectrum, bin,
+register the ADF on the EDS maps, align, integrate and normalise the line maps,
+reconstruct (the automatic choice by default), quantify, tabulate the composition
+per region, and write volumes, figures and ``summary.json``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -20,10 +23,46 @@ from .alignment import align_tilt_series, normalise_tilt_totals, register_adf_to
 from .compute import compute_together
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
+from .line_survey import survey_lines
+from .regions import composition_figure, composition_table
 from .tilt_series import rebin_keeping_tilts
 from .tomography.backends import resolve_backend
 
 __all__ = ["reconstruct_files"]
+
+
+class _Stages:
+    """One line per stage, with the time since the start, to ``progress``."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        self.progress(f"[{time.perf_counter() - self.start:7.1f} s] {message}")
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+class _Collected(logging.Handler):
+    """Keeps the package's warnings of one run, for the summary."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _auto_or(value, kind, name):
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"{name} must be a number or 'auto', got {value!r}.")
+        return value
+    return kind(value)
 
 
 def reconstruct_files(
@@ -31,9 +70,9 @@ def reconstruct_files(
     out_dir: str | Path,
     elements: Sequence[str] | None = None,
     xray_lines: Sequence[str] | None = None,
-    method: str = "hebt",
-    alpha: float = 0.8,
-    iterations: int = 100,
+    method: str = "auto",
+    alpha: float | str = "auto",
+    iterations: int | str = "auto",
     bin_factor: int = 1,
     align: bool = False,
     align_method: str = "com",
@@ -50,6 +89,7 @@ def reconstruct_files(
     padding_px: int | str = "auto",
     fit_lines: bool = False,
     backend: str = "cpu",
+    regions: Sequence[str] | dict | None = None,
     progress=print,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
@@ -61,10 +101,17 @@ def reconstruct_files(
     out_dir : str or Path
         Folder for the volumes (``.zspy`` and ``.tif``), figures and ``summary.json``.
     elements, xray_lines : sequence of str, optional
-        Elements (exspy picks one line each) or explicit lines; at least one.
-    method : {"hebt", "sirt"}
-    alpha, iterations : float, int
-        HEBT weight of the ADF term, and the iterations of either method.
+        Elements (exspy picks one line each) or explicit lines; at least one. They
+        **replace** the list in the files' metadata (kept in the summary).
+    method : {"auto", "hebt", "sirt"}
+        ``"auto"`` (default): HEBT's automatic choice when the files hold ADF
+        images (plain SIRT is one of its candidates, and a "violated" model check
+        makes it SIRT), SIRT otherwise.
+    alpha : float or "auto"
+        HEBT weight of the ADF term (``"auto"``: cross-validated, see
+        ``reconstruct_hebt``).
+    iterations : int or "auto"
+        Iterations of either method (``"auto"``: cross-validated).
     bin_factor : int
         Spatial binning of spectra and ADF images (the paper binned 2 x 2).
     align, align_method : bool, {"com", "xcorr"}
@@ -92,65 +139,104 @@ def reconstruct_files(
     backend : {"cpu", "cupy", "auto"}
         Where the reconstructions run, as for ``reconstruct_sirt``; the one used
         goes to the summary.
+    regions : sequence of str or dict, optional
+        Regions to tabulate the composition of, besides ``"inside"`` (rules of
+        :mod:`hyperspy_hebt.regions`, e.g. ``["Pt dominates", "not Pt dominates"]``).
     progress : callable
-        Receives one line of text per step.
+        Receives one line of text per stage, with the time since the start.
 
     Returns
     -------
     dict
-        The summary also written to ``summary.json``: parameters, response
-        ratios and R^2 (HEBT), shifts, and the mean composition inside the particle.
+        The summary also written to ``summary.json``: the files' and the used
+        line lists, the line survey, each choice and why (the automatic choice,
+        HEBT's model verdict), the composition table per region, the package's
+        warnings of the run, the outputs and the time taken.
+
+    Raises
+    ------
+    ValueError
+        An unknown method, a bad alpha, iterations or bin factor, no element or
+        line, HEBT, alignment or registration without ADF images.
     """
-    if method not in ("hebt", "sirt"):
-        raise ValueError(f"method must be 'hebt' or 'sirt', got {method!r}.")
+    if method not in ("auto", "hebt", "sirt"):
+        raise ValueError(f"method must be 'auto', 'hebt' or 'sirt', got {method!r}.")
     if not elements and not xray_lines:
-        raise ValueError("Give elements or xray_lines: which signals to reconstruct.")
-    if int(bin_factor) != bin_factor or bin_factor < 1:
+        raise ValueError("Give elements or xray_lines: which signals to reconstruct (they "
+                         "replace the files' own list).")
+    if isinstance(bin_factor, bool) or int(bin_factor) != bin_factor or bin_factor < 1:
         raise ValueError(f"bin_factor must be a positive integer, got {bin_factor!r}.")
-    out = Path(out_dir)
+    alpha = _auto_or(alpha, float, "alpha")
+    iterations = _auto_or(iterations, int, "iterations")
+    stage = _Stages(progress)
+    collected = _Collected()
+    logger = logging.getLogger("hyperspy_hebt")
+    logger.addHandler(collected)
+    try:
+        return _run(paths, Path(out_dir), elements, xray_lines, method, alpha, iterations,
+                    bin_factor, align, align_method, rotation_deg, axis_shift_px, register,
+                    normalise, gaussian_sigma, integration_windows, background_windows,
+                    tilt_angles, tilt_from, adf_paths, padding_px, fit_lines, backend,
+                    regions, stage, collected)
+    finally:
+        logger.removeHandler(collected)
+
+
+def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor, align,
+         align_method, rotation_deg, axis_shift_px, register, normalise, gaussian_sigma,
+         integration_windows, background_windows, tilt_angles, tilt_from, adf_paths,
+         padding_px, fit_lines, backend, regions, stage, collected):
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     series, adf = load_tilt_series(paths, tilt_angles=tilt_angles, tilt_from=tilt_from,
-                                   adf_paths=adf_paths, lazy=True)
-    progress(f"Loaded {series} with tilts {series.tilt_angles.min():g} to "
-             f"{series.tilt_angles.max():g} deg")
+                                   adf_paths=adf_paths, lazy=True, elements=elements,
+                                   xray_lines=xray_lines)
+    stage(f"Loaded {series} with tilts {series.tilt_angles.min():g} to "
+          f"{series.tilt_angles.max():g} deg")
+    if method == "auto":
+        method = "hebt" if adf is not None else "sirt"
+        if method == "sirt":
+            stage("No ADF images in the files: EDS-only SIRT")
     if (method == "hebt" or align or register) and adf is None:
         raise ValueError(
             "HEBT, alignment and registration need the ADF images, and the files hold "
-            "none (pass adf_paths for formats that store them apart)."
-        )
-    if elements:
-        series.add_elements(list(elements))
-    if xray_lines:
-        series.add_lines(list(xray_lines))
-    else:
-        series.add_lines()
+            "none (pass adf_paths for formats that store them apart).")
+    tree = series.original_metadata.tilt_series
+    summary = {"package": f"hyperspy_hebt {__version__}", "files": len(series.tilt_angles),
+               "tilt_angles_deg": series.tilt_angles.tolist(), "method": method,
+               "alpha": alpha, "iterations": iterations, "bin_factor": bin_factor,
+               "file_elements": list(tree.get_item("file_elements", [])),
+               "elements": list(series.metadata.Sample.elements),
+               "renamed_axes": (tree.renamed_axes.as_dictionary()
+                                if tree.has_item("renamed_axes") else {})}
+    survey = survey_lines(series)
+    summary["line_survey"] = survey.as_metadata()
+    if survey.ok:
+        stage("Sum spectrum: every listed line is there and no peak is unexplained")
+    for message in survey.messages():
+        stage(f"Sum spectrum: {message}")
     if bin_factor > 1:
         series = series.rebin(scale=(bin_factor, bin_factor, 1, 1))
         adf = None if adf is None else rebin_keeping_tilts(adf, scale=(1, bin_factor,
                                                                          bin_factor))
-        progress(f"Binned {bin_factor} x {bin_factor}")
-    summary = {"package": f"hyperspy_hebt {__version__}", "files": len(series.tilt_angles),
-               "tilt_angles_deg": series.tilt_angles.tolist(), "method": method,
-               "iterations": iterations, "bin_factor": bin_factor}
+        stage(f"Binned {bin_factor} x {bin_factor}")
     if register:
         adf = register_adf_to_eds(series, adf, integration_windows=integration_windows)
         summary["adf_registration_px"] = adf.metadata.Registration.applied_px[0]
-        progress(f"ADF registered on the EDS maps: {summary['adf_registration_px']} px")
+        stage(f"ADF registered on the EDS maps: {summary['adf_registration_px']} px")
     if align:
         series, adf = align_tilt_series(series, adf, method=align_method,
                                         rotation_deg=rotation_deg,
                                         axis_shift_px=axis_shift_px)
         summary["alignment"] = series.metadata.Alignment.as_dictionary()
-        progress(f"Aligned ({align_method}); largest shift "
-                 f"{np.abs(np.array(summary['alignment']['shifts_px'])).max():.2f} px, "
-                 f"tilt-axis rotation {summary['alignment']['rotation_deg']:.2f} deg, "
-                 f"axis shift {summary['alignment']['axis_shift_px']:.2f} px")
+        stage(f"Aligned ({align_method}); largest shift "
+              f"{np.abs(np.array(summary['alignment']['shifts_px'])).max():.2f} px, "
+              f"tilt-axis rotation {summary['alignment']['rotation_deg']:.2f} deg, "
+              f"axis shift {summary['alignment']['axis_shift_px']:.2f} px")
     if fit_lines:
         maps = series.fit_line_intensities()
         check = maps[0].metadata.LineFit.check
         summary["line_fit"] = {"verdict": check.verdict, "problems": list(check.problems)}
-        progress(f"Line intensities fitted; check: {check.verdict}")
+        stage(f"Line intensities fitted; check: {check.verdict}")
     else:
         maps = series.get_lines_intensity(
             integration_windows=integration_windows,
@@ -163,50 +249,99 @@ def reconstruct_files(
     lines = [m.metadata.Sample.xray_lines[0] for m in maps]
     summary["xray_lines"] = lines
     common = dict(iterations=iterations, intensities=maps, xray_lines=lines,
-                  gaussian_sigma=gaussian_sigma, show_progressbar=True, padding_px=padding_px,
+                  gaussian_sigma=gaussian_sigma, show_progressbar=False,
+                  padding_px=padding_px,
                   backend=resolve_backend(backend))  # resolved here: the blocks run here
+    automatic = isinstance(iterations, str) or (method == "hebt" and isinstance(alpha, str))
+    stage(f"Reconstructing {', '.join(lines)}" + (
+        " (choosing the method and settings by cross-validation)" if automatic else ""))
     if method == "hebt":
         reconstructions = series.reconstruct_hebt(adf, alpha=alpha, **common)
-        record = reconstructions[0].metadata.Reconstruction
-        summary.update(alpha=alpha,
-                       response_ratios=record.response_ratios.as_dictionary(),
-                       response_ratio_r_squared=record.response_ratio_r_squared)
-        progress(f"Response ratios {summary['response_ratios']}, "
-                 f"R^2 {summary['response_ratio_r_squared']:.3f}")
     else:
         reconstructions = series.reconstruct_sirt(**common)
     record = reconstructions[0].metadata.Reconstruction
+    summary["algorithm"] = record.algorithm
+    summary["iterations_used"] = int(record.iterations)
+    if record.has_item("AutomaticChoice"):
+        choice = record.AutomaticChoice.as_dictionary()
+        summary["automatic_choice"] = choice
+        stage(f"Chose {choice['chosen']}: {choice['reason']}")
+    if record.algorithm == "HEBT":
+        summary.update(alpha_used=float(record.alpha),
+                       response_ratios=record.response_ratios.as_dictionary(),
+                       response_ratio_r_squared=record.get_item("response_ratio_r_squared"),
+                       hebt_model=record.Diagnostics.as_dictionary())
+        stage(f"HEBT alpha {record.alpha:g}; response ratios {summary['response_ratios']}, "
+              f"R^2 {summary['response_ratio_r_squared']:.3f}; model check: "
+              f"{record.Diagnostics.verdict}")
     summary.update(padding_px=record.padding_px, padding_reason=record.padding_reason,
                    invalid_pixel_fraction=record.invalid_pixel_fraction,
                    backend=record.backend)
-    progress(f"Grid padding {record.padding_px} px ({record.padding_reason}); "
-             f"{100 * record.invalid_pixel_fraction:.1f} % of pixels without data")
+    stage(f"Grid padding {record.padding_px} px ({record.padding_reason}); "
+          f"{100 * record.invalid_pixel_fraction:.1f} % of pixels without data")
     fractions = series.quantify_cross_section(reconstructions)
-    progress("Reconstructing and quantifying...")
-    from dask.diagnostics import ProgressBar
-
-    with ProgressBar():
+    with _progress_bar():
         results = compute_together(list(reconstructions) + list(fractions))
     reconstructions, fractions = results[:len(lines)], results[len(lines):]
-    inside = sum(f.data for f in fractions) > 0
-    summary["mean_weight_fraction_inside"] = {
-        f.metadata.Sample.elements[0]: float(f.data[inside].mean()) if inside.any() else None
-        for f in fractions}
-    summary["particle_voxels"] = int(inside.sum())
+    stage("Reconstructed and quantified")
+    named = {"inside": "inside"}
+    if regions:
+        named.update(dict(regions) if isinstance(regions, dict) else {r: r for r in regions})
+    table = composition_table(fractions, named)
+    summary["composition"] = table
+    summary["mean_weight_fraction_inside"] = table["inside"]["mean"]
+    summary["particle_voxels"] = table["inside"]["voxels"]
     summary["threshold"] = fractions[0].metadata.Quantification.get_item("threshold")
     files = save_volumes(reconstructions + fractions, out)
+    figures = _figures(fractions, table, out)
+    stage(f"Saved {len(files)} volume files and {len(figures)} figures")
+    summary["warnings"] = collected.messages
+    summary["outputs"] = [str(f) for f in files + figures]
+    summary["seconds"] = round(stage.elapsed, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    means = ", ".join(f"{e} {v:.3f}" for e, v in table["inside"]["mean"].items()
+                      if v is not None)
+    stage(f"Mean weight fractions inside the particle ({summary['algorithm']}): {means}; "
+          f"wrote {out}/")
+    return summary
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+class _progress_bar:
+    """dask's progress bar on a terminal; nothing in a log file (one line per update
+    there, hundreds of lines)."""
+
+    def __enter__(self):
+        self.bar = None
+        if sys.stdout.isatty():
+            from dask.diagnostics import ProgressBar
+
+            self.bar = ProgressBar()
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _figures(fractions, table, out) -> list:
     import matplotlib.pyplot as plt
 
-    figure = orthoslices(fractions, vmin=0, vmax=1)
-    figure.savefig(out / "orthoslices.png", dpi=80)
-    render = render_3d(fractions, levels=[0.5] * len(fractions))
-    render.savefig(out / "render_3d.png", dpi=80)
-    plt.close(figure)
-    plt.close(render)
-    summary["outputs"] = [str(f) for f in files] + [str(out / "orthoslices.png"),
-                                                     str(out / "render_3d.png")]
-    summary["seconds"] = round(time.perf_counter() - start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    progress(f"Mean weight fractions inside the particle: "
-             f"{summary['mean_weight_fraction_inside']}; wrote {out}/")
-    return summary
+    written = []
+    for name, make in (("orthoslices.png", lambda: orthoslices(fractions, vmin=0, vmax=1)),
+                       ("render_3d.png",
+                        lambda: render_3d(fractions, levels=[0.5] * len(fractions))),
+                       ("composition.png", lambda: composition_figure(table))):
+        figure = make()
+        figure.savefig(out / name, dpi=80)
+        plt.close(figure)
+        written.append(out / name)
+    return written

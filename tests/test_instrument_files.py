@@ -123,3 +123,24 @@ def test_velox_reduced_file_says_why_it_cannot_be_used(tmp_path):
     pattern = copies(tmp_path, "velox_SI_16x16_reduced.emd", tilts=(-30, 30))
     with pytest.raises(ValueError, match="0 EDS spectrum images.*reduced or pruned"):
         load_tilt_series(pattern, tilt_from="filename")
+
+
+def test_command_line_on_a_bruker_series(bruker, tmp_path, capsys):
+    """The README's reconstruct command on Bruker files, defaults apart from binning:
+    it crashed on the readers' axis names and added the user's elements to the file's."""
+    import json
+
+    from hyperspy_hebt.cli import main
+
+    out = tmp_path / "results"
+    assert main(["reconstruct", bruker, "--tilt-from", "filename", "--elements", "O", "Ti",
+                 "Fe", "--bin", "4", "--align", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["elements"] == ["Fe", "O", "Ti"]
+    assert summary["file_elements"] == ["Cu", "O", "Pd", "Ti"]
+    assert summary["renamed_axes"] == {"width": "x", "height": "y"}
+    assert summary["line_survey"]["missing"] == ["Fe_Ka"]
+    assert set(summary["composition"]["inside"]["mean"]) == {"Fe", "O", "Ti"}
+    assert "automatic_choice" in summary
+    printed = capsys.readouterr().out
+    assert "Fe_Ka has no significant counts" in printed

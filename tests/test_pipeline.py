@@ -33,7 +33,7 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--adf",
                  str(folder / "adf_tilt_*.hspy"), "--tilt-from", "filename", "--elements",
-                 "Ag", "Au", "--method", "hebt", "--iterations", "60", "--bin", "2",
+                 "Ag", "Au", "--method", "hebt", "--alpha", "0.8", "--iterations", "60", "--bin", "2",
                  "--align", "--rotation", "0", "--axis-shift", "auto", "--register",
                  "--normalise", "--fit-lines", "--backend", "auto", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -57,7 +57,14 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
         assert (out / name).exists(), name
     volume = hs.load(out / "Au_weight_fraction_HEBT.zspy")
     assert volume.data.shape == (16, 16, 16) and volume.axes_manager["x"].scale == 6.0
-    assert "Mean weight fractions inside the particle" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Mean weight fractions inside the particle" in printed
+    # One line per stage with its time; no progress-bar lines in a log.
+    assert all(line.startswith("[") for line in printed.splitlines())
+    assert "Completed" not in printed
+    assert summary["composition"]["inside"]["voxels"] == summary["particle_voxels"] > 0
+    assert summary["line_survey"]["missing"] == []
+    assert (out / "composition.png").exists()
 
 
 def test_sirt_without_alignment_and_errors(folder, tmp_path):
@@ -68,7 +75,7 @@ def test_sirt_without_alignment_and_errors(folder, tmp_path):
     assert "response_ratios" not in summary and "alignment" not in summary
     with pytest.raises(ValueError, match="need the ADF images"):
         reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, elements=["Ag"],
-                          tilt_from="filename", progress=lambda line: None)
+                          method="hebt", tilt_from="filename", progress=lambda line: None)
     with pytest.raises(ValueError, match="Give elements or xray_lines"):
         reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, tilt_from="filename")
     with pytest.raises(ValueError, match="method must be"):
@@ -77,3 +84,33 @@ def test_sirt_without_alignment_and_errors(folder, tmp_path):
     with pytest.raises(ValueError, match="bin_factor"):
         reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, elements=["Ag"],
                           bin_factor=0)
+
+
+def test_defaults_choose_and_say_why(folder, tmp_path):
+    """The CLI's defaults (method, alpha and iterations "auto") on the HEBT-friendly
+    simulation, with the ADF files: the choice, its reason and the verdict are kept."""
+    summary = reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path,
+                                adf_paths=str(folder / "adf_tilt_*.hspy"),
+                                elements=["Ag", "Au"], bin_factor=2, tilt_from="filename",
+                                regions=["Au dominates", "not Au dominates"],
+                                progress=lambda line: None)
+    choice = summary["automatic_choice"]
+    assert choice["candidates"].startswith("SIRT, HEBT alpha")
+    assert choice["hebt_model_verdict"] in ("consistent", "doubtful", "violated")
+    assert summary["algorithm"] in ("SIRT", "HEBT") and choice["reason"]
+    table = summary["composition"]
+    assert set(table) == {"inside", "Au dominates", "not Au dominates"}
+    assert (table["Au dominates"]["voxels"] + table["not Au dominates"]["voxels"]
+            == table["inside"]["voxels"])
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["automatic_choice"]["chosen"] == choice["chosen"]
+
+
+def test_command_line_errors_are_messages(folder, tmp_path, capsys):
+    assert main(["reconstruct", str(tmp_path / "none_*.bcf"), "--elements", "Fe",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "error: paths: no file matches" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reconstruct", str(folder / "tilt_*.hspy"), "--padding", "abc"])
+    assert "argument --padding: expected an integer or 'auto', got 'abc'" in \
+        capsys.readouterr().err

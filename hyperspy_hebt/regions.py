@@ -1,0 +1,164 @@
+"""Regions of a quantified volume and their composition tables.
+
+Real specimens have a protective cap, a substrate, several phases: one mean over
+"the particle" mixes them. A region is a boolean volume, or a rule read against the
+weight fractions themselves:
+
+- ``"inside"``: every voxel the quantification kept (fractions summing to 1);
+- ``"Pt dominates"``: inside, where Pt has the largest fraction of all elements;
+- ``"Pt > 0.3"`` / ``"Pt < 0.05"``: inside, where Pt's fraction is above / below a value;
+- ``"not <rule>"``: inside, where the rule does not hold (``"not Pt dominates"``:
+  the specimen without its Pt cap).
+
+:func:`composition_table` returns, per region, the voxel count and each element's
+mean and standard deviation over the region's voxels.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["composition_table", "region_mask"]
+
+_RULE = re.compile(
+    r"^\s*(?P<negate>not\s+)?(?:(?P<inside>inside)|(?P<element>[A-Z][a-z]?)\s*"
+    r"(?:(?P<dominates>dominates)|(?P<op>[<>])\s*(?P<value>[0-9]*\.?[0-9]+)))\s*$")
+
+
+def _element_of(signal) -> str:
+    elements = signal.metadata.get_item("Sample.elements", [])
+    if len(elements) != 1:
+        raise ValueError("each fraction must carry one element in metadata.Sample.elements "
+                         "(pass the list quantify_cross_section returned).")
+    return str(elements[0])
+
+
+def _stack(fractions) -> tuple[list[str], np.ndarray]:
+    from hyperspy.signal import BaseSignal
+
+    if isinstance(fractions, BaseSignal) or not fractions:
+        raise TypeError("fractions must be the list of weight-fraction signals that "
+                        "quantify_cross_section returned.")
+    elements = [_element_of(f) for f in fractions]
+    data = np.stack([np.asarray(f.data.compute() if f._lazy else f.data, dtype=np.float32)
+                     for f in fractions])
+    return elements, data
+
+
+def region_mask(rule, elements: Sequence[str], stack: np.ndarray) -> np.ndarray:
+    """Boolean volume of one region.
+
+    Parameters
+    ----------
+    rule : str, numpy.ndarray or HyperSpy signal
+        A rule (see the module's description) or a boolean volume shaped like
+        one fraction map.
+    elements : sequence of str
+        Element of each map of ``stack``.
+    stack : numpy.ndarray
+        ``(elements, y, z, x)`` fractions (0 outside the object).
+
+    Raises
+    ------
+    ValueError
+        A rule that does not parse, an element not quantified, or a mask of
+        another shape.
+    """
+    inside = stack.sum(axis=0) > 0
+    if not isinstance(rule, str):
+        mask = np.asarray(getattr(rule, "data", rule))
+        if mask.shape != inside.shape or mask.dtype != bool:
+            raise ValueError(f"a region given as a volume must be boolean with shape "
+                             f"{inside.shape} (y, z, x), got {mask.dtype} {mask.shape}.")
+        return mask & inside
+    match = _RULE.match(rule)
+    if match is None:
+        raise ValueError(
+            f"region rule {rule!r} is not understood; use 'inside', 'Pt dominates', "
+            "'Pt > 0.3', 'Pt < 0.05', or any of them after 'not'.")
+    if match["inside"]:
+        selected = inside
+    else:
+        element = match["element"]
+        if element not in elements:
+            raise ValueError(f"region rule {rule!r} names {element}, which was not quantified "
+                             f"(elements: {list(elements)}).")
+        values = stack[list(elements).index(element)]
+        if match["dominates"]:
+            selected = inside & (values >= stack.max(axis=0))
+        elif match["op"] == ">":
+            selected = inside & (values > float(match["value"]))
+        else:
+            selected = inside & (values < float(match["value"]))
+    return inside & ~selected if match["negate"] else selected
+
+
+def composition_table(fractions: Sequence,
+                      regions: Mapping[str, object] | Sequence[str] | None = None) -> dict:
+    """Composition of each region: voxel count, and mean and spread per element.
+
+    Parameters
+    ----------
+    fractions : list of Signal2D
+        Weight (or atomic) fraction volumes from ``quantify_cross_section``, one
+        per element, on one grid (lazy ones are computed).
+    regions : dict or sequence, optional
+        ``{name: rule or boolean volume}``, or rules that name themselves; default
+        ``["inside"]``.
+
+    Returns
+    -------
+    dict
+        ``{region: {"voxels": n, "rule": ..., "mean": {el: m}, "std": {el: s}}}``;
+        an empty region has ``None`` means, and says so in ``"note"``.
+    """
+    elements, stack = _stack(fractions)
+    if regions is None:
+        regions = ["inside"]
+    if isinstance(regions, str):
+        raise TypeError("regions must be a list of rules or a dict {name: rule or mask}, "
+                        f"got the string {regions!r}.")
+    named = dict(regions) if isinstance(regions, Mapping) else {r: r for r in regions}
+    table = {}
+    for name, rule in named.items():
+        mask = region_mask(rule, elements, stack)
+        count = int(mask.sum())
+        entry = {"voxels": count, "rule": rule if isinstance(rule, str) else "boolean volume"}
+        if count == 0:
+            entry.update(mean={e: None for e in elements}, std={e: None for e in elements},
+                         note="no voxel in this region")
+        else:
+            values = stack[:, mask]
+            entry.update(mean={e: float(v) for e, v in zip(elements, values.mean(axis=1))},
+                         std={e: float(v) for e, v in zip(elements, values.std(axis=1))})
+        table[str(name)] = entry
+    return table
+
+
+def composition_figure(table: dict, units: str = "weight fraction"):
+    """Bar chart of each region's mean composition with its spread (one colour per
+    element, as in :func:`~hyperspy_hebt.figures.element_colors`)."""
+    import matplotlib.pyplot as plt
+
+    from .figures import element_colors
+
+    names = list(table)
+    elements = list(next(iter(table.values()))["mean"])
+    colors = element_colors(len(elements))
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) * max(1, len(elements)) / 3), 4))
+    width = 0.8 / max(1, len(elements))
+    for i, element in enumerate(elements):
+        means = [table[n]["mean"][element] or 0.0 for n in names]
+        spreads = [table[n]["std"][element] or 0.0 for n in names]
+        positions = np.arange(len(names)) + (i - (len(elements) - 1) / 2) * width
+        ax.bar(positions, means, width, yerr=spreads, color=colors[i], label=element,
+               capsize=2)
+    ax.set_xticks(np.arange(len(names)),
+                  [f"{n}\n({table[n]['voxels']} voxels)" for n in names], fontsize=8)
+    ax.set(ylabel=f"{units} (mean +- std over voxels)", ylim=(0, 1.05))
+    ax.legend(fontsize=8, ncol=min(len(elements), 6))
+    fig.tight_layout()
+    return fig
