@@ -163,7 +163,9 @@ def test_errors_and_inputs_unchanged(particle):
         align_tilt_series(series.transpose(signal_axes=[3], navigation_axes=[1, 0, 2]), adf)
     maps = series.get_lines_intensity()
     maps[0].data[3] = 0
-    with pytest.raises(ValueError, match=r"tilts \[3\] with no counts"):
+    # The line is named, and the tilt given as an angle (tilt index 3 is -60 deg).
+    with pytest.raises(ValueError, match=r"\(Ag_La\) has a total of zero or fewer counts at "
+                                         r"tilts \[-60.0\] deg"):
         normalise_tilt_totals(maps)
     with pytest.raises(ValueError, match="rotation_deg must be finite"):
         align_tilt_series(series, adf, rotation_deg=np.nan)
