@@ -118,7 +118,15 @@ def test_tilt_axis_rotation_is_estimated_under_drift(rotation):
     # The estimate is the correcting angle; measured errors under 0.05 deg.
     assert estimate == pytest.approx(-rotation, abs=0.2)
     aligned, _ = align_tilt_series(acquisition.series, acquisition.adf, rotation_deg="auto")
-    assert aligned.metadata.Alignment.rotation_deg == pytest.approx(estimate)
+    record = aligned.metadata.Alignment
+    assert record.rotation_deg == pytest.approx(estimate)
+    # The search says how sure it is (best / median cost; refused above 0.6).
+    assert record.rotation_source == "estimated" and record.rotation_search_cost_ratio < 0.6
+    if rotation == 4.0:
+        # A search range that stops short of the true angle is refused, not clipped:
+        # on a real series "auto" returned exactly the end of its range, 10.00 deg.
+        with pytest.raises(ValueError, match="end of the searched range"):
+            estimate_tilt_axis_rotation(np.asarray(acquisition.adf.data), search_deg=2.0)
 
 
 def test_rotation_of_a_featureless_sphere_is_refused():
@@ -251,3 +259,28 @@ def test_tilt_axis_search_errors(particle):
         align_tilt_series(acquisition.series, acquisition.adf, axis_shift_px="centre")
     with pytest.raises(ValueError, match="axis_shift_px must be finite"):
         align_tilt_series(acquisition.series, acquisition.adf, axis_shift_px=np.inf)
+
+
+def test_registration_on_maps_that_miss_the_adfs_mass_is_unsure(caplog):
+    """The ADF sees a second particle that no listed line shows: the centres of mass
+    then measure that, not the scan delay, and the offsets change with tilt."""
+    import logging
+
+    particle = core_shell_particle(40, 40, pixel_size_nm=3.0, core_radius=0.16,
+                                   shell_radius=0.3)
+    acquisition = simulate_acquisition(particle, LINES, energy_axis_kev=(0.0, 0.02, 200))
+    adf = acquisition.adf.deepcopy()
+    brightest = float(adf.data.max())
+    for i, theta in enumerate(np.deg2rad(acquisition.series.tilt_angles)):
+        # A heavy particle 15 px off the axis (in depth): it moves with sin(theta).
+        x = int(round(20 + 15 * np.sin(theta)))
+        adf.data[i, 2:10, x - 4:x + 4] += 2 * brightest
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        registered = register_adf_to_eds(acquisition.series, adf, integration_windows=1.0)
+    assert registered.metadata.Registration.confidence == "low"
+    assert "registration is unsure" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        clean = register_adf_to_eds(acquisition.series, acquisition.adf,
+                                    integration_windows=1.0)
+    assert clean.metadata.Registration.confidence == "high" and not caplog.records
