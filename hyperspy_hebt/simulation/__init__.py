@@ -7,6 +7,9 @@
   energies and weights, detector resolution, background, Poisson noise) and ADF
   series, with calibrated axes and metadata; :func:`simulate_acquisition` does it all
   from weight-fraction maps of any elements.
+- :mod:`.realistic`: :func:`simulate_lamella_series` writes a FIB-lamella series with
+  the faults of real data (cap, stray lines, zero peak, ADF saturation and clipping,
+  hot pixels, drift with a jump, a long element list, the reader's axis names).
 """
 
 from .acquisition import (SimulatedAcquisition, simulate_acquisition, synthetic_adf_series,
@@ -14,13 +17,16 @@ from .acquisition import (SimulatedAcquisition, simulate_acquisition, synthetic_
 from .forward import (AVOGADRO, alloy_density, project_volume, thin_film_adf_counts,
                       thin_film_line_counts)
 from .phantoms import Phantom, core_shell_particle, core_shell_phantom, paper_phantom
+from .realistic import RealisticSeries, simulate_lamella_series
 
 __all__ = [
     "AVOGADRO",
     "Phantom",
+    "RealisticSeries",
     "SimulatedAcquisition",
     "paper_phantom",
     "simulate_acquisition",
+    "simulate_lamella_series",
     "alloy_density",
     "core_shell_particle",
     "core_shell_phantom",

@@ -47,6 +47,7 @@ def thin_film_line_counts(
     solid_angle_sr: float = 0.7,
     pixel_size_nm: float = 1.5,
     detector_efficiency=1.0,
+    density: np.ndarray | None = None,
 ) -> dict:
     """Expected X-ray counts per voxel of path for each line (paper Eq. 4-9).
 
@@ -70,6 +71,10 @@ def thin_film_line_counts(
         Voxel edge in nm.
     detector_efficiency : float, dict or callable
         See :func:`hyperspy_hebt.physics.eds_factor`.
+    density : numpy.ndarray, optional
+        g/cm^3 per voxel; default :func:`alloy_density`, which is wrong for
+        compounds of gaseous elements (an oxide would come out near the density
+        of oxygen gas): give the phase's density for those.
 
     Returns
     -------
@@ -78,7 +83,7 @@ def thin_film_line_counts(
     """
     from ..physics import eds_factor, split_xray_line
 
-    density = alloy_density(weight_fractions)
+    density = alloy_density(weight_fractions) if density is None else np.asarray(density)
     n = AVOGADRO * dose_electrons * solid_angle_sr / (4 * np.pi)
     thickness_cm = pixel_size_nm * 1e-7
     out = {}
@@ -97,6 +102,7 @@ def thin_film_adf_counts(
     dose_electrons: float = 1e5,
     pixel_size_nm: float = 1.5,
     collection_efficiency: float = 1.0,
+    density: np.ndarray | None = None,
 ) -> np.ndarray:
     """Expected HAADF counts per voxel of path (paper Eq. 13-14).
 
@@ -117,6 +123,9 @@ def thin_film_adf_counts(
         Voxel edge in nm.
     collection_efficiency : float
         ``eta`` in (0, 1].
+    density : numpy.ndarray, optional
+        g/cm^3 per voxel (default :func:`alloy_density`, see
+        :func:`thin_film_line_counts`).
     """
     from ..physics import haadf_factor
 
@@ -124,7 +133,7 @@ def thin_film_adf_counts(
         raise ValueError(
             f"collection_efficiency must lie in (0, 1], got {collection_efficiency}."
         )
-    density = alloy_density(weight_fractions)
+    density = alloy_density(weight_fractions) if density is None else np.asarray(density)
     z = sum(haadf_factor(e, beam_energy_kev) * BARN_CM2 * np.asarray(c, float)
             for e, c in weight_fractions.items())
     return (collection_efficiency * dose_electrons * AVOGADRO * z * density
