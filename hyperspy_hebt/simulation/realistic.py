@@ -217,7 +217,7 @@ def simulate_lamella_series(
     angles = np.asarray(tilt_angles_deg, dtype=float)
     n_tilts = angles.size
     cap_rows = max(2, n_slices // 8) if cap_rows is None else int(cap_rows)
-    vacuum_rows = max(1, n_slices // 16)
+    vacuum_rows = max(3, n_slices // 5)  # vacuum above the cap, where black clips
     jump = np.asarray(jump_px, dtype=float)
     margin = int(np.ceil(drift_total_px / 2 + np.abs(jump).max() + 2))
     phase = _phantom(n_slices, n_x, margin, thickness_fraction, cap_rows, vacuum_rows, seed)
