@@ -14,7 +14,7 @@ from ._layout import TiltSeriesLayout
 from ._reconstruction import (Field, base_parameters, filtered_sinograms, in_memory,
                               invalid_weights, kernel_backend, prepare_field,
                               reconstruction_signal, run_blocks, validate_common)
-from .diagnostics import check_linear_adf, invalid_adf_pixels
+from .diagnostics import AS_RECORDED_KEY, check_linear_adf, invalid_adf_pixels
 from .tomography import fit_response_model, get_projector, hebt, validate_alpha
 from .tomography.backends import validate_backend
 
@@ -147,13 +147,18 @@ def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
 
 
 def model_check(inputs: HebtInputs, ratios, r_squared, offset=0.0, excluded=None,
-                expected=None):
-    """:func:`check_linear_adf` on prepared (in-memory) inputs."""
+                expected=None, adf=None):
+    """:func:`check_linear_adf` on prepared (in-memory) inputs; ``adf`` (the user's
+    signal) may carry the check of the ADF as recorded, before binning."""
+    metadata = getattr(adf, "metadata", None)
+    as_recorded = None if metadata is None else metadata.get_item(AS_RECORDED_KEY)
+    if as_recorded is not None and hasattr(as_recorded, "as_dictionary"):
+        as_recorded = as_recorded.as_dictionary()
     return check_linear_adf(np.stack([np.asarray(e) for e in inputs.eds]),
                             np.asarray(inputs.adf), ratios,
                             np.nan if r_squared is None else r_squared, inputs.names,
                             tilt_axis=1, offset=offset, excluded=excluded,
-                            expected_ratios=expected)
+                            expected_ratios=expected, as_recorded=as_recorded)
 
 
 @dataclass
@@ -251,7 +256,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
             "s.check_hebt_model(adf) to check"]}
     else:
         check = model_check(inputs, model.ratios, model.r_squared, model.offset, excluded,
-                            expected)
+                            expected, adf)
         diagnostics = check.as_metadata()
         if physics_note:
             diagnostics["physics_check"] = f"not run: {physics_note}"
@@ -324,7 +329,7 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
                            expected)
     ratios, r_squared = model.ratios, model.r_squared
     check = model_check(inputs, ratios, r_squared, model.offset,
-                        None if model.valid is None else ~model.valid, expected)
+                        None if model.valid is None else ~model.valid, expected, adf)
     layout = inputs.layout
     # Residual back in the series' navigation layout (tilt, y, x).
     stack_axes = [a for a in (layout.slice_axis, layout.tilt_axis, layout.detector_axis)

@@ -321,5 +321,9 @@ def reconstruction_signal(source, layout, volume, parameters: dict,
         reconstruction["intensities"] = dict(line.provenance)
     metadata["Reconstruction"] = reconstruction
     cls = LazySignal2D if isinstance(data, da.Array) else Signal2D
-    return cls(data, axes=axes, metadata=metadata,
-               original_metadata=source.original_metadata.as_dictionary())
+    original = source.original_metadata.as_dictionary()
+    # Every tilt's full metadata (HyperSpy's stack) stays with the series: repeated in
+    # every volume it was 700+ entries per file (a real Bruker file has far more),
+    # most of the time spent saving. What differs between tilts is in tilt_series.
+    original.pop("stack_elements", None)
+    return cls(data, axes=axes, metadata=metadata, original_metadata=original)

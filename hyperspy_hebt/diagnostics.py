@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 import dask.array as da
 import numpy as np
 
-__all__ = ["LinearAdfCheck", "check_linear_adf", "clipped_fraction", "clipped_mask",
-           "invalid_adf_pixels"]
+__all__ = ["LinearAdfCheck", "adf_as_recorded", "check_linear_adf", "clipped_fraction",
+           "clipped_mask", "invalid_adf_pixels"]
+
+#: Where a binned ADF carries the check of the ADF as recorded (before binning).
+AS_RECORDED_KEY = "Signal.ADF_as_recorded"
 
 #: R^2 of the ratio fit below which the linear-ADF model is called violated,
 #: and doubtful below the second value. The paper's phantom fits at 0.982; a
@@ -99,6 +102,35 @@ def invalid_adf_pixels(adf: np.ndarray) -> np.ndarray:
     return clipped_mask(adf, "top") | (floor & raised)
 
 
+def adf_as_recorded(adf) -> dict:
+    """Saturation and clipping of the ADF as the detector recorded it.
+
+    Binning averages a saturated pixel with its neighbours: the pile-up at the top
+    of the range that :func:`clipped_mask` looks for is gone, while the values are
+    still wrong. Measured before binning and carried with the binned ADF (under
+    ``metadata.Signal.ADF_as_recorded``), the check of HEBT's model reads it.
+
+    Parameters
+    ----------
+    adf : numpy.ndarray
+        The ADF images as recorded (any shape).
+
+    Returns
+    -------
+    dict
+        ``saturated_fraction`` (pile-up at the top), ``clipped_fraction`` (pile-up at
+        a raised floor) and ``zero_fraction`` (pixels at exactly 0: vacuum, or a
+        dark level set too low), each a fraction of the pixels.
+    """
+    values = np.asarray(adf, dtype=float)
+    floor = clipped_mask(values, "bottom")
+    raised = values.min() > 0.01 * (values.max() - values.min())
+    return {"saturated_fraction": float(clipped_mask(values, "top").mean()),
+            "clipped_fraction": float(floor.mean()) if raised else 0.0,
+            "zero_fraction": float((values == 0).mean()),
+            "shape": list(values.shape)}
+
+
 @dataclass
 class LinearAdfCheck:
     """Outcome of :func:`check_linear_adf`.
@@ -152,7 +184,8 @@ class LinearAdfCheck:
 
 def check_linear_adf(eds_maps: np.ndarray, adf: np.ndarray, ratios, r_squared: float,
                      names=None, tilt_axis: int = 0, offset: float = 0.0,
-                     excluded=None, expected_ratios=None) -> LinearAdfCheck:
+                     excluded=None, expected_ratios=None,
+                     as_recorded: dict | None = None) -> LinearAdfCheck:
     """Check HEBT's condition that the ADF is a linear sum of the EDS signals.
 
     Parameters
@@ -177,6 +210,10 @@ def check_linear_adf(eds_maps: np.ndarray, adf: np.ndarray, ratios, r_squared: f
     expected_ratios : sequence of float, optional
         ``z_A / f_A`` per line (:func:`~hyperspy_hebt.physics.adf_per_eds_factor`),
         to which the ratios should be proportional (Eq. 16).
+    as_recorded : dict, optional
+        :func:`adf_as_recorded` of the ADF before it was binned: saturation there
+        that ``adf`` no longer shows makes the model "violated" (binned pixels that
+        hold saturated ones cannot be told apart, nor left out).
 
     Returns
     -------
@@ -237,6 +274,19 @@ def check_linear_adf(eds_maps: np.ndarray, adf: np.ndarray, ratios, r_squared: f
     saturated = clipped_fraction(adf, "top")
     clipped = clipped_fraction(adf, "bottom")
     handled = excluded is not None and bool(np.any(excluded))
+    if as_recorded:
+        raw = float(as_recorded.get("saturated_fraction", 0.0))
+        if raw > CLIPPED_FRACTION_LIMIT and saturated <= CLIPPED_FRACTION_LIMIT:
+            worsen("violated")
+            problems.append(
+                f"{raw:.1%} of the ADF pixels as recorded were saturated, which binning "
+                "averaged away: the binned ADF is not linear there and the pixels cannot be "
+                "left out; bin less, or use SIRT")
+        raw_clipped = float(as_recorded.get("clipped_fraction", 0.0))
+        if raw_clipped > CLIPPED_FRACTION_LIMIT and clipped <= CLIPPED_FRACTION_LIMIT:
+            worsen("doubtful")
+            problems.append(f"{raw_clipped:.1%} of the ADF pixels as recorded were clipped at "
+                            "a raised floor before binning")
     if saturated > CLIPPED_FRACTION_LIMIT:
         if handled:
             problems.append(f"{saturated:.1%} of ADF pixels saturated: excluded from the fit "

@@ -21,6 +21,7 @@ import numpy as np
 from . import __version__
 from .alignment import align_tilt_series, normalise_tilt_totals, register_adf_to_eds
 from .compute import compute_together
+from .diagnostics import AS_RECORDED_KEY, CLIPPED_FRACTION_LIMIT, adf_as_recorded
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
 from .line_survey import survey_lines
@@ -214,6 +215,14 @@ def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor
         stage("Sum spectrum: every listed line is there and no peak is unexplained")
     for message in survey.messages():
         stage(f"Sum spectrum: {message}")
+    if adf is not None:
+        # Saturation averages away when binned: measured on the ADF as recorded, and
+        # carried with it for HEBT's model check.
+        recorded = adf_as_recorded(adf.data.compute() if adf._lazy else adf.data)
+        summary["adf_as_recorded"] = recorded
+        adf.metadata.set_item(AS_RECORDED_KEY, recorded)
+        if recorded["saturated_fraction"] > CLIPPED_FRACTION_LIMIT:
+            stage(f"ADF as recorded: {recorded['saturated_fraction']:.1%} of pixels saturated")
     if bin_factor > 1:
         series = series.rebin(scale=(bin_factor, bin_factor, 1, 1))
         adf = None if adf is None else rebin_keeping_tilts(adf, scale=(1, bin_factor,

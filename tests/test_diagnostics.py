@@ -119,3 +119,26 @@ def test_clipped_fraction_textbook():
     assert clipped_fraction(saturated, "top") == pytest.approx(0.159, abs=0.01)
     with pytest.raises(ValueError, match="end must be"):
         clipped_fraction(natural, "middle")
+
+
+def test_saturation_binned_away_is_still_seen(clean):
+    """Binning 2 x 2 averages saturated pixels with their neighbours: no pile-up is
+    left for the check to find, but the ADF as recorded (carried in the metadata)
+    still says it saturated."""
+    from hyperspy_hebt.diagnostics import AS_RECORDED_KEY, adf_as_recorded
+
+    adf = clean.adf.deepcopy()
+    adf.data = np.minimum(adf.data, 0.95 * adf.data.max())
+    recorded = adf_as_recorded(adf.data)
+    assert recorded["saturated_fraction"] > 0.1  # measured 0.118; 0 once binned 2 x 2
+    series = clean.series.rebin(scale=(2, 2, 1, 1))
+    binned = adf.rebin(scale=(1, 2, 2))
+    lines = [np.asarray(m).reshape(31, 2, 2, 16, 2).sum(axis=(2, 4))
+             for m in clean.line_intensities]
+    common = dict(intensities=lines, xray_lines=LINES)
+    blind = series.check_hebt_model(binned, **common)
+    assert not any("saturated" in p for p in blind["problems"])
+    binned.metadata.set_item(AS_RECORDED_KEY, recorded)
+    seen = series.check_hebt_model(binned, **common)
+    assert seen["verdict"] == "violated"
+    assert any("as recorded were saturated" in p for p in seen["problems"])

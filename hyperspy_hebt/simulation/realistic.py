@@ -160,6 +160,7 @@ def simulate_lamella_series(
     adf_black_level: float = 0.12,
     hot_pixel_fraction: float = 5e-4,
     zero_peak_counts: float = 0.5,
+    counts_dtype=np.uint16,
     seed: int = 0,
 ) -> RealisticSeries:
     """Write a FIB-lamella tilt series with the faults of real data, one file per tilt.
@@ -201,6 +202,9 @@ def simulate_lamella_series(
         ADF pixels stuck at full scale.
     zero_peak_counts : float
         Counts per pixel in the detector's zero-energy noise peak.
+    counts_dtype : numpy dtype
+        Integer type of the spectra (Bruker often writes ``uint8``); a channel that
+        does not fit raises an error rather than wrapping.
     seed : int
 
     Returns
@@ -272,13 +276,18 @@ def simulate_lamella_series(
         maps = np.stack([field_of(sinograms[l], t) for l in present], axis=-1) * line_scale
         continuum = field_of(mass, t) * brems_scale
         stray = stray_per_pixel / np.cos(np.deg2rad(angle))
-        spectra = np.empty((n_slices, n_x, energy_channels), dtype=np.uint16)
+        spectra = np.empty((n_slices, n_x, energy_channels), dtype=counts_dtype)
+        limit = np.iinfo(counts_dtype).max
         rows = max(1, int(32e6 // (8 * n_x * energy_channels)))
         for start in range(0, n_slices, rows):
             block = slice(start, start + rows)
             expected = (maps[block] @ profiles + continuum[block, :, None] * brems
                         + stray * stray_profiles.sum(axis=0) + zero_peak_counts * zero)
-            spectra[block] = rng.poisson(expected)
+            drawn = rng.poisson(expected)
+            if drawn.max(initial=0) > limit:
+                raise ValueError(f"a channel holds {drawn.max()} counts, more than "
+                                 f"{np.dtype(counts_dtype).name} can; use a wider counts_dtype.")
+            spectra[block] = drawn
         totals.append(float(spectra.sum(dtype=np.int64)) / (n_slices * n_x))
         spectrum = hs.signals.Signal1D(spectra)
         _calibrate(spectrum.axes_manager.navigation_axes, pixel_size_nm)

@@ -1,0 +1,121 @@
+"""The reconstruct command with its defaults on a real-size series: time and memory.
+
+Writes a realistic FIB-lamella series (``simulate_lamella_series``: 16 tilts of
+256 x 256 x 2048 by default, about 14 counts per pixel, five listed elements under an
+unlisted Pt/Ga cap, stray lines, a faulty ADF, drift, Bruker's axis names), one
+``.hspy`` file per tilt, then runs in fresh processes, each measured alone (wall time
+and peak resident memory, ``ru_maxrss`` of the child):
+
+- ``cli``: ``python -m hyperspy_hebt reconstruct`` with no option but the files, the
+  angles from the names and ``--elements`` (method, alpha, iterations "auto"; no
+  binning), through saving and figures;
+- ``reference``: a plain script on the same files, as a user would write it: load,
+  integrate 1-FWHM windows, ``reconstruct_sirt(iterations=50)``, quantify, save the
+  volumes as ``.zspy`` (no automatic choice, no survey, no figures).
+
+Targets (issue 12): the CLI under 2 minutes wall on 2 cores and under 1.5 GB peak RSS.
+Figures as measured, and the ratio to the reference of the same run.
+
+Run:  python benchmarks/real_pipeline.py [--size 256] [--slices 256] [--tilts 16]
+      [--channels 2048] [--folder /tmp/hebt_real_pipeline] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ELEMENTS = ["O", "Mg", "Si", "S", "Fe"]
+
+REFERENCE = """
+import sys, time
+from pathlib import Path
+from hyperspy_hebt import load_tilt_series, compute_together
+folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+series, adf = load_tilt_series(str(folder / "tilt_*.hspy"), tilt_from="filename",
+                               adf_paths=str(folder / "adf_tilt_*.hspy"),
+                               elements=%r)
+rec = series.reconstruct_sirt(iterations=50, integration_windows=1.0, gaussian_sigma=0.8)
+fractions = series.quantify_cross_section(rec)
+results = compute_together(rec + fractions)
+out.mkdir(parents=True, exist_ok=True)
+for signal in results:
+    signal.save(out / (signal.metadata.General.title.replace(" ", "_") + ".zspy"),
+                overwrite=True)
+""" % (ELEMENTS,)
+
+
+def child(command: list[str]) -> dict:
+    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{command[:4]} failed with {done.returncode}")
+    # ru_maxrss of the children is the largest child so far: run the larger last or
+    # read it only when it grew (each phase below is one child).
+    return {"seconds": seconds, "peak_rss_gb": peak * 1024 / 1e9,
+            "grew": peak > before, "stdout": done.stdout}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help="scan pixels along x")
+    parser.add_argument("--slices", type=int, default=256, help="scan pixels along y")
+    parser.add_argument("--tilts", type=int, default=16)
+    parser.add_argument("--channels", type=int, default=2048)
+    parser.add_argument("--folder", default="/tmp/hebt_real_pipeline")
+    parser.add_argument("--keep", action="store_true", help="keep the series if present")
+    args = parser.parse_args()
+    folder = Path(args.folder)
+    data = folder / "series"
+    if not (args.keep and data.is_dir()):
+        shutil.rmtree(folder, ignore_errors=True)
+        from hyperspy_hebt.simulation import simulate_lamella_series
+
+        start = time.perf_counter()
+        written = simulate_lamella_series(
+            data, n_x=args.size, n_slices=args.slices,
+            tilt_angles_deg=np.linspace(-60, 60, args.tilts),
+            energy_channels=args.channels, pixel_size_nm=2.0 * 256 / args.size,
+            counts_dtype=np.uint8)
+        print(f"wrote {args.tilts} x {args.slices} x {args.size} x {args.channels} "
+              f"({written.mean_counts_per_pixel:.1f} counts per pixel) in "
+              f"{time.perf_counter() - start:.0f} s")
+    gigabytes = args.tilts * args.slices * args.size * args.channels * 4 / 1e9
+    # The reference first: ru_maxrss of the children only grows, so the CLI's figure
+    # is its own only if it is the larger; "grew" says whether it was.
+    reference = child([sys.executable, "-c", REFERENCE, str(data), str(folder / "reference")])
+    cli = child([sys.executable, "-m", "hyperspy_hebt", "reconstruct",
+                 str(data / "tilt_*.hspy"), "--adf", str(data / "adf_tilt_*.hspy"),
+                 "--tilt-from", "filename", "--elements", *ELEMENTS,
+                 "--out", str(folder / "cli")])
+    summary = json.loads((folder / "cli" / "summary.json").read_text())
+    print(f"\nseries {args.tilts} x {args.slices} x {args.size} x {args.channels} "
+          f"({gigabytes:.1f} GB as float32); 2-core machine\n")
+    print("| run | wall (s) | peak RSS (GB) | wall / reference |")
+    print("|---|---|---|---|")
+    for name, run in (("plain script (SIRT n 50, save)", reference),
+                      ("CLI defaults (auto, survey, figures)", cli)):
+        rss = f"{run['peak_rss_gb']:.2f}" + ("" if run["grew"] else " (at most)")
+        print(f"| {name} | {run['seconds']:.0f} | {rss} | "
+              f"{run['seconds'] / reference['seconds']:.2f} |")
+    print(f"\nCLI chose: {summary.get('automatic_choice', {}).get('chosen', summary['algorithm'])}"
+          f"; padding {summary['padding_px']} px")
+    print("CLI stages:")
+    print("\n".join("  " + line for line in cli["stdout"].splitlines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
