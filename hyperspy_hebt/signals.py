@@ -561,6 +561,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         threshold: str | float | None = "esf",
         composition_units: str = "weight",
         detector_efficiency=1.0,
+        regions=None,
     ) -> list:
         """Turn reconstructed line intensities into weight fractions (paper Eq. 12 / 18).
 
@@ -591,19 +592,45 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         detector_efficiency : float, dict or callable
             EDS detector efficiency (0, 1] for SIRT factors: one number, a dict per
             line, or a function of the line energy in keV.
+        regions : sequence or dict, optional
+            Regions to tabulate the composition of (eager results): rules such as
+            ``"inside"``, ``"Pt dominates"``, ``"not Pt dominates"``, ``"Fe > 0.3"``
+            or ``{name: rule or boolean volume}`` (:mod:`hyperspy_hebt.regions`).
+            The table (voxels, mean and spread per element) goes into every map's
+            ``metadata.Quantification.Regions``. Lazy results compute nothing: call
+            :func:`hyperspy_hebt.regions.composition_table` on them once computed.
 
         Returns
         -------
         list of Signal2D (LazySignal2D if any reconstruction is lazy)
             One fraction map per element, same axes as the reconstructions, with
             their metadata plus a ``Quantification`` node (method, factor and
-            units, beam energy, threshold and how it was found, units). For lazy
-            input the ESF threshold is fitted when the data are computed.
+            units, beam energy, threshold and how it was found, units, and the
+            regions' table). For lazy input the ESF threshold is fitted when the
+            data are computed.
+
+        Raises
+        ------
+        ValueError
+            Reconstructions of mixed algorithms or geometries, a bad threshold,
+            units or factors, or ``regions`` with lazy reconstructions.
         """
-        return _quantification.quantify_cross_section(
+        if regions is not None and any(getattr(r, "_lazy", False) for r in reconstructions):
+            raise ValueError(
+                "regions needs the fractions in memory and these reconstructions are lazy: "
+                "compute them (hyperspy_hebt.compute_together) and call "
+                "hyperspy_hebt.regions.composition_table(fractions, regions).")
+        fractions = _quantification.quantify_cross_section(
             self, reconstructions, factors=factors, threshold=threshold,
             composition_units=composition_units, detector_efficiency=detector_efficiency,
         )
+        if regions is not None:
+            from .regions import composition_table
+
+            table = composition_table(fractions, regions)
+            for fraction in fractions:
+                fraction.metadata.set_item("Quantification.Regions", table)
+        return fractions
 
 
 def _no_auto_normalisation(normalise_tilts):
