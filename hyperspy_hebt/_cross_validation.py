@@ -54,7 +54,8 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
                    intensities, integration_windows, background_windows, gaussian_sigma,
                    score, rotation_axis, slices, relaxation=1.0, positivity=True,
                    hebt_options=None, padding_px="auto",
-                   invalid_pixels="auto", backend="cpu") -> CrossValidation:
+                   invalid_pixels="auto", backend="cpu",
+                   stop_early=False) -> CrossValidation:
     """Implementation of :meth:`TomographicEDSSpectrum.cross_validate`."""
     backend = resolve_backend(backend)  # the folds run here, in memory
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
@@ -83,7 +84,8 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
         score=score, relaxation=relaxation, positivity=positivity,
         hebt_options=hebt_options,
         padding_px=(field.geometry.n_x - field.geometry.n_detector) // 2,
-        weights=None if weights is None else weights[chosen], backend=backend)
+        weights=None if weights is None else weights[chosen], backend=backend,
+        stop_early=stop_early)
     result.slices = chosen.tolist()
     result.grid = field.record
     return result
@@ -117,6 +119,7 @@ def metadata_of(result: CrossValidation) -> dict:
         "best_method": result.best["method"],
         "best_alpha": float(result.best["alpha"]),
         "best_iterations": int(result.best["iterations"]),
+        "stopped_early": {name: int(n) for name, n in result.stopped_early.items()},
         "table": {
             "method": [r["method"] for r in rows],
             "alpha": [float(r["alpha"]) for r in rows],
@@ -152,7 +155,7 @@ def auto_sirt(signal, kwargs: dict) -> list:
         rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
         relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
         padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
-        backend=kwargs["backend"])
+        backend=kwargs["backend"], stop_early=True)
     record = metadata_of(result)
     out = []
     for index, name in enumerate(names):
@@ -221,7 +224,7 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
         score=kwargs["score"], rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
         relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
         padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
-        backend=kwargs["backend"])
+        backend=kwargs["backend"], stop_early=True)
     chosen = dict(kwargs, padding_px=result.grid["padding_px"])
     best = result.best
     if violated:

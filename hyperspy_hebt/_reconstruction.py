@@ -89,6 +89,20 @@ def _cropped_to_scan(kernel, geometry):
     return cropped
 
 
+#: Largest volume block (bytes of float32 voxels, every output of a run of slices) a
+#: kernel works on: its working set is a few times this, once per dask thread. A
+#: lamella's padded grid (3.7x the scan at 60 degrees) with five lines made 64-slice
+#: blocks of 311 MB, and the reconstruct command peaked at 2 GB.
+BLOCK_VOLUME_BYTES = 64 * 2**20
+
+
+def block_slices(slices_per_block: int, geometry, n_out: int) -> int:
+    """``slices_per_block``, or fewer so that a block's volumes fit
+    :data:`BLOCK_VOLUME_BYTES`."""
+    per_slice = geometry.n_x * geometry.n_z * max(1, n_out) * 4
+    return max(1, min(int(slices_per_block), BLOCK_VOLUME_BYTES // per_slice))
+
+
 def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iterations,
                show_progressbar, description):
     """Run ``kernel`` on runs of slices of ``stacked`` ``(channels, slices, T, D)``.
@@ -96,9 +110,12 @@ def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iter
     Returns ``(n_out, slices, n_z, n_detector)``: a dask array built with
     ``map_blocks`` (one block per run of slices, every channel and tilt in it) for
     lazy input, else a numpy array computed batch by batch with a progress bar.
-    Columns of a grid padded beyond the scan are cropped.
+    Columns of a grid padded beyond the scan are cropped. A run holds at most
+    ``slices_per_block`` slices, fewer when its volumes would pass
+    :data:`BLOCK_VOLUME_BYTES` (bounded memory on large, padded grids).
     """
     kernel = _cropped_to_scan(kernel, geometry)
+    slices_per_block = block_slices(slices_per_block, geometry, n_out)
     out_chunks = ((n_out,), None, (geometry.n_z,), (geometry.n_detector,))
     if lazy:
         stacked = da.asarray(stacked).rechunk({0: -1, 1: slices_per_block, 2: -1, 3: -1})

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._reconstruction import filtered_sinograms
-from .tomography import (ParallelBeamGeometry, fit_response_model, get_projector, hebt_path,
-                         sirt_path, validate_alpha)
+from .tomography import ParallelBeamGeometry, fit_response_model, get_projector, validate_alpha
+from .tomography.bimodal import _hebt_steps
+from .tomography.sirt import _sirt_steps
 
 __all__ = ["CrossValidation", "cross_validate_stacks", "poisson_deviance"]
 
@@ -77,6 +78,11 @@ class CrossValidation:
     grid : dict
         Padding of the grid and pixels left out (no valid data), as recorded
         in ``metadata.Reconstruction`` by the reconstructions.
+    stopped_early : dict
+        Setting (``"SIRT"``, ``"HEBT alpha 0.8"``) -> the iteration count after
+        which its run stopped, every line's held-out score having risen at two
+        checkpoints in a row (``stop_early``); settings that ran every count are
+        absent.
     """
 
     rows: list = field(repr=False)
@@ -86,6 +92,7 @@ class CrossValidation:
     folds: int
     slices: list = field(default_factory=list)
     grid: dict = field(default_factory=dict)
+    stopped_early: dict = field(default_factory=dict)
 
     def plot(self):
         """Score against iterations, one panel per line, one curve per method/alpha."""
@@ -144,6 +151,54 @@ def _hebt_training(eds, adf, options, weights=None):
     return adf - offset, ratios, weights
 
 
+@dataclass
+class _Fold:
+    """One fold's training and held-out data, and its projectors."""
+
+    train: np.ndarray
+    train_projector: object
+    test_projector: object
+    train_weights: np.ndarray | None
+    train_eds: np.ndarray
+    measured: np.ndarray
+    scored: np.ndarray | None
+    n_held: int
+    train_adf: np.ndarray | None = None
+    ratios: np.ndarray | None = None
+    adf_weights: np.ndarray | None = None
+
+
+#: Early stopping: a run stops once every line's score has been worse than its best
+#: at this many checkpoints in a row (noisy data semi-converge: the held-out score
+#: falls, then rises; the larger counts are then not worth their time).
+PATIENCE = 2
+
+
+def _lockstep(generators, folds, iterations, score, totals, key, names, stop_early):
+    """Advance every fold's iteration generator together, scoring each at the wanted
+    counts; with ``stop_early``, stop when every line has been worse than its best at
+    :data:`PATIENCE` checkpoints in a row. Returns the count it stopped after (or None
+    when it ran them all)."""
+    best = {line: np.inf for line in names}
+    worse = {line: 0 for line in names}
+    done = 0
+    for n in iterations:
+        for generator, fold in zip(generators, folds):
+            for _ in range(n - done):
+                copy_out = next(generator)
+            score(fold, n, copy_out())
+        done = n
+        for line in names:
+            total = totals[key + (n, line)]
+            if total < best[line]:
+                best[line], worse[line] = total, 0
+            else:
+                worse[line] += 1
+        if stop_early and n != iterations[-1] and all(w >= PATIENCE for w in worse.values()):
+            return n
+    return None
+
+
 def _fold_indices(n_tilts, folds):
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
         if not 2 <= folds <= n_tilts // 2:
@@ -158,7 +213,8 @@ def _fold_indices(n_tilts, folds):
 def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iterations, alphas,
                           holdout, sigma, score="poisson", relaxation=1.0,
                           positivity=True, hebt_options=None, padding_px: int = 0,
-                          weights=None, backend: str = "cpu") -> CrossValidation:
+                          weights=None, backend: str = "cpu",
+                          stop_early: bool = False) -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
     Parameters
@@ -194,6 +250,11 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         of the training and of the scores.
     backend : {"cpu", "cupy", "auto"}
         Where the reconstructions run (:mod:`hyperspy_hebt.tomography.backends`).
+    stop_early : bool
+        Stop a setting's run once every line's held-out score has been worse than
+        its best at two checkpoints in a row (semi-convergence: the larger counts
+        would not be chosen); their rows are then absent. The folds run in
+        lockstep so that the decision uses the score summed over folds.
 
     Returns
     -------
@@ -214,62 +275,82 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     iterations = sorted({int(n) for n in iterations})
     angles = np.asarray(tilt_angles_deg, dtype=float)
     k, n_slices, n_tilts, n_det = eds.shape
-    totals = {}
+    grid = {"n_detector": n_det, "n_x": n_det + 2 * padding_px, "n_z": n_det}
+    folds = []
     for held in _fold_indices(n_tilts, holdout):
         train = np.setdiff1d(np.arange(n_tilts), held)
-        grid = {"n_detector": n_det, "n_x": n_det + 2 * padding_px, "n_z": n_det}
-        train_projector = get_projector(ParallelBeamGeometry(tuple(angles[train]), **grid))
-        test_projector = get_projector(ParallelBeamGeometry(tuple(angles[held]), **grid))
-        train_weights = None if weights is None else weights[:, train]
-        train_eds = eds[:, :, train]
+        fold = _Fold(
+            train=train, train_projector=get_projector(ParallelBeamGeometry(tuple(angles[train]), **grid)),
+            test_projector=get_projector(ParallelBeamGeometry(tuple(angles[held]), **grid)),
+            train_weights=None if weights is None else weights[:, train],
+            train_eds=eds[:, :, train], measured=eds[:, :, held],
+            scored=None if weights is None else weights[:, held] > 0, n_held=len(held))
         if sigma is not None:
-            train_eds = np.stack([filtered_sinograms(m, sigma, False, 1, train_weights)
-                                  for m in train_eds])
-        measured = eds[:, :, held]
-        scored = None if weights is None else weights[:, held] > 0
+            fold.train_eds = np.stack([filtered_sinograms(m, sigma, False, 1,
+                                                          fold.train_weights)
+                                       for m in fold.train_eds])
+        folds.append(fold)
+    totals = {}
 
-        def record(method, alpha, n, predictions):
-            for line, prediction, truth in zip(names, predictions, measured):
-                key = (method, alpha, n, line)  # alpha None for SIRT (NaN != NaN as a key)
-                if scored is not None:
-                    truth, prediction = truth[scored], prediction[scored]
-                totals[key] = totals.get(key, 0.0) + scorer(truth, prediction)
+    def record(fold, method, alpha, n, predictions):
+        for line, prediction, truth in zip(names, predictions, fold.measured):
+            key = (method, alpha, n, line)  # alpha None for SIRT (NaN != NaN as a key)
+            if fold.scored is not None:
+                truth, prediction = truth[fold.scored], prediction[fold.scored]
+            totals[key] = totals.get(key, 0.0) + scorer(truth, prediction)
 
-        if "sirt" in methods:
-            stacked = train_eds.reshape((k * n_slices,) + train_eds.shape[2:])
-            ray_weights = None if weights is None else np.tile(train_weights, (k, 1, 1))
-            for n, volume in zip(iterations, sirt_path(train_projector, stacked, iterations,
-                                                       relaxation, positivity, ray_weights,
-                                                       backend)):
-                predictions = test_projector.forward(volume).reshape(k, n_slices, len(held),
-                                                                      n_det)
-                record("SIRT", None, n, predictions)
-        if "hebt" in methods:
-            train_adf, ratios, adf_weights = _hebt_training(train_eds, adf[:, train], options,
-                                                            train_weights)
-            safe = np.where(ratios > 0, ratios, np.inf)  # a zero ratio predicts no counts
-            for alpha in alphas:
-                path = hebt_path(train_projector, train_eds, train_adf, ratios, alpha,
-                                 iterations, relaxation, positivity, adf_weights=adf_weights,
-                                 extra_volume=options["unlisted_mass"],
-                                 eds_weights=train_weights, backend=backend)
-                for n, volume in zip(iterations, path):
-                    volume = volume[:k]  # the elements; not the unlisted-mass volume
-                    projected = test_projector.forward(volume.reshape((k * n_slices,)
-                                                                      + volume.shape[2:]))
-                    predictions = projected.reshape(k, n_slices, len(held), n_det) / \
-                        safe[:, None, None, None]
-                    record("HEBT", alpha, n, predictions)
-    folds = len(_fold_indices(n_tilts, holdout))
+    stopped = {}
+    if "sirt" in methods:
+        def sirt_steps(fold):
+            stacked = fold.train_eds.reshape((k * n_slices,) + fold.train_eds.shape[2:])
+            ray_weights = (None if fold.train_weights is None
+                           else np.tile(fold.train_weights, (k, 1, 1)))
+            return _sirt_steps(fold.train_projector, stacked, float(relaxation), positivity,
+                               ray_weights, backend)
+
+        def score_sirt(fold, n, volume):
+            predictions = fold.test_projector.forward(volume).reshape(k, n_slices,
+                                                                      fold.n_held, n_det)
+            record(fold, "SIRT", None, n, predictions)
+
+        stopped["SIRT"] = _lockstep([sirt_steps(f) for f in folds], folds, iterations,
+                                    score_sirt, totals, ("SIRT", None), names, stop_early)
+    if "hebt" in methods:
+        for fold in folds:
+            fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(
+                fold.train_eds, adf[:, fold.train], options, fold.train_weights)
+        for alpha in alphas:
+            def hebt_steps(fold):
+                return _hebt_steps(fold.train_projector, fold.train_eds, fold.train_adf,
+                                   fold.ratios, alpha, float(relaxation), positivity,
+                                   adf_weights=fold.adf_weights,
+                                   extra_volume=options["unlisted_mass"],
+                                   eds_weights=fold.train_weights, backend=backend)
+
+            def score_hebt(fold, n, volume):
+                volume = volume[:k]  # the elements; not the unlisted-mass volume
+                projected = fold.test_projector.forward(volume.reshape((k * n_slices,)
+                                                                       + volume.shape[2:]))
+                safe = np.where(fold.ratios > 0, fold.ratios, np.inf)  # 0 predicts no counts
+                predictions = projected.reshape(k, n_slices, fold.n_held, n_det) / \
+                    safe[:, None, None, None]
+                record(fold, "HEBT", alpha, n, predictions)
+
+            stopped[f"HEBT alpha {alpha:g}"] = _lockstep(
+                [hebt_steps(f) for f in folds], folds, iterations, score_hebt, totals,
+                ("HEBT", alpha), names, stop_early)
+    n_folds = len(folds)
     rows = [{"method": m, "alpha": float("nan") if a is None else a, "iterations": n,
-             "xray_line": line, "score": total / folds}
+             "xray_line": line, "score": total / n_folds}
             for (m, a, n, line), total in totals.items()]
     best_per_line = {line: min((r for r in rows if r["xray_line"] == line),
                                key=lambda r: r["score"]) for line in names}
     summed = {}
     for (method, alpha, n, _), total in totals.items():
-        summed[(method, alpha, n)] = summed.get((method, alpha, n), 0.0) + total / folds
+        summed[(method, alpha, n)] = summed.get((method, alpha, n), 0.0) + total / n_folds
     method, alpha, n = min(summed, key=summed.get)
     best = {"method": method, "alpha": float("nan") if alpha is None else alpha,
             "iterations": n, "score": summed[(method, alpha, n)]}
-    return CrossValidation(rows, best_per_line, best, score, folds)
+    return CrossValidation(rows, best_per_line, best, score, n_folds,
+                           stopped_early={name: n for name, n in stopped.items()
+                                          if n is not None})

@@ -158,7 +158,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             Name of the navigation axis parallel to the specimen rotation axis
             (``"y"`` or ``"x"``); the other spatial axis is the scan direction.
         slices_per_block : int
-            Slices reconstructed together (one dask block of a lazy result).
+            Slices reconstructed together (one dask block of a lazy result), at
+            most: fewer when their volumes would pass 64 MB (a padded grid).
         normalise_tilts : bool
             Scale each line's map to the same total at every tilt (detector
             shadowing; the paper's correction). Computes the totals now (one pass

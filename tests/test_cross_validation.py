@@ -166,3 +166,32 @@ def test_auto_on_a_lazy_series_reads_the_spectra_once():
         assert r.metadata.Reconstruction.intensities.source == "integration"
         assert r.metadata.Reconstruction.iterations == e.metadata.Reconstruction.iterations
         np.testing.assert_allclose(r.data, e.data, rtol=0, atol=1e-5 * e.data.max())
+
+
+def test_early_stopping_keeps_the_scores_and_the_choice():
+    """At a few counts per pixel the held-out score is best after few iterations and
+    rises after: the run stops there, the scores it did compute are the full run's,
+    and the choice is the same."""
+    from hyperspy_hebt.cross_validation import cross_validate_stacks
+    from hyperspy_hebt.simulation import core_shell_phantom, project_volume
+
+    tilts = np.linspace(-70, 70, 16)
+    core, shell = core_shell_phantom(24, 3)
+    rng = np.random.default_rng(1)
+    expected = np.stack([project_volume(0.05 * (core + 0.3 * shell), tilts),
+                         project_volume(0.05 * shell, tilts)])
+    eds = rng.poisson(expected).astype(np.float32)
+    common = dict(methods=("sirt",), iterations=(5, 10, 20, 50, 100, 200, 500), alphas=(),
+                  holdout=4, sigma=None)
+    full = cross_validate_stacks(eds, None, LINES, tilts, **common)
+    early = cross_validate_stacks(eds, None, LINES, tilts, stop_early=True, **common)
+    assert full.stopped_early == {}
+    stop = early.stopped_early["SIRT"]
+    assert stop < 500  # measured: stops after 20 (best 5) instead of running to 500
+    scores = {(r["iterations"], r["xray_line"]): r["score"] for r in full.rows}
+    assert len(early.rows) < len(full.rows)
+    for row in early.rows:
+        assert row["iterations"] <= stop
+        assert row["score"] == pytest.approx(scores[(row["iterations"], row["xray_line"])],
+                                             rel=1e-6)
+    assert early.best["iterations"] == full.best["iterations"] < stop
