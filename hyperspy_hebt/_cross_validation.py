@@ -55,7 +55,7 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
                    score, rotation_axis, slices, relaxation=1.0, positivity=True,
                    hebt_options=None, padding_px="auto",
                    invalid_pixels="auto", backend="cpu",
-                   stop_early=False) -> CrossValidation:
+                   stop_early=False, thickness_nm=None) -> CrossValidation:
     """Implementation of :meth:`TomographicEDSSpectrum.cross_validate`."""
     backend = resolve_backend(backend)  # the folds run here, in memory
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
@@ -68,7 +68,7 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
     if any(isinstance(a, da.Array) for a in eds + [adf_stack]):
         eds, adf_stack = dask.compute(eds, adf_stack)
     field = prepare_field(layout, [np.asarray(e, dtype=np.float32) for e in eds], padding_px,
-                          weights, record)
+                          weights, record, thickness_nm)
     chosen = _slice_selection(layout.n_slices, slices)
     eds = np.stack([np.asarray(e, dtype=np.float32)[chosen] for e in eds])
     if adf_stack is not None:
@@ -85,7 +85,7 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
         hebt_options=hebt_options,
         padding_px=(field.geometry.n_x - field.geometry.n_detector) // 2,
         weights=None if weights is None else weights[chosen], backend=backend,
-        stop_early=stop_early)
+        stop_early=stop_early, half_thickness_px=field.half_thickness_px)
     result.slices = chosen.tolist()
     result.grid = field.record
     return result
@@ -155,7 +155,7 @@ def auto_sirt(signal, kwargs: dict) -> list:
         rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
         relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
         padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
-        backend=kwargs["backend"], stop_early=True)
+        backend=kwargs["backend"], stop_early=True, thickness_nm=kwargs["thickness_nm"])
     record = metadata_of(result)
     out = []
     for index, name in enumerate(names):
@@ -224,7 +224,7 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
         score=kwargs["score"], rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
         relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
         padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
-        backend=kwargs["backend"], stop_early=True)
+        backend=kwargs["backend"], stop_early=True, thickness_nm=kwargs["thickness_nm"])
     chosen = dict(kwargs, padding_px=result.grid["padding_px"])
     best = result.best
     if violated:

@@ -1,6 +1,7 @@
-"""The field of view of a tilt series: what lies beyond the scan, and where data are missing.
+"""The field of view of a tilt series: what lies beyond the scan, where data are
+missing, and where the object may be.
 
-Two guards for real acquisitions:
+Three guards for real acquisitions:
 
 * **Padding.** A lamella or any object wider than the scan keeps mass outside the
   field, which the rays near the scan's edges cross at high tilt. A reconstruction
@@ -10,6 +11,9 @@ Two guards for real acquisitions:
 * **Invalid pixels.** After alignment, pixels shifted in from outside the recorded
   image hold no data (zeros); they are given weight 0 in the reconstruction
   instead of being read as "no mass here".
+* **Thickness.** A lamella of known thickness lies within ``|z| <= t / 2`` of the
+  tilt axis; voxels outside that slab are held at 0 (a support constraint), so the
+  missing wedge cannot spread the lamella's mass through the whole grid.
 """
 
 from __future__ import annotations
@@ -145,3 +149,54 @@ def invalid_pixels_of(signal, invalid_pixels, navigation_shape) -> tuple:
         raise ValueError(f"invalid_pixels has shape {data.shape}; it must match the "
                          f"navigation shape {navigation_shape} (array order).")
     return (data if data.any() else None), "user"
+
+
+#: Length units of scan axes, in nm.
+_LENGTH_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "μm": 1e3, "Å": 0.1, "A": 0.1, "pm": 1e-3}
+
+
+def thickness_support(thickness_nm, layout) -> tuple:
+    """Half the specimen thickness in grid pixels (None: no support), and its record.
+
+    A lamella of known thickness occupies ``|z| <= t / 2`` about the tilt axis; the
+    reconstruction's slab is as deep as the scan is wide, and without this the
+    missing wedge spreads its mass (as streaks) through the whole slab.
+
+    Raises
+    ------
+    ValueError
+        A thickness that is not a positive number, a scan axis whose units are no
+        length, or a thickness under one pixel or deeper than the slab.
+    """
+    if thickness_nm is None:
+        return None, {"support": "none (the whole slab)"}
+    if isinstance(thickness_nm, bool) or not isinstance(thickness_nm, (int, float, np.number)):
+        raise TypeError(f"thickness_nm must be a number of nm or None, got {thickness_nm!r}.")
+    thickness = float(thickness_nm)
+    if not np.isfinite(thickness) or thickness <= 0:
+        raise ValueError(f"thickness_nm must be a positive number of nm, got {thickness_nm!r}.")
+    axis = layout.detector_axis
+    factor = _LENGTH_NM.get(str(axis.units))
+    if factor is None:
+        raise ValueError(
+            f"thickness_nm needs the scan axis '{axis.name}' calibrated in a length (nm, µm, "
+            f"Å); its units are {axis.units!r}.")
+    pixel_nm = abs(float(axis.scale)) * factor
+    thickness_px = thickness / pixel_nm
+    depth_px = axis.size
+    if thickness_px < 1 or thickness_px > depth_px:
+        raise ValueError(
+            f"thickness_nm={thickness:g} is {thickness_px:.2f} pixels of {pixel_nm:.4g} nm: it "
+            f"must lie between 1 pixel and the slab's depth ({depth_px} pixels, "
+            f"{depth_px * pixel_nm:.4g} nm).")
+    return thickness_px / 2, {"support": "slab |z| <= thickness / 2 about the tilt axis",
+                              "thickness_nm": thickness, "thickness_px": thickness_px}
+
+
+def slab_support(geometry, half_thickness_px) -> np.ndarray | None:
+    """``(n_z, n_x)`` boolean: rows within ``half_thickness_px`` of z = 0 (None: None)."""
+    if half_thickness_px is None:
+        return None
+    z = np.arange(geometry.n_z) - (geometry.n_z - 1) / 2
+    rows = np.abs(z) <= float(half_thickness_px) + 1e-6
+    return np.repeat(rows[:, None], geometry.n_x, axis=1)

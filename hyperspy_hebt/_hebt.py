@@ -11,6 +11,7 @@ import numpy as np
 
 from ._intensities import adf_series, line_intensities, normalise_per_tilt, title_of
 from ._layout import TiltSeriesLayout
+from ._field import slab_support
 from ._reconstruction import (Field, base_parameters, filtered_sinograms, in_memory,
                               invalid_weights, kernel_backend, prepare_field,
                               reconstruction_signal, run_blocks, validate_common)
@@ -26,14 +27,15 @@ _logger = logging.getLogger(__name__)
 
 def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positivity,
                  weighted=False, extra_volume=False, eds_weighted=False, backend="cpu",
-                 callback=None):
+                 half_thickness_px=None, callback=None):
     """(k + 1 [+ 1] [+ 1], slices, T, D): EDS maps, the ADF, [ADF weights], [EDS
     weights] -> (k [+ 1], slices, Z, X)."""
     k = len(ratios)
     return hebt(get_projector(geometry), block[:k], block[k], ratios, alpha, iterations,
                 relaxation, positivity, callback,
                 adf_weights=block[k + 1] if weighted else None, extra_volume=extra_volume,
-                eds_weights=block[-1] if eds_weighted else None, backend=backend)
+                eds_weights=block[-1] if eds_weighted else None, backend=backend,
+                support=slab_support(geometry, half_thickness_px))
 
 
 #: ``response_ratios`` value for ratios shaped by the cross sections (Eq. 16).
@@ -116,7 +118,7 @@ class HebtInputs:
 def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
                    background_windows, gaussian_sigma, rotation_axis, slices_per_block,
                    compute=False, normalise_tilts=False, padding_px="auto",
-                   invalid_pixels="auto"):
+                   invalid_pixels="auto", thickness_nm=None):
     """Line maps and ADF as sinogram stacks; ``compute`` brings lazy ones into memory
     (once) while keeping them usable as dask arrays chunked by slices. The grid's
     padding and the pixels with no valid data come along (:class:`Field`)."""
@@ -139,7 +141,7 @@ def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
         *raw, adf_stack = in_memory(raw + [adf_stack], slices_per_block)
     # The unfiltered EDS maps say whether the object continues beyond the scan (an
     # ADF dark level would look like mass at the edges, a filter spreads it there).
-    field = prepare_field(layout, raw, padding_px, weights, record)
+    field = prepare_field(layout, raw, padding_px, weights, record, thickness_nm)
     eds = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights) for stack in raw]
     if lazy and compute:
         eds = in_memory(eds, slices_per_block)
@@ -227,7 +229,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                      slices_per_block, exclude_clipped=True, adf_offset=False,
                      unlisted_mass=False, ratio_floor=None, normalise_tilts=False,
                      padding_px="auto", invalid_pixels="auto", detector_efficiency=1.0,
-                     backend="cpu"):
+                     backend="cpu", thickness_nm=None):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
@@ -240,7 +242,7 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                             slices_per_block=slices_per_block,
                             compute=not isinstance(response_ratios, dict),
                             normalise_tilts=normalise_tilts, padding_px=padding_px,
-                            invalid_pixels=invalid_pixels)
+                            invalid_pixels=invalid_pixels, thickness_nm=thickness_nm)
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
     backend = kernel_backend(backend, lazy)
     physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
@@ -272,7 +274,8 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                                alpha=alpha, iterations=iterations, relaxation=relaxation,
                                positivity=positivity, weighted=weighted,
                                extra_volume=bool(unlisted_mass), eds_weighted=eds_weighted,
-                               backend=backend)
+                               backend=backend,
+                               half_thickness_px=inputs.field.half_thickness_px)
     channels = inputs.eds + [inputs.adf - model.offset if model.offset else inputs.adf]
     if weighted:
         channels.append(model.valid.astype(np.float32))

@@ -19,7 +19,7 @@ import scipy.ndimage as ndi
 
 from ._intensities import (LineIntensity, adf_series, line_intensities, normalise_per_tilt,
                            title_of)
-from ._field import invalid_pixels_of, resolve_padding
+from ._field import invalid_pixels_of, resolve_padding, slab_support, thickness_support
 from ._layout import TiltSeriesLayout
 from ._version import __version__
 from .tomography import get_projector, sirt, validate_sirt_parameters
@@ -60,9 +60,10 @@ def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
 
 
 def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=False,
-                 backend="cpu", callback=None):
+                 backend="cpu", half_thickness_px=None, callback=None):
     """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent;
-    with ``weighted`` the last channel holds ray weights shared by the others."""
+    with ``weighted`` the last channel holds ray weights shared by the others; with
+    ``half_thickness_px`` voxels farther from z = 0 are held at 0."""
     weights = None
     if weighted:
         block, weights = block[:-1], block[-1]
@@ -72,7 +73,7 @@ def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=F
                                                                 + block.shape[2:])
     volume = sirt(get_projector(geometry), block.reshape((channels * slices,) + block.shape[2:]),
                   iterations, relaxation, positivity, callback, ray_weights=weights,
-                  backend=backend)
+                  backend=backend, support=slab_support(geometry, half_thickness_px))
     return volume.reshape((channels, slices) + volume.shape[1:])
 
 
@@ -167,11 +168,12 @@ def in_memory(stacks, slices_per_block):
 
 @dataclass
 class Field:
-    """The reconstruction grid and the measurements it trusts."""
+    """The reconstruction grid, where the object may be, and the measurements it trusts."""
 
     geometry: object
     weights: object  # (slices, tilts, detector) float32, 0 = no valid data; None = all valid
     record: dict
+    half_thickness_px: float | None = None  # slab support |z| <= this; None = whole grid
 
 
 def invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block):
@@ -187,11 +189,14 @@ def invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block):
     return weights, record
 
 
-def prepare_field(layout, stacks, padding_px, weights, record) -> Field:
-    """Resolve the padding (``"auto"`` looks at ``stacks``) and build the geometry."""
+def prepare_field(layout, stacks, padding_px, weights, record, thickness_nm=None) -> Field:
+    """Resolve the padding (``"auto"`` looks at ``stacks``), build the geometry, and
+    the slab a known specimen thickness allows."""
     padding, padding_record = resolve_padding(padding_px, layout.tilt_angles_deg,
                                               layout.detector_axis.size, stacks, weights)
-    return Field(layout.geometry(padding), weights, {**record, **padding_record})
+    half, thickness_record = thickness_support(thickness_nm, layout)
+    return Field(layout.geometry(padding), weights,
+                 {**record, **padding_record, **thickness_record}, half)
 
 
 def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma, backend):
@@ -214,7 +219,8 @@ def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma
 def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration_windows,
                      background_windows, gaussian_sigma, relaxation, positivity,
                      show_progressbar, rotation_axis, slices_per_block, normalise_tilts=False,
-                     padding_px="auto", invalid_pixels="auto", backend="cpu"):
+                     padding_px="auto", invalid_pixels="auto", backend="cpu",
+                     thickness_nm=None):
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
@@ -230,13 +236,13 @@ def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration
     raw = [layout.to_stack(line.data) for line in lines]
     if lazy and isinstance(padding_px, str):
         raw = in_memory(raw, slices_per_block)
-    field = prepare_field(layout, raw, padding_px, weights, record)
+    field = prepare_field(layout, raw, padding_px, weights, record, thickness_nm)
     sinograms = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights)
                  for stack in raw]
     geometry, weighted = field.geometry, weights is not None
     kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
                                relaxation=relaxation, positivity=positivity, weighted=weighted,
-                               backend=backend)
+                               backend=backend, half_thickness_px=field.half_thickness_px)
     run = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
                             slices_per_block=slices_per_block, iterations=iterations,
                             show_progressbar=show_progressbar, description="SIRT")

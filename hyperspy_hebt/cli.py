@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--padding", default="auto", type=_number_or_auto(int),
                      help='grid columns added on each side of the scan, or "auto" (objects '
                           'wider than the field, e.g. lamellae)')
+    rec.add_argument("--thickness", type=float, default=None, metavar="NM",
+                     help="specimen (lamella) thickness in nm: the reconstruction is held "
+                          "within it (default: the whole slab, as deep as the scan is wide)")
     rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),
                      help='where the reconstructions run: "cupy" needs CuPy and a CUDA GPU, '
                           '"auto" takes one when present')
@@ -221,7 +224,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
             register=args.register, normalise=args.normalise,
             gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
             tilt_from=args.tilt_from, adf_paths=args.adf, padding_px=args.padding,
-            fit_lines=args.fit_lines, backend=args.backend, regions=args.regions)
+            fit_lines=args.fit_lines, backend=args.backend, regions=args.regions,
+            thickness_nm=args.thickness)
     except (ValueError, TypeError, FileNotFoundError, DataUnavailableError) as error:
         # The user's input or files: a message, not a traceback.
         print(f"python -m hyperspy_hebt reconstruct: error: {error}", file=sys.stderr)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._field import slab_support
 from ._reconstruction import filtered_sinograms
 from .tomography import ParallelBeamGeometry, fit_response_model, get_projector, validate_alpha
 from .tomography.bimodal import _hebt_steps
@@ -214,7 +215,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                           holdout, sigma, score="poisson", relaxation=1.0,
                           positivity=True, hebt_options=None, padding_px: int = 0,
                           weights=None, backend: str = "cpu",
-                          stop_early: bool = False) -> CrossValidation:
+                          stop_early: bool = False,
+                          half_thickness_px: float | None = None) -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
     Parameters
@@ -255,6 +257,9 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         its best at two checkpoints in a row (semi-convergence: the larger counts
         would not be chosen); their rows are then absent. The folds run in
         lockstep so that the decision uses the score summed over folds.
+    half_thickness_px : float, optional
+        Slab support: voxels farther than this from z = 0 are held at 0, as in the
+        reconstructions with ``thickness_nm``.
 
     Returns
     -------
@@ -276,6 +281,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     angles = np.asarray(tilt_angles_deg, dtype=float)
     k, n_slices, n_tilts, n_det = eds.shape
     grid = {"n_detector": n_det, "n_x": n_det + 2 * padding_px, "n_z": n_det}
+    support = slab_support(ParallelBeamGeometry((0.0,), **grid), half_thickness_px)
     folds = []
     for held in _fold_indices(n_tilts, holdout):
         train = np.setdiff1d(np.arange(n_tilts), held)
@@ -306,7 +312,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
             ray_weights = (None if fold.train_weights is None
                            else np.tile(fold.train_weights, (k, 1, 1)))
             return _sirt_steps(fold.train_projector, stacked, float(relaxation), positivity,
-                               ray_weights, backend)
+                               ray_weights, backend, support)
 
         def score_sirt(fold, n, volume):
             predictions = fold.test_projector.forward(volume).reshape(k, n_slices,
@@ -325,7 +331,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                                    fold.ratios, alpha, float(relaxation), positivity,
                                    adf_weights=fold.adf_weights,
                                    extra_volume=options["unlisted_mass"],
-                                   eds_weights=fold.train_weights, backend=backend)
+                                   eds_weights=fold.train_weights, backend=backend,
+                                   support=support)
 
             def score_hebt(fold, n, volume):
                 volume = volume[:k]  # the elements; not the unlisted-mass volume

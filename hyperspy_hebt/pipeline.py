@@ -91,6 +91,7 @@ def reconstruct_files(
     fit_lines: bool = False,
     backend: str = "cpu",
     regions: Sequence[str] | dict | None = None,
+    thickness_nm: float | None = None,
     progress=print,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
@@ -143,6 +144,9 @@ def reconstruct_files(
     regions : sequence of str or dict, optional
         Regions to tabulate the composition of, besides ``"inside"`` (rules of
         :mod:`hyperspy_hebt.regions`, e.g. ``["Pt dominates", "not Pt dominates"]``).
+    thickness_nm : float, optional
+        Specimen (lamella) thickness in nm: the reconstruction is held within it
+        (see ``reconstruct_sirt``).
     progress : callable
         Receives one line of text per stage, with the time since the start.
 
@@ -178,7 +182,7 @@ def reconstruct_files(
                     bin_factor, align, align_method, rotation_deg, axis_shift_px, register,
                     normalise, gaussian_sigma, integration_windows, background_windows,
                     tilt_angles, tilt_from, adf_paths, padding_px, fit_lines, backend,
-                    regions, stage, collected)
+                    regions, thickness_nm, stage, collected)
     finally:
         logger.removeHandler(collected)
 
@@ -186,7 +190,7 @@ def reconstruct_files(
 def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor, align,
          align_method, rotation_deg, axis_shift_px, register, normalise, gaussian_sigma,
          integration_windows, background_windows, tilt_angles, tilt_from, adf_paths,
-         padding_px, fit_lines, backend, regions, stage, collected):
+         padding_px, fit_lines, backend, regions, thickness_nm, stage, collected):
     out.mkdir(parents=True, exist_ok=True)
     series, adf = load_tilt_series(paths, tilt_angles=tilt_angles, tilt_from=tilt_from,
                                    adf_paths=adf_paths, lazy=True, elements=elements,
@@ -259,7 +263,7 @@ def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor
     summary["xray_lines"] = lines
     common = dict(iterations=iterations, intensities=maps, xray_lines=lines,
                   gaussian_sigma=gaussian_sigma, show_progressbar=False,
-                  padding_px=padding_px,
+                  padding_px=padding_px, thickness_nm=thickness_nm,
                   backend=resolve_backend(backend))  # resolved here: the blocks run here
     automatic = isinstance(iterations, str) or (method == "hebt" and isinstance(alpha, str))
     stage(f"Reconstructing {', '.join(lines)}" + (
@@ -285,7 +289,8 @@ def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor
               f"{record.Diagnostics.verdict}")
     summary.update(padding_px=record.padding_px, padding_reason=record.padding_reason,
                    invalid_pixel_fraction=record.invalid_pixel_fraction,
-                   backend=record.backend)
+                   backend=record.backend, support=record.support,
+                   thickness_nm=record.get_item("thickness_nm"))
     stage(f"Grid padding {record.padding_px} px ({record.padding_reason}); "
           f"{100 * record.invalid_pixel_fraction:.1f} % of pixels without data")
     fractions = series.quantify_cross_section(reconstructions)

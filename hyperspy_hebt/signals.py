@@ -117,6 +117,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         padding_px: int | str = "auto",
         invalid_pixels="auto",
         backend: str = "cpu",
+        thickness_nm: float | None = None,
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by SIRT (paper Eq. 10-11).
 
@@ -190,6 +191,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             signals resolve it now (a missing GPU is an error here); the blocks
             of a lazy result resolve it where they run, e.g. on a cluster's GPU
             workers. Recorded in ``metadata.Reconstruction.backend``.
+        thickness_nm : float, optional
+            Specimen thickness along the beam at 0 degrees (nm; a FIB lamella's, say
+            150): voxels farther than half of it from the mid-plane through the tilt
+            axis (z = 0) are held at 0 (a support constraint). Without it the slab is
+            as deep as the scan is wide, and the missing wedge spreads a thin
+            lamella's mass through all of it as streaks. Needs the scan axis
+            calibrated in a length; recorded in ``metadata.Reconstruction``
+            (``support``, ``thickness_nm``).
 
         Returns
         -------
@@ -212,7 +221,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
                 show_progressbar=show_progressbar, rotation_axis=rotation_axis,
                 slices_per_block=slices_per_block, score="poisson", padding_px=padding_px,
-                invalid_pixels=invalid_pixels, backend=backend))
+                invalid_pixels=invalid_pixels, backend=backend, thickness_nm=thickness_nm))
         return _reconstruction.reconstruct_sirt(
             self,
             iterations=iterations,
@@ -230,6 +239,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             padding_px=padding_px,
             invalid_pixels=invalid_pixels,
             backend=backend,
+            thickness_nm=thickness_nm,
         )
 
     def reconstruct_hebt(
@@ -257,6 +267,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         invalid_pixels="auto",
         detector_efficiency=1.0,
         backend: str = "cpu",
+        thickness_nm: float | None = None,
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
 
@@ -329,8 +340,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             used by ``response_ratios="physics"`` and by the check that fitted
             ratios follow the cross sections (a fitted pattern more than 1.5x off is
             reported in ``Diagnostics``).
-        backend : {"cpu", "cupy", "auto"}
-            As for :meth:`reconstruct_sirt`.
+        backend, thickness_nm
+            As for :meth:`reconstruct_sirt` (every volume, the unlisted-mass one
+            included, is held within the slab).
 
         Returns
         -------
@@ -358,7 +370,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 slices_per_block=slices_per_block, score="poisson",
                 exclude_clipped=exclude_clipped, adf_offset=adf_offset,
                 unlisted_mass=unlisted_mass, ratio_floor=ratio_floor, padding_px=padding_px,
-                invalid_pixels=invalid_pixels, backend=backend))
+                invalid_pixels=invalid_pixels, backend=backend, thickness_nm=thickness_nm))
         return _hebt.reconstruct_hebt(
             self, adf, alpha=alpha, iterations=iterations, response_ratios=response_ratios,
             xray_lines=xray_lines, intensities=intensities,
@@ -369,7 +381,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             adf_offset=adf_offset, unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
             normalise_tilts=normalise_tilts, padding_px=padding_px,
             invalid_pixels=invalid_pixels, detector_efficiency=detector_efficiency,
-            backend=backend,
+            backend=backend, thickness_nm=thickness_nm,
         )
 
     def cross_validate(
@@ -396,6 +408,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         response_ratios: str | None = None,
         detector_efficiency=1.0,
         backend: str = "cpu",
+        thickness_nm: float | None = None,
     ):
         """Score methods, iteration counts and alphas on held-out tilts.
 
@@ -436,6 +449,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             training and of the scores.
         backend : {"cpu", "cupy", "auto"}
             Where the folds are reconstructed (resolved now: they run here).
+        thickness_nm : float, optional
+            As for :meth:`reconstruct_sirt`: the folds are reconstructed within it.
 
         Returns
         -------
@@ -452,7 +467,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                 exclude_clipped=exclude_clipped, adf_offset=adf_offset,
                 unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
                 response_ratios=response_ratios, detector_efficiency=detector_efficiency),
-            padding_px=padding_px, invalid_pixels=invalid_pixels, backend=backend)
+            padding_px=padding_px, invalid_pixels=invalid_pixels, backend=backend,
+            thickness_nm=thickness_nm)
 
     def fit_line_intensities(
         self,

@@ -96,6 +96,18 @@ def test_array_path_sirt_equals_cpu(numpy_as_cupy, problem, weighted, relaxation
            sirt(*args, ray_weights=weights))
 
 
+def test_array_path_support_equals_cpu(numpy_as_cupy, problem):
+    """A slab support (thickness_nm) reaches the array path as its scales."""
+    support = np.zeros((32, 32), bool)
+    support[10:22] = True
+    args = (problem["projector"], problem["sinograms"], 25)
+    _close(sirt(*args, support=support, backend="cupy"), sirt(*args, support=support))
+    hebt_args = (problem["projector"], problem["eds"], problem["adf"], [1.0, 0.4], 0.8, 20)
+    on_cpu = hebt(*hebt_args, support=support, extra_volume=True)
+    assert on_cpu[:, :, ~support].max() == 0
+    _close(hebt(*hebt_args, support=support, extra_volume=True, backend="cupy"), on_cpu)
+
+
 def test_array_path_keeps_each_iterate(numpy_as_cupy, problem):
     """The path's volumes are copies, not views of the running iterate."""
     args = (problem["projector"], problem["sinograms"], [3, 9, 20])

@@ -129,3 +129,32 @@ def test_sirt_path_equals_separate_runs():
     np.testing.assert_array_equal(path[1], hebt(projector, eds, adf[None], [2.0, 3.0], 0.7, 9))
     with pytest.raises(ValueError, match="iterations is empty"):
         sirt_path(projector, sinograms, [])
+
+
+def test_slab_support_holds_a_lamella_and_lowers_the_error():
+    """A thin slab with a missing wedge: without a support SIRT spreads its mass
+    through the whole grid; held within the known thickness it cannot."""
+    from hyperspy_hebt.simulation import project_volume
+    from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector, sirt
+    from hyperspy_hebt.tomography.sirt import support_scales
+
+    tilts = np.linspace(-60, 60, 13)
+    n = 48
+    volume = np.zeros((2, n, n), np.float32)
+    volume[:, 20:28, :] = 1.0
+    volume[:, 22:26, 10:20] = 3.0
+    sinograms = project_volume(volume, tilts)
+    projector = get_projector(ParallelBeamGeometry(tuple(tilts), n_detector=n, n_x=n, n_z=n))
+    support = np.zeros((n, n), bool)
+    support[19:29] = True
+    free = sirt(projector, sinograms, 100)
+    held = sirt(projector, sinograms, 100, support=support)
+    assert held[:, ~support].max() == 0 and free[:, ~support].max() > 0.1
+    # Measured mean absolute error 0.177 without, 0.081 with the support.
+    assert np.abs(held - volume).mean() < 0.6 * np.abs(free - volume).mean()
+    rows, columns = support_scales(projector, support)
+    assert columns.reshape(n, n)[~support].max() == 0
+    with pytest.raises(ValueError, match="support must be a boolean array"):
+        sirt(projector, sinograms, 2, support=support[:, :10])
+    with pytest.raises(ValueError, match="support is empty"):
+        sirt(projector, sinograms, 2, support=np.zeros((n, n), bool))

@@ -23,21 +23,31 @@ def _snapshot(module, volume, shape):
     return copy_to_host
 
 
-def sirt_steps(module: ArrayModule, projector, measured, weights, relaxation, positivity):
+def _scales(xp, ops, scales):
+    """Device row and column scales: the cached ones, or a support's (host arrays)."""
+    if scales is None:
+        return ops.row_scale, ops.column_scale
+    return xp.asarray(scales[0]), xp.asarray(scales[1])
+
+
+def sirt_steps(module: ArrayModule, projector, measured, weights, relaxation, positivity,
+               scales=None):
     """Yield, after each SIRT iteration, a function returning the host volume.
 
-    ``measured`` and ``weights`` (or None) are ``(n_slices, n_rays)`` float32.
+    ``measured`` and ``weights`` (or None) are ``(n_slices, n_rays)`` float32;
+    ``scales``, when given, the host row and column scales of a support.
     """
     g = projector.geometry
     xp = module.xp
     ops = device_operators(projector, module)
     measured = xp.asarray(measured)
     weights = None if weights is None else xp.asarray(weights)
-    column_scale = ops.column_scale * xp.float32(relaxation)
+    row_scale, column_scale = _scales(xp, ops, scales)
+    column_scale = column_scale * xp.float32(relaxation)
     volume = xp.zeros((measured.shape[0], g.n_pixels), dtype=xp.float32)
     shape = (measured.shape[0], g.n_z, g.n_x)
     while True:
-        residual = (measured - _product(ops.matrix, volume)) * ops.row_scale
+        residual = (measured - _product(ops.matrix, volume)) * row_scale
         if weights is not None:
             residual *= weights
         volume += _product(ops.matrix_t, residual) * column_scale
@@ -47,7 +57,7 @@ def sirt_steps(module: ArrayModule, projector, measured, weights, relaxation, po
 
 
 def hebt_steps(module: ArrayModule, projector, eds, adf, adf_weights, eds_weights, alpha,
-               relaxation, positivity, n_extra):
+               relaxation, positivity, n_extra, scales=None):
     """Yield, after each HEBT iteration, a function returning the host volume.
 
     ``eds`` is ``(k, n_slices, n_rays)`` (already multiplied by the ratios), ``adf``
@@ -62,13 +72,14 @@ def hebt_steps(module: ArrayModule, projector, eds, adf, adf_weights, eds_weight
     eds = xp.asarray(eds)
     adf = xp.asarray(adf)
     alpha = xp.float32(alpha)
-    adf_scale = ops.row_scale / xp.float32(n_blocks)
+    row_scale, column_scale = _scales(xp, ops, scales)
+    adf_scale = row_scale / xp.float32(n_blocks)
     if adf_weights is not None:
         adf_scale = adf_scale * xp.asarray(adf_weights)
-    eds_scale = ops.row_scale * (xp.float32(1) - alpha)
+    eds_scale = row_scale * (xp.float32(1) - alpha)
     if eds_weights is not None:
         eds_scale = eds_scale * xp.asarray(eds_weights)
-    column_scale = ops.column_scale * xp.float32(relaxation)
+    column_scale = column_scale * xp.float32(relaxation)
     volume = xp.zeros((n_blocks * n_slices, g.n_pixels), dtype=xp.float32)
     residual = xp.empty((n_blocks, n_slices, g.n_rays), dtype=xp.float32)
     shape = (n_blocks, n_slices, g.n_z, g.n_x)

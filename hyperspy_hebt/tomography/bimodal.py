@@ -27,8 +27,8 @@ import numpy as np
 
 from . import _array_steps, _sparse, backends
 from .projector import Projector
-from .sirt import (inverse_or_zero, ray_weight_columns, ray_weight_rows, run_path,
-                   run_steps, validate_iteration_counts, validate_sirt_parameters)
+from .sirt import (ray_weight_columns, ray_weight_rows, run_path, run_steps,
+                   support_scales, validate_iteration_counts, validate_sirt_parameters)
 
 __all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "validate_alpha"]
 
@@ -172,6 +172,7 @@ def hebt(
     extra_volume: bool = False,
     eds_weights: np.ndarray | None = None,
     backend: str = "cpu",
+    support: np.ndarray | None = None,
 ) -> np.ndarray:
     """Joint SIRT of k EDS sinogram stacks and one ADF stack.
 
@@ -204,6 +205,9 @@ def hebt(
         the same pixels weight 0 in ``adf_weights`` to drop them altogether.
     backend : {"cpu", "cupy", "auto"}
         Where the iterations run, as for :func:`~hyperspy_hebt.tomography.sirt`.
+    support : numpy.ndarray of bool, optional
+        ``(n_z, n_x)``: voxels outside it are held at 0 in every volume, the
+        unlisted-mass volume included (:func:`~hyperspy_hebt.tomography.sirt.support_scales`).
 
     Returns
     -------
@@ -215,14 +219,14 @@ def hebt(
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), relaxation, positivity, adf_weights,
-                        extra_volume, eds_weights, backend)
+                        extra_volume, eds_weights, backend, support)
     return run_steps(steps, iterations, callback)
 
 
 def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
               iterations, relaxation: float = 1.0, positivity: bool = True,
               adf_weights=None, extra_volume: bool = False, eds_weights=None,
-              backend: str = "cpu") -> list:
+              backend: str = "cpu", support=None) -> list:
     """HEBT volumes after each of several iteration counts, from one run.
 
     Parameters as for :func:`hebt`, with ``iterations`` a sequence of counts.
@@ -235,13 +239,13 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
     wanted = validate_iteration_counts(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), float(relaxation), positivity, adf_weights,
-                        extra_volume, eds_weights, backend)
+                        extra_volume, eds_weights, backend, support)
     return run_path(steps, wanted)
 
 
 def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha, relaxation,
                 positivity, adf_weights=None, extra_volume=False, eds_weights=None,
-                backend="cpu"):
+                backend="cpu", support=None):
     """Yield, after each HEBT iteration, a function that copies the iterate out as
     ``(k + extra, n_slices, n_z, n_x)`` float32."""
     backend = backends.resolve_backend(backend)
@@ -267,6 +271,7 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contain NaN or infinite values.")
     n_extra = int(bool(extra_volume))
+    scales = None if support is None else support_scales(projector, support)
     if backend != "cpu":
         yield from _array_steps.hebt_steps(
             backends.array_module(backend), projector,
@@ -275,7 +280,7 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
             np.ascontiguousarray(adf_sinograms.reshape(n_slices, g.n_rays), dtype=np.float32),
             ray_weight_rows(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights"),
             ray_weight_rows(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights"),
-            alpha, relaxation, positivity, n_extra)
+            alpha, relaxation, positivity, n_extra, scales)
         return
     unweighted = np.empty((0, 0), dtype=np.float32)  # weight 1 everywhere, see _joint_residual
     weights = ray_weight_columns(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights")
@@ -286,8 +291,8 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
     scaled = (ratios[:, None, None, None] * eds_sinograms).reshape(k * n_slices, g.n_rays)
     eds = np.ascontiguousarray(scaled.T, dtype=np.float32)
     adf = np.ascontiguousarray(adf_sinograms.reshape(n_slices, g.n_rays).T, dtype=np.float32)
-    row_scale = inverse_or_zero(projector.row_sums)
-    column_scale = relaxation * inverse_or_zero(projector.column_sums)
+    row_scale, column_scale = scales or support_scales(projector, None)
+    column_scale = relaxation * column_scale
     volume = np.zeros((g.n_pixels, (k + n_extra) * n_slices), dtype=np.float32)
     projected = np.empty((g.n_rays, (k + n_extra) * n_slices), dtype=np.float32)
     residual = np.empty_like(projected)

@@ -22,7 +22,7 @@ import numpy as np
 from . import _array_steps, _sparse, backends
 from .projector import Projector
 
-__all__ = ["sirt", "sirt_path", "validate_sirt_parameters"]
+__all__ = ["sirt", "sirt_path", "support_scales", "validate_sirt_parameters"]
 
 
 def validate_sirt_parameters(iterations, relaxation) -> tuple[int, float]:
@@ -57,6 +57,39 @@ def inverse_or_zero(sums: np.ndarray) -> np.ndarray:
     return out
 
 
+def support_scales(projector: Projector, support: np.ndarray | None):
+    """SIRT's row and column scales, for the whole grid or restricted to a support.
+
+    A voxel outside the support gets a column scale of 0, so it is never updated
+    and stays at its start, 0: the support constraint (a lamella's known
+    thickness). The row sums are those of the restricted system, ``W @ support``,
+    as SIRT on the voxels of the support alone would have them.
+
+    Parameters
+    ----------
+    projector : Projector
+    support : numpy.ndarray of bool, optional
+        ``(n_z, n_x)``, True where the object may be; None: everywhere.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        float32 ``R`` (n_rays) and ``C`` (n_pixels), without the relaxation.
+    """
+    if support is None:
+        return inverse_or_zero(projector.row_sums), inverse_or_zero(projector.column_sums)
+    g = projector.geometry
+    mask = np.asarray(support)
+    if mask.shape != (g.n_z, g.n_x) or mask.dtype != bool:
+        raise ValueError(f"support must be a boolean array of shape ({g.n_z}, {g.n_x}) "
+                         f"(z, x), got {mask.dtype} {mask.shape}.")
+    if not mask.any():
+        raise ValueError("support is empty: no voxel may hold mass.")
+    mask = mask.reshape(-1).astype(np.float32)
+    row_sums = np.asarray(projector.matrix @ mask, dtype=np.float32)
+    return inverse_or_zero(row_sums), inverse_or_zero(projector.column_sums) * mask
+
+
 def sirt(
     projector: Projector,
     sinograms: np.ndarray,
@@ -66,6 +99,7 @@ def sirt(
     callback: Callable[[int], None] | None = None,
     ray_weights: np.ndarray | None = None,
     backend: str = "cpu",
+    support: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reconstruct a stack of slices that share one geometry.
 
@@ -93,6 +127,8 @@ def sirt(
         Where the iterations run: numba on the CPU, CuPy on the current CUDA
         device, or CuPy when it sees a device and else the CPU (see
         :mod:`~hyperspy_hebt.tomography.backends`). Input and output stay numpy.
+    support : numpy.ndarray of bool, optional
+        ``(n_z, n_x)``: voxels outside it are held at 0 (see :func:`support_scales`).
 
     Returns
     -------
@@ -100,20 +136,21 @@ def sirt(
         float32 reconstructions ``(n_slices, n_z, n_x)``.
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
-    steps = _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights, backend)
+    steps = _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights, backend,
+                        support)
     return run_steps(steps, iterations, callback)
 
 
 def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxation: float = 1.0,
               positivity: bool = True, ray_weights: np.ndarray | None = None,
-              backend: str = "cpu") -> list:
+              backend: str = "cpu", support: np.ndarray | None = None) -> list:
     """SIRT volumes after each of several iteration counts, from one run.
 
     Parameters
     ----------
     iterations : sequence of int
         Iteration counts (>= 1) at which to keep the volume.
-    projector, sinograms, relaxation, positivity, ray_weights, backend
+    projector, sinograms, relaxation, positivity, ray_weights, backend, support
         As for :func:`sirt`.
 
     Returns
@@ -124,7 +161,7 @@ def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxatio
     """
     wanted = validate_iteration_counts(iterations, relaxation)
     steps = _sirt_steps(projector, sinograms, float(relaxation), positivity, ray_weights,
-                        backend)
+                        backend, support)
     return run_path(steps, wanted)
 
 
@@ -175,7 +212,7 @@ def ray_weight_columns(ray_weights, shape, n_rays, name="ray_weights"):
 
 
 def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
-                backend="cpu"):
+                backend="cpu", support=None):
     """Yield, after each SIRT iteration, a function that copies the iterate out as
     ``(n_slices, n_z, n_x)`` float32."""
     backend = backends.resolve_backend(backend)
@@ -194,19 +231,20 @@ def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
             f"{np.flatnonzero(~finite).tolist()} of this block; SIRT would spread them "
             "over the whole slice."
         )
+    scales = None if support is None else support_scales(projector, support)
     if backend != "cpu":
         weights = ray_weight_rows(ray_weights, sinograms.shape, g.n_rays)
         yield from _array_steps.sirt_steps(
             backends.array_module(backend), projector,
             np.ascontiguousarray(sinograms.reshape(n_slices, g.n_rays), dtype=np.float32),
-            weights, relaxation, positivity)
+            weights, relaxation, positivity, scales)
         return
     measured = np.ascontiguousarray(
         sinograms.reshape(n_slices, g.n_rays).T, dtype=np.float32
     )
     weights = ray_weight_columns(ray_weights, sinograms.shape, g.n_rays)
-    row_scale = inverse_or_zero(projector.row_sums)
-    column_scale = relaxation * inverse_or_zero(projector.column_sums)
+    row_scale, column_scale = scales or support_scales(projector, None)
+    column_scale = relaxation * column_scale
     volume = np.zeros((g.n_pixels, n_slices), dtype=np.float32)
     residual = np.empty((g.n_rays, n_slices), dtype=np.float32)
     while True:
