@@ -119,7 +119,9 @@ def metadata_of(result: CrossValidation) -> dict:
         "best_method": result.best["method"],
         "best_alpha": float(result.best["alpha"]),
         "best_iterations": int(result.best["iterations"]),
-        "stopped_early": {name: int(n) for name, n in result.stopped_early.items()},
+        # Lists, not a node: a setting's name ("HEBT alpha 0.5") is no metadata key.
+        "stopped_early_settings": list(result.stopped_early),
+        "stopped_early_after": [int(n) for n in result.stopped_early.values()],
         "table": {
             "method": [r["method"] for r in rows],
             "alpha": [float(r["alpha"]) for r in rows],

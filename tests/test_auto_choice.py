@@ -43,8 +43,9 @@ def test_a_violated_model_makes_the_choice_sirt(blind_adf, caplog):
     assert choice.chosen == "SIRT, 50 iterations"
     assert choice.hebt_model_verdict == "violated"
     assert "violated" in choice.reason and "Ag_La" in choice.reason
-    # HEBT was not tried: the scores hold SIRT only.
+    # HEBT was not tried: the scores hold SIRT only (a run stopped early says so).
     assert set(record.CrossValidation.table.method) == {"SIRT"}
+    assert set(record.CrossValidation.stopped_early_settings) <= {"SIRT"}
     # The maps are SIRT's, the same as asking for SIRT.
     sirt = series.reconstruct_sirt(iterations=50, **common)
     for a, b in zip(chosen, sirt):
