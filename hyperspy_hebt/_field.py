@@ -68,7 +68,7 @@ def edge_fraction(stacks, weights=None) -> float:
 
 
 def resolve_padding(padding_px, tilt_angles_deg, n_detector: int, stacks,
-                    weights=None) -> tuple[int, dict]:
+                    weights=None, depth_px: float | None = None) -> tuple[int, dict]:
     """Columns of padding per side, and the record of how they were chosen.
 
     Parameters
@@ -82,6 +82,11 @@ def resolve_padding(padding_px, tilt_angles_deg, n_detector: int, stacks,
         The geometry (the slab is ``n_detector`` thick).
     stacks, weights
         Sinogram stacks used by ``"auto"`` (computed for lazy data).
+    depth_px : float, optional
+        Depth the object can occupy (a lamella's thickness, in pixels): rays only
+        need to stay in the grid through it, so "auto" pads less (a quarter-width
+        lamella at 60 degrees: 0.22 of the scan per side instead of 1.37).
+        Default: the whole slab.
     """
     if isinstance(padding_px, str):
         if padding_px != "auto":
@@ -89,12 +94,14 @@ def resolve_padding(padding_px, tilt_angles_deg, n_detector: int, stacks,
                              f"{padding_px!r}.")
         fraction = edge_fraction(stacks, weights)
         extended = fraction > EXTENDED_EDGE_FRACTION
-        padding = full_coverage_padding(tilt_angles_deg, n_detector, n_detector) \
+        depth = n_detector if depth_px is None else min(float(depth_px), n_detector)
+        padding = full_coverage_padding(tilt_angles_deg, n_detector, depth) \
             if extended else 0
         reason = (f"auto: edge columns at {fraction:.3f} of the brightest column "
                   f"({'above' if extended else 'below'} {EXTENDED_EDGE_FRACTION}); "
-                  + ("the object is wider than the scan, so the grid covers every ray "
-                     "through the slab" if extended else "the object fits in the scan"))
+                  + (("the object is wider than the scan, so the grid covers every ray "
+                      "through the " + ("slab" if depth_px is None else "lamella's thickness"))
+                     if extended else "the object fits in the scan"))
         return padding, {"padding_px": padding, "padding_reason": reason,
                          "edge_fraction": fraction}
     if isinstance(padding_px, bool) or not isinstance(padding_px, (int, np.integer)) \

@@ -192,9 +192,10 @@ def invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block):
 def prepare_field(layout, stacks, padding_px, weights, record, thickness_nm=None) -> Field:
     """Resolve the padding (``"auto"`` looks at ``stacks``), build the geometry, and
     the slab a known specimen thickness allows."""
-    padding, padding_record = resolve_padding(padding_px, layout.tilt_angles_deg,
-                                              layout.detector_axis.size, stacks, weights)
     half, thickness_record = thickness_support(thickness_nm, layout)
+    padding, padding_record = resolve_padding(padding_px, layout.tilt_angles_deg,
+                                              layout.detector_axis.size, stacks, weights,
+                                              depth_px=None if half is None else 2 * half)
     return Field(layout.geometry(padding), weights,
                  {**record, **padding_record, **thickness_record}, half)
 
