@@ -9,6 +9,8 @@ and peak resident memory, ``ru_maxrss`` of the child):
 - ``cli``: ``python -m hyperspy_hebt reconstruct`` with no option but the files, the
   angles from the names and ``--elements`` (method, alpha, iterations "auto"; no
   binning), through saving and figures;
+- ``cli --thickness``: the same with the lamella's thickness (a support, and less
+  padding);
 - ``reference``: a plain script on the same files, as a user would write it: load,
   integrate 1-FWHM windows, ``reconstruct_sirt(iterations=50)``, quantify, save the
   volumes as ``.zspy`` (no automatic choice, no survey, no figures).
@@ -102,17 +104,22 @@ def main() -> int:
               f"{time.perf_counter() - start:.0f} s")
     gigabytes = args.tilts * args.slices * args.size * args.channels * 4 / 1e9
     reference = child([sys.executable, "-c", REFERENCE, str(data), str(folder / "reference")])
-    cli = child([sys.executable, "-m", "hyperspy_hebt", "reconstruct",
-                 str(data / "tilt_*.hspy"), "--adf", str(data / "adf_tilt_*.hspy"),
-                 "--tilt-from", "filename", "--elements", *ELEMENTS,
-                 "--out", str(folder / "cli")])
+    command = [sys.executable, "-m", "hyperspy_hebt", "reconstruct",
+               str(data / "tilt_*.hspy"), "--adf", str(data / "adf_tilt_*.hspy"),
+               "--tilt-from", "filename", "--elements", *ELEMENTS]
+    cli = child(command + ["--out", str(folder / "cli")])
+    # The simulated lamella is a quarter of the field thick.
+    thickness_nm = 0.25 * args.size * 2.0 * 256 / args.size
+    thick = child(command + ["--thickness", f"{thickness_nm:g}",
+                             "--out", str(folder / "cli_thickness")])
     summary = json.loads((folder / "cli" / "summary.json").read_text())
     print(f"\nseries {args.tilts} x {args.slices} x {args.size} x {args.channels} "
           f"({gigabytes:.1f} GB as float32); 2-core machine\n")
     print("| run | wall (s) | peak RSS (GB) | wall / reference |")
     print("|---|---|---|---|")
     for name, run in (("plain script (SIRT n 50, save)", reference),
-                      ("CLI defaults (auto, survey, figures)", cli)):
+                      ("CLI defaults (auto, survey, figures)", cli),
+                      (f"CLI defaults + --thickness {thickness_nm:g}", thick)):
         print(f"| {name} | {run['seconds']:.0f} | {run['peak_rss_gb']:.2f} | "
               f"{run['seconds'] / reference['seconds']:.2f} |")
     print(f"\nCLI chose: {summary.get('automatic_choice', {}).get('chosen', summary['algorithm'])}"
