@@ -32,15 +32,29 @@ from .tomography.backends import resolve_backend
 __all__ = ["reconstruct_files"]
 
 
+def _peak_memory_gb() -> float | None:
+    """This process's peak resident memory so far (GB), where the system says it."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):  # Windows has no resource module
+        return None
+    return peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9  # bytes / kB
+
+
 class _Stages:
-    """One line per stage, with the time since the start, to ``progress``."""
+    """One line per stage, with the time since the start and the peak memory so far,
+    to ``progress``."""
 
     def __init__(self, progress):
         self.progress = progress
         self.start = time.perf_counter()
 
     def __call__(self, message: str) -> None:
-        self.progress(f"[{time.perf_counter() - self.start:7.1f} s] {message}")
+        peak = _peak_memory_gb()
+        memory = "" if peak is None else f", {peak:5.2f} GB"
+        self.progress(f"[{time.perf_counter() - self.start:7.1f} s{memory}] {message}")
 
     @property
     def elapsed(self) -> float:
@@ -312,6 +326,7 @@ def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor
     summary["warnings"] = collected.messages
     summary["outputs"] = [str(f) for f in files + figures]
     summary["seconds"] = round(stage.elapsed, 1)
+    summary["peak_memory_gb"] = _peak_memory_gb()
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     means = ", ".join(f"{e} {v:.3f}" for e, v in table["inside"]["mean"].items()
                       if v is not None)
