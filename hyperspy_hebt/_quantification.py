@@ -9,7 +9,8 @@ import dask.array as da
 import numpy as np
 
 from . import physics
-from .quantification import composition_fractions, esf_threshold, normalised_total
+from .quantification import (composition_fractions, composition_fractions_of, esf_threshold,
+                             normalised_total, total_of)
 
 _EQUATION = {
     "SIRT": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
@@ -161,29 +162,36 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
     values, source = _factors(lines, elements, algorithm, beam_energy_kev, factors,
                               detector_efficiency)
     lazy = any(rec._lazy for rec in reconstructions)
-    stack = (da.stack([da.asarray(rec.data) for rec in reconstructions]) if lazy
-             else np.stack([np.asarray(rec.data) for rec in reconstructions]))
     threshold_info = {"threshold_method": "none" if threshold is None else
                       ("esf" if threshold == "esf" else "user")}
-    if threshold == "esf":
-        _, total = normalised_total(stack, values)
-        fit = esf_threshold(total)
-        if lazy:
-            threshold_value = fit
+    weights = ([physics.atomic_weight(e) for e in elements]
+               if composition_units == "atomic" else None)
+    if lazy:
+        stack = da.stack([da.asarray(rec.data) for rec in reconstructions])
+        threshold_value = threshold
+        if threshold == "esf":
+            _, total = normalised_total(stack, values)
+            threshold_value = esf_threshold(total)
             threshold_info["threshold_note"] = (
                 "fitted when the data are computed (lazy); "
                 "hyperspy_hebt.quantification.esf_threshold gives the value")
-        else:
+        elif threshold is not None:
+            threshold_info["threshold"] = float(threshold)
+        fractions = composition_fractions(stack, values, threshold_value,
+                                          atomic_weights=weights)
+    else:
+        # In memory: block by block, no stacked copy (bounded temporaries).
+        volumes = [np.asarray(rec.data) for rec in reconstructions]
+        threshold_value = threshold
+        if threshold == "esf":
+            fit = esf_threshold(total_of(volumes, values))
             threshold_value = fit.threshold
             threshold_info["threshold"] = fit.threshold
             threshold_info["esf_fit"] = fit.parameters
-    else:
-        threshold_value = threshold
-        if threshold is not None:
+        elif threshold is not None:
             threshold_info["threshold"] = float(threshold)
-    weights = ([physics.atomic_weight(e) for e in elements]
-               if composition_units == "atomic" else None)
-    fractions = composition_fractions(stack, values, threshold_value, atomic_weights=weights)
+        fractions = composition_fractions_of(volumes, values, threshold_value,
+                                             atomic_weights=weights)
     factor_name, equation = _EQUATION[algorithm]
     units = f"{composition_units} fraction"
     out = []

@@ -199,6 +199,54 @@ def esf_threshold(total):
     return packed.map_blocks(_threshold_from_packed, chunks=((1,),), dtype=float)[0]
 
 
+#: Voxels per block of the in-memory fractions (per element): the temporaries of one block,
+#: about ten times its size in all, not of the whole volume (1 GB for five 256^3 lines).
+FRACTION_BLOCK_VOXELS = 2**19
+
+
+def composition_fractions_of(volumes, factors, threshold=None, atomic_weights=None) -> list:
+    """:func:`composition_fractions` of in-memory volumes, one array per element, computed
+    block by block along the first axis: no stacked copy of the volumes and no
+    volume-sized temporaries, only the fractions themselves.
+
+    Parameters
+    ----------
+    volumes : sequence of numpy.ndarray
+        ``X_A`` per element, all of one shape.
+    factors, threshold, atomic_weights
+        As for :func:`composition_fractions` (``threshold`` a number or None).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One fraction volume per element (float32 for float32 volumes).
+    """
+    volumes = [np.asarray(v) for v in volumes]
+    shape = volumes[0].shape
+    if any(v.shape != shape for v in volumes):
+        raise ValueError(f"volumes differ in shape: {[v.shape for v in volumes]}.")
+    dtype = np.result_type(volumes[0].dtype, np.float32)
+    out = [np.empty(shape, dtype=dtype) for _ in volumes]
+    per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    step = max(1, FRACTION_BLOCK_VOXELS // max(1, per_row))
+    for start in range(0, shape[0] if shape else 1, step):
+        block = slice(start, start + step)
+        parts = composition_fractions(np.stack([v[block] for v in volumes]), factors,
+                                      threshold, atomic_weights)
+        for target, part in zip(out, parts):
+            target[block] = part
+    return out
+
+
+def total_of(volumes, factors) -> np.ndarray:
+    """``sum_A X_A / f_A`` of in-memory volumes, without stacking them."""
+    dtype = np.result_type(np.asarray(volumes[0]).dtype, np.float32)
+    total = np.zeros(np.shape(volumes[0]), dtype=dtype)
+    for volume, factor in zip(volumes, factors):
+        total += np.asarray(volume, dtype=dtype) / dtype.type(factor)
+    return total
+
+
 def composition_fractions(intensities, factors, threshold=None, atomic_weights=None):
     """Fractions per element from reconstructions (paper Eq. 12 / 18).
 

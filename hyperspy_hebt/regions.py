@@ -36,19 +36,26 @@ def _element_of(signal) -> str:
     return str(elements[0])
 
 
-def _stack(fractions) -> tuple[list[str], np.ndarray]:
+def _volumes(fractions) -> tuple[list[str], list]:
+    """Elements and their fraction volumes (no stacked copy: bounded memory)."""
     from hyperspy.signal import BaseSignal
 
     if isinstance(fractions, BaseSignal) or not fractions:
         raise TypeError("fractions must be the list of weight-fraction signals that "
                         "quantify_cross_section returned.")
     elements = [_element_of(f) for f in fractions]
-    data = np.stack([np.asarray(f.data.compute() if f._lazy else f.data, dtype=np.float32)
-                     for f in fractions])
-    return elements, data
+    volumes = [np.asarray(f.data.compute() if f._lazy else f.data) for f in fractions]
+    return elements, volumes
 
 
-def region_mask(rule, elements: Sequence[str], stack: np.ndarray) -> np.ndarray:
+def _inside(volumes) -> np.ndarray:
+    total = np.zeros(volumes[0].shape, dtype=np.float32)
+    for volume in volumes:
+        total += volume
+    return total > 0
+
+
+def region_mask(rule, elements: Sequence[str], stack) -> np.ndarray:
     """Boolean volume of one region.
 
     Parameters
@@ -58,8 +65,9 @@ def region_mask(rule, elements: Sequence[str], stack: np.ndarray) -> np.ndarray:
         one fraction map.
     elements : sequence of str
         Element of each map of ``stack``.
-    stack : numpy.ndarray
-        ``(elements, y, z, x)`` fractions (0 outside the object).
+    stack : numpy.ndarray or sequence of numpy.ndarray
+        ``(elements, y, z, x)`` fractions (0 outside the object), stacked or one
+        volume per element.
 
     Raises
     ------
@@ -67,7 +75,7 @@ def region_mask(rule, elements: Sequence[str], stack: np.ndarray) -> np.ndarray:
         A rule that does not parse, an element not quantified, or a mask of
         another shape.
     """
-    inside = stack.sum(axis=0) > 0
+    inside = _inside(stack)
     if not isinstance(rule, str):
         mask = np.asarray(getattr(rule, "data", rule))
         if mask.shape != inside.shape or mask.dtype != bool:
@@ -88,7 +96,10 @@ def region_mask(rule, elements: Sequence[str], stack: np.ndarray) -> np.ndarray:
                              f"(elements: {list(elements)}).")
         values = stack[list(elements).index(element)]
         if match["dominates"]:
-            selected = inside & (values >= stack.max(axis=0))
+            dominant = np.ones(inside.shape, dtype=bool)
+            for other in stack:
+                dominant &= values >= other
+            selected = inside & dominant
         elif match["op"] == ">":
             selected = inside & (values > float(match["value"]))
         else:
@@ -115,7 +126,7 @@ def composition_table(fractions: Sequence,
         ``{region: {"voxels": n, "rule": ..., "mean": {el: m}, "std": {el: s}}}``;
         an empty region has ``None`` means, and says so in ``"note"``.
     """
-    elements, stack = _stack(fractions)
+    elements, volumes = _volumes(fractions)
     if regions is None:
         regions = ["inside"]
     if isinstance(regions, str):
@@ -124,16 +135,19 @@ def composition_table(fractions: Sequence,
     named = dict(regions) if isinstance(regions, Mapping) else {r: r for r in regions}
     table = {}
     for name, rule in named.items():
-        mask = region_mask(rule, elements, stack)
+        mask = region_mask(rule, elements, volumes)
         count = int(mask.sum())
         entry = {"voxels": count, "rule": rule if isinstance(rule, str) else "boolean volume"}
         if count == 0:
             entry.update(mean={e: None for e in elements}, std={e: None for e in elements},
                          note="no voxel in this region")
         else:
-            values = stack[:, mask]
-            entry.update(mean={e: float(v) for e, v in zip(elements, values.mean(axis=1))},
-                         std={e: float(v) for e, v in zip(elements, values.std(axis=1))})
+            mean, std = {}, {}
+            for element, volume in zip(elements, volumes):  # one element's voxels at a time
+                values = volume[mask]
+                mean[element] = float(values.mean(dtype=np.float64))
+                std[element] = float(values.std(dtype=np.float64))
+            entry.update(mean=mean, std=std)
         table[str(name)] = entry
     return table
 

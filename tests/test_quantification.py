@@ -215,3 +215,23 @@ def test_error_without_beam_energy(series):
     del bare.metadata.Acquisition_instrument.TEM.beam_energy
     with pytest.raises(ValueError, match="beam energy is not in the metadata"):
         bare.quantify_cross_section(recs)
+
+
+def test_blockwise_fractions_equal_the_whole_volume_ones(monkeypatch):
+    """The in-memory path works block by block (bounded temporaries): same numbers."""
+    from hyperspy_hebt import quantification
+
+    rng = np.random.default_rng(3)
+    volumes = [rng.random((7, 5, 6)).astype(np.float32) for _ in range(3)]
+    factors = [1.5, 2.0, 0.7]
+    monkeypatch.setattr(quantification, "FRACTION_BLOCK_VOXELS", 40)  # 1 row of 30 per block
+    for threshold, weights in ((None, None), (0.8, None), (0.8, [10.0, 20.0, 30.0])):
+        whole = quantification.composition_fractions(np.stack(volumes), factors, threshold,
+                                                     atomic_weights=weights)
+        blocks = quantification.composition_fractions_of(volumes, factors, threshold,
+                                                         atomic_weights=weights)
+        for a, b in zip(blocks, whole):
+            assert a.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(quantification.total_of(volumes, factors),
+                               sum(v / f for v, f in zip(volumes, factors)), rtol=1e-6)
