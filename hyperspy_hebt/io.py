@@ -172,8 +172,10 @@ def load_tilt_series(
     detectors : {"sum", "separate"}
         Files with several EDS detectors (Velox Super-X): their spectra summed
         into one series (default), or one series per detector (a list, in the
-        files' detector order; the ADF is shared). Files with one detector
-        give one series either way.
+        files' detector order, of one for single-detector files such as
+        Bruker's; the ADF is shared). rosettasciio gives no per-detector
+        geometry (every Super-X detector reads azimuth 0): the counts are kept
+        apart, their directions are not known.
     **load_kwargs
         Passed to ``hs.load`` (e.g. ``select_type``, ``sum_frames``).
 

@@ -78,9 +78,12 @@ def standardise_scan_axes(signal) -> dict:
             "s.axes_manager[0].name = 'x'."
         )
     mapping = {}
-    for axis, target in zip(spatial, targets):
+    for position, (axis, target) in enumerate(zip(spatial, targets)):
         if axis.name != target:
-            mapping[str(axis.name)] = target
+            name = str(axis.name)
+            if name in ("<undefined>", "", "None"):
+                name = f"unnamed axis {position} (fastest first)"
+            mapping[name] = target
             axis.name = target
     return mapping
 

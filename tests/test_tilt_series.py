@@ -108,3 +108,26 @@ def test_stack_type_errors():
     image = hs.signals.Signal2D(np.zeros((8, 8)))
     with pytest.raises(TypeError, match="one signal axis"):
         stack_tilt_series([image] + spectra[1:], TILTS)
+
+
+def test_scan_axis_names_are_standardised():
+    import hyperspy.api as hs
+
+    from hyperspy_hebt.tilt_series import standardise_scan_axes
+
+    image = hs.signals.Signal2D(np.zeros((4, 5)))
+    image.axes_manager[0].name, image.axes_manager[1].name = "Width", "HEIGHT"
+    assert standardise_scan_axes(image) == {"Width": "x", "HEIGHT": "y"}
+    assert [a.name for a in image.axes_manager.signal_axes] == ["x", "y"]
+    assert standardise_scan_axes(image) == {}  # already standard
+    unnamed = hs.signals.Signal1D(np.zeros((3, 4, 8)))  # navigation (x, y), no names
+    assert standardise_scan_axes(unnamed) == {"unnamed axis 0 (fastest first)": "x",
+                                              "unnamed axis 1 (fastest first)": "y"}
+    assert [a.name for a in unnamed.axes_manager.navigation_axes] == ["x", "y"]
+    other = hs.signals.Signal2D(np.zeros((4, 5)))
+    other.axes_manager[0].name, other.axes_manager[1].name = "u", "v"
+    assert standardise_scan_axes(other) == {}  # names it does not know are left alone
+    swapped = hs.signals.Signal2D(np.zeros((4, 5)))
+    swapped.axes_manager[0].name, swapped.axes_manager[1].name = "height", "y"
+    with pytest.raises(ValueError, match="would both be named"):
+        standardise_scan_axes(swapped)
