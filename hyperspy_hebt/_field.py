@@ -22,6 +22,8 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ._units import nm_per_unit
+
 #: Columns at each end of the scan whose mean intensity tells whether the object
 #: continues beyond the field (the outermost only: a particle that nearly fills
 #: the field already brightens the second column at high tilt).
@@ -158,10 +160,6 @@ def invalid_pixels_of(signal, invalid_pixels, navigation_shape) -> tuple:
     return (data if data.any() else None), "user"
 
 
-#: Length units of scan axes, in nm.
-_LENGTH_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "μm": 1e3, "Å": 0.1, "A": 0.1, "pm": 1e-3}
-
-
 def thickness_support(thickness_nm, layout) -> tuple:
     """Half the specimen thickness in grid pixels (None: no support), and its record.
 
@@ -183,7 +181,7 @@ def thickness_support(thickness_nm, layout) -> tuple:
     if not np.isfinite(thickness) or thickness <= 0:
         raise ValueError(f"thickness_nm must be a positive number of nm, got {thickness_nm!r}.")
     axis = layout.detector_axis
-    factor = _LENGTH_NM.get(str(axis.units))
+    factor = nm_per_unit(axis.units)
     if factor is None:
         raise ValueError(
             f"thickness_nm needs the scan axis '{axis.name}' calibrated in a length (nm, µm, "

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._units import nm_per_unit
+
 __all__ = ["element_colors", "object_depth_range", "orthoslices", "render_3d", "save_volumes"]
 
 
@@ -25,13 +27,9 @@ def _volume(signal):
     return data
 
 
-#: Length units shown as nanometres (factor to nm).
-_TO_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "μm": 1e3, "Å": 0.1, "A": 0.1, "pm": 1e-3}
-
-
 def _length(axis):
     """(factor, unit) to show an axis in nm when its units are a length."""
-    factor = _TO_NM.get(str(axis.units))
+    factor = nm_per_unit(axis.units)
     return (factor, "nm") if factor is not None else (1.0, str(axis.units))
 
 

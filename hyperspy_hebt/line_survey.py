@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._intensities import MIN_LINE_WEIGHT, resolve_xray_lines
 from .physics.line_shapes import line_fwhm_kev
 
 __all__ = ["LineSurvey", "snip_background", "survey_lines", "survey_spectrum"]
@@ -33,9 +34,6 @@ UNLISTED_SIGMA = 5.0
 #: ... and hold at least this share of the strongest listed line's net counts, so that
 #: escape and sum peaks of a rich spectrum do not bury the report.
 UNLISTED_MIN_FRACTION = 0.005
-#: Lines weaker than this (relative to the strongest of their family, exspy's
-#: weights) do not count as explaining a peak.
-MIN_LINE_WEIGHT = 0.05
 
 
 def snip_background(spectrum: np.ndarray, width_channels: np.ndarray | int,
@@ -137,6 +135,8 @@ class LineSurvey:
 
 
 def _element_lines(element: str) -> list[tuple[str, float]]:
+    """(line, keV) of an element's lines strong enough to explain a peak
+    (:data:`~hyperspy_hebt._intensities.MIN_LINE_WEIGHT` of their family's strongest)."""
     from exspy.material import elements
 
     table = elements[element].Atomic_properties.get_item("Xray_lines")
@@ -254,8 +254,6 @@ def survey_lines(signal, xray_lines=None) -> LineSurvey:
         The energy axis is not in keV or eV, or non-uniform, or the detector
         resolution is missing.
     """
-    from ._intensities import resolve_xray_lines
-
     lines = resolve_xray_lines(signal, xray_lines)
     axis = signal.axes_manager.signal_axes[0]
     if axis.units not in ("keV", "eV") or not axis.is_uniform:
