@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 
 __all__ = ["LinearAdfCheck", "adf_as_recorded", "check_linear_adf", "clipped_fraction",
-           "clipped_mask", "invalid_adf_pixels"]
+           "clipped_mask", "hot_pixel_mask", "invalid_adf_pixels"]
 
 #: Where a binned ADF carries the check of the ADF as recorded (before binning).
 AS_RECORDED_KEY = "Signal.ADF_as_recorded"
@@ -90,16 +90,58 @@ def clipped_fraction(adf: np.ndarray, end: str = "top", band: float = 0.005) -> 
     return float(clipped_mask(adf, end, band).mean())
 
 
-def invalid_adf_pixels(adf: np.ndarray) -> np.ndarray:
-    """Saturated pixels, and pixels clipped at a raised (non-zero) floor.
+#: A hot (stuck) pixel reads within this fraction of the range from the maximum ...
+HOT_TOP_BAND = 0.02
+#: ... and stands more than this fraction of the range above the median of its 3 x 3
+#: neighbourhood: real features span several pixels, saturation forms plateaus.
+HOT_JUMP = 0.5
 
-    A pile-up at zero is vacuum, not clipping, and is kept. Works on numpy
-    arrays and, lazily, on dask arrays.
+
+def hot_pixel_mask(adf, spatial_axes=(0, 2)):
+    """Isolated pixels at full scale (hot or stuck detector pixels).
+
+    Parameters
+    ----------
+    adf : numpy.ndarray or dask.array.Array
+        ADF intensities, 3D; for a dask array the mask is lazy.
+    spatial_axes : (int, int)
+        The image axes (default: a sinogram stack ``(slices, tilts, detector)``).
+
+    Returns
+    -------
+    array of bool
+        Same shape; all False for a smooth image.
+    """
+    import scipy.ndimage as ndi
+
+    size = [1] * adf.ndim
+    for axis in spatial_axes:
+        size[axis] = 3
+    low, high = adf.min(), adf.max()
+    if isinstance(adf, da.Array):
+        depth = {axis: (1 if axis in spatial_axes else 0) for axis in range(adf.ndim)}
+        median = adf.map_overlap(ndi.median_filter, depth=depth, boundary="none",
+                                 size=tuple(size), mode="nearest", dtype=adf.dtype)
+    else:
+        median = ndi.median_filter(adf, size=tuple(size), mode="nearest")
+    span = high - low
+    return (adf >= high - HOT_TOP_BAND * span) & (adf - median > HOT_JUMP * span)
+
+
+def invalid_adf_pixels(adf: np.ndarray) -> np.ndarray:
+    """Saturated pixels, pixels clipped at a raised (non-zero) floor, and hot pixels.
+
+    A pile-up at zero is vacuum, not clipping, and is kept. Hot pixels (isolated,
+    at full scale: :func:`hot_pixel_mask`) are looked for in 3D sinogram stacks
+    ``(slices, tilts, detector)``. Works on numpy arrays and, lazily, on dask arrays.
     """
     adf = adf if isinstance(adf, da.Array) else np.asarray(adf, dtype=float)
     floor = clipped_mask(adf, "bottom")
     raised = (adf.min() > 0.01 * (adf.max() - adf.min())) & (floor.mean() < 0.5)
-    return clipped_mask(adf, "top") | (floor & raised)
+    invalid = clipped_mask(adf, "top") | (floor & raised)
+    if adf.ndim == 3:
+        invalid = invalid | hot_pixel_mask(adf)
+    return invalid
 
 
 def adf_as_recorded(adf) -> dict:
