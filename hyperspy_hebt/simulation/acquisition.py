@@ -430,9 +430,16 @@ def write_acquisition_files(acquisition: SimulatedAcquisition, folder, extension
                                    float(angle if wrong_tilt_alpha is None else wrong_tilt_alpha))
         image = adf.inav[i].deepcopy()
         image.metadata.General.title = "HAADF"
-        name = f"tilt_{angle:+g}.{extension}"
-        spectrum.save(folder / name, overwrite=True)
-        image.save(folder / f"adf_{name}", overwrite=True)
-        paths.append(folder / name)
-        adf_paths.append(folder / f"adf_{name}")
+        spectrum_path, adf_path = write_tilt_files(folder, f"tilt_{angle:+g}.{extension}",
+                                                   spectrum, image)
+        paths.append(spectrum_path)
+        adf_paths.append(adf_path)
     return paths, adf_paths
+
+
+def write_tilt_files(folder, name: str, spectrum, image):
+    """Save one tilt as a microscope writes it: ``name`` (the spectrum image) and
+    ``adf_<name>`` (its ADF image) in ``folder``; returns both paths."""
+    spectrum.save(folder / name, overwrite=True)
+    image.save(folder / f"adf_{name}", overwrite=True)
+    return folder / name, folder / f"adf_{name}"

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .acquisition import write_tilt_files
 from .forward import project_volume, thin_film_adf_counts, thin_film_line_counts
 
 __all__ = ["LAMELLA_COMPOSITIONS", "RealisticSeries", "simulate_lamella_series"]
@@ -307,17 +308,14 @@ def simulate_lamella_series(
         top = adf_saturation * adf_top
         adf = top * np.tanh(adf / top)
         adf = np.clip(adf - adf_black_level * top, 0, None)
-        full_scale = float(top)
-        hot = rng.random(adf.shape) < hot_pixel_fraction
-        adf[hot] = full_scale
+        adf[rng.random(adf.shape) < hot_pixel_fraction] = top  # hot pixels at full scale
         image = hs.signals.Signal2D(adf.astype(np.float32))
         _calibrate(image.axes_manager.signal_axes, pixel_size_nm)
         image.metadata.General.title = "HAADF"
-        name = f"tilt_{angle:+.4g}.hspy"
-        spectrum.save(folder / name, overwrite=True)
-        image.save(folder / f"adf_{name}", overwrite=True)
-        paths.append(folder / name)
-        adf_paths.append(folder / f"adf_{name}")
+        spectrum_path, adf_path = write_tilt_files(folder, f"tilt_{angle:+.4g}.hspy",
+                                                   spectrum, image)
+        paths.append(spectrum_path)
+        adf_paths.append(adf_path)
 
     start = (wide - n_x) // 2
     crop = (slice(margin, margin + n_slices), slice(None), slice(start, start + n_x))
