@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from scipy.signal import find_peaks
 
 from ._intensities import MIN_LINE_WEIGHT, resolve_xray_lines
 from .physics.line_shapes import line_fwhm_kev
@@ -83,12 +85,14 @@ class LineSurvey:
     ----------
     listed : list of dict
         Per listed line: ``xray_line``, ``energy_kev``, ``net_counts`` (above the
-        background, within one FWHM), ``significance`` (net / sqrt(background)).
+        background, within 1.2 FWHM), ``significance`` (net / sqrt(all counts in
+        that window)).
     missing : list of str
         Listed lines with no significant counts.
     unlisted : list of dict
         Peaks no listed element explains: ``energy_kev``, ``net_counts``,
-        ``significance``, ``candidates`` (exspy lines within one FWHM, strongest first).
+        ``significance``, ``candidates`` (exspy's alpha and beta lines within one FWHM,
+        in exspy's order).
     zero_peak_kev : float
         Peaks below this energy are the detector's zero-energy (noise) peak and
         are not reported.
@@ -130,7 +134,7 @@ class LineSurvey:
             "unlisted_net_counts": [float(p["net_counts"]) for p in self.unlisted],
             "zero_peak_kev": self.zero_peak_kev,
             "messages": self.messages(),
-            "method": "sum spectrum, SNIP background, net counts within one FWHM",
+            "method": "sum spectrum, SNIP background, net counts within 1.2 FWHM",
         }
 
 
@@ -175,9 +179,6 @@ def survey_spectrum(energy_kev: np.ndarray, counts: np.ndarray, xray_lines, elem
     energy_kev = np.asarray(energy_kev, dtype=float)
     counts = np.asarray(counts, dtype=float)
     step = float(energy_kev[1] - energy_kev[0])
-    from scipy.ndimage import gaussian_filter1d
-    from scipy.signal import find_peaks
-
     fwhm = np.array([line_fwhm_kev(max(e, 0.0), energy_resolution_mnka_ev)
                      for e in energy_kev])
     sigma_channels = max(1.0, float(np.median(fwhm)) / step / 2.355)
@@ -188,13 +189,9 @@ def survey_spectrum(energy_kev: np.ndarray, counts: np.ndarray, xray_lines, elem
                             smooth_counts)
     net = counts - background
 
-    def window(centre_kev):
-        width = line_fwhm_kev(max(centre_kev, 0.0), energy_resolution_mnka_ev)
-        inside = np.abs(energy_kev - centre_kev) <= 0.6 * width  # 1.2 FWHM: ~92 % of a peak
-        return inside, width
-
     def measure(centre_kev):
-        inside, width = window(centre_kev)
+        width = line_fwhm_kev(max(centre_kev, 0.0), energy_resolution_mnka_ev)
+        inside = np.abs(energy_kev - centre_kev) <= 0.6 * width  # 1.2 FWHM: 84 % of a peak
         signal = float(net[inside].sum())
         # Poisson noise of everything counted in the window, peak included.
         noise = float(np.sqrt(max(counts[inside].sum(), 1.0)))
