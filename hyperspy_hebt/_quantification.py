@@ -143,8 +143,15 @@ def _factors(lines, elements, algorithm, beam_energy_kev, factors, detector_effi
 
 
 def quantify_cross_section(signal, reconstructions, *, factors, threshold, composition_units,
-                           detector_efficiency):
-    """Implementation of :meth:`TomographicEDSSpectrum.quantify_cross_section`."""
+                           detector_efficiency, overwrite_reconstructions=False):
+    """Implementation of :meth:`TomographicEDSSpectrum.quantify_cross_section`.
+
+    ``overwrite_reconstructions=True`` (in-memory reconstructions only) writes the
+    fractions into the reconstructions' own arrays, which the fraction signals then
+    share: no second set of volumes in memory, for a caller that owns the
+    reconstructions and has saved them (the CLI pipeline). Never for a user's signals.
+    Read-only or integer arrays get new arrays instead (the result is the same).
+    """
     from hyperspy.signals import LazySignal2D, Signal2D
 
     lines, elements, algorithm = _reconstruction_parameters(reconstructions)
@@ -162,6 +169,8 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
     values, source = _factors(lines, elements, algorithm, beam_energy_kev, factors,
                               detector_efficiency)
     lazy = any(rec._lazy for rec in reconstructions)
+    if overwrite_reconstructions and lazy:
+        raise ValueError("overwrite_reconstructions needs reconstructions in memory.")
     threshold_info = {"threshold_method": "none" if threshold is None else
                       ("esf" if threshold == "esf" else "user")}
     weights = ([physics.atomic_weight(e) for e in elements]
@@ -190,8 +199,11 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
             threshold_info["esf_fit"] = fit.parameters
         elif threshold is not None:
             threshold_info["threshold"] = float(threshold)
-        fractions = composition_fractions_of(volumes, values, threshold_value,
-                                             atomic_weights=weights)
+        fractions = composition_fractions_of(
+            volumes, values, threshold_value, atomic_weights=weights,
+            out=volumes if overwrite_reconstructions and all(
+                v.flags.writeable and np.issubdtype(v.dtype, np.floating) for v in volumes)
+            else None)
     factor_name, equation = _EQUATION[algorithm]
     units = f"{composition_units} fraction"
     out = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import dask
+import dask.array as da
+import numpy as np
 
 __all__ = ["compute_together"]
 
@@ -15,7 +17,9 @@ def compute_together(signals: Sequence) -> list:
     HEBT's per-line stacks share one reconstruction, and every weight-fraction
     map depends on all lines (and, with ``threshold="esf"``, on a histogram of
     them all): computing them one by one repeats that work for each. This runs
-    one ``dask.compute`` over all of them.
+    one dask pass over all of them, storing each block into its result as it
+    arrives (a plain ``dask.compute`` holds every block and then a concatenated
+    copy: twice the results' memory at the end).
 
     Parameters
     ----------
@@ -33,7 +37,7 @@ def compute_together(signals: Sequence) -> list:
     for i, signal in enumerate(signals):
         if not isinstance(signal, BaseSignal):
             raise TypeError(f"signals[{i}] must be a HyperSpy signal, got {type(signal).__name__}.")
-    arrays = dask.compute(*[signal.data for signal in signals])
+    arrays = _store_together([signal.data for signal in signals])
     out = []
     for signal, array in zip(signals, arrays):
         eager = signal._deepcopy_with_new_data(array)
@@ -41,4 +45,22 @@ def compute_together(signals: Sequence) -> list:
             eager._lazy = False
             eager._assign_subclass()
         out.append(eager)
+    return out
+
+
+def _store_together(arrays: list) -> list:
+    """In-memory versions of ``arrays`` (dask arrays computed in one pass, blocks
+    written into arrays allocated up front; others returned as they are)."""
+    lazy = [i for i, a in enumerate(arrays) if isinstance(a, da.Array)]
+    out = list(arrays)
+    if not lazy:
+        return out
+    if any(np.isnan(arrays[i].shape).any() for i in lazy):  # unknown chunk sizes
+        computed = dask.compute(*[arrays[i] for i in lazy])
+    else:
+        computed = [np.empty(arrays[i].shape, dtype=arrays[i].dtype) for i in lazy]
+        # Blocks write disjoint regions: no lock needed.
+        da.store([arrays[i] for i in lazy], computed, lock=False)
+    for i, array in zip(lazy, computed):
+        out[i] = array
     return out

@@ -21,7 +21,8 @@ import numpy as np
 
 from ._field import slab_support
 from ._reconstruction import filtered_sinograms
-from .tomography import ParallelBeamGeometry, fit_response_model, get_projector, validate_alpha
+from .tomography import (ParallelBeamGeometry, fit_response_model, make_projector,
+                         validate_alpha)
 from .tomography.bimodal import _hebt_steps
 from .tomography.sirt import _sirt_steps
 
@@ -169,35 +170,57 @@ class _Fold:
     adf_weights: np.ndarray | None = None
 
 
-#: Early stopping: a run stops once every line's score has been worse than its best
-#: at this many checkpoints in a row (noisy data semi-converge: the held-out score
-#: falls, then rises; the larger counts are then not worth their time).
+#: Early stopping: a run stops once its score has been worse than its best at this
+#: many checkpoints in a row (noisy data semi-converge: the held-out score falls,
+#: then rises; the larger counts are then not worth their time).
 PATIENCE = 2
 
+#: What early stopping watches: every line's own score (each line's count is chosen
+#: by itself, as ``reconstruct_sirt(iterations="auto")`` does), or their sum (one
+#: setting for every line, as HEBT and the automatic choice between methods use).
+STOP_ON = ("each_line", "sum")
 
-def _lockstep(generators, folds, iterations, score, totals, key, names, stop_early):
+
+def _lockstep(generators, folds, iterations, score, totals, key, names, stop_early,
+              stop_on="each_line"):
     """Advance every fold's iteration generator together, scoring each at the wanted
-    counts; with ``stop_early``, stop when every line has been worse than its best at
-    :data:`PATIENCE` checkpoints in a row. Returns the count it stopped after (or None
-    when it ran them all)."""
-    best = {line: np.inf for line in names}
-    worse = {line: 0 for line in names}
+    counts; with ``stop_early``, stop when the watched score (``stop_on``: every line's,
+    or their sum) has been worse than its best at :data:`PATIENCE` checkpoints in a row.
+    Returns the count it stopped after (or None when it ran them all)."""
+    watched = list(names) if stop_on == "each_line" else ["sum"]
+    best = {name: np.inf for name in watched}
+    worse = {name: 0 for name in watched}
     done = 0
     for n in iterations:
         for generator, fold in zip(generators, folds):
             for _ in range(n - done):
-                copy_out = next(generator)
-            score(fold, n, copy_out())
+                snapshot = next(generator)
+            score(fold, n, snapshot)
         done = n
-        for line in names:
-            total = totals[key + (n, line)]
-            if total < best[line]:
-                best[line], worse[line] = total, 0
+        line_totals = {line: totals[key + (n, line)] for line in names}
+        current = line_totals if stop_on == "each_line" else {"sum": sum(line_totals.values())}
+        for name in watched:
+            if current[name] < best[name]:
+                best[name], worse[name] = current[name], 0
             else:
-                worse[line] += 1
+                worse[name] += 1
         if stop_early and n != iterations[-1] and all(w >= PATIENCE for w in worse.values()):
             return n
     return None
+
+
+def _held_out(projector, snapshot, n_columns):
+    """Projections ``(n_columns, n_tilts, n_detector)`` of an iterate's first
+    ``n_columns`` slices onto the held-out tilts: read in place from the CPU kernels'
+    live iterate (no volume-sized copies: two of 78 MB per fold and checkpoint on a
+    padded 256-wide grid), from a copy for the other backends."""
+    g = projector.geometry
+    live = getattr(snapshot, "pixel_major", None)
+    if live is None:
+        volume = snapshot()
+        return projector.forward(volume.reshape((-1, g.n_z, g.n_x))[:n_columns])
+    rays = projector.forward_columns(live)[:, :n_columns]
+    return np.ascontiguousarray(rays.T).reshape(n_columns, g.n_tilts, g.n_detector)
 
 
 def _fold_indices(n_tilts, folds):
@@ -215,7 +238,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                           holdout, sigma, score="poisson", relaxation=1.0,
                           positivity=True, hebt_options=None, padding_px: int = 0,
                           weights=None, backend: str = "cpu",
-                          stop_early: bool = False,
+                          stop_early: bool = False, stop_on: str = "each_line",
                           half_thickness_px: float | None = None) -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
@@ -253,10 +276,15 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     backend : {"cpu", "cupy", "auto"}
         Where the reconstructions run (:mod:`hyperspy_hebt.tomography.backends`).
     stop_early : bool
-        Stop a setting's run once every line's held-out score has been worse than
-        its best at two checkpoints in a row (semi-convergence: the larger counts
-        would not be chosen); their rows are then absent. The folds run in
-        lockstep so that the decision uses the score summed over folds.
+        Stop a setting's run once its held-out score has been worse than its best
+        at two checkpoints in a row (semi-convergence: the larger counts would not
+        be chosen); their rows are then absent. The folds run in lockstep so that
+        the decision uses the score summed over folds.
+    stop_on : {"each_line", "sum"}
+        The score early stopping watches: every line's (the run stops when all of
+        them have risen; for choosing each line's count by itself, ``best_per_line``)
+        or the sum over lines (for one setting for every line, ``best``: a line that
+        would still improve alone does not keep the whole run going).
     half_thickness_px : float, optional
         Slab support: voxels farther than this from z = 0 are held at 0, as in the
         reconstructions with ``thickness_nm``.
@@ -273,6 +301,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         raise ValueError("HEBT needs the ADF series: pass adf, or methods=('sirt',).")
     if score not in ("poisson", "mse"):
         raise ValueError(f"score must be 'poisson' or 'mse', got {score!r}.")
+    if stop_on not in STOP_ON:
+        raise ValueError(f"stop_on must be one of {STOP_ON}, got {stop_on!r}.")
     scorer = poisson_deviance if score == "poisson" else _mse
     options = {"exclude_clipped": True, "adf_offset": False, "unlisted_mass": False,
                "ratio_floor": None, "physics_ratios": None, **(hebt_options or {})}
@@ -286,8 +316,11 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     for held in _fold_indices(n_tilts, holdout):
         train = np.setdiff1d(np.arange(n_tilts), held)
         fold = _Fold(
-            train=train, train_projector=get_projector(ParallelBeamGeometry(tuple(angles[train]), **grid)),
-            test_projector=get_projector(ParallelBeamGeometry(tuple(angles[held]), **grid)),
+            # Built, not cached: a fold's geometry serves this call only, and the cache
+            # would keep every fold's matrices (about 160 MB on a padded 256-wide grid).
+            train=train,
+            train_projector=make_projector(ParallelBeamGeometry(tuple(angles[train]), **grid)),
+            test_projector=make_projector(ParallelBeamGeometry(tuple(angles[held]), **grid)),
             train_weights=None if weights is None else weights[:, train],
             train_eds=eds[:, :, train], measured=eds[:, :, held],
             scored=None if weights is None else weights[:, held] > 0, n_held=len(held))
@@ -314,13 +347,14 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
             return _sirt_steps(fold.train_projector, stacked, float(relaxation), positivity,
                                ray_weights, backend, support)
 
-        def score_sirt(fold, n, volume):
-            predictions = fold.test_projector.forward(volume).reshape(k, n_slices,
-                                                                      fold.n_held, n_det)
-            record(fold, "SIRT", None, n, predictions)
+        def score_sirt(fold, n, snapshot):
+            predictions = _held_out(fold.test_projector, snapshot, k * n_slices)
+            record(fold, "SIRT", None, n, predictions.reshape(k, n_slices, fold.n_held,
+                                                               n_det))
 
         stopped["SIRT"] = _lockstep([sirt_steps(f) for f in folds], folds, iterations,
-                                    score_sirt, totals, ("SIRT", None), names, stop_early)
+                                    score_sirt, totals, ("SIRT", None), names, stop_early,
+                                    stop_on)
     if "hebt" in methods:
         for fold in folds:
             fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(
@@ -334,10 +368,9 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                                    eds_weights=fold.train_weights, backend=backend,
                                    support=support)
 
-            def score_hebt(fold, n, volume):
-                volume = volume[:k]  # the elements; not the unlisted-mass volume
-                projected = fold.test_projector.forward(volume.reshape((k * n_slices,)
-                                                                       + volume.shape[2:]))
+            def score_hebt(fold, n, snapshot):
+                # The elements' columns come first; not the unlisted-mass volume's.
+                projected = _held_out(fold.test_projector, snapshot, k * n_slices)
                 safe = np.where(fold.ratios > 0, fold.ratios, np.inf)  # 0 predicts no counts
                 predictions = projected.reshape(k, n_slices, fold.n_held, n_det) / \
                     safe[:, None, None, None]
@@ -345,7 +378,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
 
             stopped[f"HEBT alpha {alpha:g}"] = _lockstep(
                 [hebt_steps(f) for f in folds], folds, iterations, score_hebt, totals,
-                ("HEBT", alpha), names, stop_early)
+                ("HEBT", alpha), names, stop_early, stop_on)
     n_folds = len(folds)
     rows = [{"method": m, "alpha": float("nan") if a is None else a, "iterations": n,
              "xray_line": line, "score": total / n_folds}

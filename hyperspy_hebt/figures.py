@@ -245,7 +245,9 @@ def save_volumes(signals: Sequence, folder, formats: Sequence[str] = ("zspy", "t
         for extension in formats:
             path = folder / f"{stem}.{extension}"
             out = signal
-            if extension in ("tif", "tiff"):
+            if extension in ("tif", "tiff") and signal.data.dtype != np.float32:
+                # A float32 copy for readers that take no float64; the caller's signal
+                # is left as it is (float32 volumes are saved without a copy).
                 out = signal.deepcopy() if not signal._lazy else signal.as_lazy()
                 out.change_dtype("float32")
             out.save(path, overwrite=True)

@@ -228,7 +228,7 @@ def survey_spectrum(energy_kev: np.ndarray, counts: np.ndarray, xray_lines, elem
     return LineSurvey(listed, missing, unlisted, float(zero_peak))
 
 
-def survey_lines(signal, xray_lines=None) -> LineSurvey:
+def survey_lines(signal, xray_lines=None, sum_spectrum=None) -> LineSurvey:
     """Check a tilt series' line list against its sum spectrum.
 
     Parameters
@@ -238,6 +238,10 @@ def survey_lines(signal, xray_lines=None) -> LineSurvey:
     xray_lines : sequence of str, optional
         The lines to check; default: the lines the series would reconstruct
         (``metadata.Sample.xray_lines``, else the alpha lines of its elements).
+    sum_spectrum : numpy.ndarray, optional
+        The series' spectra summed over every pixel and tilt (counts per channel),
+        when the caller computed it already (with the line maps, in the same pass
+        over a lazy series); default: summed here.
 
     Returns
     -------
@@ -263,8 +267,20 @@ def survey_lines(signal, xray_lines=None) -> LineSurvey:
         raise ValueError(
             "The detector resolution is not in the metadata; set it (eV) with s.metadata."
             "set_item('Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa', 130).")
-    total = signal.data.sum(axis=tuple(range(signal.data.ndim - 1)), dtype=np.float64)
-    if hasattr(total, "compute"):
-        total = total.compute()
+    if sum_spectrum is None:
+        total = sum_spectrum_of(signal)
+        if hasattr(total, "compute"):
+            total = total.compute()
+    else:
+        total = np.asarray(sum_spectrum, dtype=float)
+        if total.shape != (axis.size,):
+            raise ValueError(f"sum_spectrum must hold one value per channel ({axis.size}), "
+                             f"got shape {total.shape}.")
     elements = list(signal.metadata.get_item("Sample.elements", []))
     return survey_spectrum(energy, np.asarray(total), lines, elements, float(resolution))
+
+
+def sum_spectrum_of(signal):
+    """The spectra of ``signal`` summed over every navigation axis (float64; a dask
+    array for a lazy signal, to compute together with other results)."""
+    return signal.data.sum(axis=tuple(range(signal.data.ndim - 1)), dtype=np.float64)

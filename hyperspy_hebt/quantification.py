@@ -204,7 +204,8 @@ def esf_threshold(total):
 FRACTION_BLOCK_VOXELS = 2**19
 
 
-def composition_fractions_of(volumes, factors, threshold=None, atomic_weights=None) -> list:
+def composition_fractions_of(volumes, factors, threshold=None, atomic_weights=None,
+                             out=None) -> list:
     """:func:`composition_fractions` of in-memory volumes, one array per element, computed
     block by block along the first axis: no stacked copy of the volumes and no
     volume-sized temporaries, only the fractions themselves.
@@ -215,22 +216,44 @@ def composition_fractions_of(volumes, factors, threshold=None, atomic_weights=No
         ``X_A`` per element, all of one shape.
     factors, threshold, atomic_weights
         As for :func:`composition_fractions` (``threshold`` a number or None).
+    out : sequence of numpy.ndarray, optional
+        Where to write the fractions, one writable floating-point array per element
+        shaped like the volumes. They may be the ``volumes`` themselves (each block is
+        read before it is written): the fractions then take the volumes' memory and
+        the volumes are gone, for callers that own them and need them no more.
 
     Returns
     -------
     list of numpy.ndarray
-        One fraction volume per element (float32 for float32 volumes).
+        One fraction volume per element (float32 for float32 volumes), ``out`` when
+        given.
+
+    Raises
+    ------
+    ValueError
+        Volumes of different shapes, or an ``out`` that does not fit them.
     """
     volumes = [np.asarray(v) for v in volumes]
     shape = volumes[0].shape
     if any(v.shape != shape for v in volumes):
         raise ValueError(f"volumes differ in shape: {[v.shape for v in volumes]}.")
     dtype = np.result_type(volumes[0].dtype, np.float32)
-    out = [np.empty(shape, dtype=dtype) for _ in volumes]
+    if out is None:
+        out = [np.empty(shape, dtype=dtype) for _ in volumes]
+    else:
+        out = list(out)
+        if len(out) != len(volumes) or any(
+                not isinstance(o, np.ndarray) or o.shape != shape
+                or not np.issubdtype(o.dtype, np.floating) or not o.flags.writeable
+                for o in out):
+            raise ValueError(
+                f"out must be {len(volumes)} writable floating-point arrays of shape "
+                f"{shape}, got {[(getattr(o, 'shape', None), getattr(o, 'dtype', None)) for o in out]}.")
     per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     step = max(1, FRACTION_BLOCK_VOXELS // max(1, per_row))
     for start in range(0, shape[0] if shape else 1, step):
         block = slice(start, start + step)
+        # np.stack copies the block, so ``out`` may share memory with ``volumes``.
         parts = composition_fractions(np.stack([v[block] for v in volumes]), factors,
                                       threshold, atomic_weights)
         for target, part in zip(out, parts):

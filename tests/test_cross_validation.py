@@ -195,3 +195,31 @@ def test_early_stopping_keeps_the_scores_and_the_choice():
         assert row["score"] == pytest.approx(scores[(row["iterations"], row["xray_line"])],
                                              rel=1e-6)
     assert early.best["iterations"] == full.best["iterations"] < stop
+
+
+def test_early_stopping_on_the_summed_score():
+    """One setting for every line (HEBT, the automatic choice between methods) is
+    chosen by the summed score, so a run may stop when that sum rises even while one
+    line would still improve alone; the choice is the full run's."""
+    from hyperspy_hebt.cross_validation import cross_validate_stacks
+    from hyperspy_hebt.simulation import core_shell_phantom, project_volume
+
+    tilts = np.linspace(-70, 70, 16)
+    core, shell = core_shell_phantom(24, 3)
+    rng = np.random.default_rng(1)
+    # A bright line whose best count is 10 and a sparse one (0.04 counts per pixel)
+    # whose best is 5: the sum is best at 5.
+    expected = np.stack([project_volume(0.3 * (core + 0.3 * shell), tilts),
+                         project_volume(0.01 * core, tilts)])
+    eds = rng.poisson(expected).astype(np.float32)
+    common = dict(methods=("sirt",), iterations=(5, 10, 20, 50, 100, 200, 500), alphas=(),
+                  holdout=4, sigma=None, stop_early=True)
+    full = cross_validate_stacks(eds, None, LINES, tilts, **{**common, "stop_early": False})
+    each = cross_validate_stacks(eds, None, LINES, tilts, **common)
+    summed = cross_validate_stacks(eds, None, LINES, tilts, stop_on="sum", **common)
+    # Measured: each line's watch stops after 50 (the bright line's best, 10, then two
+    # worse checkpoints), the sum's after 20 (best 5, worse at 10 and 20).
+    assert summed.stopped_early["SIRT"] < each.stopped_early["SIRT"]
+    assert summed.best["iterations"] == each.best["iterations"] == full.best["iterations"]
+    with pytest.raises(ValueError, match="stop_on"):
+        cross_validate_stacks(eds, None, LINES, tilts, stop_on="max", **common)

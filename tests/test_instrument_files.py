@@ -98,6 +98,12 @@ def test_survey_names_missing_and_unlisted_lines(bruker):
     full, _ = load_tilt_series(bruker, tilt_from="filename")
     listed = {r["xray_line"] for r in survey_lines(full).listed}
     assert listed == {"Cu_Ka", "O_Ka", "Pd_La", "Ti_Ka"} and not survey_lines(full).missing
+    # A sum spectrum computed by the caller (with the line maps, in one pass) is used as is.
+    total = series.data.sum(axis=(0, 1, 2))
+    given = survey_lines(series, sum_spectrum=np.asarray(total))
+    assert given.missing == survey.missing and given.unlisted == survey.unlisted
+    with pytest.raises(ValueError, match="sum_spectrum must hold one value per channel"):
+        survey_lines(series, sum_spectrum=np.asarray(total)[:-1])
 
 
 def test_velox_spectrum_image_loads(tmp_path):

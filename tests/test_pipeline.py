@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hyperspy_hebt.cli import main
+from hyperspy_hebt.io import load_tilt_series
 from hyperspy_hebt.pipeline import reconstruct_files
 from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
                                       write_acquisition_files)
@@ -57,6 +58,15 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
         assert (out / name).exists(), name
     volume = hs.load(out / "Au_weight_fraction_HEBT.zspy")
     assert volume.data.shape == (16, 16, 16) and volume.axes_manager["x"].scale == 6.0
+    # The fractions are computed in the reconstructions' memory once those are saved:
+    # the saved reconstructions are still the reconstructions, and quantify to the
+    # saved fractions.
+    recs = [hs.load(out / f"HEBT_reconstruction_of_{line}.zspy") for line in ("Ag_La", "Au_Ma")]
+    series, _ = load_tilt_series(str(folder / "tilt_*.hspy"), tilt_from="filename",
+                                 elements=["Ag", "Au"])
+    again = series.quantify_cross_section(recs)
+    assert recs[1].data.max() > 1.5  # reconstructed counts, not fractions in [0, 1]
+    np.testing.assert_allclose(again[1].data, volume.data, rtol=0, atol=1e-6)
     printed = capsys.readouterr().out
     assert "Mean weight fractions inside the particle" in printed
     # One line per stage with its time; no progress-bar lines in a log.
@@ -86,9 +96,22 @@ def test_sirt_without_alignment_and_errors(folder, tmp_path):
                           bin_factor=0)
 
 
-def test_defaults_choose_and_say_why(folder, tmp_path):
+def test_defaults_choose_and_say_why(folder, tmp_path, monkeypatch):
     """The CLI's defaults (method, alpha and iterations "auto") on the HEBT-friendly
-    simulation, with the ADF files: the choice, its reason and the verdict are kept."""
+    simulation, with the ADF files: the choice, its reason and the verdict are kept;
+    the spectra are read once (line survey, line maps and every reconstruction)."""
+    from conftest import count_block_reads
+
+    from hyperspy_hebt import pipeline
+
+    loaded = {}
+
+    def counting_loader(*args, **kwargs):
+        series, adf = load_tilt_series(*args, **kwargs)
+        loaded["reads"], loaded["blocks"] = count_block_reads(series), series.data.npartitions
+        return series, adf
+
+    monkeypatch.setattr(pipeline, "load_tilt_series", counting_loader)
     summary = reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path,
                                 adf_paths=str(folder / "adf_tilt_*.hspy"),
                                 elements=["Ag", "Au"], bin_factor=2, tilt_from="filename",
@@ -104,6 +127,7 @@ def test_defaults_choose_and_say_why(folder, tmp_path):
             == table["inside"]["voxels"])
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["automatic_choice"]["chosen"] == choice["chosen"]
+    assert len(loaded["reads"]) == loaded["blocks"]
 
 
 def test_command_line_errors_are_messages(folder, tmp_path, capsys):

@@ -235,3 +235,25 @@ def test_blockwise_fractions_equal_the_whole_volume_ones(monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(quantification.total_of(volumes, factors),
                                sum(v / f for v, f in zip(volumes, factors)), rtol=1e-6)
+
+
+def test_fractions_can_take_the_volumes_memory():
+    """``out=volumes``: each block is read before it is written, so the fractions are
+    the same as into new arrays, and they are the volumes' own arrays."""
+    from hyperspy_hebt import quantification
+
+    rng = np.random.default_rng(4)
+    volumes = [rng.random((9, 4, 5)).astype(np.float32) for _ in range(3)]
+    factors = [1.5, 2.0, 0.7]
+    expected = quantification.composition_fractions_of(volumes, factors, 0.5)
+    inplace = [v.copy() for v in volumes]
+    got = quantification.composition_fractions_of(inplace, factors, 0.5, out=inplace)
+    assert all(g is v for g, v in zip(got, inplace))
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    frozen = volumes[0].copy()
+    frozen.setflags(write=False)
+    for bad in ([volumes[0]], [frozen, volumes[1], volumes[2]],
+                [np.zeros((9, 4, 5), int)] * 3, [np.zeros((9, 4))] * 3):
+        with pytest.raises(ValueError, match="out must be 3 writable floating-point"):
+            quantification.composition_fractions_of(volumes, factors, 0.5, out=bad)

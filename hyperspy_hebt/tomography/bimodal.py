@@ -27,8 +27,9 @@ import numpy as np
 
 from . import _array_steps, _sparse, backends
 from .projector import Projector
-from .sirt import (ray_weight_columns, ray_weight_rows, run_path, run_steps,
-                   support_scales, validate_iteration_counts, validate_sirt_parameters)
+from .sirt import (pixel_major_snapshot, ray_weight_columns, ray_weight_rows, run_path,
+                   run_steps, support_scales, validate_iteration_counts,
+                   validate_sirt_parameters)
 
 __all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "validate_alpha"]
 
@@ -302,5 +303,4 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
             _joint_residual(projected, eds, adf, weights, eds_columns, row_scale, k, n_extra,
                             np.float32(alpha), residual)
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
-        yield lambda: np.ascontiguousarray(volume.T).reshape(k + n_extra, n_slices, g.n_z,
-                                                             g.n_x)
+        yield pixel_major_snapshot(volume, (k + n_extra, n_slices, g.n_z, g.n_x))

@@ -138,6 +138,23 @@ class Projector:
         g = self.geometry
         return _product(self.matrix, images, (g.n_z, g.n_x), (g.n_tilts, g.n_detector), "images")
 
+    def forward_columns(self, columns: np.ndarray) -> np.ndarray:
+        """Project pixel-major columns, as the CPU kernels hold their iterates.
+
+        Parameters
+        ----------
+        columns : numpy.ndarray
+            C-ordered float32 ``(n_pixels, n)``: one image per column (read in place,
+            not copied).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(n_rays, n)``: one sinogram per column, rays in tilt-major order.
+        """
+        out = np.empty((self.matrix.shape[0], columns.shape[1]), dtype=np.float32)
+        return _sparse.csr_matmat(self.matrix, columns, out)
+
     def backward(self, sinograms: np.ndarray) -> np.ndarray:
         """Back-project sinograms with ``W.T`` (the adjoint of :meth:`forward`).
 

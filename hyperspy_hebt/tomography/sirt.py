@@ -252,4 +252,19 @@ def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
         if weights is not None:
             residual *= weights
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
-        yield lambda: np.ascontiguousarray(volume.T).reshape(n_slices, g.n_z, g.n_x)
+        yield pixel_major_snapshot(volume, (n_slices, g.n_z, g.n_x))
+
+
+def pixel_major_snapshot(volume: np.ndarray, shape: tuple) -> Callable[[], np.ndarray]:
+    """What the CPU step generators yield after each iteration.
+
+    Called, it returns a C-ordered copy of the iterate shaped ``shape``; its
+    ``pixel_major`` attribute is the live ``(n_pixels, columns)`` iterate itself, for
+    a caller that only reads it before the next step (the held-out projections of
+    cross-validation: no volume-sized copies).
+    """
+    def copy_out():
+        return np.ascontiguousarray(volume.T).reshape(shape)
+
+    copy_out.pixel_major = volume
+    return copy_out
