@@ -53,9 +53,9 @@ def main():
     for k in (2, 3):
         eds = np.stack(maps[:k])
         adf = adf_all[k - 2]
-        t_sirt = best_of(args.repeats, lambda: sirt(
+        t_sirt = best_of(args.repeats, lambda eds=eds: sirt(
             projector, eds.reshape((-1,) + eds.shape[2:]), args.iterations))
-        t_hebt = best_of(args.repeats, lambda: hebt(
+        t_hebt = best_of(args.repeats, lambda eds=eds, adf=adf, k=k: hebt(
             projector, eds, adf, [500.0, 550.0, 300.0][:k], 0.8, args.iterations))
         per_sirt = 1e3 * t_sirt / args.iterations
         per_hebt = 1e3 * t_hebt / args.iterations

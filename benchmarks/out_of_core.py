@@ -31,9 +31,14 @@ def peak_rss_bytes() -> int:
 
 
 def write(args):
-    from hyperspy_hebt.simulation import (core_shell_particle, project_volume,
-                                          synthetic_adf_series, synthetic_tilt_series,
-                                          thin_film_adf_counts, thin_film_line_counts)
+    from hyperspy_hebt.simulation import (
+        core_shell_particle,
+        project_volume,
+        synthetic_adf_series,
+        synthetic_tilt_series,
+        thin_film_adf_counts,
+        thin_film_line_counts,
+    )
 
     start = time.perf_counter()
     tilts = np.linspace(-70, 70, args.tilts)

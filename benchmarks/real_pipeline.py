@@ -51,7 +51,7 @@ out.mkdir(parents=True, exist_ok=True)
 for signal in results:
     signal.save(out / (signal.metadata.General.title.replace(" ", "_") + ".zspy"),
                 overwrite=True)
-""" % (ELEMENTS,)
+""" % (ELEMENTS,)  # noqa: UP031 (a script template: no f-string braces)
 
 
 MEASURE = """

@@ -193,7 +193,8 @@ def main():
         print(f"| {name} | {n_slices} | {iterations} | {ms:.3f} | {ms / ours_ms:.1f}x | "
               f"{error:.4f} | {ours_same:.4f} |")
     print()
-    print(f"system matrix: {projector.matrix.nnz} non-zeros, W and W^T {projector.nbytes / 1e6:.0f} MB,"
+    print(f"system matrix: {projector.matrix.nnz} non-zeros, "
+          f"W and W^T {projector.nbytes / 1e6:.0f} MB,"
           f" built in {build:.2f} s (once per geometry, cached)")
     print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s; one iteration must move "
           f"{bytes_per_iteration(projector, args.slices) / 1e6:.0f} MB -> floor "

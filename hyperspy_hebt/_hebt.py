@@ -9,12 +9,21 @@ from dataclasses import dataclass
 import dask.array as da
 import numpy as np
 
+from ._field import slab_support
 from ._intensities import adf_series, line_intensities, normalise_per_tilt, title_of
 from ._layout import TiltSeriesLayout
-from ._field import slab_support
-from ._reconstruction import (Field, base_parameters, filtered_sinograms, in_memory,
-                              invalid_weights, kernel_backend, prepare_field,
-                              reconstruction_signal, run_blocks, validate_common)
+from ._reconstruction import (
+    Field,
+    base_parameters,
+    filtered_sinograms,
+    in_memory,
+    invalid_weights,
+    kernel_backend,
+    prepare_field,
+    reconstruction_signal,
+    run_blocks,
+    validate_common,
+)
 from .diagnostics import AS_RECORDED_KEY, check_linear_adf, invalid_adf_pixels
 from .tomography import fit_response_model, get_projector, hebt, validate_alpha
 from .tomography.backends import validate_backend

@@ -216,7 +216,8 @@ def _user_intensities(signal, xray_lines, intensities, nav_shape):
             )
         if xray_lines is not None:
             line = xray_lines[i]
-        elif isinstance(item, BaseSignal) and len(item.metadata.get_item("Sample.xray_lines", [])) == 1:
+        elif (isinstance(item, BaseSignal)
+              and len(item.metadata.get_item("Sample.xray_lines", [])) == 1):
             line = item.metadata.Sample.xray_lines[0]
         else:
             raise ValueError(

@@ -10,6 +10,7 @@ from .tilt_series import get_tilt_axis
 from .tomography import ParallelBeamGeometry
 from .tomography.geometry import validate_tilt_angles
 
+
 @dataclass
 class TiltSeriesLayout:
     """Which array axes of a tilt series are slice, tilt and scan (detector).
@@ -24,7 +25,7 @@ class TiltSeriesLayout:
     tilt_angles_deg: np.ndarray
 
     @classmethod
-    def from_signal(cls, signal, rotation_axis: str = "y") -> "TiltSeriesLayout":
+    def from_signal(cls, signal, rotation_axis: str = "y") -> TiltSeriesLayout:
         nav = signal.axes_manager.navigation_axes
         if len(nav) not in (2, 3):
             raise ValueError(

@@ -9,8 +9,13 @@ import dask.array as da
 import numpy as np
 
 from . import physics
-from .quantification import (composition_fractions, composition_fractions_of, esf_threshold,
-                             normalised_total, total_of)
+from .quantification import (
+    composition_fractions,
+    composition_fractions_of,
+    esf_threshold,
+    normalised_total,
+    total_of,
+)
 
 _EQUATION = {
     "SIRT": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "

@@ -17,9 +17,8 @@ import dask.array as da
 import numpy as np
 import scipy.ndimage as ndi
 
-from ._intensities import (LineIntensity, adf_series, line_intensities, normalise_per_tilt,
-                           title_of)
 from ._field import invalid_pixels_of, resolve_padding, slab_support, thickness_support
+from ._intensities import LineIntensity, adf_series, line_intensities, normalise_per_tilt, title_of
 from ._layout import TiltSeriesLayout
 from ._version import __version__
 from .tomography import get_projector, sirt, validate_sirt_parameters

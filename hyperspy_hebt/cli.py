@@ -24,9 +24,15 @@ def _demo(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from .metrics import structure_ssim
-    from .simulation import (alloy_density, core_shell_phantom, project_volume,
-                             synthetic_adf_series, synthetic_tilt_series, thin_film_adf_counts,
-                             thin_film_line_counts)
+    from .simulation import (
+        alloy_density,
+        core_shell_phantom,
+        project_volume,
+        synthetic_adf_series,
+        synthetic_tilt_series,
+        thin_film_adf_counts,
+        thin_film_line_counts,
+    )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

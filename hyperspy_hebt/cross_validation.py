@@ -21,8 +21,7 @@ import numpy as np
 
 from ._field import slab_support
 from ._reconstruction import filtered_sinograms
-from .tomography import (ParallelBeamGeometry, fit_response_model, make_projector,
-                         validate_alpha)
+from .tomography import ParallelBeamGeometry, fit_response_model, make_projector, validate_alpha
 from .tomography.bimodal import _hebt_steps
 from .tomography.sirt import _sirt_steps
 
@@ -360,7 +359,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
             fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(
                 fold.train_eds, adf[:, fold.train], options, fold.train_weights)
         for alpha in alphas:
-            def hebt_steps(fold):
+            def hebt_steps(fold, alpha=alpha):
                 return _hebt_steps(fold.train_projector, fold.train_eds, fold.train_adf,
                                    fold.ratios, alpha, float(relaxation), positivity,
                                    adf_weights=fold.adf_weights,
@@ -368,7 +367,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                                    eds_weights=fold.train_weights, backend=backend,
                                    support=support)
 
-            def score_hebt(fold, n, snapshot):
+            def score_hebt(fold, n, snapshot, alpha=alpha):
                 # The elements' columns come first; not the unlisted-mass volume's.
                 projected = _held_out(fold.test_projector, snapshot, k * n_slices)
                 safe = np.where(fold.ratios > 0, fold.ratios, np.inf)  # 0 predicts no counts

@@ -8,8 +8,8 @@ returns it: navigation ``y`` (the rotation axis), signal ``x`` and ``z``; data
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -175,8 +175,8 @@ def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
     :data:`RENDER_FACES` faces is meshed again with coarser steps.
     """
     import matplotlib.pyplot as plt
-    from scipy.ndimage import gaussian_filter
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+    from scipy.ndimage import gaussian_filter
     from skimage.measure import marching_cubes
 
     if colors is None:

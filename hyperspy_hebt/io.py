@@ -13,12 +13,11 @@ from __future__ import annotations
 import glob
 import os
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .tilt_series import (TILT_AXIS_NAME, apply_tilt_angles, stack_tilt_series,
-                          standardise_scan_axes)
+from .tilt_series import TILT_AXIS_NAME, apply_tilt_angles, stack_tilt_series, standardise_scan_axes
 
 __all__ = ["load_tilt_series", "tilt_angle_from_filename"]
 

@@ -206,7 +206,7 @@ def survey_spectrum(energy_kev: np.ndarray, counts: np.ndarray, xray_lines, elem
                        "significance": float(significance)})
     missing = [r["xray_line"] for r in listed if r["significance"] < MISSING_SIGMA]
 
-    known = [energy for element in set(elements) | {l.split("_")[0] for l in xray_lines}
+    known = [energy for element in set(elements) | {line.split("_")[0] for line in xray_lines}
              for _, energy in _element_lines(element)]
     zero_peak = max(0.12, 2.5 * line_fwhm_kev(0.0, energy_resolution_mnka_ev))
     strongest = max([r["net_counts"] for r in listed] + [1.0])

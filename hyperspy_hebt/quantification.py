@@ -248,7 +248,8 @@ def composition_fractions_of(volumes, factors, threshold=None, atomic_weights=No
                 for o in out):
             raise ValueError(
                 f"out must be {len(volumes)} writable floating-point arrays of shape "
-                f"{shape}, got {[(getattr(o, 'shape', None), getattr(o, 'dtype', None)) for o in out]}.")
+                f"{shape}, got "
+                f"{[(getattr(o, 'shape', None), getattr(o, 'dtype', None)) for o in out]}.")
     per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     step = max(1, FRACTION_BLOCK_VOXELS // max(1, per_row))
     for start in range(0, shape[0] if shape else 1, step):

@@ -17,7 +17,7 @@ mean and standard deviation over the region's voxels.
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

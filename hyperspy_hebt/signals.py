@@ -6,11 +6,11 @@ Validation, metadata and dask plumbing only: the numerics live in
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from exspy.utils import eds as eds_utils
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
+from exspy.utils import eds as eds_utils
 
 from . import _cross_validation, _hebt, _quantification, _reconstruction
 from .tilt_series import SIGNAL_TYPE, apply_tilt_angles, get_tilt_axis, rebin_keeping_tilts
@@ -70,7 +70,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
     def rebin(self, new_shape=None, scale=None, crop=True, dtype=None, out=None):
         # HyperSpy's rebin refuses a non-uniform tilt axis even at factor 1.
         return rebin_keeping_tilts(
-            self, lambda target, **kw: super(TomographicEDSSpectrum, target).rebin(**kw),
+            self, lambda target, **kw: super().rebin(**kw),
             new_shape=new_shape, scale=scale, crop=crop, dtype=dtype, out=out)
 
     rebin.__doc__ = EDSTEMSpectrum.rebin.__doc__

@@ -6,7 +6,7 @@ only in metadata: real files often carry one wrong ``Stage.tilt_alpha``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -5,11 +5,20 @@ import pytest
 
 from hyperspy_hebt import load_tilt_series
 from hyperspy_hebt._field import full_coverage_padding
-from hyperspy_hebt.alignment import (align_tilt_series, cross_correlation_shifts,
-                                     estimate_tilt_axis_rotation, estimate_tilt_axis_shift,
-                                     normalise_tilt_totals, register_adf_to_eds)
-from hyperspy_hebt.simulation import (core_shell_particle, project_volume,
-                                      simulate_acquisition, write_acquisition_files)
+from hyperspy_hebt.alignment import (
+    align_tilt_series,
+    cross_correlation_shifts,
+    estimate_tilt_axis_rotation,
+    estimate_tilt_axis_shift,
+    normalise_tilt_totals,
+    register_adf_to_eds,
+)
+from hyperspy_hebt.simulation import (
+    core_shell_particle,
+    project_volume,
+    simulate_acquisition,
+    write_acquisition_files,
+)
 
 TILTS = np.linspace(-75, 75, 31)
 LINES = ["Ag_La", "Au_Ma"]

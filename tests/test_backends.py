@@ -9,8 +9,8 @@ tests at the end run CuPy itself and are skipped without a device.
 
 import numpy as np
 import pytest
+from helpers import TILTS, make_series
 
-from conftest import TILTS, make_series
 from hyperspy_hebt.simulation import (
     core_shell_phantom,
     project_volume,

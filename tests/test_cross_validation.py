@@ -149,7 +149,7 @@ def test_errors(calibration):
 
 
 def test_auto_on_a_lazy_series_reads_the_spectra_once():
-    from conftest import count_block_reads, make_series
+    from helpers import count_block_reads, make_series
 
     from hyperspy_hebt import compute_together
 

@@ -4,8 +4,8 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import make_series
 
-from conftest import make_series
 from hyperspy_hebt import physics
 from hyperspy_hebt.physics import DetectorModel, Layer
 

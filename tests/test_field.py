@@ -4,9 +4,9 @@ pixels with no valid data (after alignment) left out of every reconstruction."""
 import dask.array
 import numpy as np
 import pytest
+from helpers import count_block_reads, make_series
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import count_block_reads, make_series
 
 from hyperspy_hebt._field import edge_fraction, full_coverage_padding
 from hyperspy_hebt.alignment import invalid_pixel_mask

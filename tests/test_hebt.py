@@ -1,4 +1,5 @@
-"""reconstruct_hebt / reconstruct_adf: the paper's finding, the alpha = 0 limit, laziness, errors."""
+"""reconstruct_hebt / reconstruct_adf: the paper's finding, the alpha = 0 limit, laziness,
+errors."""
 
 import dask
 import numpy as np
@@ -6,9 +7,15 @@ import pytest
 
 from hyperspy_hebt import physics
 from hyperspy_hebt.metrics import scaled_mse, structure_ssim
-from hyperspy_hebt.simulation import (alloy_density, core_shell_phantom, project_volume,
-                                      synthetic_adf_series, synthetic_tilt_series,
-                                      thin_film_adf_counts, thin_film_line_counts)
+from hyperspy_hebt.simulation import (
+    alloy_density,
+    core_shell_phantom,
+    project_volume,
+    synthetic_adf_series,
+    synthetic_tilt_series,
+    thin_film_adf_counts,
+    thin_film_line_counts,
+)
 from hyperspy_hebt.tomography import fit_response_ratios
 
 LINES = ["Ag_La", "Au_Ma"]
@@ -105,7 +112,7 @@ def test_alpha_zero_is_sirt_of_scaled_maps(phantom):
     hebt = series.reconstruct_hebt(phantom["adf"], alpha=0.0, iterations=30,
                                    response_ratios=ratios, intensities=maps, xray_lines=LINES)
     sirt = series.reconstruct_sirt(iterations=30, xray_lines=LINES,
-                                   intensities=[ratios[l] * m for l, m in zip(LINES, maps)])
+                                   intensities=[ratios[line] * m for line, m in zip(LINES, maps)])
     for h, s in zip(hebt, sirt):
         np.testing.assert_allclose(h.data, s.data, rtol=0, atol=1e-5 * s.data.max())
     assert hebt[0].metadata.Reconstruction.response_ratio_source == "user"
@@ -152,9 +159,9 @@ def test_eager_lazy_distributed_agree(phantom):
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         remote = client.compute([r.data for r in lazy], sync=True)
-    for e, l, d in zip(eager, computed, remote):
+    for e, c, d in zip(eager, computed, remote):
         tolerance = 1e-5 * e.data.max()  # float32 rounding, SIMD lanes may differ
-        np.testing.assert_allclose(l, e.data, rtol=0, atol=tolerance)
+        np.testing.assert_allclose(c, e.data, rtol=0, atol=tolerance)
         np.testing.assert_allclose(d, e.data, rtol=0, atol=tolerance)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import hyperspy.api as hs
 import numpy as np
 import pytest
-from conftest import TILTS, make_series
+from helpers import TILTS, make_series
 
 from hyperspy_hebt import LazyTomographicEDSSpectrum, TomographicEDSSpectrum, load_tilt_series
 from hyperspy_hebt.io import tilt_angle_from_filename
@@ -76,7 +76,8 @@ def test_angles_from_metadata_and_explicit_list(tmp_path):
     np.testing.assert_allclose(from_metadata.tilt_angles, TILTS)
     explicit, _ = load_tilt_series(paths, tilt_angles=TILTS + 1.0, lazy=False)
     np.testing.assert_allclose(explicit.tilt_angles, TILTS + 1.0)
-    called = load_tilt_series(paths, tilt_from=lambda path, s: 2 * tilt_angle_from_filename(path) / 2)
+    called = load_tilt_series(
+        paths, tilt_from=lambda path, s: 2 * tilt_angle_from_filename(path) / 2)
     np.testing.assert_allclose(called[0].tilt_angles, TILTS)
 
 

@@ -4,7 +4,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import count_block_reads
+from helpers import count_block_reads
 
 from hyperspy_hebt.line_fitting import fit_line_intensities
 from hyperspy_hebt.simulation import core_shell_phantom, project_volume, synthetic_tilt_series

@@ -9,8 +9,11 @@ import pytest
 from hyperspy_hebt.cli import main
 from hyperspy_hebt.io import load_tilt_series
 from hyperspy_hebt.pipeline import reconstruct_files
-from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
-                                      write_acquisition_files)
+from hyperspy_hebt.simulation import (
+    core_shell_particle,
+    simulate_acquisition,
+    write_acquisition_files,
+)
 from hyperspy_hebt.tomography import backends
 
 TILTS = np.linspace(-75, 75, 31)
@@ -34,7 +37,8 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--adf",
                  str(folder / "adf_tilt_*.hspy"), "--tilt-from", "filename", "--elements",
-                 "Ag", "Au", "--method", "hebt", "--alpha", "0.8", "--iterations", "60", "--bin", "2",
+                 "Ag", "Au", "--method", "hebt", "--alpha", "0.8", "--iterations", "60",
+                 "--bin", "2",
                  "--align", "--rotation", "0", "--axis-shift", "auto", "--register",
                  "--normalise", "--fit-lines", "--backend", "auto", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -100,7 +104,7 @@ def test_defaults_choose_and_say_why(folder, tmp_path, monkeypatch):
     """The CLI's defaults (method, alpha and iterations "auto") on the HEBT-friendly
     simulation, with the ADF files: the choice, its reason and the verdict are kept;
     the spectra are read once (line survey, line maps and every reconstruction)."""
-    from conftest import count_block_reads
+    from helpers import count_block_reads
 
     from hyperspy_hebt import pipeline
 

@@ -6,8 +6,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
-from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
-from hyperspy_hebt.tomography import _sparse
+from hyperspy_hebt.tomography import ParallelBeamGeometry, _sparse, get_projector
 
 
 def smooth_phantom(n):

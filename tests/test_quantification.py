@@ -1,10 +1,10 @@
 """quantify_cross_section: exact round trips, the ESF threshold, lazy, and every bad input."""
 
+import hyperspy.api as hs
 import numpy as np
 import pytest
-from conftest import make_series
+from helpers import make_series
 
-import hyperspy.api as hs
 from hyperspy_hebt import physics
 from hyperspy_hebt.quantification import composition_fractions, esf_threshold, fit_esf
 from hyperspy_hebt.simulation import core_shell_phantom

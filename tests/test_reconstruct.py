@@ -6,7 +6,7 @@ import hyperspy.api as hs
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from conftest import TILTS, make_series
+from helpers import TILTS, make_series
 
 from hyperspy_hebt.simulation import core_shell_phantom
 
@@ -31,7 +31,8 @@ def test_output_layout_and_metadata(series):
     assert md.Signal.signal_type == ""
     assert md.General.title == "SIRT reconstruction of Ag_La"
     r = md.Reconstruction
-    assert (r.algorithm, r.iterations, r.relaxation, r.positivity) == ("SIRT", ITERATIONS, 1.0, True)
+    assert (r.algorithm, r.iterations, r.relaxation, r.positivity) == ("SIRT", ITERATIONS, 1.0,
+                                                                       True)
     np.testing.assert_allclose(r.tilt_angles_deg, TILTS)
     assert r.xray_line == "Ag_La" and r.rotation_axis == "y" and r.scan_axis == "x"
     assert r.intensities.source == "integration"
@@ -80,11 +81,12 @@ def test_lazy_equals_eager(tmp_path):
     assert all(r._lazy for r in lazy)
     # two blocks of 4 slices: the y-filter (radius 3) crosses the border via map_overlap
     assert lazy[0].data.numblocks == (2, 1, 1)
-    for e, l in zip(eager, lazy):
-        l.compute()
+    for e, lz in zip(eager, lazy):
+        lz.compute()
         # Identical arithmetic per slice; SIMD lanes may round differently.
-        np.testing.assert_allclose(l.data, e.data, rtol=0, atol=1e-5 * e.data.max())
-        assert l.metadata.Reconstruction.as_dictionary() == e.metadata.Reconstruction.as_dictionary()
+        np.testing.assert_allclose(lz.data, e.data, rtol=0, atol=1e-5 * e.data.max())
+        assert (lz.metadata.Reconstruction.as_dictionary()
+                == e.metadata.Reconstruction.as_dictionary())
 
 
 def test_lazy_non_finite_intensities_fail_at_compute(series):
@@ -218,7 +220,8 @@ def test_error_non_uniform_scan_axis(series):
     bent = series.deepcopy()
     bent.axes_manager["x"].convert_to_non_uniform_axis()
     axis = bent.axes_manager["x"]
-    axis.axis = axis.axis ** 1.01 if axis.axis.min() > 0 else np.cumsum(np.linspace(1, 2, axis.size))
+    axis.axis = (axis.axis ** 1.01 if axis.axis.min() > 0
+                 else np.cumsum(np.linspace(1, 2, axis.size)))
     with pytest.raises(ValueError, match="scan axis 'x' must be uniform"):
         bent.reconstruct_sirt()
 

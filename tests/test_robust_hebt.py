@@ -1,4 +1,5 @@
-"""Robust HEBT: each remedy restores HEBT when its failure is present and costs nothing otherwise."""
+"""Robust HEBT: each remedy restores HEBT when its failure is present and costs nothing
+otherwise."""
 
 import logging
 

@@ -5,7 +5,7 @@ import copy
 import hyperspy.api as hs
 import numpy as np
 import pytest
-from conftest import TILTS, make_series
+from helpers import TILTS, make_series
 
 from hyperspy_hebt import LazyTomographicEDSSpectrum, TomographicEDSSpectrum
 
@@ -120,13 +120,32 @@ def test_take_off_angle_per_tilt(series):
     np.testing.assert_allclose(series.get_take_off_angle(), 18.0 + TILTS, atol=1e-9)
 
 
+def _markers(signal, kind):
+    return [m for m in signal._plot.signal_plot.ax_markers if type(m).__name__ == kind]
+
+
 def test_plot(series):
+    """exspy's plot, inherited: the spectrum at the current pixel and tilt, each line
+    marked where it is, and the integration windows where they will be integrated."""
     series.plot(True)
+    ax = series._plot.signal_plot.ax
+    assert ax.get_xlabel() == "Energy axis (keV)"
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), series.inav[0, 0, 0].data)
+    assert list(series._xray_markers["names"]) == ["Ag_La", "Au_Ma"]
+    series._plot.close()
     series.plot(integration_windows=2.0)
+    (windows,) = _markers(series, "VerticalLines")
+    np.testing.assert_allclose(windows.kwargs["offsets"],
+                               np.ravel(series.estimate_integration_windows(2.0)))
 
 
 def test_plot_background_windows(series):
-    series.plot(background_windows=series.estimate_background_windows())
+    background = series.estimate_background_windows()
+    series.plot(background_windows=background)
+    (edges,) = _markers(series, "VerticalLines")
+    # Four edges per line (two windows each side of the peak), where they were estimated.
+    np.testing.assert_allclose(edges.kwargs["offsets"], np.ravel(background))
+    assert len(_markers(series, "Lines")) == 2  # the line markers and the background fits
 
 
 def test_tilt_angles_read_only(series):
@@ -150,7 +169,7 @@ def test_set_tilt_angles_names_the_slowest_axis():
     s = hs.signals.Signal1D(np.zeros((4, 3, 5, 10)))
     s.set_signal_type(SIGNAL_TYPE)
     with pytest.raises(AttributeError, match="set_tilt_angles"):
-        s.tilt_angles
+        _ = s.tilt_angles
     s.set_tilt_angles([-30, -10, 10, 30])
     assert s.axes_manager.navigation_axes[-1].name == "tilt"
     np.testing.assert_allclose(s.tilt_angles, [-30, -10, 10, 30])

@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 
 from hyperspy_hebt import physics
-from hyperspy_hebt.simulation import (AVOGADRO, alloy_density, core_shell_phantom,
-                                      project_volume, synthetic_tilt_series,
-                                      thin_film_line_counts)
+from hyperspy_hebt.simulation import (
+    AVOGADRO,
+    alloy_density,
+    core_shell_phantom,
+    project_volume,
+    synthetic_tilt_series,
+    thin_film_line_counts,
+)
 from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
 
 

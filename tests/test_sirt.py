@@ -90,7 +90,8 @@ def test_rays_missing_the_grid_do_not_produce_nan():
         (dict(iterations=0), ValueError, "positive integer"),
         (dict(iterations=2.5), TypeError, "positive integer"),
         (dict(iterations=True), TypeError, "positive integer"),
-        (dict(iterations=5, relaxation=2.0), ValueError, r"relaxation must lie in the open interval \(0, 2\)"),
+        (dict(iterations=5, relaxation=2.0), ValueError,
+         r"relaxation must lie in the open interval \(0, 2\)"),
         (dict(iterations=5, relaxation=0.0), ValueError, "relaxation"),
     ],
 )

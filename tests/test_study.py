@@ -4,8 +4,13 @@ import csv
 
 import pytest
 
-from hyperspy_hebt.study import (COLUMNS, PAPER_R_SQUARED, PAPER_RATIOS, calibrate_to_paper,
-                                 run_paper_study)
+from hyperspy_hebt.study import (
+    COLUMNS,
+    PAPER_R_SQUARED,
+    PAPER_RATIOS,
+    calibrate_to_paper,
+    run_paper_study,
+)
 
 
 def test_calibration_reproduces_the_papers_data_statistics():

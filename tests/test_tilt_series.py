@@ -3,7 +3,7 @@
 import hyperspy.api as hs
 import numpy as np
 import pytest
-from conftest import TILTS, make_series
+from helpers import TILTS, make_series
 
 from hyperspy_hebt import LazyTomographicEDSSpectrum, TomographicEDSSpectrum, stack_tilt_series
 

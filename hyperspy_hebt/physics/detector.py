@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Union
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from .xray_data import split_xray_line
 __all__ = ["DetectorEfficiency", "line_energy_kev", "detector_efficiency_for_line"]
 
 #: A number (all lines), a mapping ``{"Co_Ka": 0.96, ...}``, or ``f(energy_kev) -> efficiency``.
-DetectorEfficiency = Union[float, Mapping[str, float], Callable[[float], float]]
+DetectorEfficiency = float | Mapping[str, float] | Callable[[float], float]
 
 
 def line_energy_kev(xray_line: str) -> float:

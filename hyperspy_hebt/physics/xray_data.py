@@ -137,7 +137,7 @@ def ionized_subshell(xray_line: str) -> str:
     return LINE_TRANSITIONS[line][0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _radiative_transitions(z: int, subshell: str) -> tuple:
     """(source subshell name, probability) of EADL radiative transitions into ``subshell``."""
     import pyxray

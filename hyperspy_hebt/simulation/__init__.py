@@ -12,10 +12,20 @@
   hot pixels, drift with a jump, a long element list, the reader's axis names).
 """
 
-from .acquisition import (SimulatedAcquisition, simulate_acquisition, synthetic_adf_series,
-                          synthetic_tilt_series, write_acquisition_files)
-from .forward import (AVOGADRO, alloy_density, project_volume, thin_film_adf_counts,
-                      thin_film_line_counts)
+from .acquisition import (
+                          SimulatedAcquisition,
+                          simulate_acquisition,
+                          synthetic_adf_series,
+                          synthetic_tilt_series,
+                          write_acquisition_files,
+)
+from .forward import (
+                          AVOGADRO,
+                          alloy_density,
+                          project_volume,
+                          thin_film_adf_counts,
+                          thin_film_line_counts,
+)
 from .phantoms import Phantom, core_shell_particle, core_shell_phantom, paper_phantom
 from .realistic import RealisticSeries, simulate_lamella_series
 

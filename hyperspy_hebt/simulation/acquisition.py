@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -142,6 +142,7 @@ def synthetic_tilt_series(
     """
     import dask.array as da
     import hyperspy.api as hs
+
     from ..physics.line_shapes import family_profile
     from ..tilt_series import SIGNAL_TYPE, apply_tilt_angles
 

@@ -8,7 +8,7 @@ a grid finer than the reconstruction's, so tests do not commit the inverse crime
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

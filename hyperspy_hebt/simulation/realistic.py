@@ -13,9 +13,9 @@ returns the truth behind it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -262,8 +262,8 @@ def simulate_lamella_series(
     # continuum (proportional to the mass thickness) 25 %; stray lines and the zero
     # peak come on top.
     family_totals = profiles.sum(axis=1)  # a family's other lines add to its alpha line
-    line_totals = np.mean([sum(field_of(sinograms[l], t).mean() * total
-                               for l, total in zip(present, family_totals))
+    line_totals = np.mean([sum(field_of(sinograms[line], t).mean() * total
+                               for line, total in zip(present, family_totals))
                            for t in range(n_tilts)])
     mass_mean = np.mean([field_of(mass, t).mean() for t in range(n_tilts)])
     line_scale = 0.75 * counts_per_pixel / line_totals
@@ -274,7 +274,8 @@ def simulate_lamella_series(
     rng = np.random.default_rng(seed + 2)
     paths, adf_paths, totals = [], [], []
     for t, angle in enumerate(angles):
-        maps = np.stack([field_of(sinograms[l], t) for l in present], axis=-1) * line_scale
+        maps = np.stack([field_of(sinograms[line], t) for line in present],
+                        axis=-1) * line_scale
         continuum = field_of(mass, t) * brems_scale
         stray = stray_per_pixel / np.cos(np.deg2rad(angle))
         spectra = np.empty((n_slices, n_x, energy_channels), dtype=counts_dtype)

@@ -20,16 +20,23 @@ exactly SIRT of the ratio-scaled EDS maps ``r_A I_A``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numba
 import numpy as np
 
 from . import _array_steps, _sparse, backends
 from .projector import Projector
-from .sirt import (pixel_major_snapshot, ray_weight_columns, ray_weight_rows, run_path,
-                   run_steps, support_scales, validate_iteration_counts,
-                   validate_sirt_parameters)
+from .sirt import (
+    pixel_major_snapshot,
+    ray_weight_columns,
+    ray_weight_rows,
+    run_path,
+    run_steps,
+    support_scales,
+    validate_iteration_counts,
+    validate_sirt_parameters,
+)
 
 __all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "validate_alpha"]
 

@@ -15,7 +15,7 @@ never larger, where rays are dropped and the iteration still converges.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
