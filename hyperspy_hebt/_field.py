@@ -23,6 +23,7 @@ import dask.array as da
 import numpy as np
 
 from ._units import nm_per_unit
+from .image_shifts import invalid_pixel_mask
 
 #: Columns at each end of the scan whose mean intensity tells whether the object
 #: continues beyond the field (the outermost only: a particle that nearly fills
@@ -143,8 +144,6 @@ def invalid_pixels_of(signal, invalid_pixels, navigation_shape) -> tuple:
         record = signal.metadata.get_item("Alignment")
         if record is None:
             return None, "none"
-        from .alignment import invalid_pixel_mask
-
         mask = invalid_pixel_mask(record, navigation_shape)
         return (mask if mask.any() else None), "alignment"
     data = getattr(invalid_pixels, "data", invalid_pixels)

@@ -15,7 +15,6 @@ from ._layout import TiltSeriesLayout
 from ._reconstruction import (
     Field,
     base_parameters,
-    filtered_sinograms,
     in_memory,
     invalid_weights,
     kernel_backend,
@@ -25,6 +24,7 @@ from ._reconstruction import (
     validate_common,
 )
 from .diagnostics import AS_RECORDED_KEY, check_linear_adf, invalid_adf_pixels
+from .filtering import filtered_sinograms
 from .tomography import fit_response_model, get_projector, hebt, validate_alpha
 from .tomography.backends import validate_backend
 

@@ -15,47 +15,16 @@ from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
-import scipy.ndimage as ndi
 
 from ._field import invalid_pixels_of, resolve_padding, slab_support, thickness_support
 from ._intensities import LineIntensity, adf_series, line_intensities, normalise_per_tilt, title_of
 from ._layout import TiltSeriesLayout
 from ._version import __version__
+from .filtering import filtered_sinograms
 from .tomography import get_projector, sirt, validate_sirt_parameters
 from .tomography.backends import resolve_backend, validate_backend
 
-_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default, fixes the overlap depth
 _META = np.empty((0, 0, 0, 0), np.float32)
-
-
-def _filter_block(block, sigma):
-    return ndi.gaussian_filter(block, sigma=sigma, truncate=_TRUNCATE, mode="reflect")
-
-
-def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
-    """Sinogram stack ``(slices, tilts, detector)`` as float32, Gaussian-filtered.
-
-    Lazy stacks are chunked by runs of slices holding every tilt; the filter
-    crosses chunk borders along the slice axis with ``map_overlap`` (no padding
-    at the true ends, so the result equals scipy's on the whole array). With
-    ``weights`` (0 on pixels with no valid data) the filter is a normalised
-    convolution, so missing pixels do not darken their neighbours.
-    """
-    if weights is not None and sigma is not None:
-        smoothed = filtered_sinograms(stack * weights, sigma, lazy, slices_per_block)
-        norm = filtered_sinograms(weights, sigma, lazy, slices_per_block)
-        where = da.where if lazy else np.where
-        # Pixels with almost no valid neighbour are invalid themselves (weight 0).
-        return where(norm > 1e-3, smoothed / (norm + (norm <= 1e-3)), 0).astype(np.float32)
-    if not lazy:
-        stack = np.asarray(stack, dtype=np.float32)
-        return stack if sigma is None else _filter_block(stack, sigma)
-    stack = da.asarray(stack).astype(np.float32).rechunk({0: slices_per_block, 1: -1, 2: -1})
-    if sigma is None:
-        return stack
-    depth = {0: int(_TRUNCATE * sigma[0] + 0.5), 1: 0, 2: 0}
-    return stack.map_overlap(_filter_block, depth=depth, boundary="none", sigma=sigma,
-                             dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
 
 
 def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=False,

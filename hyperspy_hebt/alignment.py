@@ -32,6 +32,9 @@ import dask.array as da
 import numpy as np
 import scipy.ndimage as ndi
 
+from ._field import resolve_padding
+from .image_shifts import invalid_pixel_mask, shift_block, shift_images, valid_pixels
+
 _logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -274,7 +277,6 @@ def estimate_tilt_axis_shift(images: np.ndarray, tilt_angles_deg, search_px: flo
     """
     from scipy.optimize import minimize_scalar
 
-    from ._field import resolve_padding
     from .tomography import ParallelBeamGeometry, make_projector, sirt, validate_tilt_angles
 
     images = np.asarray(images, dtype=float)
@@ -349,69 +351,6 @@ def estimate_tilt_axis_shift(images: np.ndarray, tilt_angles_deg, search_px: flo
         "residual_unshifted": residual(sinograms, weights, 0.0, padding),
         "residual_shifted": float(fine.fun),
     }
-
-
-def _shift_block(block, shifts, rotation_deg, block_info=None):
-    """Rotate and shift one run of tilts; spatial axes are 1 and 2."""
-    start = block_info[0]["array-location"][0][0] if block_info else 0
-    out = np.empty(block.shape, dtype=np.float32)
-    for i in range(block.shape[0]):
-        image = block[i].astype(np.float32)
-        if rotation_deg:
-            image = ndi.rotate(image, rotation_deg, axes=(1, 0), reshape=False, order=1)
-        extra = (0,) * (image.ndim - 2)
-        out[i] = ndi.shift(image, tuple(shifts[start + i]) + extra, order=1, mode="constant",
-                           cval=0.0)
-    return out
-
-
-def _transform(data, shifts, rotation_deg):
-    """Apply per-tilt shifts (and a rotation) to a (tilt, y, x, ...) array."""
-    if isinstance(data, da.Array):
-        data = data.rechunk({0: 1, 1: -1, 2: -1})
-        return data.map_blocks(_shift_block, shifts, rotation_deg, dtype=np.float32)
-    return _shift_block(np.asarray(data), shifts, rotation_deg)
-
-
-def _valid_mask(shape, shifts, rotation_deg):
-    ones = np.ones((len(shifts),) + tuple(shape), np.float32)
-    return _shift_block(ones, shifts, rotation_deg) > 0.999
-
-
-def invalid_pixel_mask(record, navigation_shape) -> np.ndarray:
-    """Pixels of an aligned series with no valid data, from its ``metadata.Alignment``.
-
-    Parameters
-    ----------
-    record : dict or DictionaryTreeBrowser
-        The ``Alignment`` node written by :func:`align_tilt_series`.
-    navigation_shape : tuple of int
-        The series' navigation shape in array order ``(tilt, y, x)``.
-
-    Returns
-    -------
-    numpy.ndarray of bool
-        True where the shifts (and rotation) brought in pixels from outside the
-        recorded image.
-
-    Raises
-    ------
-    ValueError
-        The series no longer has the shape it had when aligned (cropped or
-        rebinned since): the record cannot say which pixels are invalid.
-    """
-    if hasattr(record, "as_dictionary"):
-        record = record.as_dictionary()
-    shifts = np.asarray(record.get("shifts_px", []), dtype=float)
-    image_shape = tuple(record.get("image_shape", ()))
-    navigation_shape = tuple(int(n) for n in navigation_shape)
-    if shifts.ndim != 2 or (len(shifts),) + image_shape != navigation_shape:
-        raise ValueError(
-            f"metadata.Alignment describes {len(shifts)} tilts of {image_shape} pixels but "
-            f"the series' navigation is {navigation_shape}: it was cropped or rebinned after "
-            "alignment. Pass invalid_pixels=None, or a boolean mask of that shape."
-        )
-    return ~_valid_mask(image_shape, shifts, float(record.get("rotation_deg", 0.0)))
 
 
 def _with_data(signal, data, node, record):
@@ -495,8 +434,8 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
             raise ValueError(f"axis_shift_px must be a number or 'auto', got "
                              f"{axis_shift_px!r}.")
         axis_shift, axis_record = estimate_tilt_axis_shift(
-            _shift_block(images, shifts, rotation), series.tilt_angles,
-            valid=_valid_mask(images.shape[1:], shifts, rotation))
+            shift_block(images, shifts, rotation), series.tilt_angles,
+            valid=valid_pixels(images.shape[1:], shifts, rotation))
         axis_record = {f"axis_search_{key}": value for key, value in axis_record.items()
                        if key != "axis_shift_px"}
     else:
@@ -504,7 +443,7 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
         if not np.isfinite(axis_shift):
             raise ValueError(f"axis_shift_px must be finite, got {axis_shift_px!r}.")
     shifts = shifts + np.array([0.0, axis_shift])
-    valid = _valid_mask(images.shape[1:], shifts, rotation)
+    valid = valid_pixels(images.shape[1:], shifts, rotation)
     record = {
         "method": method,
         "shifts_px": shifts.tolist(),
@@ -518,9 +457,9 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
         "valid_fraction": float(valid.all(axis=0).mean()),
         **fit,
     }
-    new_series = _with_data(series, _transform(series.data, shifts, rotation), "Alignment",
+    new_series = _with_data(series, shift_images(series.data, shifts, rotation), "Alignment",
                             record)
-    new_adf = _with_data(adf, _transform(adf.data, shifts, rotation), "Alignment", record)
+    new_adf = _with_data(adf, shift_images(adf.data, shifts, rotation), "Alignment", record)
     return new_series, new_adf
 
 
@@ -596,7 +535,7 @@ def register_adf_to_eds(series, adf, xray_line: str | None = None, constant: boo
         "offset_spread_px": spread.tolist(),
         "confidence": "low" if unsure else "high",
     }
-    return _with_data(adf, _transform(adf.data, applied, 0.0), "Registration", record)
+    return _with_data(adf, shift_images(adf.data, applied, 0.0), "Registration", record)
 
 
 def normalise_tilt_totals(intensities):

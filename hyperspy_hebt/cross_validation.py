@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._field import slab_support
-from ._reconstruction import filtered_sinograms
+from .filtering import filtered_sinograms
 from .tomography import ParallelBeamGeometry, fit_response_model, make_projector, validate_alpha
 from .tomography.bimodal import _hebt_steps
 from .tomography.sirt import _sirt_steps

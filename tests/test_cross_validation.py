@@ -71,6 +71,9 @@ def _pt_cap():
     return Phantom(fractions, 1.5, phantom.regions)
 
 
+# 13-23 s each on 2 cores (every setting of the grid against the paper phantom's
+# truth): marked, still run by the README's command and in CI; -m "not slow" skips them.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, robust, expected",
     [
@@ -92,6 +95,7 @@ def test_choice_is_close_to_the_oracle(calibration, case, robust, expected):
     assert result.best["method"] == expected
 
 
+@pytest.mark.slow
 def test_auto_settings_are_recorded(calibration):
     acquisition = simulate_acquisition(paper_phantom(), LINES,
                                        solid_angle_sr=calibration.solid_angle_sr,

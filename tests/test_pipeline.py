@@ -33,6 +33,7 @@ def folder(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_command_line_writes_everything(folder, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--adf",
@@ -81,6 +82,7 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     assert (out / "composition.png").exists()
 
 
+@pytest.mark.slow
 def test_sirt_without_alignment_and_errors(folder, tmp_path):
     summary = reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, xray_lines=["Au_Ma",
                                                                                   "Ag_La"],

@@ -94,6 +94,7 @@ def test_fitting_an_adf_offset_restores_hebt(setup):
     assert repaired <= 1.05 * clean_value
 
 
+@pytest.mark.slow
 def test_physics_ratios_restore_hebt_under_soft_saturation(setup):
     """An ADF that compresses towards the top of its range (tanh, 24 % short at the
     brightest pixel) piles nothing up, so no pixel can be excluded and R^2 stays 0.99;

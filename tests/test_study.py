@@ -34,6 +34,11 @@ def test_coarse_study_writes_csv_figures_and_claims(tmp_path):
     # The ratio calibrated on the unfiltered maps, fitted again on the filtered ones.
     assert result.response_ratios["Ag_La"] == pytest.approx(PAPER_RATIOS["Ag_La"], rel=0.03)
     assert any("quantified HEBT (alpha 0.8, n 200)" in claim for claim in result.claims)
-    for (ok, detail) in result.claims.values():
-        assert isinstance(ok, bool) and detail
+    # The paper's claims that hold at this coarse sweep (measured: all of them). Ag's
+    # SIRT semi-convergence is left out: its SSIM at n=50 and n=300 agree to three
+    # decimals here (0.959), so the claim turns on rounding, not on the physics.
+    held = {name: ok for name, (ok, detail) in result.claims.items() if detail}
+    assert len(held) == len(result.claims) == 7
+    fragile = "Ag: EDS-SIRT SSIM peaks inside the sweep (semi-convergence)"
+    assert all(ok for name, ok in held.items() if name != fragile), result.claims
     assert "Calibrated to the paper's data" in lines[0]

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .projector import inverse_or_zero
+
 __all__ = ["BACKENDS", "cupy_status", "resolve_backend", "validate_backend"]
 
 #: Values accepted by every ``backend`` argument.
@@ -147,8 +149,6 @@ _DEVICE_CACHE_SIZE = 8
 def device_operators(projector, module: ArrayModule) -> DeviceOperators:
     """``W``, ``W^T``, ``1 / row sums`` and ``1 / column sums`` on the module's current
     device, copied there once per geometry and device (as the CPU projector cache)."""
-    from .sirt import inverse_or_zero
-
     key = (projector.geometry, module.name, module.device_id())
     with _DEVICE_LOCK:
         if key in _DEVICE_CACHE:

@@ -188,6 +188,14 @@ def _product(matrix, array, in_shape, out_shape, name):
     return stack[0] if array.ndim == 2 else stack
 
 
+def inverse_or_zero(sums: np.ndarray) -> np.ndarray:
+    """``1 / sums`` where ``sums > 0``, else 0 (float32)."""
+    out = np.zeros_like(sums, dtype=np.float32)
+    positive = sums > 0
+    out[positive] = 1.0 / sums[positive]
+    return out
+
+
 _BUILD_LOCK = threading.Lock()
 
 

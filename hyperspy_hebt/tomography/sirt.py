@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import _array_steps, _sparse, backends
-from .projector import Projector
+from .projector import Projector, inverse_or_zero
 
 __all__ = ["sirt", "sirt_path", "support_scales", "validate_sirt_parameters"]
 
@@ -47,14 +47,6 @@ def validate_sirt_parameters(iterations, relaxation) -> tuple[int, float]:
             f"got {relaxation}."
         )
     return int(iterations), relaxation
-
-
-def inverse_or_zero(sums: np.ndarray) -> np.ndarray:
-    """``1 / sums`` where ``sums > 0``, else 0 (float32)."""
-    out = np.zeros_like(sums, dtype=np.float32)
-    positive = sums > 0
-    out[positive] = 1.0 / sums[positive]
-    return out
 
 
 def support_scales(projector: Projector, support: np.ndarray | None):

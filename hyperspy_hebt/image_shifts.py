@@ -1,0 +1,82 @@
+"""Per-tilt image shifts and rotations, on arrays: applying them, and which pixels they
+bring in from outside the recorded image.
+
+Used by the alignment (which finds the shifts) and by the field of view (which leaves
+the pixels without data out of a reconstruction); neither imports the other.
+Shifts are ``(dy, dx)`` in pixels with the sign of ``scipy.ndimage.shift``; pixels
+moved in from outside are 0.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import scipy.ndimage as ndi
+
+__all__ = ["invalid_pixel_mask", "shift_block", "shift_images", "valid_pixels"]
+
+
+def shift_block(block, shifts, rotation_deg, block_info=None):
+    """Rotate and shift one run of tilts; spatial axes are 1 and 2."""
+    start = block_info[0]["array-location"][0][0] if block_info else 0
+    out = np.empty(block.shape, dtype=np.float32)
+    for i in range(block.shape[0]):
+        image = block[i].astype(np.float32)
+        if rotation_deg:
+            image = ndi.rotate(image, rotation_deg, axes=(1, 0), reshape=False, order=1)
+        extra = (0,) * (image.ndim - 2)
+        out[i] = ndi.shift(image, tuple(shifts[start + i]) + extra, order=1, mode="constant",
+                           cval=0.0)
+    return out
+
+
+def shift_images(data, shifts, rotation_deg):
+    """Apply per-tilt shifts (and a rotation) to a ``(tilt, y, x, ...)`` array (numpy, or
+    dask: one task per tilt)."""
+    if isinstance(data, da.Array):
+        data = data.rechunk({0: 1, 1: -1, 2: -1})
+        return data.map_blocks(shift_block, shifts, rotation_deg, dtype=np.float32)
+    return shift_block(np.asarray(data), shifts, rotation_deg)
+
+
+def valid_pixels(shape, shifts, rotation_deg) -> np.ndarray:
+    """``(tilt,) + shape`` boolean: True where the shifted (and rotated) image still
+    holds recorded data, False where it was moved in from outside."""
+    ones = np.ones((len(shifts),) + tuple(shape), np.float32)
+    return shift_block(ones, shifts, rotation_deg) > 0.999
+
+
+def invalid_pixel_mask(record, navigation_shape) -> np.ndarray:
+    """Pixels of an aligned series with no valid data, from its ``metadata.Alignment``.
+
+    Parameters
+    ----------
+    record : dict or DictionaryTreeBrowser
+        The ``Alignment`` node written by :func:`align_tilt_series`.
+    navigation_shape : tuple of int
+        The series' navigation shape in array order ``(tilt, y, x)``.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True where the shifts (and rotation) brought in pixels from outside the
+        recorded image.
+
+    Raises
+    ------
+    ValueError
+        The series no longer has the shape it had when aligned (cropped or
+        rebinned since): the record cannot say which pixels are invalid.
+    """
+    if hasattr(record, "as_dictionary"):
+        record = record.as_dictionary()
+    shifts = np.asarray(record.get("shifts_px", []), dtype=float)
+    image_shape = tuple(record.get("image_shape", ()))
+    navigation_shape = tuple(int(n) for n in navigation_shape)
+    if shifts.ndim != 2 or (len(shifts),) + image_shape != navigation_shape:
+        raise ValueError(
+            f"metadata.Alignment describes {len(shifts)} tilts of {image_shape} pixels but "
+            f"the series' navigation is {navigation_shape}: it was cropped or rebinned after "
+            "alignment. Pass invalid_pixels=None, or a boolean mask of that shape."
+        )
+    return ~valid_pixels(image_shape, shifts, float(record.get("rotation_deg", 0.0)))
