@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 
 import dask
-import dask.array as da
 import numpy as np
 
-from ._intensities import adf_series, in_memory_lines, line_intensities
-from ._layout import TiltSeriesLayout
-from ._reconstruction import invalid_weights, prepare_field
+from ._intensities import in_memory_lines, line_intensities
+from ._problem import prepare
 from .cross_validation import CrossValidation, cross_validate_stacks
 from .tomography.backends import resolve_backend
 
@@ -59,17 +57,16 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
                    thickness_nm=None) -> CrossValidation:
     """Implementation of :meth:`TomographicEDSSpectrum.cross_validate`."""
     backend = resolve_backend(backend)  # the folds run here, in memory
-    layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
-    weights, record = invalid_weights(signal, layout, invalid_pixels, False, 1)
-    sigma = layout.sigma_in_stack_order(gaussian_sigma)
-    lines = line_intensities(signal, xray_lines, intensities, integration_windows,
-                             background_windows)
-    eds = [layout.to_stack(line.data) for line in lines]
-    adf_stack = None if adf is None else layout.to_stack(adf_series(signal, adf))
-    if any(isinstance(a, da.Array) for a in eds + [adf_stack]):
-        eds, adf_stack = dask.compute(eds, adf_stack)
-    field = prepare_field(layout, [np.asarray(e, dtype=np.float32) for e in eds], padding_px,
-                          weights, record, thickness_nm)
+    problem = prepare(signal, adf, xray_lines=xray_lines, intensities=intensities,
+                      integration_windows=integration_windows,
+                      background_windows=background_windows, gaussian_sigma=gaussian_sigma,
+                      rotation_axis=rotation_axis, slices_per_block=64,
+                      padding_px=padding_px, invalid_pixels=invalid_pixels,
+                      thickness_nm=thickness_nm)
+    layout, lines, field, sigma = problem.layout, problem.lines, problem.field, problem.sigma
+    # The folds filter their own training tilts: the unfiltered maps, in memory (one
+    # pass over the spectra for all of them, none when "auto" padding already made it).
+    eds, adf_stack, weights = dask.compute(problem.raw, problem.adf, field.weights)
     chosen = _slice_selection(layout.n_slices, slices)
     eds = np.stack([np.asarray(e, dtype=np.float32)[chosen] for e in eds])
     if adf_stack is not None:
@@ -84,7 +81,7 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
         methods=methods, iterations=iterations, alphas=alphas, holdout=holdout, sigma=sigma,
         score=score, relaxation=relaxation, positivity=positivity,
         hebt_options=hebt_options,
-        padding_px=(field.geometry.n_x - field.geometry.n_detector) // 2,
+        padding_px=field.record["padding_px"],
         weights=None if weights is None else weights[chosen], backend=backend,
         stop_early=stop_early, stop_on=stop_on, half_thickness_px=field.half_thickness_px)
     result.slices = chosen.tolist()

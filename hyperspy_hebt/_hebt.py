@@ -10,21 +10,16 @@ import dask.array as da
 import numpy as np
 
 from ._field import slab_support
-from ._intensities import adf_series, line_intensities, normalise_per_tilt, title_of
-from ._layout import TiltSeriesLayout
+from ._intensities import title_of
+from ._problem import Problem, prepare
 from ._reconstruction import (
-    Field,
     base_parameters,
-    in_memory,
-    invalid_weights,
     kernel_backend,
-    prepare_field,
     reconstruction_signal,
     run_blocks,
     validate_common,
 )
 from .diagnostics import AS_RECORDED_KEY, check_linear_adf, invalid_adf_pixels
-from .filtering import filtered_sinograms
 from .tomography import fit_response_model, get_projector, hebt, validate_alpha
 from .tomography.backends import validate_backend
 
@@ -101,63 +96,15 @@ def _user_ratios(response_ratios, names):
     return np.asarray(values)
 
 
-@dataclass
-class HebtInputs:
-    """Validated, filtered sinogram stacks ``(slices, tilts, detector)`` for HEBT."""
-
-    layout: TiltSeriesLayout
-    lines: list
-    eds: list
-    adf: object
-    lazy: bool
-    sigma: tuple | None
-    field: Field
-
-    @property
-    def names(self):
-        return [line.xray_line for line in self.lines]
-
-    @property
-    def valid_pixels(self) -> np.ndarray | None:
-        """Stack-shaped, False where there are no valid data; None when all are valid."""
-        weights = self.field.weights
-        return None if weights is None else np.asarray(weights) > 0
+def _required_adf(adf):
+    """HEBT needs the ADF series: None is refused as any other non-signal."""
+    if adf is None:
+        raise TypeError("adf must be a HyperSpy signal (the ADF tilt series) or an array, "
+                        "got NoneType.")
+    return adf
 
 
-def prepare_inputs(signal, adf, *, xray_lines, intensities, integration_windows,
-                   background_windows, gaussian_sigma, rotation_axis, slices_per_block,
-                   compute=False, normalise_tilts=False, padding_px="auto",
-                   invalid_pixels="auto", thickness_nm=None):
-    """Line maps and ADF as sinogram stacks; ``compute`` brings lazy ones into memory
-    (once) while keeping them usable as dask arrays chunked by slices. The grid's
-    padding and the pixels with no valid data come along (:class:`Field`)."""
-    layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
-    sigma = layout.sigma_in_stack_order(gaussian_sigma)
-    adf_data = adf_series(signal, adf)
-    lines = line_intensities(signal, xray_lines, intensities, integration_windows,
-                             background_windows)
-    if normalise_tilts:
-        lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
-    lazy = signal._lazy or isinstance(adf_data, da.Array) or any(
-        isinstance(line.data, da.Array) for line in lines)
-    weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
-    raw = [layout.to_stack(line.data) for line in lines]
-    # The ADF signal is the low-noise modality: it is not filtered (paper section 3.1.1).
-    adf_stack = filtered_sinograms(layout.to_stack(adf_data), None, lazy, slices_per_block)
-    if lazy and (compute or isinstance(padding_px, str)):
-        # The maps are small: compute them once (for the fit or the padding check)
-        # and build any graph on them, so the spectra are read a single time.
-        *raw, adf_stack = in_memory(raw + [adf_stack], slices_per_block)
-    # The unfiltered EDS maps say whether the object continues beyond the scan (an
-    # ADF dark level would look like mass at the edges, a filter spreads it there).
-    field = prepare_field(layout, raw, padding_px, weights, record, thickness_nm)
-    eds = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights) for stack in raw]
-    if lazy and compute:
-        eds = in_memory(eds, slices_per_block)
-    return HebtInputs(layout, lines, eds, adf_stack, lazy, sigma, field)
-
-
-def model_check(inputs: HebtInputs, ratios, r_squared, offset=0.0, excluded=None,
+def model_check(inputs: Problem, ratios, r_squared, offset=0.0, excluded=None,
                 expected=None, adf=None):
     """:func:`check_linear_adf` on prepared (in-memory) inputs; ``adf`` (the user's
     signal) may carry the check of the ADF as recorded, before binning."""
@@ -183,7 +130,7 @@ class ResponseModel:
     valid: np.ndarray | None  # ADF pixels used; None = all
 
 
-def response_model(inputs: HebtInputs, response_ratios, exclude_clipped, adf_offset,
+def response_model(inputs: Problem, response_ratios, exclude_clipped, adf_offset,
                    ratio_floor, expected=None) -> ResponseModel:
     """Fit ``I_H = sum r_A I_A (+ b)`` on the valid ADF pixels, or take the user's ratios;
     ``"physics"``: ``r_A = s z_A / f_A`` (``expected``), only ``s`` (and ``b``) fitted."""
@@ -244,14 +191,14 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
         iterations, relaxation, slices_per_block, show_progressbar)
     alpha = validate_alpha(alpha)
     validate_backend(backend)
-    inputs = prepare_inputs(signal, adf, xray_lines=xray_lines, intensities=intensities,
-                            integration_windows=integration_windows,
-                            background_windows=background_windows,
-                            gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
-                            slices_per_block=slices_per_block,
-                            compute=not isinstance(response_ratios, dict),
-                            normalise_tilts=normalise_tilts, padding_px=padding_px,
-                            invalid_pixels=invalid_pixels, thickness_nm=thickness_nm)
+    inputs = prepare(signal, _required_adf(adf), xray_lines=xray_lines, intensities=intensities,
+                     integration_windows=integration_windows,
+                     background_windows=background_windows,
+                     gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
+                     slices_per_block=slices_per_block,
+                     compute=not isinstance(response_ratios, dict),
+                     normalise_tilts=normalise_tilts, padding_px=padding_px,
+                     invalid_pixels=invalid_pixels, thickness_nm=thickness_nm)
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
     backend = kernel_backend(backend, lazy)
     physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
@@ -328,12 +275,12 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
     """Implementation of :meth:`TomographicEDSSpectrum.check_hebt_model`."""
     import hyperspy.api as hs
 
-    inputs = prepare_inputs(signal, adf, xray_lines=xray_lines, intensities=intensities,
-                            integration_windows=integration_windows,
-                            background_windows=background_windows,
-                            gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
-                            slices_per_block=64, compute=True, padding_px=0,
-                            invalid_pixels=invalid_pixels)
+    inputs = prepare(signal, _required_adf(adf), xray_lines=xray_lines, intensities=intensities,
+                     integration_windows=integration_windows,
+                     background_windows=background_windows,
+                     gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
+                     slices_per_block=64, compute=True, padding_px=0,
+                     invalid_pixels=invalid_pixels)
     physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
     expected, physics_note = expected_ratios(signal, inputs.names, detector_efficiency,
                                              required=physics_wanted)

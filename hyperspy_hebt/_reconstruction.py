@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
 
-from ._field import invalid_pixels_of, resolve_padding, slab_support, thickness_support
-from ._intensities import LineIntensity, adf_series, line_intensities, normalise_per_tilt, title_of
+from ._field import slab_support
+from ._intensities import LineIntensity, adf_series, title_of
 from ._layout import TiltSeriesLayout
+from ._problem import in_memory, invalid_weights, prepare, prepare_field
 from ._version import __version__
 from .filtering import filtered_sinograms
 from .tomography import get_projector, sirt, validate_sirt_parameters
@@ -124,50 +124,6 @@ def kernel_backend(backend, lazy: bool) -> str:
     return validate_backend(backend) if lazy else resolve_backend(backend)
 
 
-def in_memory(stacks, slices_per_block):
-    """Compute lazy sinogram stacks once (they are small next to the spectra) as
-    float32 and wrap them as dask arrays chunked by slices, so that what is built on
-    them does not read the spectra again."""
-    import dask
-
-    computed = dask.compute(*[da.asarray(s).astype(np.float32) for s in stacks])
-    return [da.from_array(c, chunks=(slices_per_block, -1, -1)) for c in computed]
-
-
-@dataclass
-class Field:
-    """The reconstruction grid, where the object may be, and the measurements it trusts."""
-
-    geometry: object
-    weights: object  # (slices, tilts, detector) float32, 0 = no valid data; None = all valid
-    record: dict
-    half_thickness_px: float | None = None  # slab support |z| <= this; None = whole grid
-
-
-def invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block):
-    """Weights stack (0 on invalid pixels, else 1) or None, and the record of them."""
-    invalid, source = invalid_pixels_of(signal, invalid_pixels, layout.navigation_shape)
-    record = {"invalid_pixels": source,
-              "invalid_pixel_fraction": 0.0 if invalid is None else float(invalid.mean())}
-    if invalid is None:
-        return None, record
-    weights = np.ascontiguousarray(layout.to_stack((~invalid).astype(np.float32)))
-    if lazy:
-        weights = da.from_array(weights, chunks=(slices_per_block, -1, -1))
-    return weights, record
-
-
-def prepare_field(layout, stacks, padding_px, weights, record, thickness_nm=None) -> Field:
-    """Resolve the padding (``"auto"`` looks at ``stacks``), build the geometry, and
-    the slab a known specimen thickness allows."""
-    half, thickness_record = thickness_support(thickness_nm, layout)
-    padding, padding_record = resolve_padding(padding_px, layout.tilt_angles_deg,
-                                              layout.detector_axis.size, stacks, weights,
-                                              depth_px=None if half is None else 2 * half)
-    return Field(layout.geometry(padding), weights,
-                 {**record, **padding_record, **thickness_record}, half)
-
-
 def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma, backend):
     """Reconstruction metadata shared by every algorithm."""
     return {
@@ -193,21 +149,17 @@ def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt`."""
     iterations, relaxation, slices_per_block, show_progressbar = validate_common(
         iterations, relaxation, slices_per_block, show_progressbar)
-    backend = kernel_backend(backend, signal._lazy)
-    layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
-    sigma = layout.sigma_in_stack_order(gaussian_sigma)
-    lines = line_intensities(signal, xray_lines, intensities, integration_windows,
-                             background_windows)
-    if normalise_tilts:
-        lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
-    lazy = signal._lazy
-    weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
-    raw = [layout.to_stack(line.data) for line in lines]
-    if lazy and isinstance(padding_px, str):
-        raw = in_memory(raw, slices_per_block)
-    field = prepare_field(layout, raw, padding_px, weights, record, thickness_nm)
-    sinograms = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights)
-                 for stack in raw]
+    validate_backend(backend)
+    problem = prepare(signal, None, xray_lines=xray_lines, intensities=intensities,
+                      integration_windows=integration_windows,
+                      background_windows=background_windows, gaussian_sigma=gaussian_sigma,
+                      rotation_axis=rotation_axis, slices_per_block=slices_per_block,
+                      normalise_tilts=normalise_tilts, padding_px=padding_px,
+                      invalid_pixels=invalid_pixels, thickness_nm=thickness_nm)
+    layout, lines, lazy, field, sigma = (problem.layout, problem.lines, problem.lazy,
+                                         problem.field, problem.sigma)
+    backend = kernel_backend(backend, lazy)
+    sinograms, weights = problem.eds, field.weights
     geometry, weighted = field.geometry, weights is not None
     kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
                                relaxation=relaxation, positivity=positivity, weighted=weighted,

@@ -202,7 +202,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Returns
         -------
-        list of Signal2D (LazySignal2D for a lazy series)
+        list of Signal2D
+            LazySignal2D when the series or any given intensity map is lazy.
             One stack per line in the order of the lines: navigation axis = the
             rotation axis (``y``), signal axes ``x`` and ``z`` (``z`` centred on
             0, calibrated like ``x``). Each holds this signal's metadata, its line
@@ -346,7 +347,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Returns
         -------
-        list of Signal2D (LazySignal2D for lazy input)
+        list of Signal2D
+            LazySignal2D when the series, the ADF or any given intensity map is lazy.
             One stack per line, laid out as :meth:`reconstruct_sirt`'s (then the
             unlisted-mass volume with ``unlisted_mass``), holding
             ``Xb_A = z_A C_A rho`` on the ADF scale. ``metadata.Reconstruction``

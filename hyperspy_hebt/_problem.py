@@ -1,0 +1,170 @@
+"""One preparation of a tilt series for the kernels, shared by SIRT, HEBT and the
+cross-validation that chooses between them.
+
+:func:`prepare` turns a signal (and its ADF series) into a :class:`Problem`: the
+axes' roles, the line maps (integrated, the user's, or fitted) as sinogram stacks
+``(slices, tilts, detector)`` unfiltered and Gaussian-filtered, the ADF stack, the
+reconstruction grid with its padding, the pixels it trusts and the slab a known
+thickness allows, and whether the work is lazy. It is the one place these are
+decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+
+from ._field import invalid_pixels_of, resolve_padding, thickness_support
+from ._intensities import adf_series, line_intensities, normalise_per_tilt
+from ._layout import TiltSeriesLayout
+from .filtering import filtered_sinograms
+
+__all__ = ["Field", "Problem", "prepare"]
+
+
+def in_memory(stacks, slices_per_block):
+    """Compute lazy sinogram stacks once (they are small next to the spectra) as
+    float32 and wrap them as dask arrays chunked by slices, so that what is built on
+    them does not read the spectra again."""
+    import dask
+
+    computed = dask.compute(*[da.asarray(s).astype(np.float32) for s in stacks])
+    return [da.from_array(c, chunks=(slices_per_block, -1, -1)) for c in computed]
+
+
+@dataclass
+class Field:
+    """The reconstruction grid, where the object may be, and the measurements it trusts."""
+
+    geometry: object
+    weights: object  # (slices, tilts, detector) float32, 0 = no valid data; None = all valid
+    record: dict
+    half_thickness_px: float | None = None  # slab support |z| <= this; None = whole grid
+
+
+def invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block):
+    """Weights stack (0 on invalid pixels, else 1) or None, and the record of them."""
+    invalid, source = invalid_pixels_of(signal, invalid_pixels, layout.navigation_shape)
+    record = {"invalid_pixels": source,
+              "invalid_pixel_fraction": 0.0 if invalid is None else float(invalid.mean())}
+    if invalid is None:
+        return None, record
+    weights = np.ascontiguousarray(layout.to_stack((~invalid).astype(np.float32)))
+    if lazy:
+        weights = da.from_array(weights, chunks=(slices_per_block, -1, -1))
+    return weights, record
+
+
+def prepare_field(layout, stacks, padding_px, weights, record, thickness_nm=None) -> Field:
+    """Resolve the padding (``"auto"`` looks at ``stacks``), build the geometry, and
+    the slab a known specimen thickness allows."""
+    half, thickness_record = thickness_support(thickness_nm, layout)
+    padding, padding_record = resolve_padding(padding_px, layout.tilt_angles_deg,
+                                              layout.detector_axis.size, stacks, weights,
+                                              depth_px=None if half is None else 2 * half)
+    return Field(layout.geometry(padding), weights,
+                 {**record, **padding_record, **thickness_record}, half)
+
+
+@dataclass
+class Problem:
+    """A tilt series prepared for the kernels.
+
+    Attributes
+    ----------
+    layout : TiltSeriesLayout
+        Which axes are slice, tilt and scan.
+    lines : list of LineIntensity
+        The line maps with their provenance.
+    raw : list
+        Unfiltered sinogram stacks, one per line (numpy, or dask over in-memory
+        maps when lazy).
+    eds : list
+        The same, Gaussian-filtered (``sigma``) as the reconstructions use them.
+    adf : numpy.ndarray, dask array or None
+        The ADF stack (never filtered: it is the low-noise modality), None without ADF.
+    lazy : bool
+        Whether results are dask graphs: True when the signal, the ADF or any given
+        line map is lazy.
+    sigma : tuple or None
+        Gaussian sigma per stack axis (slice, tilt, detector), pixels.
+    field : Field
+        Grid geometry (with its padding), weights of the pixels with valid data,
+        the slab support and the record of how each was chosen.
+    """
+
+    layout: TiltSeriesLayout
+    lines: list
+    raw: list
+    eds: list
+    adf: object
+    lazy: bool
+    sigma: tuple | None
+    field: Field
+
+    @property
+    def names(self) -> list:
+        """The X-ray lines, in order."""
+        return [line.xray_line for line in self.lines]
+
+    @property
+    def valid_pixels(self) -> np.ndarray | None:
+        """Stack-shaped, False where there are no valid data; None when all are valid."""
+        weights = self.field.weights
+        return None if weights is None else np.asarray(weights) > 0
+
+
+def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
+            background_windows, gaussian_sigma, rotation_axis, slices_per_block,
+            normalise_tilts=False, padding_px="auto", invalid_pixels="auto",
+            thickness_nm=None, compute=False) -> Problem:
+    """Prepare ``signal`` (and ``adf``) for the kernels, reading the spectra once.
+
+    Parameters
+    ----------
+    signal : TomographicEDSSpectrum
+        The tilt series (read, never modified).
+    adf : signal or array, optional
+        The ADF series (see ``reconstruct_hebt``); None for EDS only.
+    xray_lines, intensities, integration_windows, background_windows, gaussian_sigma,
+    rotation_axis, slices_per_block, normalise_tilts, padding_px, invalid_pixels,
+    thickness_nm
+        As for ``reconstruct_sirt`` / ``reconstruct_hebt``.
+    compute : bool
+        Bring lazy maps into memory (one pass over the spectra), filtered ones too,
+        kept usable as dask arrays chunked by slices. Lazy maps are brought in
+        anyway when ``padding_px="auto"`` has to look at them.
+
+    Returns
+    -------
+    Problem
+    """
+    layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
+    sigma = layout.sigma_in_stack_order(gaussian_sigma)
+    adf_data = None if adf is None else adf_series(signal, adf)
+    lines = line_intensities(signal, xray_lines, intensities, integration_windows,
+                             background_windows)
+    if normalise_tilts:
+        lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
+    lazy = signal._lazy or isinstance(adf_data, da.Array) or any(
+        isinstance(line.data, da.Array) for line in lines)
+    weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
+    raw = [layout.to_stack(line.data) for line in lines]
+    adf_stack = None if adf_data is None else filtered_sinograms(
+        layout.to_stack(adf_data), None, lazy, slices_per_block)
+    if lazy and (compute or isinstance(padding_px, str)):
+        # The maps are small: computed once (for a fit or the padding check), with
+        # every graph built on them, the spectra are read a single time.
+        computed = in_memory(raw + ([] if adf_stack is None else [adf_stack]),
+                             slices_per_block)
+        raw = computed[:len(raw)]
+        adf_stack = None if adf_stack is None else computed[-1]
+    # The unfiltered EDS maps say whether the object continues beyond the scan (an
+    # ADF dark level would look like mass at the edges, a filter spreads it there).
+    field = prepare_field(layout, raw, padding_px, weights, record, thickness_nm)
+    eds = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights) for stack in raw]
+    if lazy and compute:
+        eds = in_memory(eds, slices_per_block)
+    return Problem(layout, lines, raw, eds, adf_stack, lazy, sigma, field)
