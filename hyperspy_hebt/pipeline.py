@@ -1,10 +1,12 @@
 """From a folder of per-tilt files to quantified volumes, figures and a summary.
 
 :func:`reconstruct_files` is what ``python -m hyperspy_hebt reconstruct`` runs:
-load (the user's line list replacing the files'), survey the sum spectrum, bin,
-register the ADF on the EDS maps, align, integrate and normalise the line maps,
-reconstruct (the automatic choice by default), quantify, tabulate the composition
-per region, and write volumes, figures and ``summary.json``.
+load (the user's line list replacing the files'), check the ADF as recorded, bin,
+register the ADF on the EDS maps, align, integrate the line maps and survey the sum
+spectrum (one pass over the spectra for both), normalise, reconstruct (the automatic
+choice by default), save the reconstructions, quantify (into their memory, once
+saved), tabulate the composition per region, and write the fractions, figures and
+``summary.json``. Memory freed by each stage is handed back before the next.
 """
 
 from __future__ import annotations
