@@ -51,6 +51,12 @@ def line_intensities(signal, xray_lines, intensities, integration_windows, backg
         return _user_intensities(signal, xray_lines, intensities, nav_shape)
     lines = resolve_xray_lines(signal, xray_lines)
     if np.ndim(integration_windows) == 0:
+        width = integration_windows
+        if isinstance(width, bool) or not isinstance(width, (int, float, np.number)) \
+                or not np.isfinite(width) or width <= 0:
+            raise ValueError(
+                f"integration_windows must be a positive number (window width in FWHM of "
+                f"each line) or one [start, end] per line, got {integration_windows!r}.")
         windows = signal.estimate_integration_windows(
             windows_width=float(integration_windows), xray_lines=lines
         )
@@ -62,6 +68,10 @@ def line_intensities(signal, xray_lines, intensities, integration_windows, backg
                 f"({len(lines)}, 2) (one [start, end] per line of {lines}), got shape "
                 f"{windows.shape}."
             )
+        if not (np.all(np.isfinite(windows)) and np.all(windows[:, 1] > windows[:, 0])):
+            raise ValueError(
+                f"integration_windows must have end > start for every line of {lines}, got "
+                f"{windows.tolist()}.")
     if isinstance(background_windows, str):
         if background_windows != "auto":
             raise ValueError(
@@ -286,12 +296,42 @@ def adf_series(signal, adf):
                     f"adf's tilt axis {theirs.tolist()} differs from the EDS series' tilt "
                     f"angles {ours.tolist()} (degrees)."
                 )
+        _check_adf_pixel_size(signal, adf)
     if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
         raise TypeError(f"adf data must be real numbers, got dtype {data.dtype}.")
     if isinstance(data, np.ndarray) and not np.all(np.isfinite(data)):
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise ValueError(f"adf contains {bad} NaN or infinite values.")
     return data
+
+
+#: Largest relative difference of ADF and EDS pixel sizes taken as the same size.
+PIXEL_SIZE_TOLERANCE = 0.01
+
+
+def _check_adf_pixel_size(signal, adf) -> None:
+    """Refuse an ADF whose scan axes (matched by name) are calibrated in lengths that
+    differ from the EDS series' by more than :data:`PIXEL_SIZE_TOLERANCE`: equal
+    shapes with other pixel sizes are another field of view, not the same pixels.
+    Axes without a length unit are not compared."""
+    from ._units import nm_per_unit
+
+    theirs = {a.name: a for a in adf.axes_manager._axes if a.name != "tilt"}
+    for ours in signal.axes_manager.navigation_axes:
+        other = theirs.get(ours.name)
+        if other is None or ours.name == "tilt" or not (ours.is_uniform and other.is_uniform):
+            continue
+        our_factor, their_factor = nm_per_unit(ours.units), nm_per_unit(other.units)
+        if our_factor is None or their_factor is None:
+            continue
+        our_nm = abs(float(ours.scale)) * our_factor
+        their_nm = abs(float(other.scale)) * their_factor
+        if abs(their_nm - our_nm) > PIXEL_SIZE_TOLERANCE * our_nm:
+            raise ValueError(
+                f"adf's pixel size along '{ours.name}' is {their_nm:.4g} nm but the EDS "
+                f"series' is {our_nm:.4g} nm: the same pixel count over another field of "
+                "view. Bin or crop the ADF to the EDS scan, or correct the calibration "
+                "that is wrong.")
 
 
 def title_of(adf) -> str:

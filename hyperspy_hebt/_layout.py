@@ -40,6 +40,7 @@ class TiltSeriesLayout:
                 "set the angles with set_tilt_angles(angles) or stack_tilt_series."
             )
         angles = validate_tilt_angles(np.asarray(tilt.axis, float), name="tilt axis values")
+        check_tilt_range(angles)
         spatial = [a for a in nav if a is not tilt]
         if len(spatial) == 1:
             slice_axis, detector = None, spatial[0]
@@ -118,3 +119,33 @@ def _non_negative(value, name):
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0 (pixels), got {value}.")
     return value
+
+
+#: Least range of tilts (degrees) a tomogram can come from. Radians are the usual
+#: mistake (+-70 deg reads as +-1.22 deg): refused, not reconstructed as a flat slab.
+MIN_TILT_SPAN_DEG = 5.0
+
+
+def check_tilt_range(tilt_angles_deg: np.ndarray) -> None:
+    """Refuse a series of one tilt, or one whose tilts span under
+    :data:`MIN_TILT_SPAN_DEG` (saying when they look like radians).
+
+    Raises
+    ------
+    ValueError
+        Naming the angles and what was expected.
+    """
+    angles = np.asarray(tilt_angles_deg, dtype=float)
+    if angles.size < 2:
+        raise ValueError(
+            f"A tilt series needs at least two tilts; this one has {angles.size} "
+            f"({angles.tolist()} deg): one projection holds no depth, and its 'volume' "
+            "would be that projection smeared along the beam.")
+    span = float(angles.max() - angles.min())
+    if span < MIN_TILT_SPAN_DEG:
+        radians = np.abs(angles).max() <= np.pi / 2
+        raise ValueError(
+            f"The tilt angles span {span:.3g} deg ({angles.min():g} to {angles.max():g}); a "
+            f"tomogram needs at least {MIN_TILT_SPAN_DEG:g} deg."
+            + (" They look like radians: give degrees, e.g. "
+               "s.set_tilt_angles(numpy.rad2deg(angles))." if radians else ""))

@@ -140,6 +140,14 @@ def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
     Returns
     -------
     Problem
+
+    Raises
+    ------
+    ValueError
+        A series of one tilt or with tilts spanning under 5 deg (radians?), bad
+        integration windows, and tilts at which every line map is zero (checked
+        whenever the maps are in memory: eager data, ``compute``, or ``"auto"``
+        padding; a lazy series with a number of padding pixels stays unread).
     """
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     sigma = layout.sigma_in_stack_order(gaussian_sigma)
@@ -161,6 +169,8 @@ def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
                              slices_per_block)
         raw = computed[:len(raw)]
         adf_stack = None if adf_stack is None else computed[-1]
+    if not lazy or compute or isinstance(padding_px, str):  # the maps are in memory
+        refuse_dead_tilts(raw, layout.tilt_angles_deg)
     # The unfiltered EDS maps say whether the object continues beyond the scan (an
     # ADF dark level would look like mass at the edges, a filter spreads it there).
     field = prepare_field(layout, raw, padding_px, weights, record, thickness_nm)
@@ -168,3 +178,30 @@ def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
     if lazy and compute:
         eds = in_memory(eds, slices_per_block)
     return Problem(layout, lines, raw, eds, adf_stack, lazy, sigma, field)
+
+
+def refuse_dead_tilts(stacks, tilt_angles_deg) -> None:
+    """Refuse tilts at which every line map is zero everywhere (a blank frame, a chunk
+    that was never written and reads back as zeros): the reconstruction would take
+    them for "no mass seen from this direction".
+
+    Parameters
+    ----------
+    stacks : sequence of array
+        In-memory sinogram stacks ``(slices, tilts, detector)``, one per line.
+    tilt_angles_deg : numpy.ndarray
+        The tilts, degrees, in stack order.
+
+    Raises
+    ------
+    ValueError
+        Naming the dead tilts' angles.
+    """
+    totals = sum(np.abs(np.asarray(stack, dtype=float)).sum(axis=(0, 2)) for stack in stacks)
+    dead = np.flatnonzero(totals == 0)
+    if dead.size:
+        angles = [float(a) for a in np.asarray(tilt_angles_deg)[dead]]
+        raise ValueError(
+            f"The line maps hold no counts at all at tilt(s) {angles} deg (every line, "
+            "every pixel): a blank frame or unread data would be reconstructed as 'no "
+            "mass seen from there'. Drop those tilts (e.g. with inav) or re-acquire them.")

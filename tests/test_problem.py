@@ -44,3 +44,56 @@ def test_lazy_series_is_read_once_and_any_lazy_input_makes_it_lazy():
     adf = da.from_array(sum(maps))
     assert prepare(eager, adf, **OPTIONS).lazy
     assert not prepare(eager, np.asarray(adf), **OPTIONS).lazy
+
+
+def test_degenerate_series_are_refused_by_every_method():
+    """No silent wrong answers (issue 13): a single tilt, tilts in radians, a dead
+    tilt and empty integration windows are refused with what was wrong."""
+    import pytest
+    from helpers import TILTS
+
+    radians = make_series(tilts=np.deg2rad(TILTS))
+    with pytest.raises(ValueError, match=r"span 2.44 deg .* look like radians"):
+        radians.reconstruct_sirt(iterations=2)
+    with pytest.raises(ValueError, match="look like radians"):
+        radians.cross_validate(None, methods=("sirt",), iterations=(2,))
+    single = make_series(tilts=np.array([10.0]))
+    with pytest.raises(ValueError, match="at least two tilts; this one has 1"):
+        single.reconstruct_sirt(iterations=2)
+    series = make_series()
+    for bad in (0, -1.0, np.nan, "wide"):
+        with pytest.raises(ValueError, match="integration_windows must be a positive number"):
+            series.reconstruct_sirt(iterations=2, integration_windows=bad)
+    with pytest.raises(ValueError, match="end > start"):
+        series.reconstruct_sirt(iterations=2, integration_windows=[[3.0, 2.9], [2.0, 2.2]])
+    dead = series.deepcopy()
+    dead.data[3] = 0  # tilt index 3 of (tilt, y, x, E): -10 deg
+    for lazy in (False, True):
+        source = dead.as_lazy() if lazy else dead
+        with pytest.raises(ValueError, match=r"no counts at all at tilt\(s\) \[-10.0\] deg"):
+            source.reconstruct_sirt(iterations=2)
+    assert series.data[3].any()  # the user's signal untouched
+
+
+def test_an_adf_of_another_pixel_size_is_refused():
+    """Same pixel count, other field of view (3.0 vs 1.5 nm): refused by every method
+    that takes the ADF; other units are converted first."""
+    import hyperspy.api as hs
+    import pytest
+
+    series = make_series()
+    maps = series.get_lines_intensity(integration_windows=2.0)
+    adf = hs.signals.Signal2D(sum(m.data for m in maps))  # (tilt | y, x)
+    for axis, ours in zip(adf.axes_manager.signal_axes, ("x", "y")):
+        model = series.axes_manager[ours]
+        axis.name, axis.units, axis.scale = ours, model.units, model.scale
+    prepare(series, adf, **OPTIONS)  # the same calibration: accepted
+    adf.axes_manager["x"].scale = 2 * series.axes_manager["x"].scale
+    with pytest.raises(ValueError, match=r"adf's pixel size along 'x' is .* but the EDS"):
+        series.reconstruct_hebt(adf, iterations=2)
+    with pytest.raises(ValueError, match="pixel size along 'x'"):
+        series.check_hebt_model(adf)
+    if series.axes_manager["x"].units == "nm":
+        adf.axes_manager["x"].scale = series.axes_manager["x"].scale / 1000
+        adf.axes_manager["x"].units = "µm"
+        prepare(series, adf, **OPTIONS)
