@@ -145,9 +145,10 @@ def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
     ------
     ValueError
         A series of one tilt or with tilts spanning under 5 deg (radians?), bad
-        integration windows, and tilts at which every line map is zero (checked
-        whenever the maps are in memory: eager data, ``compute``, or ``"auto"``
-        padding; a lazy series with a number of padding pixels stays unread).
+        integration windows, tilts at which every line map is zero or the ADF has no
+        contrast (checked whenever the maps are in memory: eager data, ``compute``,
+        or ``"auto"`` padding; a lazy series with a number of padding pixels stays
+        unread).
     """
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     sigma = layout.sigma_in_stack_order(gaussian_sigma)
@@ -171,6 +172,8 @@ def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
         adf_stack = None if adf_stack is None else computed[-1]
     if not lazy or compute or isinstance(padding_px, str):  # the maps are in memory
         refuse_dead_tilts(raw, layout.tilt_angles_deg)
+        if adf_stack is not None:
+            refuse_flat_adf(adf_stack, layout.tilt_angles_deg)
     # The unfiltered EDS maps say whether the object continues beyond the scan (an
     # ADF dark level would look like mass at the edges, a filter spreads it there).
     field = prepare_field(layout, raw, padding_px, weights, record, thickness_nm)
@@ -205,3 +208,31 @@ def refuse_dead_tilts(stacks, tilt_angles_deg) -> None:
             f"The line maps hold no counts at all at tilt(s) {angles} deg (every line, "
             "every pixel): a blank frame or unread data would be reconstructed as 'no "
             "mass seen from there'. Drop those tilts (e.g. with inav) or re-acquire them.")
+
+
+def refuse_flat_adf(adf_stack, tilt_angles_deg) -> None:
+    """Refuse ADF images with no contrast (every pixel of a tilt the same value: a
+    blank or unread frame, a detector that was off): HEBT would fit its ratios on
+    nothing and read the frame as uniform mass.
+
+    Parameters
+    ----------
+    adf_stack : array
+        In-memory ADF sinogram stack ``(slices, tilts, detector)``.
+    tilt_angles_deg : numpy.ndarray
+        The tilts, degrees, in stack order.
+
+    Raises
+    ------
+    ValueError
+        Naming the flat tilts' angles and their value.
+    """
+    adf = np.asarray(adf_stack, dtype=float)
+    low, high = adf.min(axis=(0, 2)), adf.max(axis=(0, 2))
+    flat = np.flatnonzero(high == low)
+    if flat.size:
+        angles = [float(a) for a in np.asarray(tilt_angles_deg)[flat]]
+        raise ValueError(
+            f"The ADF image has no contrast at tilt(s) {angles} deg (every pixel "
+            f"{low[flat[0]]:g}): a blank or unread frame cannot take part in HEBT's fit or "
+            "its ADF term. Drop those tilts from both series, or use reconstruct_sirt.")

@@ -97,3 +97,22 @@ def test_an_adf_of_another_pixel_size_is_refused():
         adf.axes_manager["x"].scale = series.axes_manager["x"].scale / 1000
         adf.axes_manager["x"].units = "µm"
         prepare(series, adf, **OPTIONS)
+
+
+def test_an_adf_without_contrast_is_refused():
+    """All-zero or constant ADF frames (issue 13: read as 100 % saturated, ratios of
+    1e-310, all-zero volumes returned with a warning) are refused, naming the tilts."""
+    import pytest
+
+    series = make_series()
+    maps = series.get_lines_intensity(integration_windows=2.0)
+    adf = sum(m.data for m in maps).astype(float)
+    blank = adf.copy()
+    blank[2] = 0.0  # tilt index 2: -30 deg
+    with pytest.raises(ValueError, match=r"no contrast at tilt\(s\) \[-30.0\] deg"):
+        series.reconstruct_hebt(blank, iterations=2)
+    with pytest.raises(ValueError, match=r"no contrast at tilt\(s\) \[-70.0, -50.0"):
+        series.check_hebt_model(np.full_like(adf, 7.0))
+    with pytest.raises(ValueError, match="no contrast"):
+        series.as_lazy().reconstruct_hebt(blank, iterations=2)
+    prepare(series, adf, **OPTIONS)  # a real ADF passes
