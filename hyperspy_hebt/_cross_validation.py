@@ -60,7 +60,8 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
     problem = prepare(signal, adf, xray_lines=xray_lines, intensities=intensities,
                       integration_windows=integration_windows,
                       background_windows=background_windows, gaussian_sigma=gaussian_sigma,
-                      rotation_axis=rotation_axis, slices_per_block=64,
+                      rotation_axis=rotation_axis,
+                      slices_per_block=64,  # dask chunking only: the folds run in memory
                       padding_px=padding_px, invalid_pixels=invalid_pixels,
                       thickness_nm=thickness_nm)
     layout, lines, field, sigma = problem.layout, problem.lines, problem.field, problem.sigma

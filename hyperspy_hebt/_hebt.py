@@ -10,7 +10,7 @@ import dask.array as da
 import numpy as np
 
 from ._field import slab_support
-from ._intensities import title_of
+from ._intensities import adf_series, title_of
 from ._problem import Problem, prepare
 from ._reconstruction import (
     base_parameters,
@@ -96,11 +96,11 @@ def _user_ratios(response_ratios, names):
     return np.asarray(values)
 
 
-def _required_adf(adf):
-    """HEBT needs the ADF series: None is refused as any other non-signal."""
+def _required_adf(signal, adf):
+    """HEBT needs the ADF series (``prepare`` takes None for "EDS only"): None is
+    refused by :func:`adf_series`'s own check, as any other non-signal."""
     if adf is None:
-        raise TypeError("adf must be a HyperSpy signal (the ADF tilt series) or an array, "
-                        "got NoneType.")
+        adf_series(signal, adf)
     return adf
 
 
@@ -191,7 +191,8 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
         iterations, relaxation, slices_per_block, show_progressbar)
     alpha = validate_alpha(alpha)
     validate_backend(backend)
-    inputs = prepare(signal, _required_adf(adf), xray_lines=xray_lines, intensities=intensities,
+    inputs = prepare(signal, _required_adf(signal, adf), xray_lines=xray_lines,
+                     intensities=intensities,
                      integration_windows=integration_windows,
                      background_windows=background_windows,
                      gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
@@ -275,7 +276,8 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
     """Implementation of :meth:`TomographicEDSSpectrum.check_hebt_model`."""
     import hyperspy.api as hs
 
-    inputs = prepare(signal, _required_adf(adf), xray_lines=xray_lines, intensities=intensities,
+    inputs = prepare(signal, _required_adf(signal, adf), xray_lines=xray_lines,
+                     intensities=intensities,
                      integration_windows=integration_windows,
                      background_windows=background_windows,
                      gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,

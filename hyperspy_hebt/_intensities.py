@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import dask.array as da
 import numpy as np
 
+from ._units import nm_per_unit
+
 _logger = logging.getLogger(__name__)
 
 @dataclass
@@ -314,12 +316,10 @@ def _check_adf_pixel_size(signal, adf) -> None:
     differ from the EDS series' by more than :data:`PIXEL_SIZE_TOLERANCE`: equal
     shapes with other pixel sizes are another field of view, not the same pixels.
     Axes without a length unit are not compared."""
-    from ._units import nm_per_unit
-
     theirs = {a.name: a for a in adf.axes_manager._axes if a.name != "tilt"}
     for ours in signal.axes_manager.navigation_axes:
         other = theirs.get(ours.name)
-        if other is None or ours.name == "tilt" or not (ours.is_uniform and other.is_uniform):
+        if other is None or not (ours.is_uniform and other.is_uniform):
             continue
         our_factor, their_factor = nm_per_unit(ours.units), nm_per_unit(other.units)
         if our_factor is None or their_factor is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -28,8 +29,6 @@ def in_memory(stacks, slices_per_block):
     """Compute lazy sinogram stacks once (they are small next to the spectra) as
     float32 and wrap them as dask arrays chunked by slices, so that what is built on
     them does not read the spectra again."""
-    import dask
-
     computed = dask.compute(*[da.asarray(s).astype(np.float32) for s in stacks])
     return [da.from_array(c, chunks=(slices_per_block, -1, -1)) for c in computed]
 
