@@ -98,9 +98,16 @@ def test_kernels_match_scipy_products():
     measured = rng.random((geometry.n_rays, 13), dtype=np.float32)
     scale = rng.random(geometry.n_rays, dtype=np.float32)
     residual = np.empty_like(measured)
-    _sparse.weighted_residual(projector.matrix, dense, measured, scale, residual)
     expected = scale[:, None] * (measured - projector.matrix @ dense)
-    np.testing.assert_allclose(residual, expected, rtol=1e-5, atol=1e-5)
+    # The forward kernels split the rays into runs, one per task: any number of runs
+    # (more than threads, more than rays) gives the same sums.
+    for n_runs in (None, 1, 2, 3, 7, geometry.n_rays + 5):
+        _sparse.weighted_residual(projector.matrix, projector.matrix_t, dense, measured, scale,
+                                  residual, n_runs=n_runs)
+        np.testing.assert_allclose(residual, expected, rtol=1e-5, atol=1e-5)
+        product = _sparse.project(projector.matrix, projector.matrix_t, dense,
+                                  np.full_like(out, np.nan), n_runs=n_runs)
+        np.testing.assert_allclose(product, projector.matrix @ dense, rtol=1e-5, atol=1e-5)
     target = rng.standard_normal((geometry.n_pixels, 13)).astype(np.float32)
     col_scale = rng.random(geometry.n_pixels, dtype=np.float32)
     expected = np.maximum(target + col_scale[:, None] * (projector.matrix_t @ residual), 0)

@@ -305,7 +305,7 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
     projected = np.empty((g.n_rays, (k + n_extra) * n_slices), dtype=np.float32)
     residual = np.empty_like(projected)
     while True:
-        _sparse.csr_matmat(projector.matrix, volume, projected)
+        _sparse.project(projector.matrix, projector.matrix_t, volume, projected)
         with _sparse.LAUNCH_LOCK:
             _joint_residual(projected, eds, adf, weights, eds_columns, row_scale, k, n_extra,
                             np.float32(alpha), residual)

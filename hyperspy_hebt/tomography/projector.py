@@ -136,7 +136,8 @@ class Projector:
             first axis for a single slice).
         """
         g = self.geometry
-        return _product(self.matrix, images, (g.n_z, g.n_x), (g.n_tilts, g.n_detector), "images")
+        return _product(self, images, (g.n_z, g.n_x), (g.n_tilts, g.n_detector), "images",
+                        forward=True)
 
     def forward_columns(self, columns: np.ndarray) -> np.ndarray:
         """Project pixel-major columns, as the CPU kernels hold their iterates.
@@ -153,7 +154,7 @@ class Projector:
             float32 ``(n_rays, n)``: one sinogram per column, rays in tilt-major order.
         """
         out = np.empty((self.matrix.shape[0], columns.shape[1]), dtype=np.float32)
-        return _sparse.csr_matmat(self.matrix, columns, out)
+        return _sparse.project(self.matrix, self.matrix_t, columns, out)
 
     def backward(self, sinograms: np.ndarray) -> np.ndarray:
         """Back-project sinograms with ``W.T`` (the adjoint of :meth:`forward`).
@@ -169,12 +170,13 @@ class Projector:
             float32 images ``(n_slices, n_z, n_x)`` (or ``(n_z, n_x)``).
         """
         g = self.geometry
-        return _product(self.matrix_t, sinograms, (g.n_tilts, g.n_detector), (g.n_z, g.n_x),
-                        "sinograms")
+        return _product(self, sinograms, (g.n_tilts, g.n_detector), (g.n_z, g.n_x),
+                        "sinograms", forward=False)
 
 
-def _product(matrix, array, in_shape, out_shape, name):
-    """Apply ``matrix`` to a stack of items shaped ``in_shape`` (or one item)."""
+def _product(projector, array, in_shape, out_shape, name, forward):
+    """Apply ``W`` (``forward``) or ``W.T`` to a stack of items shaped ``in_shape`` (or
+    one item)."""
     array = np.asarray(array, dtype=np.float32)
     if array.shape[-2:] != tuple(in_shape) or array.ndim not in (2, 3):
         raise ValueError(
@@ -182,8 +184,12 @@ def _product(matrix, array, in_shape, out_shape, name):
             f"or ({in_shape[0]}, {in_shape[1]}), got {array.shape}."
         )
     columns = np.ascontiguousarray(array.reshape(-1, in_shape[0] * in_shape[1]).T)
+    matrix = projector.matrix if forward else projector.matrix_t
     out = np.empty((matrix.shape[0], columns.shape[1]), dtype=np.float32)
-    _sparse.csr_matmat(matrix, columns, out)
+    if forward:
+        _sparse.project(projector.matrix, projector.matrix_t, columns, out)
+    else:
+        _sparse.csr_matmat(projector.matrix_t, columns, out)
     stack = np.ascontiguousarray(out.T).reshape((-1,) + tuple(out_shape))
     return stack[0] if array.ndim == 2 else stack
 
@@ -215,6 +221,7 @@ def make_projector(geometry: ParallelBeamGeometry) -> Projector:
     as the candidates of a search, which would push useful ones out of the cache)."""
     matrix = build_system_matrix(geometry)
     matrix_t = matrix.T.tocsr()
+    matrix_t.sort_indices()  # the forward kernels skip along each pixel's sorted rays
     matrix_t.indices = matrix_t.indices.astype(np.int32)
     matrix_t.indptr = matrix_t.indptr.astype(np.int64)
     row_sums = np.asarray(matrix.sum(axis=1), dtype=np.float32).ravel()

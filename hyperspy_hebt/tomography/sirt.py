@@ -240,7 +240,8 @@ def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
     volume = np.zeros((g.n_pixels, n_slices), dtype=np.float32)
     residual = np.empty((g.n_rays, n_slices), dtype=np.float32)
     while True:
-        _sparse.weighted_residual(projector.matrix, volume, measured, row_scale, residual)
+        _sparse.weighted_residual(projector.matrix, projector.matrix_t, volume, measured,
+                                  row_scale, residual)
         if weights is not None:
             residual *= weights
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
