@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import dask
 import numpy as np
 
-from ._intensities import in_memory_lines, line_intensities
-from ._problem import prepare
+from ._options import (
+    AUTO,
+    GridOptions,
+    HebtModel,
+    LineSource,
+    RunOptions,
+    checked_alpha,
+    checked_iterations,
+)
+from ._problem import Problem, prepare
 from .cross_validation import CrossValidation, cross_validate_stacks
 from .tomography.backends import resolve_backend
 
@@ -48,31 +57,32 @@ def _slice_selection(n_slices, slices):
     return chosen
 
 
-def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_lines,
-                   intensities, integration_windows, background_windows, gaussian_sigma,
-                   score, rotation_axis, slices, relaxation=1.0, positivity=True,
-                   hebt_options=None, padding_px="auto",
-                   invalid_pixels="auto", backend="cpu",
-                   stop_early=False, stop_on="each_line",
-                   thickness_nm=None) -> CrossValidation:
+def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, score, slices,
+                   model: HebtModel, source: LineSource, grid: GridOptions,
+                   run: RunOptions | None = None) -> CrossValidation:
     """Implementation of :meth:`TomographicEDSSpectrum.cross_validate`."""
-    backend = resolve_backend(backend)  # the folds run here, in memory
-    problem = prepare(signal, adf, xray_lines=xray_lines, intensities=intensities,
-                      integration_windows=integration_windows,
-                      background_windows=background_windows, gaussian_sigma=gaussian_sigma,
-                      rotation_axis=rotation_axis,
-                      slices_per_block=64,  # dask chunking only: the folds run in memory
-                      padding_px=padding_px, invalid_pixels=invalid_pixels,
-                      thickness_nm=thickness_nm)
+    problem = prepare(signal, adf, source, grid,
+                      slices_per_block=64)  # dask chunking only: the folds run in memory
+    return cross_validate_problem(signal, problem, methods=methods, iterations=iterations,
+                                  alphas=alphas, holdout=holdout, score=score, slices=slices,
+                                  model=model, run=RunOptions() if run is None else run)
+
+
+def cross_validate_problem(signal, problem: Problem, *, methods, iterations, alphas, holdout,
+                           score, slices, model: HebtModel, run: RunOptions,
+                           stop_early: bool = False,
+                           stop_on: str = "each_line") -> CrossValidation:
+    """Cross-validation of a prepared problem (its ADF for HEBT), on ``slices``."""
+    backend = resolve_backend(run.backend)  # the folds run here, in memory
     layout, lines, field, sigma = problem.layout, problem.lines, problem.field, problem.sigma
     # The folds filter their own training tilts: the unfiltered maps, in memory (one
-    # pass over the spectra for all of them, none when "auto" padding already made it).
+    # pass over the spectra for all of them, none when they are in memory already).
     eds, adf_stack, weights = dask.compute(problem.raw, problem.adf, field.weights)
     chosen = _slice_selection(layout.n_slices, slices)
     eds = np.stack([np.asarray(e, dtype=np.float32)[chosen] for e in eds])
     if adf_stack is not None:
         adf_stack = np.asarray(adf_stack, dtype=np.float32)[chosen]
-    hebt_options = _with_physics(signal, hebt_options, [line.xray_line for line in lines])
+    hebt_options = _with_physics(signal, model, [line.xray_line for line in lines])
     if sigma is not None and sigma[0] and len(chosen) < layout.n_slices:
         # Filtering along the rotation axis needs neighbouring slices: keep it only
         # when every slice takes part.
@@ -80,9 +90,8 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
     result = cross_validate_stacks(
         eds, adf_stack, [line.xray_line for line in lines], layout.tilt_angles_deg,
         methods=methods, iterations=iterations, alphas=alphas, holdout=holdout, sigma=sigma,
-        score=score, relaxation=relaxation, positivity=positivity,
-        hebt_options=hebt_options,
-        padding_px=field.record["padding_px"],
+        score=score, relaxation=run.relaxation, positivity=run.positivity,
+        hebt_options=hebt_options, padding_px=field.record["padding_px"],
         weights=None if weights is None else weights[chosen], backend=backend,
         stop_early=stop_early, stop_on=stop_on, half_thickness_px=field.half_thickness_px)
     result.slices = chosen.tolist()
@@ -90,20 +99,26 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, xray_li
     return result
 
 
-def _with_physics(signal, hebt_options, names):
+def check_fold_ratios(response_ratios) -> None:
+    """Cross-validation fits the ratios on each fold: only None or "physics"."""
+    if not (response_ratios is None or (isinstance(response_ratios, str)
+                                        and response_ratios == "physics")):
+        raise ValueError(f"cross-validation fits the ratios on each fold: response_ratios "
+                         f"must be None or 'physics', got {response_ratios!r}.")
+
+
+def _with_physics(signal, model: HebtModel, names):
     """HEBT options for :func:`cross_validate_stacks`: ``response_ratios`` ("physics" or
     None) becomes ``physics_ratios``, the cross sections' pattern or None."""
     from ._hebt import PHYSICS, expected_ratios
 
-    options = dict(hebt_options or {})
-    response_ratios = options.pop("response_ratios", None)
-    efficiency = options.pop("detector_efficiency", 1.0)
-    if response_ratios is None:
+    options = {"exclude_clipped": model.exclude_clipped, "adf_offset": model.adf_offset,
+               "unlisted_mass": model.unlisted_mass, "ratio_floor": model.ratio_floor}
+    check_fold_ratios(model.response_ratios)
+    if model.response_ratios != PHYSICS:
         return options
-    if not (isinstance(response_ratios, str) and response_ratios == PHYSICS):
-        raise ValueError(f"cross-validation fits the ratios on each fold: response_ratios "
-                         f"must be None or 'physics', got {response_ratios!r}.")
-    options["physics_ratios"], _ = expected_ratios(signal, names, efficiency, required=True)
+    options["physics_ratios"], _ = expected_ratios(signal, names, model.detector_efficiency,
+                                                   required=True)
     return options
 
 
@@ -138,49 +153,35 @@ def _record_grid(rec, grid: dict) -> None:
             rec.metadata.set_item(f"Reconstruction.{key}", grid[key])
 
 
-def auto_sirt(signal, kwargs: dict) -> list:
-    """``reconstruct_sirt(iterations="auto")``: each line at its own best iteration count."""
-    from ._reconstruction import reconstruct_sirt
+def auto_sirt(signal, source: LineSource, grid: GridOptions, run: RunOptions) -> list:
+    """``reconstruct_sirt(iterations="auto")``: each line at its own best iteration count,
+    every line on the grid chosen from all of them (a per-line "auto" could differ)."""
+    from ._reconstruction import sirt_of
 
     folds = auto_folds(len(signal.tilt_angles))
-    # Integrated once (lazy: one pass over the spectra) for the scores and the results.
-    lines = in_memory_lines(line_intensities(signal, kwargs["xray_lines"], kwargs["intensities"],
-                                             kwargs["integration_windows"],
-                                             kwargs["background_windows"]))
-    names = [line.xray_line for line in lines]
-    result = cross_validate(
-        signal, None, methods=("sirt",), iterations=AUTO_ITERATIONS, alphas=(),
-        holdout=folds, xray_lines=None, intensities=lines,
-        integration_windows=None, background_windows=None,
-        gaussian_sigma=kwargs["gaussian_sigma"], score=kwargs["score"],
-        rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
-        relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
-        padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
-        backend=kwargs["backend"], stop_early=True, thickness_nm=kwargs["thickness_nm"])
+    # One preparation (lazy: one pass over the spectra) for the scores and the results.
+    problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
+                      compute=True)
+    result = cross_validate_problem(
+        signal, problem, methods=("sirt",), iterations=AUTO_ITERATIONS, alphas=(),
+        holdout=folds, score="poisson", slices=AUTO_SLICES, model=HebtModel(), run=run,
+        stop_early=True)
     record = metadata_of(result)
     out = []
-    for index, name in enumerate(names):
-        # Every line on the grid chosen from all of them (a per-line "auto" could differ).
-        chosen = dict(kwargs, iterations=result.best_per_line[name]["iterations"],
-                      padding_px=result.grid["padding_px"])
-        chosen.pop("score")
-        chosen["intensities"] = [lines[index]]
-        chosen["xray_lines"] = None
-        (rec,) = reconstruct_sirt(signal, **chosen)
+    for index, name in enumerate(problem.names):
+        (rec,) = sirt_of(signal, problem.only(index),
+                         result.best_per_line[name]["iterations"], run)
         _record_grid(rec, result.grid)
         rec.metadata.set_item("Reconstruction.CrossValidation", record)
         out.append(rec)
     return out
 
 
-#: Keys of ``reconstruct_hebt``'s options that SIRT does not take.
-_HEBT_ONLY = ("response_ratios", "exclude_clipped", "adf_offset", "unlisted_mass",
-              "ratio_floor", "detector_efficiency", "score")
-
 _logger = logging.getLogger(__name__)
 
 
-def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
+def auto_hebt(signal, adf, alpha, iterations, model: HebtModel, source: LineSource,
+              grid: GridOptions, run: RunOptions) -> list:
     """``reconstruct_hebt`` with ``alpha`` and/or ``iterations`` = "auto".
 
     Plain SIRT is always a candidate: HEBT at alpha 0 would return SIRT's maps
@@ -188,49 +189,32 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
     composition reweighted by ratios that may be wrong (a zero ratio reads as 0 %).
     When HEBT's model check says "violated", SIRT is chosen without trying HEBT.
     Either way the result says what was chosen and why
-    (``metadata.Reconstruction.AutomaticChoice``).
+    (``metadata.Reconstruction.AutomaticChoice``). The check, the scores and the
+    result share one prepared problem (lazy: one pass over the spectra).
     """
-    from ._hebt import check_hebt_model, reconstruct_hebt
-    from ._reconstruction import reconstruct_sirt
+    from ._hebt import _required_adf, check_of, hebt_of
+    from ._reconstruction import sirt_of
 
-    for name, value in (("alpha", alpha), ("iterations", iterations)):
-        if isinstance(value, str) and value != "auto":
-            raise ValueError(f"{name} must be a number or 'auto', got {value!r}.")
+    if not model.fitted:
+        raise ValueError("alpha or iterations 'auto' fits the response ratios on each fold; "
+                         "pass response_ratios None or 'physics' with it.")
+    alpha, iterations = checked_alpha(alpha), checked_iterations(iterations, run.relaxation)
     folds = auto_folds(len(signal.tilt_angles))
-    alphas = tuple(a for a in AUTO_ALPHAS if a > 0) if isinstance(alpha, str) else (alpha,)
-    counts = AUTO_ITERATIONS if isinstance(iterations, str) else (iterations,)
-    robust = {key: kwargs[key] for key in ("exclude_clipped", "adf_offset", "unlisted_mass",
-                                           "ratio_floor", "response_ratios",
-                                           "detector_efficiency")}
-    # Integrated once (lazy: one pass over the spectra) for the check, the scores and
-    # the results.
-    lines = in_memory_lines(line_intensities(signal, kwargs["xray_lines"], kwargs["intensities"],
-                                             kwargs["integration_windows"],
-                                             kwargs["background_windows"]))
-    kwargs = dict(kwargs, xray_lines=None, intensities=lines)
-    check = check_hebt_model(
-        signal, adf, xray_lines=None, intensities=lines, integration_windows=None,
-        background_windows=None, gaussian_sigma=kwargs["gaussian_sigma"],
-        response_ratios=robust["response_ratios"], rotation_axis=kwargs["rotation_axis"],
-        exclude_clipped=robust["exclude_clipped"], adf_offset=robust["adf_offset"],
-        invalid_pixels=kwargs["invalid_pixels"],
-        detector_efficiency=robust["detector_efficiency"])
+    alphas = tuple(a for a in AUTO_ALPHAS if a > 0) if alpha == AUTO else (alpha,)
+    counts = AUTO_ITERATIONS if iterations == AUTO else (iterations,)
+    problem = prepare(signal, _required_adf(signal, adf), source, grid,
+                      slices_per_block=run.slices_per_block, compute=True)
+    check = check_of(signal, adf, problem, model)
     violated = check["verdict"] == "violated"
     methods = ("sirt",) if violated else ("sirt", "hebt")
     # One setting for every line (the summed score chooses it), so the summed score
     # decides when a run stops: one line that would still improve alone kept a
     # 256-wide lamella's runs going to 500 iterations (4x the time).
-    result = cross_validate(
-        signal, adf if not violated else None, methods=methods, iterations=counts,
-        alphas=() if violated else alphas, holdout=folds, hebt_options=robust,
-        xray_lines=None, intensities=lines, integration_windows=None,
-        background_windows=None, gaussian_sigma=kwargs["gaussian_sigma"],
-        score=kwargs["score"], rotation_axis=kwargs["rotation_axis"], slices=AUTO_SLICES,
-        relaxation=kwargs["relaxation"], positivity=kwargs["positivity"],
-        padding_px=kwargs["padding_px"], invalid_pixels=kwargs["invalid_pixels"],
-        backend=kwargs["backend"], stop_early=True, stop_on="sum",
-        thickness_nm=kwargs["thickness_nm"])
-    chosen = dict(kwargs, padding_px=result.grid["padding_px"])
+    result = cross_validate_problem(
+        signal, problem if not violated else replace(problem, adf=None), methods=methods,
+        iterations=counts, alphas=() if violated else alphas, holdout=folds,
+        score="poisson", slices=AUTO_SLICES, model=model, run=run, stop_early=True,
+        stop_on="sum")
     best = result.best
     if violated:
         reason = ("HEBT's model check says 'violated' (" + "; ".join(check["problems"])
@@ -246,12 +230,9 @@ def auto_hebt(signal, adf, alpha, iterations, kwargs: dict) -> list:
     if best["method"] == "SIRT":
         _logger.warning("reconstruct_hebt(alpha/iterations='auto') chose SIRT: %s. The maps "
                         "are SIRT's (quantified with f_A).", reason)
-        options = {k: v for k, v in chosen.items() if k not in _HEBT_ONLY}
-        recs = reconstruct_sirt(signal, iterations=best["iterations"], **options)
+        recs = sirt_of(signal, problem, best["iterations"], run)
     else:
-        options = {k: v for k, v in chosen.items() if k != "score"}
-        recs = reconstruct_hebt(signal, adf, alpha=best["alpha"],
-                                iterations=best["iterations"], **options)
+        recs = hebt_of(signal, adf, problem, best["alpha"], best["iterations"], model, run)
     record = metadata_of(result)
     choice = {"requested": f"reconstruct_hebt(alpha={alpha!r}, iterations={iterations!r})",
               "candidates": ", ".join(

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dask.array as da
 import numpy as np
 
 from ._field import slab_support
 from ._intensities import adf_series, title_of
+from ._options import GridOptions, HebtModel, LineSource, RunOptions
 from ._problem import Problem, prepare
-from ._reconstruction import (
-    base_parameters,
-    kernel_backend,
-    reconstruction_signal,
-    run_blocks,
-    validate_common,
-)
+from ._reconstruction import base_parameters, kernel_backend, reconstruction_signal, run_blocks
 from .diagnostics import AS_RECORDED_KEY, check_linear_adf, invalid_adf_pixels
-from .tomography import fit_response_model, get_projector, hebt, validate_alpha
-from .tomography.backends import validate_backend
+from .tomography import (
+    fit_response_model,
+    get_projector,
+    hebt,
+    validate_alpha,
+    validate_sirt_parameters,
+)
 
 #: Reconstruction.signal of HEBT's ADF-only volume (mass with no listed line).
 UNLISTED_MASS = "unlisted ADF mass"
@@ -130,10 +130,15 @@ class ResponseModel:
     valid: np.ndarray | None  # ADF pixels used; None = all
 
 
-def response_model(inputs: Problem, response_ratios, exclude_clipped, adf_offset,
-                   ratio_floor, expected=None) -> ResponseModel:
+def response_model(inputs: Problem, model: HebtModel, expected=None,
+                   with_floor: bool = True) -> ResponseModel:
     """Fit ``I_H = sum r_A I_A (+ b)`` on the valid ADF pixels, or take the user's ratios;
-    ``"physics"``: ``r_A = s z_A / f_A`` (``expected``), only ``s`` (and ``b``) fitted."""
+    ``"physics"``: ``r_A = s z_A / f_A`` (``expected``), only ``s`` (and ``b``) fitted.
+    ``model.ratio_floor`` is applied ``with_floor`` (not by the model check, which
+    judges the fitted ratios themselves)."""
+    response_ratios, exclude_clipped = model.response_ratios, model.exclude_clipped
+    adf_offset = model.adf_offset
+    ratio_floor = model.ratio_floor if with_floor else None
     fitted = response_ratios is None or (isinstance(response_ratios, str)
                                          and response_ratios == PHYSICS)
     valid = None
@@ -164,57 +169,45 @@ def response_model(inputs: Problem, response_ratios, exclude_clipped, adf_offset
         if adf_offset:
             source += " with an ADF offset"
     else:
-        if adf_offset:
-            raise ValueError("adf_offset fits the offset with the ratios: do not pass "
-                             "response_ratios with it.")
         ratios, offset, r_squared = _user_ratios(response_ratios, inputs.names), 0.0, None
         source = "user"
     if ratio_floor is not None:
         floor = float(ratio_floor)
-        if not 0 < floor <= 1:
-            raise ValueError(f"ratio_floor must lie in (0, 1] (a fraction of the median "
-                             f"ratio), got {ratio_floor!r}.")
         ratios = np.maximum(ratios, floor * np.median(ratios))
         source += f", floored at {floor:g} x the median"
     return ResponseModel(np.asarray(ratios, float), float(offset), r_squared, source, valid)
 
 
-def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_lines,
-                     intensities, integration_windows, background_windows, gaussian_sigma,
-                     relaxation, positivity, show_progressbar, rotation_axis,
-                     slices_per_block, exclude_clipped=True, adf_offset=False,
-                     unlisted_mass=False, ratio_floor=None, normalise_tilts=False,
-                     padding_px="auto", invalid_pixels="auto", detector_efficiency=1.0,
-                     backend="cpu", thickness_nm=None):
-    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt`."""
-    iterations, relaxation, slices_per_block, show_progressbar = validate_common(
-        iterations, relaxation, slices_per_block, show_progressbar)
+def reconstruct_hebt(signal, adf, alpha: float, iterations: int, model: HebtModel,
+                     source: LineSource, grid: GridOptions, run: RunOptions) -> list:
+    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt` (numbers for
+    ``alpha`` and ``iterations``; "auto" is :func:`._cross_validation.auto_hebt`)."""
+    iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
     alpha = validate_alpha(alpha)
-    validate_backend(backend)
-    inputs = prepare(signal, _required_adf(signal, adf), xray_lines=xray_lines,
-                     intensities=intensities,
-                     integration_windows=integration_windows,
-                     background_windows=background_windows,
-                     gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
-                     slices_per_block=slices_per_block,
-                     compute=not isinstance(response_ratios, dict),
-                     normalise_tilts=normalise_tilts, padding_px=padding_px,
-                     invalid_pixels=invalid_pixels, thickness_nm=thickness_nm)
+    # The maps are in memory when the ratios are fitted on them.
+    problem = prepare(signal, _required_adf(signal, adf), source, grid,
+                      slices_per_block=run.slices_per_block, compute=model.fitted)
+    return hebt_of(signal, adf, problem, alpha, iterations, model, run)
+
+
+def hebt_of(signal, adf, inputs: Problem, alpha: float, iterations: int, model: HebtModel,
+            run: RunOptions) -> list:
+    """HEBT of a prepared problem (with its ADF), as Signal2D stacks of ``signal``."""
+    response_ratios, unlisted_mass = model.response_ratios, model.unlisted_mass
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
-    backend = kernel_backend(backend, lazy)
+    backend = kernel_backend(run.backend, lazy)
     physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
-    expected, physics_note = expected_ratios(signal, names, detector_efficiency,
+    expected, physics_note = expected_ratios(signal, names, model.detector_efficiency,
                                              required=physics_wanted)
-    model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, ratio_floor,
-                           expected)
-    lazy_mask = isinstance(model.valid, da.Array)
-    excluded = None if model.valid is None or lazy_mask else ~model.valid
+    fit = response_model(inputs, model, expected)
+    lazy_mask = isinstance(fit.valid, da.Array)
+    excluded = None if fit.valid is None or lazy_mask else ~fit.valid
     if isinstance(inputs.adf, da.Array) and isinstance(response_ratios, dict):
         diagnostics = {"verdict": "not checked", "problems": [
             "lazy data with given response ratios: the check would read the data; run "
             "s.check_hebt_model(adf) to check"]}
     else:
-        check = model_check(inputs, model.ratios, model.r_squared, model.offset, excluded,
+        check = model_check(inputs, fit.ratios, fit.r_squared, fit.offset, excluded,
                             expected, adf)
         diagnostics = check.as_metadata()
         if physics_note:
@@ -225,40 +218,39 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
                 "reconstruct_sirt before trusting the HEBT maps.", check.verdict,
                 "; ".join(check.problems))
     geometry = inputs.field.geometry
-    weighted = model.valid is not None
+    weighted = fit.valid is not None
     eds_weighted = inputs.field.weights is not None
-    kernel = functools.partial(_hebt_kernel, geometry=geometry, ratios=tuple(model.ratios),
-                               alpha=alpha, iterations=iterations, relaxation=relaxation,
-                               positivity=positivity, weighted=weighted,
+    kernel = functools.partial(_hebt_kernel, geometry=geometry, ratios=tuple(fit.ratios),
+                               alpha=alpha, iterations=iterations, relaxation=run.relaxation,
+                               positivity=run.positivity, weighted=weighted,
                                extra_volume=bool(unlisted_mass), eds_weighted=eds_weighted,
                                backend=backend,
                                half_thickness_px=inputs.field.half_thickness_px)
-    channels = inputs.eds + [inputs.adf - model.offset if model.offset else inputs.adf]
+    channels = inputs.eds + [inputs.adf - fit.offset if fit.offset else inputs.adf]
     if weighted:
-        channels.append(model.valid.astype(np.float32))
+        channels.append(fit.valid.astype(np.float32))
     if eds_weighted:
         channels.append(inputs.field.weights)
     stacked = (da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels))
     n_out = len(names) + bool(unlisted_mass)
     volumes = run_blocks(kernel, stacked, n_out, geometry, lazy=lazy,
-                         slices_per_block=slices_per_block, iterations=iterations,
-                         show_progressbar=show_progressbar, description="HEBT")
-    parameters = base_parameters(layout, "HEBT", iterations, relaxation, positivity,
-                                 inputs.sigma, backend)
+                         slices_per_block=run.slices_per_block, iterations=iterations,
+                         show_progressbar=run.show_progressbar, description="HEBT")
+    parameters = base_parameters(layout, "HEBT", iterations, run, inputs.sigma, backend)
     parameters.update(inputs.field.record)
     parameters.update({
         "alpha": alpha,
-        "response_ratios": dict(zip(names, map(float, model.ratios))),
-        "response_ratio_source": model.source,
-        "adf_offset": model.offset,
+        "response_ratios": dict(zip(names, map(float, fit.ratios))),
+        "response_ratio_source": fit.source,
+        "adf_offset": fit.offset,
         "excluded_adf_fraction": (float("nan") if lazy_mask else
                                   0.0 if excluded is None else float(excluded.mean())),
         "unlisted_mass_volume": bool(unlisted_mass),
         "values": "Xb_A = z_A C_A rho on the ADF scale (paper Eq. 17)",
         "Diagnostics": diagnostics,
     })
-    if model.r_squared is not None:
-        parameters["response_ratio_r_squared"] = float(model.r_squared)
+    if fit.r_squared is not None:
+        parameters["response_ratio_r_squared"] = float(fit.r_squared)
     parameters["adf_title"] = title_of(adf)
     out = [reconstruction_signal(signal, layout, volume, parameters, line)
            for volume, line in zip(volumes, inputs.lines)]
@@ -269,28 +261,27 @@ def reconstruct_hebt(signal, adf, *, alpha, iterations, response_ratios, xray_li
     return out
 
 
-def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_windows,
-                     background_windows, gaussian_sigma, response_ratios, rotation_axis,
-                     exclude_clipped=False, adf_offset=False, invalid_pixels="auto",
-                     detector_efficiency=1.0):
-    """Implementation of :meth:`TomographicEDSSpectrum.check_hebt_model`."""
+def check_hebt_model(signal, adf, model: HebtModel, source: LineSource,
+                     grid: GridOptions) -> dict:
+    """Implementation of :meth:`TomographicEDSSpectrum.check_hebt_model` (``grid``'s
+    padding and thickness are not used: nothing is reconstructed)."""
+    problem = prepare(signal, _required_adf(signal, adf), source,
+                      replace(grid, padding_px=0, thickness_nm=None), compute=True)
+    return check_of(signal, adf, problem, model)
+
+
+def check_of(signal, adf, inputs: Problem, model: HebtModel) -> dict:
+    """HEBT's model check on a prepared problem whose maps are in memory."""
     import hyperspy.api as hs
 
-    inputs = prepare(signal, _required_adf(signal, adf), xray_lines=xray_lines,
-                     intensities=intensities,
-                     integration_windows=integration_windows,
-                     background_windows=background_windows,
-                     gaussian_sigma=gaussian_sigma, rotation_axis=rotation_axis,
-                     slices_per_block=64, compute=True, padding_px=0,
-                     invalid_pixels=invalid_pixels)
-    physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
-    expected, physics_note = expected_ratios(signal, inputs.names, detector_efficiency,
+    physics_wanted = (isinstance(model.response_ratios, str)
+                      and model.response_ratios == PHYSICS)
+    expected, physics_note = expected_ratios(signal, inputs.names, model.detector_efficiency,
                                              required=physics_wanted)
-    model = response_model(inputs, response_ratios, exclude_clipped, adf_offset, None,
-                           expected)
-    ratios, r_squared = model.ratios, model.r_squared
-    check = model_check(inputs, ratios, r_squared, model.offset,
-                        None if model.valid is None else ~model.valid, expected, adf)
+    fit = response_model(inputs, model, expected, with_floor=False)
+    ratios, r_squared = fit.ratios, fit.r_squared
+    check = model_check(inputs, ratios, r_squared, fit.offset,
+                        None if fit.valid is None else ~fit.valid, expected, adf)
     layout = inputs.layout
     # Residual back in the series' navigation layout (tilt, y, x).
     stack_axes = [a for a in (layout.slice_axis, layout.tilt_axis, layout.detector_axis)
@@ -310,7 +301,7 @@ def check_hebt_model(signal, adf, *, xray_lines, intensities, integration_window
         "problems": check.problems,
         "response_ratios": dict(zip(inputs.names, map(float, ratios))),
         "r_squared": None if r_squared is None else float(r_squared),
-        "adf_offset": model.offset,
+        "adf_offset": fit.offset,
         "saturated_adf_fraction": check.saturated_fraction,
         "clipped_adf_fraction": check.clipped_fraction,
         "physics_ratio_spread": check.physics_ratio_spread,

@@ -11,7 +11,7 @@ decided.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dask
 import dask.array as da
@@ -20,6 +20,7 @@ import numpy as np
 from ._field import invalid_pixels_of, resolve_padding, thickness_support
 from ._intensities import adf_series, line_intensities, normalise_per_tilt
 from ._layout import TiltSeriesLayout
+from ._options import GridOptions, LineSource
 from .filtering import filtered_sinograms
 
 __all__ = ["Field", "Problem", "prepare"]
@@ -108,6 +109,11 @@ class Problem:
         """The X-ray lines, in order."""
         return [line.xray_line for line in self.lines]
 
+    def only(self, index: int) -> Problem:
+        """The same problem with line ``index`` alone (same grid, same weights)."""
+        return replace(self, lines=[self.lines[index]], raw=[self.raw[index]],
+                       eds=[self.eds[index]])
+
     @property
     def valid_pixels(self) -> np.ndarray | None:
         """Stack-shaped, False where there are no valid data; None when all are valid."""
@@ -115,10 +121,9 @@ class Problem:
         return None if weights is None else np.asarray(weights) > 0
 
 
-def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
-            background_windows, gaussian_sigma, rotation_axis, slices_per_block,
-            normalise_tilts=False, padding_px="auto", invalid_pixels="auto",
-            thickness_nm=None, compute=False) -> Problem:
+def prepare(signal, adf=None, source: LineSource | None = None,
+            grid: GridOptions | None = None, *, slices_per_block: int = 64,
+            compute: bool = False) -> Problem:
     """Prepare ``signal`` (and ``adf``) for the kernels, reading the spectra once.
 
     Parameters
@@ -127,10 +132,13 @@ def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
         The tilt series (read, never modified).
     adf : signal or array, optional
         The ADF series (see ``reconstruct_hebt``); None for EDS only.
-    xray_lines, intensities, integration_windows, background_windows, gaussian_sigma,
-    rotation_axis, slices_per_block, normalise_tilts, padding_px, invalid_pixels,
-    thickness_nm
-        As for ``reconstruct_sirt`` / ``reconstruct_hebt``.
+    source : LineSource, optional
+        Where the line maps come from (default: the spectra, 2-FWHM windows).
+    grid : GridOptions, optional
+        The grid, its padding, the trusted pixels and the filter (default: "auto"
+        padding and invalid pixels, no filter, rotation axis ``y``).
+    slices_per_block : int
+        Chunks of the lazy stacks along the slices.
     compute : bool
         Bring lazy maps into memory (one pass over the spectra), filtered ones too,
         kept usable as dask arrays chunked by slices. Lazy maps are brought in
@@ -149,12 +157,16 @@ def prepare(signal, adf=None, *, xray_lines, intensities, integration_windows,
         or ``"auto"`` padding; a lazy series with a number of padding pixels stays
         unread).
     """
+    source = LineSource() if source is None else source
+    grid = GridOptions() if grid is None else grid
+    rotation_axis, padding_px = grid.rotation_axis, grid.padding_px
+    invalid_pixels, thickness_nm = grid.invalid_pixels, grid.thickness_nm
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
-    sigma = layout.sigma_in_stack_order(gaussian_sigma)
+    sigma = layout.sigma_in_stack_order(grid.gaussian_sigma)
     adf_data = None if adf is None else adf_series(signal, adf)
-    lines = line_intensities(signal, xray_lines, intensities, integration_windows,
-                             background_windows)
-    if normalise_tilts:
+    lines = line_intensities(signal, source.xray_lines, source.intensities,
+                             source.integration_windows, source.background_windows)
+    if source.normalise_tilts:
         lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
     lazy = signal._lazy or isinstance(adf_data, da.Array) or any(
         isinstance(line.data, da.Array) for line in lines)

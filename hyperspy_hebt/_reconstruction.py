@@ -18,7 +18,8 @@ import numpy as np
 from ._field import slab_support
 from ._intensities import LineIntensity, adf_series, title_of
 from ._layout import TiltSeriesLayout
-from ._problem import in_memory, invalid_weights, prepare, prepare_field
+from ._options import GridOptions, LineSource, RunOptions
+from ._problem import Problem, in_memory, invalid_weights, prepare, prepare_field
 from ._version import __version__
 from .filtering import filtered_sinograms
 from .tomography import get_projector, sirt, validate_sirt_parameters
@@ -103,19 +104,6 @@ def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iter
     return result
 
 
-def validate_common(iterations, relaxation, slices_per_block, show_progressbar):
-    """Shared argument checks; returns normalised values."""
-    iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
-    if isinstance(slices_per_block, bool) or not isinstance(slices_per_block, (int, np.integer)) \
-            or slices_per_block < 1:
-        raise ValueError(f"slices_per_block must be a positive integer, got {slices_per_block!r}.")
-    if show_progressbar is None:
-        from hyperspy.defaults_parser import preferences
-
-        show_progressbar = preferences.General.show_progressbar
-    return iterations, relaxation, int(slices_per_block), bool(show_progressbar)
-
-
 def kernel_backend(backend, lazy: bool) -> str:
     """The ``backend`` the kernels get. Eager work runs here, so "auto" is resolved and
     a missing GPU reported now; a lazy graph's blocks may run on other machines (a
@@ -124,14 +112,14 @@ def kernel_backend(backend, lazy: bool) -> str:
     return validate_backend(backend) if lazy else resolve_backend(backend)
 
 
-def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma, backend):
+def base_parameters(layout, algorithm, iterations, run: RunOptions, sigma, backend):
     """Reconstruction metadata shared by every algorithm."""
     return {
         "backend": backend,
         "algorithm": algorithm,
         "iterations": iterations,
-        "relaxation": relaxation,
-        "positivity": bool(positivity),
+        "relaxation": run.relaxation,
+        "positivity": run.positivity,
         "tilt_angles_deg": layout.tilt_angles_deg.tolist(),
         "rotation_axis": layout.slice_axis.name if layout.slice_axis is not None else "",
         "scan_axis": layout.detector_axis.name,
@@ -141,72 +129,66 @@ def base_parameters(layout, algorithm, iterations, relaxation, positivity, sigma
     }
 
 
-def reconstruct_sirt(signal, *, iterations, xray_lines, intensities, integration_windows,
-                     background_windows, gaussian_sigma, relaxation, positivity,
-                     show_progressbar, rotation_axis, slices_per_block, normalise_tilts=False,
-                     padding_px="auto", invalid_pixels="auto", backend="cpu",
-                     thickness_nm=None):
-    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt`."""
-    iterations, relaxation, slices_per_block, show_progressbar = validate_common(
-        iterations, relaxation, slices_per_block, show_progressbar)
-    validate_backend(backend)
-    problem = prepare(signal, None, xray_lines=xray_lines, intensities=intensities,
-                      integration_windows=integration_windows,
-                      background_windows=background_windows, gaussian_sigma=gaussian_sigma,
-                      rotation_axis=rotation_axis, slices_per_block=slices_per_block,
-                      normalise_tilts=normalise_tilts, padding_px=padding_px,
-                      invalid_pixels=invalid_pixels, thickness_nm=thickness_nm)
-    layout, lines, lazy, field, sigma = (problem.layout, problem.lines, problem.lazy,
-                                         problem.field, problem.sigma)
-    backend = kernel_backend(backend, lazy)
+def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOptions,
+                     run: RunOptions) -> list:
+    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt` (a number of
+    iterations; ``"auto"`` is :func:`._cross_validation.auto_sirt`)."""
+    iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
+    problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block)
+    return sirt_of(signal, problem, iterations, run)
+
+
+def sirt_of(signal, problem: Problem, iterations: int, run: RunOptions) -> list:
+    """SIRT of every line of a prepared problem, as Signal2D stacks of ``signal``."""
+    layout, lines, lazy, field = problem.layout, problem.lines, problem.lazy, problem.field
+    backend = kernel_backend(run.backend, lazy)
     sinograms, weights = problem.eds, field.weights
     geometry, weighted = field.geometry, weights is not None
     kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
-                               relaxation=relaxation, positivity=positivity, weighted=weighted,
-                               backend=backend, half_thickness_px=field.half_thickness_px)
-    run = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
-                            slices_per_block=slices_per_block, iterations=iterations,
-                            show_progressbar=show_progressbar, description="SIRT")
+                               relaxation=run.relaxation, positivity=run.positivity,
+                               weighted=weighted, backend=backend,
+                               half_thickness_px=field.half_thickness_px)
+    blocks = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
+                               slices_per_block=run.slices_per_block, iterations=iterations,
+                               show_progressbar=run.show_progressbar, description="SIRT")
     extra = [weights] if weighted else []
     if lazy:
         # One graph per line: computing or saving a line runs only its own SIRT.
-        volumes = [run(da.stack([da.asarray(c) for c in [s] + extra]), n_out=1)[0]
+        volumes = [blocks(da.stack([da.asarray(c) for c in [s] + extra]), n_out=1)[0]
                    for s in sinograms]
     else:
         # Eager: every line in the same batches, one pass over W for all of them.
-        volumes = list(run(np.stack(sinograms + extra), n_out=len(lines)))
-    parameters = base_parameters(layout, "SIRT", iterations, relaxation, positivity, sigma,
-                                 backend)
+        volumes = list(blocks(np.stack(sinograms + extra), n_out=len(lines)))
+    parameters = base_parameters(layout, "SIRT", iterations, run, problem.sigma, backend)
     parameters.update(field.record)
     return [reconstruction_signal(signal, layout, volume, parameters, line)
             for volume, line in zip(volumes, lines)]
 
 
-def reconstruct_adf(signal, adf, *, iterations, relaxation, positivity, show_progressbar,
-                    rotation_axis, slices_per_block, padding_px="auto", invalid_pixels="auto",
-                    backend="cpu"):
-    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_adf`."""
-    iterations, relaxation, slices_per_block, show_progressbar = validate_common(
-        iterations, relaxation, slices_per_block, show_progressbar)
-    layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
+def reconstruct_adf(signal, adf, iterations: int, grid: GridOptions, run: RunOptions):
+    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_adf` (``grid``'s
+    filter and thickness are not used: the ADF is the low-noise modality)."""
+    iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
+    slices_per_block = run.slices_per_block
+    layout = TiltSeriesLayout.from_signal(signal, grid.rotation_axis)
     data = adf_series(signal, adf)
     lazy = isinstance(data, da.Array)
-    backend = kernel_backend(backend, lazy)
-    weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
+    backend = kernel_backend(run.backend, lazy)
+    weights, record = invalid_weights(signal, layout, grid.invalid_pixels, lazy,
+                                      slices_per_block)
     sinograms = filtered_sinograms(layout.to_stack(data), None, lazy, slices_per_block)
-    if lazy and isinstance(padding_px, str):
+    if lazy and isinstance(grid.padding_px, str):
         (sinograms,) = in_memory([sinograms], slices_per_block)
-    field = prepare_field(layout, [sinograms], padding_px, weights, record)  # unfiltered
+    field = prepare_field(layout, [sinograms], grid.padding_px, weights, record)
     kernel = functools.partial(_sirt_kernel, geometry=field.geometry, iterations=iterations,
-                               relaxation=relaxation, positivity=positivity,
+                               relaxation=run.relaxation, positivity=run.positivity,
                                weighted=weights is not None, backend=backend)
     channels = [sinograms] + ([] if weights is None else [weights])
     stacked = da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels)
     (volume,) = run_blocks(kernel, stacked, 1, field.geometry, lazy=lazy,
                            slices_per_block=slices_per_block, iterations=iterations,
-                           show_progressbar=show_progressbar, description="ADF SIRT")
-    parameters = base_parameters(layout, "SIRT", iterations, relaxation, positivity, None,
-                                 backend)
+                           show_progressbar=run.show_progressbar, description="ADF SIRT")
+    parameters = base_parameters(layout, "SIRT", iterations, run, None, backend)
     parameters.update(field.record)
     parameters["signal"] = "ADF"
     parameters["adf_title"] = title_of(adf)

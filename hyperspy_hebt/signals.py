@@ -13,6 +13,15 @@ from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 from exspy.utils import eds as eds_utils
 
 from . import _cross_validation, _hebt, _quantification, _reconstruction
+from ._options import (
+    AUTO,
+    GridOptions,
+    HebtModel,
+    LineSource,
+    RunOptions,
+    checked_alpha,
+    checked_iterations,
+)
 from .tilt_series import SIGNAL_TYPE, apply_tilt_angles, get_tilt_axis, rebin_keeping_tilts
 
 __all__ = ["TomographicEDSSpectrum", "LazyTomographicEDSSpectrum"]
@@ -211,37 +220,15 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             node with every parameter used. Values are line intensity per voxel
             (counts per pixel path length), not yet compositions.
         """
-        if isinstance(iterations, str):
-            if iterations != "auto":
-                raise ValueError(f"iterations must be a positive integer or 'auto', got "
-                                 f"{iterations!r}.")
+        source = LineSource(xray_lines, intensities, integration_windows, background_windows,
+                            normalise_tilts)
+        grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
+                           thickness_nm)
+        run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend)
+        if checked_iterations(iterations, run.relaxation) == AUTO:
             _no_auto_normalisation(normalise_tilts)
-            return _cross_validation.auto_sirt(self, dict(
-                xray_lines=xray_lines, intensities=intensities,
-                integration_windows=integration_windows, background_windows=background_windows,
-                gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
-                show_progressbar=show_progressbar, rotation_axis=rotation_axis,
-                slices_per_block=slices_per_block, score="poisson", padding_px=padding_px,
-                invalid_pixels=invalid_pixels, backend=backend, thickness_nm=thickness_nm))
-        return _reconstruction.reconstruct_sirt(
-            self,
-            iterations=iterations,
-            xray_lines=xray_lines,
-            intensities=intensities,
-            integration_windows=integration_windows,
-            background_windows=background_windows,
-            gaussian_sigma=gaussian_sigma,
-            relaxation=relaxation,
-            positivity=positivity,
-            show_progressbar=show_progressbar,
-            rotation_axis=rotation_axis,
-            slices_per_block=slices_per_block,
-            normalise_tilts=normalise_tilts,
-            padding_px=padding_px,
-            invalid_pixels=invalid_pixels,
-            backend=backend,
-            thickness_nm=thickness_nm,
-        )
+            return _cross_validation.auto_sirt(self, source, grid, run)
+        return _reconstruction.reconstruct_sirt(self, iterations, source, grid, run)
 
     def reconstruct_hebt(
         self,
@@ -357,34 +344,18 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             lazy stacks share one graph: compute them together
             (``dask.compute(*[r.data for r in rec])``) to run HEBT once.
         """
-        if isinstance(alpha, str) or isinstance(iterations, str):
-            if response_ratios is not None and not (isinstance(response_ratios, str)
-                                                    and response_ratios == "physics"):
-                raise ValueError("alpha or iterations 'auto' fits the response ratios on "
-                                 "each fold; pass response_ratios None or 'physics' with it.")
+        model = HebtModel(response_ratios, exclude_clipped, adf_offset, unlisted_mass,
+                          ratio_floor, detector_efficiency)
+        source = LineSource(xray_lines, intensities, integration_windows, background_windows,
+                            normalise_tilts)
+        grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
+                           thickness_nm)
+        run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend)
+        if AUTO in (checked_alpha(alpha), checked_iterations(iterations, run.relaxation)):
             _no_auto_normalisation(normalise_tilts)
-            return _cross_validation.auto_hebt(self, adf, alpha, iterations, dict(
-                response_ratios=response_ratios, detector_efficiency=detector_efficiency,
-                xray_lines=xray_lines, intensities=intensities,
-                integration_windows=integration_windows, background_windows=background_windows,
-                gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
-                show_progressbar=show_progressbar, rotation_axis=rotation_axis,
-                slices_per_block=slices_per_block, score="poisson",
-                exclude_clipped=exclude_clipped, adf_offset=adf_offset,
-                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor, padding_px=padding_px,
-                invalid_pixels=invalid_pixels, backend=backend, thickness_nm=thickness_nm))
-        return _hebt.reconstruct_hebt(
-            self, adf, alpha=alpha, iterations=iterations, response_ratios=response_ratios,
-            xray_lines=xray_lines, intensities=intensities,
-            integration_windows=integration_windows, background_windows=background_windows,
-            gaussian_sigma=gaussian_sigma, relaxation=relaxation, positivity=positivity,
-            show_progressbar=show_progressbar, rotation_axis=rotation_axis,
-            slices_per_block=slices_per_block, exclude_clipped=exclude_clipped,
-            adf_offset=adf_offset, unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
-            normalise_tilts=normalise_tilts, padding_px=padding_px,
-            invalid_pixels=invalid_pixels, detector_efficiency=detector_efficiency,
-            backend=backend, thickness_nm=thickness_nm,
-        )
+            return _cross_validation.auto_hebt(self, adf, alpha, iterations, model, source,
+                                               grid, run)
+        return _hebt.reconstruct_hebt(self, adf, alpha, iterations, model, source, grid, run)
 
     def cross_validate(
         self,
@@ -460,17 +431,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             ``rows`` (every score), ``best_per_line``, ``best`` (summed over lines),
             ``setting(line)``, ``plot()``.
         """
+        _cross_validation.check_fold_ratios(response_ratios)
         return _cross_validation.cross_validate(
             self, adf, methods=methods, iterations=iterations, alphas=alphas,
-            holdout=holdout, xray_lines=xray_lines, intensities=intensities,
-            integration_windows=integration_windows, background_windows=background_windows,
-            gaussian_sigma=gaussian_sigma, score=score, rotation_axis=rotation_axis,
-            slices=slices, hebt_options=dict(
-                exclude_clipped=exclude_clipped, adf_offset=adf_offset,
-                unlisted_mass=unlisted_mass, ratio_floor=ratio_floor,
-                response_ratios=response_ratios, detector_efficiency=detector_efficiency),
-            padding_px=padding_px, invalid_pixels=invalid_pixels, backend=backend,
-            thickness_nm=thickness_nm)
+            holdout=holdout, score=score, slices=slices,
+            model=HebtModel(response_ratios, exclude_clipped, adf_offset, unlisted_mass,
+                            ratio_floor, detector_efficiency),
+            source=LineSource(xray_lines, intensities, integration_windows,
+                              background_windows),
+            grid=GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
+                             thickness_nm),
+            run=RunOptions(backend=backend))
 
     def fit_line_intensities(
         self,
@@ -533,12 +504,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             verdict is not "consistent".
         """
         return _hebt.check_hebt_model(
-            self, adf, xray_lines=xray_lines, intensities=intensities,
-            integration_windows=integration_windows, background_windows=background_windows,
-            gaussian_sigma=gaussian_sigma, response_ratios=response_ratios,
-            rotation_axis=rotation_axis, exclude_clipped=exclude_clipped,
-            adf_offset=adf_offset, invalid_pixels=invalid_pixels,
-            detector_efficiency=detector_efficiency)
+            self, adf,
+            HebtModel(response_ratios, exclude_clipped, adf_offset,
+                      detector_efficiency=detector_efficiency),
+            LineSource(xray_lines, intensities, integration_windows, background_windows),
+            GridOptions(rotation_axis, gaussian_sigma, invalid_pixels=invalid_pixels))
 
     def reconstruct_adf(
         self,
@@ -567,11 +537,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             ADF intensity per voxel; ``metadata.Reconstruction.signal == "ADF"``.
         """
         return _reconstruction.reconstruct_adf(
-            self, adf, iterations=iterations, relaxation=relaxation, positivity=positivity,
-            show_progressbar=show_progressbar, rotation_axis=rotation_axis,
-            slices_per_block=slices_per_block, padding_px=padding_px,
-            invalid_pixels=invalid_pixels, backend=backend,
-        )
+            self, adf, iterations,
+            GridOptions(rotation_axis, padding_px=padding_px, invalid_pixels=invalid_pixels),
+            RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend))
 
     def quantify_cross_section(
         self,

@@ -4,12 +4,12 @@ import dask.array as da
 import numpy as np
 from helpers import count_block_reads, make_series
 
+from hyperspy_hebt._options import GridOptions, LineSource
 from hyperspy_hebt._problem import prepare
 from hyperspy_hebt.filtering import filtered_sinograms
 
-OPTIONS = dict(xray_lines=None, intensities=None, integration_windows=2.0,
-               background_windows=None, gaussian_sigma=0.8, rotation_axis="y",
-               slices_per_block=2)
+OPTIONS = dict(source=LineSource(integration_windows=2.0),
+               grid=GridOptions(rotation_axis="y", gaussian_sigma=0.8), slices_per_block=2)
 
 
 def test_stacks_filter_and_field_of_an_eager_series():
@@ -38,8 +38,8 @@ def test_lazy_series_is_read_once_and_any_lazy_input_makes_it_lazy():
     # One rule for every method: lazy when the signal, the ADF or a given map is.
     eager = make_series()
     maps = [m.data for m in eager.get_lines_intensity(integration_windows=2.0)]
-    given = dict(OPTIONS, intensities=[da.from_array(maps[0]), maps[1]],
-                 xray_lines=["Ag_La", "Au_Ma"])
+    given = dict(OPTIONS, source=LineSource(["Ag_La", "Au_Ma"],
+                                            [da.from_array(maps[0]), maps[1]]))
     assert prepare(eager, **given).lazy
     adf = da.from_array(sum(maps))
     assert prepare(eager, adf, **OPTIONS).lazy
