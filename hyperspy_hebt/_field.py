@@ -204,3 +204,61 @@ def slab_support(geometry, half_thickness_px) -> np.ndarray | None:
     z = np.arange(geometry.n_z) - (geometry.n_z - 1) / 2
     rows = np.abs(z) <= float(half_thickness_px) + 1e-6
     return np.repeat(rows[:, None], geometry.n_x, axis=1)
+
+
+def grid_memory_bytes(geometry) -> int:
+    """An upper estimate of the bytes a reconstruction on ``geometry`` needs at once.
+
+    Building the Joseph system matrix samples every ray at every step along its
+    dominant axis (``n_z`` rows below 45 deg, ``n_x`` columns above), two weights per
+    sample: per tilt, about six float64/int64 arrays of ``n_detector x steps``; then the
+    triplets (20 bytes per weight) and the CSR matrix (8), later ``W`` and ``W^T``
+    together. A slice's iterate, its copy and its scales add 16 bytes per pixel.
+    """
+    angles = np.deg2rad(np.asarray(geometry.tilt_angles_deg, dtype=float))
+    steps = np.where(np.abs(np.cos(angles)) >= np.abs(np.sin(angles)), geometry.n_z,
+                     geometry.n_x)
+    weights = 2 * geometry.n_detector * int(steps.sum())
+    transient = 48 * geometry.n_detector * int(steps.max())
+    matrices = 28 * weights + 16 * (geometry.n_rays + geometry.n_pixels)
+    return transient + matrices + 16 * geometry.n_pixels
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give (Linux ``MemAvailable``), else its total, else
+    None when neither can be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_grid_memory(geometry, padding_record: dict) -> None:
+    """Refuse a grid whose reconstruction would not fit in memory, before anything is
+    allocated, with the estimate and what reduces it.
+
+    Raises
+    ------
+    ValueError
+        The estimate (:func:`grid_memory_bytes`) exceeds the available memory.
+    """
+    needed = grid_memory_bytes(geometry)
+    available = available_memory_bytes()
+    if available is None or needed <= available:
+        return
+    padding = padding_record.get("padding_px", 0)
+    raise ValueError(
+        f"The reconstruction grid ({geometry.n_z} x {geometry.n_x} pixels per slice, "
+        f"{padding} columns of padding per side, {geometry.n_tilts} tilts) needs about "
+        f"{needed / 2**30:.1f} GiB at once and this machine has {available / 2**30:.1f} "
+        "GiB available. Give fewer padding columns (padding_px; thickness_nm lets 'auto' "
+        "pad less), bin the scan (rebin), or use a machine with more memory.")

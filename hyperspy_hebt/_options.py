@@ -56,6 +56,31 @@ def checked_alpha(alpha) -> float | str:
     return AUTO if is_auto(alpha, "alpha") else validate_alpha(alpha)
 
 
+def check_line_name(name) -> None:
+    """Refuse a line exspy's element database does not know, naming what it has.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not ``"<element>_<line>"``, the element is unknown, or the element
+        has no such line (listing the lines it has).
+    """
+    from exspy.material import elements
+
+    if not isinstance(name, str) or name.count("_") != 1:
+        raise ValueError(f"xray_lines: {name!r} is not a line name such as 'Fe_Ka' "
+                         "(element, underscore, line).")
+    element, line = name.split("_")
+    if element not in elements:
+        raise ValueError(f"xray_lines: {name!r} names no known element ({element!r}); "
+                         "elements are written as in the periodic table, e.g. 'Fe'.")
+    lines = elements[element].Atomic_properties.get_item("Xray_lines")
+    known = [] if lines is None else sorted(lines.keys())
+    if line not in known:
+        raise ValueError(f"xray_lines: {element} has no line {line!r}; its lines are "
+                         f"{known}.")
+
+
 @dataclass(frozen=True, eq=False)
 class LineSource:
     """Where the line maps come from (see ``reconstruct_sirt``'s parameters).
@@ -82,6 +107,8 @@ class LineSource:
         if isinstance(self.xray_lines, str):
             raise TypeError(f"xray_lines must be a list of line names such as ['Fe_Ka'], "
                             f"got the string {self.xray_lines!r}.")
+        for name in self.xray_lines if self.xray_lines is not None else ():
+            check_line_name(name)
         if not isinstance(self.normalise_tilts, (bool, np.bool_)):
             raise TypeError(f"normalise_tilts must be True or False, got "
                             f"{self.normalise_tilts!r}.")

@@ -17,7 +17,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ._field import invalid_pixels_of, resolve_padding, thickness_support
+from ._field import check_grid_memory, invalid_pixels_of, resolve_padding, thickness_support
 from ._intensities import adf_series, line_intensities, normalise_per_tilt
 from ._layout import TiltSeriesLayout
 from ._options import GridOptions, LineSource
@@ -64,8 +64,9 @@ def prepare_field(layout, stacks, padding_px, weights, record, thickness_nm=None
     padding, padding_record = resolve_padding(padding_px, layout.tilt_angles_deg,
                                               layout.detector_axis.size, stacks, weights,
                                               depth_px=None if half is None else 2 * half)
-    return Field(layout.geometry(padding), weights,
-                 {**record, **padding_record, **thickness_record}, half)
+    geometry = layout.geometry(padding)
+    check_grid_memory(geometry, padding_record)
+    return Field(geometry, weights, {**record, **padding_record, **thickness_record}, half)
 
 
 @dataclass
@@ -163,9 +164,12 @@ def prepare(signal, adf=None, source: LineSource | None = None,
     invalid_pixels, thickness_nm = grid.invalid_pixels, grid.thickness_nm
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
     sigma = layout.sigma_in_stack_order(grid.gaussian_sigma)
-    adf_data = None if adf is None else adf_series(signal, adf)
+    refuse_non_real(signal.data, "the spectra")
+    adf_data = None if adf is None else adf_series(signal, adf)  # checks its dtype too
     lines = line_intensities(signal, source.xray_lines, source.intensities,
                              source.integration_windows, source.background_windows)
+    for line in lines:
+        refuse_non_real(line.data, f"the {line.xray_line} map")
     if source.normalise_tilts:
         lines = normalise_per_tilt(lines, layout.tilt_axis.index_in_array)
     lazy = signal._lazy or isinstance(adf_data, da.Array) or any(
@@ -192,6 +196,25 @@ def prepare(signal, adf=None, source: LineSource | None = None,
     if lazy and compute:
         eds = in_memory(eds, slices_per_block)
     return Problem(layout, lines, raw, eds, adf_stack, lazy, sigma, field)
+
+
+def refuse_non_real(data, name: str) -> None:
+    """Refuse data that are not real numbers: complex values (a Fourier-filtered series
+    whose imaginary part was not dropped) would be cast to their real part, booleans
+    (a mask passed by mistake) would be read as counts of 0 and 1.
+
+    Raises
+    ------
+    TypeError
+        Naming ``name`` and the dtype.
+    """
+    kind = np.dtype(data.dtype).kind
+    if kind not in "iuf":
+        what = {"c": "complex", "b": "boolean"}.get(kind, str(data.dtype))
+        raise TypeError(
+            f"{name} hold {what} values ({data.dtype}); counts must be real numbers "
+            "(integer or float). Take the real part or convert them (e.g. "
+            "s.change_dtype('float32')) if that is what they are.")
 
 
 def refuse_dead_tilts(stacks, tilt_angles_deg) -> None:

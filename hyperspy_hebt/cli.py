@@ -10,7 +10,9 @@ compositions and quality figures, and writes figures and volumes to a folder.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -193,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),
                      help='where the reconstructions run: "cupy" needs CuPy and a CUDA GPU, '
                           '"auto" takes one when present')
-    rec.add_argument("--out", default="results")
+    rec.add_argument("--out", default="results",
+                     help="result folder: written whole at the end (a hidden sibling is "
+                          "renamed into place); refused if it holds anything else")
+    rec.add_argument("--overwrite", action="store_true",
+                     help="replace the previous run's results in --out (whole)")
     args = parser.parse_args(argv)
     if args.command == "study":
         return _study(args)
@@ -221,6 +227,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from .physics import DataUnavailableError
     from .pipeline import reconstruct_files
 
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a job scheduler, kill) unwinds like Ctrl-C, so the unfinished
+        # results are removed and the previous ones stay as they were.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         reconstruct_files(
             args.paths, args.out, elements=args.elements, xray_lines=args.lines,
@@ -231,12 +242,19 @@ def _reconstruct(args: argparse.Namespace) -> int:
             gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
             tilt_from=args.tilt_from, adf_paths=args.adf, padding_px=args.padding,
             fit_lines=args.fit_lines, backend=args.backend, regions=args.regions,
-            thickness_nm=args.thickness)
+            thickness_nm=args.thickness, overwrite=args.overwrite)
     except (ValueError, TypeError, FileNotFoundError, DataUnavailableError) as error:
         # The user's input or files: a message, not a traceback.
         print(f"python -m hyperspy_hebt reconstruct: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _study(args: argparse.Namespace) -> int:

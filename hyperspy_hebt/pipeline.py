@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import json
 import logging
 import sys
 import time
@@ -25,6 +24,7 @@ import dask.array as da
 import numpy as np
 
 from . import __version__
+from ._outputs import ResultWriter
 from ._quantification import quantify_cross_section
 from .alignment import align_tilt_series, normalise_tilt_totals, register_adf_to_eds
 from .compute import compute_together
@@ -129,6 +129,7 @@ def reconstruct_files(
     backend: str = "cpu",
     regions: Sequence[str] | dict | None = None,
     thickness_nm: float | None = None,
+    overwrite: bool = False,
     progress=print,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
@@ -184,6 +185,12 @@ def reconstruct_files(
     thickness_nm : float, optional
         Specimen (lamella) thickness in nm: the reconstruction is held within it
         (see ``reconstruct_sirt``).
+    overwrite : bool
+        Replace a previous run's results in ``out_dir`` (whole: no file of the old
+        run stays). Without it such a folder is refused; a folder holding anything
+        else is always refused. The results are written into a hidden sibling and
+        renamed into place at the end, so a failed or interrupted run leaves the
+        previous results as they were.
     progress : callable
         Receives one line of text per stage, with the time since the start.
 
@@ -199,7 +206,8 @@ def reconstruct_files(
     ------
     ValueError
         An unknown method, a bad alpha, iterations or bin factor, no element or
-        line, HEBT, alignment or registration without ADF images.
+        line, HEBT, alignment or registration without ADF images; an ``out_dir``
+        that is a file, holds a previous run (without ``overwrite``) or other files.
     """
     if method not in ("auto", "hebt", "sirt"):
         raise ValueError(f"method must be 'auto', 'hebt' or 'sirt', got {method!r}.")
@@ -215,20 +223,20 @@ def reconstruct_files(
     logger = logging.getLogger("hyperspy_hebt")
     logger.addHandler(collected)
     try:
-        return _run(paths, Path(out_dir), elements, xray_lines, method, alpha, iterations,
-                    bin_factor, align, align_method, rotation_deg, axis_shift_px, register,
-                    normalise, gaussian_sigma, integration_windows, background_windows,
-                    tilt_angles, tilt_from, adf_paths, padding_px, fit_lines, backend,
-                    regions, thickness_nm, stage, collected)
+        with ResultWriter(out_dir, overwrite) as writer:
+            return _run(paths, writer, elements, xray_lines, method, alpha, iterations,
+                        bin_factor, align, align_method, rotation_deg, axis_shift_px,
+                        register, normalise, gaussian_sigma, integration_windows,
+                        background_windows, tilt_angles, tilt_from, adf_paths, padding_px,
+                        fit_lines, backend, regions, thickness_nm, stage, collected)
     finally:
         logger.removeHandler(collected)
 
 
-def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor, align,
+def _run(paths, writer, elements, xray_lines, method, alpha, iterations, bin_factor, align,
          align_method, rotation_deg, axis_shift_px, register, normalise, gaussian_sigma,
          integration_windows, background_windows, tilt_angles, tilt_from, adf_paths,
          padding_px, fit_lines, backend, regions, thickness_nm, stage, collected):
-    out.mkdir(parents=True, exist_ok=True)
     series, adf = load_tilt_series(paths, tilt_angles=tilt_angles, tilt_from=tilt_from,
                                    adf_paths=adf_paths, lazy=True, elements=elements,
                                    xray_lines=xray_lines)
@@ -242,6 +250,7 @@ def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor
         raise ValueError(
             "HEBT, alignment and registration need the ADF images, and the files hold "
             "none (pass adf_paths for formats that store them apart).")
+    out = writer.open()  # checked before the long run; written whole at the end
     tree = series.original_metadata.tilt_series
     summary = {"package": f"hyperspy_hebt {__version__}", "files": len(series.tilt_angles),
                "tilt_angles_deg": series.tilt_angles.tolist(), "method": method,
@@ -356,14 +365,14 @@ def _run(paths, out, elements, xray_lines, method, alpha, iterations, bin_factor
     figures = _figures(fractions, table, out)
     stage(f"Saved {len(files)} volume files and {len(figures)} figures")
     summary["warnings"] = collected.messages
-    summary["outputs"] = [str(f) for f in files + figures]
+    summary["outputs"] = [str(writer.final_path(f)) for f in files + figures]
     summary["seconds"] = round(stage.elapsed, 1)
     summary["peak_memory_gb"] = _peak_memory_gb()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    writer.commit(summary, default=_json_default)  # summary.json last, then renamed
     means = ", ".join(f"{e} {v:.3f}" for e, v in table["inside"]["mean"].items()
                       if v is not None)
     stage(f"Mean weight fractions inside the particle ({summary['algorithm']}): {means}; "
-          f"wrote {out}/")
+          f"wrote {writer.out}/")
     return summary
 
 

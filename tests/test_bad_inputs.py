@@ -1,0 +1,238 @@
+"""No lost results (issue 13): result folders are written whole or not at all, an
+existing one is replaced only on request, and an interrupted run (Ctrl-C, SIGTERM,
+SIGKILL) leaves the previous results complete and loadable."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import hyperspy.api as hs
+import numpy as np
+import pytest
+
+from hyperspy_hebt._outputs import ResultWriter, check_result_folder
+from hyperspy_hebt.cli import main
+from hyperspy_hebt.simulation import (
+    core_shell_particle,
+    simulate_acquisition,
+    write_acquisition_files,
+)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    particle = core_shell_particle(24, 24, pixel_size_nm=3.0, core_radius=0.2,
+                                   shell_radius=0.35)
+    acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+                                       tilt_angles_deg=np.linspace(-70, 70, 15),
+                                       energy_axis_kev=(0.0, 0.02, 200))
+    path = tmp_path_factory.mktemp("raw")
+    write_acquisition_files(acquisition, path)
+    return path
+
+
+def _command(folder, out, *extra):
+    return ["reconstruct", str(folder / "tilt_*.hspy"), "--tilt-from", "filename",
+            "--elements", "Ag", "Au", "--method", "sirt", "--iterations", "10",
+            "--out", str(out), *extra]
+
+
+def _previous_run(out, method="SIRT"):
+    """A folder as a finished run leaves it (a summary and one file)."""
+    out.mkdir()
+    (out / f"Ag_La_{method}.tif").write_bytes(b"volume")
+    (out / "summary.json").write_text(json.dumps({"algorithm": method}))
+
+
+def test_result_folder_is_checked_before_the_run(tmp_path):
+    afile = tmp_path / "results.txt"
+    afile.write_text("notes")
+    with pytest.raises(ValueError, match=r"out_dir '.*results.txt' is a file"):
+        check_result_folder(afile, overwrite=True)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "raw_0.bcf").write_bytes(b"data")
+    for overwrite in (False, True):  # never: they are not ours to delete
+        with pytest.raises(ValueError, match="1 entries that are not a previous run's"):
+            check_result_folder(foreign, overwrite)
+    previous = tmp_path / "previous"
+    _previous_run(previous)
+    with pytest.raises(ValueError, match="holds a previous run's results; pass overwrite"):
+        check_result_folder(previous, overwrite=False)
+    check_result_folder(previous, overwrite=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    check_result_folder(empty, overwrite=False)
+    check_result_folder(tmp_path / "new" / "deeper", overwrite=False)
+    assert (afile.read_text(), (foreign / "raw_0.bcf").read_bytes()) == ("notes", b"data")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_place_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match="cannot be written"):
+            check_result_folder(locked / "results", overwrite=False)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_writer_replaces_whole_or_leaves_the_previous_results(tmp_path):
+    out = tmp_path / "results"
+    _previous_run(out, "HEBT")
+    # A run that fails half-way: its files vanish, the previous ones stay.
+    with pytest.raises(RuntimeError, match="half-way"):
+        with ResultWriter(out, overwrite=True) as writer:
+            staging = writer.open()
+            (staging / "Ag_La_SIRT.tif").write_bytes(b"new")
+            raise RuntimeError("half-way")
+    assert not staging.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["Ag_La_HEBT.tif", "summary.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["results"]  # nothing hidden left
+    # A run that finishes replaces the folder whole: no file of the HEBT run stays.
+    with ResultWriter(out, overwrite=True) as writer:
+        staging = writer.open()
+        (staging / "Ag_La_SIRT.tif").write_bytes(b"new")
+        writer.commit({"algorithm": "SIRT"})
+    assert sorted(p.name for p in out.iterdir()) == ["Ag_La_SIRT.tif", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["output_files"] == [{"path": "Ag_La_SIRT.tif", "bytes": 3,
+                                        "sha256": hashlib.sha256(b"new").hexdigest()}]
+    assert [p.name for p in tmp_path.iterdir()] == ["results"]
+
+
+@pytest.mark.slow
+def test_command_line_refuses_then_overwrites_and_lists_checksums(folder, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(_command(folder, out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    listed = {f["path"]: f for f in summary["output_files"]}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(listed) == on_disk - {"summary.json"}
+    some = out / "Ag_weight_fraction_SIRT.tif"
+    assert listed[some.name]["sha256"] == hashlib.sha256(some.read_bytes()).hexdigest()
+    assert all(str(out) in path for path in summary["outputs"])  # final, not staging
+    capsys.readouterr()
+    assert main(_command(folder, out)) == 2
+    assert "holds a previous run's results; pass overwrite=True (--overwrite)" in \
+        capsys.readouterr().err
+    assert main(_command(folder, out, "--overwrite")) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["results"]
+
+
+def _wait_for_saving(parent, process, timeout_s=240.0):
+    """Until a file appears in the run's hidden staging folder (it is saving)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        for staging in parent.glob(".results.partial-*"):
+            if any(p.is_file() for p in staging.rglob("*")):
+                return
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended ({process.returncode}) before saving: "
+                                 + process.stderr.read().decode()[-2000:])
+        time.sleep(0.01)
+    raise AssertionError("the run never started saving")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_run_killed_while_saving_leaves_the_previous_results(folder, tmp_path, how):
+    out = tmp_path / "results"
+    assert main(_command(folder, out)) == 0
+    before = (out / "summary.json").read_text()
+    files = sorted(p.relative_to(out) for p in out.rglob("*"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hyperspy_hebt", *_command(folder, out, "--overwrite")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_saving(tmp_path, process)
+        process.send_signal(how)
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    assert (out / "summary.json").read_text() == before
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
+    rec = hs.load(out / "HEBT_reconstruction_of_Ag_La.zspy"
+                  if (out / "HEBT_reconstruction_of_Ag_La.zspy").exists()
+                  else out / "SIRT_reconstruction_of_Ag_La.zspy")
+    assert np.isfinite(rec.data).all() and rec.data.any()
+    left = [p.name for p in tmp_path.iterdir() if p.name != "results"]
+    if how == signal.SIGKILL:  # no chance to clean up: a hidden, partial sibling
+        assert all(name.startswith(".results.partial-") for name in left)
+    else:
+        assert left == []
+
+
+# --- Bad values that used to pass or fail deep inside (issue 13's opaque errors) ---
+
+@pytest.mark.parametrize("lines, words", [
+    (["Xx_Ka"], r"'Xx_Ka' names no known element \('Xx'\)"),
+    (["Ag_Kz"], r"Ag has no line 'Kz'; its lines are \['Ka', 'Kb', 'La'"),
+    (["AgLa"], r"'AgLa' is not a line name such as 'Fe_Ka'"),
+    (["Ag_La_x"], r"'Ag_La_x' is not a line name"),
+    ([3], r"3 is not a line name"),
+])
+def test_unknown_lines_are_named(lines, words):
+    from helpers import make_series
+
+    series = make_series(lazy=True)
+    for call in (lambda: series.reconstruct_sirt(iterations=2, xray_lines=lines),
+                 lambda: series.cross_validate(None, methods=("sirt",), iterations=(2,),
+                                               xray_lines=lines)):
+        with pytest.raises(ValueError, match=words):
+            call()
+
+
+def test_complex_and_boolean_data_are_refused():
+    from helpers import make_series
+
+    series = make_series()
+    for data, words in ((series.data.astype(np.complex64), "the spectra hold complex"),
+                        (series.data > 0, "the spectra hold boolean")):
+        odd = series._deepcopy_with_new_data(data)
+        lazy = series.as_lazy()
+        lazy.data = lazy.data.astype(data.dtype) if data.dtype.kind == "c" else lazy.data > 0
+        for source in (odd, lazy):
+            with pytest.raises(TypeError, match=words):
+                source.reconstruct_sirt(iterations=2)
+    maps = series.get_lines_intensity(integration_windows=2.0)
+    adf = sum(m.data for m in maps)
+    with pytest.raises(TypeError, match=r"adf data must be real numbers, got dtype complex128"):
+        series.reconstruct_hebt(adf.astype(complex), iterations=2)
+    given = [maps[0].data > 0, maps[1].data]
+    with pytest.raises(TypeError, match="the Ag_La map hold boolean"):
+        series.reconstruct_sirt(iterations=2, intensities=given, xray_lines=["Ag_La", "Au_Ma"])
+
+
+def test_a_grid_too_large_for_memory_is_refused_up_front(monkeypatch):
+    """padding_px=10_000_000 used to fail with numpy's MemoryError after trying to
+    allocate 4.8 GiB; now the estimate is compared with the available memory first."""
+    import tracemalloc
+
+    from helpers import make_series
+
+    from hyperspy_hebt import _field
+    from hyperspy_hebt.tomography import ParallelBeamGeometry
+    from hyperspy_hebt.tomography.projector import make_projector
+
+    # The estimate is an upper one, and not a wild one: against the traced peak of
+    # building a lamella-like padded grid's projector (W, W^T and the build's arrays).
+    geometry = ParallelBeamGeometry(tuple(np.linspace(-60, 60, 16)), 64, n_x=240, n_z=64)
+    tracemalloc.start()
+    make_projector(geometry)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak <= _field.grid_memory_bytes(geometry) <= 3 * peak
+    series = make_series(lazy=True)
+    monkeypatch.setattr(_field, "available_memory_bytes", lambda: 2**29)  # 0.5 GiB
+    with pytest.raises(ValueError, match=r"needs about 0.\d GiB at once and this machine "
+                                         r"has 0.5 GiB available. Give fewer padding"):
+        series.reconstruct_sirt(iterations=2, padding_px=100_000)
+    series.reconstruct_sirt(iterations=2, padding_px=8)  # a sensible grid passes
