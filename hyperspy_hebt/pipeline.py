@@ -32,7 +32,7 @@ from .diagnostics import AS_RECORDED_KEY, CLIPPED_FRACTION_LIMIT, adf_as_recorde
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
 from .line_survey import sum_spectrum_of, survey_lines
-from .regions import composition_figure, composition_table
+from .regions import composition_figure, composition_table, parse_rule
 from .tilt_series import rebin_keeping_tilts
 from .tomography.backends import resolve_backend
 
@@ -250,6 +250,7 @@ def _run(paths, writer, elements, xray_lines, method, alpha, iterations, bin_fac
         raise ValueError(
             "HEBT, alignment and registration need the ADF images, and the files hold "
             "none (pass adf_paths for formats that store them apart).")
+    _check_before_the_run(series, bin_factor, regions)
     out = writer.open()  # checked before the long run; written whole at the end
     tree = series.original_metadata.tilt_series
     summary = {"package": f"hyperspy_hebt {__version__}", "files": len(series.tilt_angles),
@@ -374,6 +375,25 @@ def _run(paths, writer, elements, xray_lines, method, alpha, iterations, bin_fac
     stage(f"Mean weight fractions inside the particle ({summary['algorithm']}): {means}; "
           f"wrote {writer.out}/")
     return summary
+
+
+def _check_before_the_run(series, bin_factor, regions) -> None:
+    """Arguments that could only fail late (binning, region rules), checked on the
+    loaded series before anything is computed."""
+    scan = [axis.size for axis in series.axes_manager.navigation_axes
+            if axis.name != "tilt"]
+    if any(size % bin_factor for size in scan):
+        divisors = [d for d in range(2, min(scan) + 1) if all(s % d == 0 for s in scan)]
+        shape = " x ".join(map(str, scan))
+        raise ValueError(f"bin_factor {bin_factor} does not divide the scan ({shape} pixels); "
+                         f"bin by one of {divisors[:8]}." if divisors else
+                         f"bin_factor {bin_factor} does not divide the scan ({shape} pixels), "
+                         "whose sizes share no divisor: crop it first.")
+    elements = list(series.metadata.Sample.elements)
+    named = regions.values() if isinstance(regions, dict) else (regions or ())
+    for rule in named:
+        if isinstance(rule, str):
+            parse_rule(rule, elements)
 
 
 def _in_memory(maps, total):

@@ -55,6 +55,26 @@ def _inside(volumes) -> np.ndarray:
     return total > 0
 
 
+def parse_rule(rule: str, elements: Sequence[str]):
+    """The parts of a region rule, checked against the quantified ``elements`` (so a
+    run can refuse a bad rule before it starts).
+
+    Raises
+    ------
+    ValueError
+        A rule that does not parse, or one naming an element not quantified.
+    """
+    match = _RULE.match(rule) if isinstance(rule, str) else None
+    if match is None:
+        raise ValueError(
+            f"region rule {rule!r} is not understood; use 'inside', 'Pt dominates', "
+            "'Pt > 0.3', 'Pt < 0.05', or any of them after 'not'.")
+    if not match["inside"] and match["element"] not in elements:
+        raise ValueError(f"region rule {rule!r} names {match['element']}, which was not "
+                         f"quantified (elements: {list(elements)}).")
+    return match
+
+
 def region_mask(rule, elements: Sequence[str], stack) -> np.ndarray:
     """Boolean volume of one region.
 
@@ -82,18 +102,11 @@ def region_mask(rule, elements: Sequence[str], stack) -> np.ndarray:
             raise ValueError(f"a region given as a volume must be boolean with shape "
                              f"{inside.shape} (y, z, x), got {mask.dtype} {mask.shape}.")
         return mask & inside
-    match = _RULE.match(rule)
-    if match is None:
-        raise ValueError(
-            f"region rule {rule!r} is not understood; use 'inside', 'Pt dominates', "
-            "'Pt > 0.3', 'Pt < 0.05', or any of them after 'not'.")
+    match = parse_rule(rule, elements)
     if match["inside"]:
         selected = inside
     else:
         element = match["element"]
-        if element not in elements:
-            raise ValueError(f"region rule {rule!r} names {element}, which was not quantified "
-                             f"(elements: {list(elements)}).")
         values = stack[list(elements).index(element)]
         if match["dominates"]:
             dominant = np.ones(inside.shape, dtype=bool)

@@ -5,6 +5,7 @@ SIGKILL) leaves the previous results complete and loadable."""
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -236,3 +237,26 @@ def test_a_grid_too_large_for_memory_is_refused_up_front(monkeypatch):
                                          r"has 0.5 GiB available. Give fewer padding"):
         series.reconstruct_sirt(iterations=2, padding_px=100_000)
     series.reconstruct_sirt(iterations=2, padding_px=8)  # a sensible grid passes
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--bin", "5"], r"bin_factor 5 does not divide the scan \(24 x 24 pixels\); bin by one "
+                     r"of \[2, 3, 4, 6, 8, 12, 24\]"),
+    (["--region", "bogus"], "region rule 'bogus' is not understood"),
+    (["--region", "Fe dominates"], r"names Fe, which was not quantified \(elements: \['Ag', "
+                                   r"'Au'\]\)"),
+    (["--out", "/dev/null"], "is a file, not a folder"),
+])
+def test_command_line_refuses_late_failures_before_the_run(folder, tmp_path, capsys, extra,
+                                                           words):
+    """Binning and region rules used to fail after the reconstruction (dask's
+    NotImplementedError, or the rule parsed once the volumes were quantified)."""
+    out = tmp_path / "results"
+    command = _command(folder, out, *extra)
+    if "--out" in extra:
+        command = command[:-4] + extra  # the second --out wins in argparse anyway
+    start = time.monotonic()
+    assert main(command) == 2
+    assert re.search(words, capsys.readouterr().err)
+    assert time.monotonic() - start < 30  # nothing was reconstructed
+    assert not out.exists() and list(tmp_path.iterdir()) == []
