@@ -129,6 +129,21 @@ def _metadata_tilt(path, spectrum):
     )
 
 
+def _read(path: str, lazy: bool, **kwargs):
+    """``hs.load`` of one file; a file the readers cannot parse (truncated by a copy
+    that stopped early, a damaged HDF5 or zarr header) is named in the error, where
+    h5py, blosc or json would not say which of the series' files it was."""
+    import hyperspy.api as hs
+
+    try:
+        return hs.load(path, lazy=lazy, **kwargs)
+    except Exception as error:  # the readers raise many types; all mean "unreadable"
+        raise ValueError(
+            f"{path} cannot be read ({type(error).__name__}: {error}). Is the file "
+            "complete (a copy or transfer that stopped early) and in a format rosettasciio "
+            "reads?") from error
+
+
 def load_tilt_series(
     paths: str | Sequence[str],
     tilt_angles: Sequence[float] | None = None,
@@ -197,7 +212,6 @@ def load_tilt_series(
     FileNotFoundError
         A pattern matching nothing, or missing files.
     """
-    import hyperspy.api as hs
 
     if detectors not in DETECTOR_MODES:
         raise ValueError(f"detectors must be one of {DETECTOR_MODES}, got {detectors!r}.")
@@ -213,7 +227,7 @@ def load_tilt_series(
         kwargs = dict(load_kwargs)
         if path.lower().endswith(_DETECTOR_AWARE):
             kwargs.setdefault("sum_EDS_detectors", detectors == "sum")
-        loaded = hs.load(path, lazy=lazy, **kwargs)
+        loaded = _read(path, lazy, **kwargs)
         if n_detectors is None:
             listed = loaded if isinstance(loaded, list) else [loaded]
             n_detectors = max(1, sum(_is_spectrum_image(s) for s in listed))
@@ -222,7 +236,7 @@ def load_tilt_series(
         file_spectra, adf = _split_file(path, loaded, want_adf=adf_files is None,
                                         n_spectra=n_detectors)
         if adf_files is not None:
-            adf = hs.load(adf_files[i], lazy=lazy)
+            adf = _read(adf_files[i], lazy)
             if isinstance(adf, list) or adf.axes_manager.signal_dimension != 2:
                 raise ValueError(f"{adf_files[i]} must hold one 2D ADF image.")
         spectra.append(file_spectra)

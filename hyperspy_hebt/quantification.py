@@ -154,6 +154,15 @@ def normalised_total(intensities, factors):
     return normalised, normalised.sum(axis=0)
 
 
+def _refuse_non_finite(n_bad: int, n_total: int) -> None:
+    if n_bad:
+        raise ValueError(
+            f"The reconstructions hold {n_bad} of {n_total} voxels that are NaN or infinite: "
+            "the ESF threshold cannot be fitted and those voxels have no composition. Find "
+            "where they come from, or quantify with threshold=None or a number, which gives "
+            "NaN fractions there (never 0).")
+
+
 def _histogram_inputs(total):
     """(counts, n_above, n_total, scale) of the total, numpy or lazily with dask."""
     flat = total.ravel()
@@ -171,8 +180,10 @@ def _histogram_inputs(total):
 
 
 def _threshold_from_packed(packed):
-    """[counts..., n_above, n_total, scale] -> [threshold] (runs inside a dask graph)."""
-    counts, (n_above, n_total, scale) = packed[:-3], packed[-3:]
+    """[counts..., n_above, n_total, scale, n_bad] -> [threshold] (runs inside a dask
+    graph)."""
+    counts, (n_above, n_total, scale, n_bad) = packed[:-4], packed[-4:]
+    _refuse_non_finite(int(n_bad), int(n_total))
     return np.array([fit_esf(counts, int(n_above), int(n_total), float(scale)).threshold])
 
 
@@ -190,11 +201,20 @@ def esf_threshold(total):
     threshold (nothing is computed). The lazy fit stays a plain array task
     rather than a ``dask.delayed`` call, which would optimise, and so copy,
     the reconstruction graph it depends on.
+
+    Raises
+    ------
+    ValueError
+        ``total`` holds NaN or infinite voxels (for a dask input, when computed).
     """
+    n_bad = (~da.isfinite(total) if isinstance(total, da.Array) else ~np.isfinite(total)).sum()
+    if not isinstance(total, da.Array):
+        _refuse_non_finite(int(n_bad), total.size)
     counts, n_above, n_total, scale = _histogram_inputs(total)
     if not isinstance(total, da.Array):
         return fit_esf(counts, int(n_above), int(n_total), float(scale))
-    tail = da.stack([n_above.astype(float), da.asarray(float(n_total)), scale.astype(float)])
+    tail = da.stack([n_above.astype(float), da.asarray(float(n_total)), scale.astype(float),
+                     n_bad.astype(float)])
     packed = da.concatenate([counts.astype(float), tail]).rechunk(-1)
     return packed.map_blocks(_threshold_from_packed, chunks=((1,),), dtype=float)[0]
 
@@ -291,7 +311,8 @@ def composition_fractions(intensities, factors, threshold=None, atomic_weights=N
     array like ``intensities``
         Weight (or atomic) fractions: 0 outside, summing to 1 inside. Values
         are not clipped: negative reconstructed voxels (without positivity)
-        give fractions outside [0, 1].
+        give fractions outside [0, 1]. A voxel where any reconstruction is NaN
+        (or the total is not finite) is NaN for every element, never 0.
     """
     factors = np.asarray(factors, dtype=float)
     if factors.ndim != 1 or factors.size != intensities.shape[0]:
@@ -309,4 +330,6 @@ def composition_fractions(intensities, factors, threshold=None, atomic_weights=N
     denominator = normalised.sum(axis=0)
     one, zero = normalised.dtype.type(1), normalised.dtype.type(0)
     safe = np.where(inside, denominator, one)
-    return np.where(inside, normalised / safe, zero)
+    fractions = np.where(inside, normalised / safe, zero)
+    # A NaN compares False with the threshold: it would read as "outside", 0.
+    return np.where(np.isfinite(total), fractions, normalised.dtype.type(np.nan))

@@ -260,3 +260,54 @@ def test_command_line_refuses_late_failures_before_the_run(folder, tmp_path, cap
     assert re.search(words, capsys.readouterr().err)
     assert time.monotonic() - start < 30  # nothing was reconstructed
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_damaged_files_are_named(folder, tmp_path, capsys):
+    """A truncated .hspy (a copy that stopped early) or a damaged zarr header used to
+    raise h5py's or json's error, which does not say which of the series' files it was."""
+    import shutil
+
+    from hyperspy_hebt.io import load_tilt_series
+
+    copy = tmp_path / "series"
+    shutil.copytree(folder, copy)
+    victim = sorted(copy.glob("tilt_*.hspy"))[3]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    with pytest.raises(ValueError, match=rf"{re.escape(str(victim))} cannot be read .*Is the "
+                                         "file complete"):
+        load_tilt_series(str(copy / "tilt_*.hspy"), tilt_from="filename")
+    assert main(_command(copy, tmp_path / "results")) == 2
+    assert f"error: {victim} cannot be read" in capsys.readouterr().err
+    zspy = tmp_path / "zarr"
+    zspy.mkdir()
+    first = hs.load(sorted(folder.glob("tilt_*.hspy"))[0])
+    for angle in (-10, 10):
+        first.save(zspy / f"tilt_{angle:+d}.zspy")
+    (header,) = (zspy / "tilt_+10.zspy" / "Experiments").glob("*/data/.zarray")
+    header.write_text(header.read_text()[:40])
+    with pytest.raises(ValueError, match=r"tilt_\+10.zspy cannot be read"):
+        load_tilt_series(str(zspy / "tilt_*.zspy"), tilt_from="filename")
+
+
+def test_a_nan_voxel_is_never_quantified_as_zero():
+    """It used to compare False with the threshold and read as 'outside': 0 wt%."""
+    import dask
+    from helpers import make_series
+
+    series = make_series()
+    recs = series.reconstruct_sirt(iterations=5)
+    spoiled = [rec.deepcopy() for rec in recs]
+    spoiled[1].data[1, 3, 8] = np.nan  # (y, z, x): one voxel of Au_Ma
+    with pytest.raises(ValueError, match="hold 1 of .* voxels that are NaN or infinite"):
+        series.quantify_cross_section(spoiled)
+    lazy = [rec.as_lazy() for rec in spoiled]
+    fractions = series.quantify_cross_section(lazy)  # the ESF is fitted when computed
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        dask.compute(*[f.data for f in fractions])
+    for given in (spoiled, lazy):
+        fractions = series.quantify_cross_section(given, threshold=None)
+        values = [np.asarray(f.data) for f in fractions]
+        assert all(np.isnan(v[1, 3, 8]) for v in values)  # both elements: unknown
+        assert sum(np.isnan(v).sum() for v in values) == len(values)
+        reference = series.quantify_cross_section(recs, threshold=None)
+        np.testing.assert_allclose(values[0][0], reference[0].data[0], rtol=1e-6)
