@@ -11,6 +11,7 @@ decided.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 
 import dask
@@ -160,6 +161,7 @@ def prepare(signal, adf=None, source: LineSource | None = None,
     """
     source = LineSource() if source is None else source
     grid = GridOptions() if grid is None else grid
+    signal = private_view(signal)
     rotation_axis, padding_px = grid.rotation_axis, grid.padding_px
     invalid_pixels, thickness_nm = grid.invalid_pixels, grid.thickness_nm
     layout = TiltSeriesLayout.from_signal(signal, rotation_axis)
@@ -196,6 +198,25 @@ def prepare(signal, adf=None, source: LineSource | None = None,
     if lazy and compute:
         eds = in_memory(eds, slices_per_block)
     return Problem(layout, lines, raw, eds, adf_stack, lazy, sigma, field)
+
+
+_VIEW_LOCK = threading.Lock()
+
+
+def private_view(signal):
+    """A signal sharing ``signal``'s data (no copy) with its own axes and metadata.
+
+    HyperSpy's slicing and exspy's integration briefly change a signal's own state
+    (threads sharing one signal crashed in ``isig`` with "too many indices"); working
+    on a view of our own makes the methods safe to call from several threads on one
+    signal, and leaves the user's signal as it was. Making the copy briefly takes the
+    data, models and learning results off the source (HyperSpy's
+    ``_deepcopy_with_new_data``), so copies are made one at a time: safe among this
+    package's methods, not against other HyperSpy calls on the same signal running in
+    other threads at that moment.
+    """
+    with _VIEW_LOCK:
+        return signal._deepcopy_with_new_data(signal.data)
 
 
 def refuse_non_real(data, name: str) -> None:
