@@ -251,7 +251,7 @@ def auto_hebt(signal, adf, alpha, iterations, model: HebtModel, source: LineSour
 
 def _best_summed(rows) -> float:
     """Lowest score summed over lines among ``rows`` (one setting = method, alpha, n)."""
-    summed = {}
+    summed: dict = {}
     for r in rows:
         key = (r["alpha"], r["iterations"])
         summed[key] = summed.get(key, 0.0) + r["score"]

@@ -36,7 +36,7 @@ EDGE_COLUMNS = 1
 EXTENDED_EDGE_FRACTION = 0.25
 
 
-def full_coverage_padding(tilt_angles_deg, n_detector: int, n_z: int) -> int:
+def full_coverage_padding(tilt_angles_deg, n_detector: int, n_z: float) -> int:
     """Columns per side so that every ray stays inside the grid through the slab.
 
     A ray at tilt ``theta`` recorded at the scan edge ``u = n_detector / 2`` crosses

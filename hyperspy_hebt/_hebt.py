@@ -143,6 +143,7 @@ def response_model(inputs: Problem, model: HebtModel, expected=None,
                                          and response_ratios == PHYSICS)
     valid = None
     if exclude_clipped:
+        assert inputs.adf is not None  # HEBT's problems hold the ADF
         invalid = invalid_adf_pixels(inputs.adf)
         if isinstance(invalid, da.Array) and fitted:
             invalid = invalid.compute()  # the maps are in memory for the fit anyway
@@ -226,8 +227,10 @@ def hebt_of(signal, adf, inputs: Problem, alpha: float, iterations: int, model: 
                                extra_volume=bool(unlisted_mass), eds_weighted=eds_weighted,
                                backend=backend,
                                half_thickness_px=inputs.field.half_thickness_px)
-    channels = inputs.eds + [inputs.adf - fit.offset if fit.offset else inputs.adf]
-    if weighted:
+    adf_stack = inputs.adf
+    assert adf_stack is not None  # prepare() was given the ADF (_required_adf)
+    channels = inputs.eds + [adf_stack - fit.offset if fit.offset else adf_stack]
+    if fit.valid is not None:
         channels.append(fit.valid.astype(np.float32))
     if eds_weighted:
         channels.append(inputs.field.weights)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .tilt_series import get_tilt_axis
 from .tomography import ParallelBeamGeometry
 from .tomography.geometry import validate_tilt_angles
+
+if TYPE_CHECKING:
+    from hyperspy.axes import BaseDataAxis
 
 
 @dataclass
@@ -19,9 +23,9 @@ class TiltSeriesLayout:
     navigation-shaped array (a line-intensity map) uses the same positions.
     """
 
-    tilt_axis: object
-    slice_axis: object | None
-    detector_axis: object
+    tilt_axis: BaseDataAxis
+    slice_axis: BaseDataAxis | None
+    detector_axis: BaseDataAxis
     tilt_angles_deg: np.ndarray
 
     @classmethod

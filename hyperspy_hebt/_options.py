@@ -15,6 +15,7 @@ spectrum lacks) stay where the data are first seen, in :func:`._problem.prepare`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -97,8 +98,8 @@ class LineSource:
     normalise_tilts : bool
     """
 
-    xray_lines: object = None
-    intensities: object = None
+    xray_lines: Sequence[str] | None = None
+    intensities: Sequence | None = None
     integration_windows: object = 2.0
     background_windows: object = None
     normalise_tilts: bool = False
@@ -133,7 +134,7 @@ class GridOptions:
 
     rotation_axis: str = "y"
     gaussian_sigma: object = None
-    padding_px: Padding = AUTO
+    padding_px: Padding = "auto"
     invalid_pixels: object = AUTO
     thickness_nm: float | None = None
 

@@ -127,11 +127,13 @@ class ResultWriter:
 
     def final_path(self, path) -> Path:
         """Where a file written under the staging folder will be after the commit."""
+        assert self.staging is not None, "open() first"
         return self.out / Path(path).relative_to(self.staging)
 
     def commit(self, summary: dict, default=None) -> None:
         import json
 
+        assert self.staging is not None, "open() first"
         summary["output_files"] = manifest(self.staging)
         (self.staging / SUMMARY).write_text(json.dumps(summary, indent=2, default=default))
         commit(self.staging, self.out)

@@ -19,10 +19,11 @@ import dask.array as da
 import numpy as np
 
 from ._field import check_grid_memory, invalid_pixels_of, resolve_padding, thickness_support
-from ._intensities import adf_series, line_intensities, normalise_per_tilt
+from ._intensities import LineIntensity, adf_series, line_intensities, normalise_per_tilt
 from ._layout import TiltSeriesLayout
 from ._options import GridOptions, LineSource
 from .filtering import filtered_sinograms
+from .tomography import ParallelBeamGeometry
 
 __all__ = ["Field", "Problem", "prepare"]
 
@@ -39,8 +40,8 @@ def in_memory(stacks, slices_per_block):
 class Field:
     """The reconstruction grid, where the object may be, and the measurements it trusts."""
 
-    geometry: object
-    weights: object  # (slices, tilts, detector) float32, 0 = no valid data; None = all valid
+    geometry: ParallelBeamGeometry
+    weights: np.ndarray | da.Array | None  # (slices, tilts, detector) float32, 0 = no data
     record: dict
     half_thickness_px: float | None = None  # slab support |z| <= this; None = whole grid
 
@@ -98,10 +99,10 @@ class Problem:
     """
 
     layout: TiltSeriesLayout
-    lines: list
+    lines: list[LineIntensity]
     raw: list
     eds: list
-    adf: object
+    adf: np.ndarray | da.Array | None
     lazy: bool
     sigma: tuple | None
     field: Field

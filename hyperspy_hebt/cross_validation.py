@@ -328,7 +328,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                                                           fold.train_weights)
                                        for m in fold.train_eds])
         folds.append(fold)
-    totals = {}
+    totals: dict = {}
 
     def record(fold, method, alpha, n, predictions):
         for line, prediction, truth in zip(names, predictions, fold.measured):
@@ -384,10 +384,10 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
             for (m, a, n, line), total in totals.items()]
     best_per_line = {line: min((r for r in rows if r["xray_line"] == line),
                                key=lambda r: r["score"]) for line in names}
-    summed = {}
+    summed: dict = {}
     for (method, alpha, n, _), total in totals.items():
         summed[(method, alpha, n)] = summed.get((method, alpha, n), 0.0) + total / n_folds
-    method, alpha, n = min(summed, key=summed.get)
+    method, alpha, n = min(summed, key=lambda setting: summed[setting])
     best = {"method": method, "alpha": float("nan") if alpha is None else alpha,
             "iterations": n, "score": summed[(method, alpha, n)]}
     return CrossValidation(rows, best_per_line, best, score, n_folds,

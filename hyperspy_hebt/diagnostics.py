@@ -46,7 +46,8 @@ OFFSET_LIMIT = 0.05
 TREND_LIMIT = 0.05
 
 
-def clipped_mask(adf: np.ndarray, end: str = "top", band: float = 0.005) -> np.ndarray:
+def clipped_mask(adf: np.ndarray | da.Array, end: str = "top",
+                 band: float = 0.005) -> np.ndarray | da.Array:
     """Pixels piled up at one end of the ADF range (saturated or clipped).
 
     A detector that saturates (or clips to black) stacks many pixels within a
@@ -128,7 +129,7 @@ def hot_pixel_mask(adf, spatial_axes=(0, 2)):
     return (adf >= high - HOT_TOP_BAND * span) & (adf - median > HOT_JUMP * span)
 
 
-def invalid_adf_pixels(adf: np.ndarray) -> np.ndarray:
+def invalid_adf_pixels(adf: np.ndarray | da.Array) -> np.ndarray | da.Array:
     """Saturated pixels, pixels clipped at a raised (non-zero) floor, and hot pixels.
 
     A pile-up at zero is vacuum, not clipping, and is kept. Hot pixels (isolated,

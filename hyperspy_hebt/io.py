@@ -14,6 +14,7 @@ import glob
 import os
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -136,12 +137,37 @@ def _read(path: str, lazy: bool, **kwargs):
     import hyperspy.api as hs
 
     try:
-        return hs.load(path, lazy=lazy, **kwargs)
+        loaded = hs.load(path, lazy=lazy, **kwargs)
     except Exception as error:  # the readers raise many types; all mean "unreadable"
         raise ValueError(
             f"{path} cannot be read ({type(error).__name__}: {error}). Is the file "
             "complete (a copy or transfer that stopped early) and in a format rosettasciio "
             "reads?") from error
+    if os.path.isdir(path) and path.lower().rstrip("/").endswith(".zspy"):
+        _refuse_missing_chunks(path)
+    return loaded
+
+
+def _refuse_missing_chunks(path: str) -> None:
+    """Refuse a ``.zspy`` folder whose data arrays lack chunk files: zarr reads a missing
+    chunk back as its fill value (zeros), so a damaged copy would load as a series with
+    blank blocks. rosettasciio writes every chunk, empty ones included."""
+    import json
+
+    import zarr
+
+    for header in sorted(Path(path).glob("**/data/.zarray")):
+        meta = json.loads(header.read_text())
+        store = (zarr.storage.NestedDirectoryStore if meta.get("dimension_separator") == "/"
+                 else zarr.storage.DirectoryStore)(str(header.parent))
+        array = zarr.open_array(store, mode="r")
+        if array.nchunks_initialized < array.nchunks:
+            raise ValueError(
+                f"{path}: {array.nchunks - array.nchunks_initialized} of {array.nchunks} "
+                f"chunks of {header.parent.relative_to(path).as_posix()} are missing; zarr "
+                "would read them back as zeros (blank blocks of the series). Copy the file "
+                "again; if its writer left out all-zero chunks on purpose, load it with "
+                "hs.load and use stack_tilt_series.")
 
 
 def load_tilt_series(

@@ -14,10 +14,13 @@ from exspy.utils import eds as eds_utils
 
 from . import _cross_validation, _hebt, _quantification, _reconstruction
 from ._options import (
-    AUTO,
+    Alpha,
+    Backend,
     GridOptions,
     HebtModel,
+    Iterations,
     LineSource,
+    Padding,
     RunOptions,
     checked_alpha,
     checked_iterations,
@@ -111,7 +114,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
     def reconstruct_sirt(
         self,
-        iterations: int | str = 50,
+        iterations: Iterations = 50,
         xray_lines: Sequence[str] | None = None,
         intensities: Sequence | None = None,
         integration_windows: float | Sequence = 2.0,
@@ -123,9 +126,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         rotation_axis: str = "y",
         slices_per_block: int = 64,
         normalise_tilts: bool = False,
-        padding_px: int | str = "auto",
+        padding_px: Padding = "auto",
         invalid_pixels="auto",
-        backend: str = "cpu",
+        backend: Backend = "cpu",
         thickness_nm: float | None = None,
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by SIRT (paper Eq. 10-11).
@@ -225,16 +228,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
         run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend)
-        if checked_iterations(iterations, run.relaxation) == AUTO:
+        count = checked_iterations(iterations, run.relaxation)
+        if isinstance(count, str):  # "auto"
             _no_auto_normalisation(normalise_tilts)
             return _cross_validation.auto_sirt(self, source, grid, run)
-        return _reconstruction.reconstruct_sirt(self, iterations, source, grid, run)
+        return _reconstruction.reconstruct_sirt(self, count, source, grid, run)
 
     def reconstruct_hebt(
         self,
         adf,
-        alpha: float | str = 0.8,
-        iterations: int | str = 200,
+        alpha: Alpha = 0.8,
+        iterations: Iterations = 200,
         response_ratios: dict | None = None,
         xray_lines: Sequence[str] | None = None,
         intensities: Sequence | None = None,
@@ -251,10 +255,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         unlisted_mass: bool = False,
         ratio_floor: float | None = None,
         normalise_tilts: bool = False,
-        padding_px: int | str = "auto",
+        padding_px: Padding = "auto",
         invalid_pixels="auto",
         detector_efficiency=1.0,
-        backend: str = "cpu",
+        backend: Backend = "cpu",
         thickness_nm: float | None = None,
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
@@ -351,11 +355,12 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
         run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend)
-        if AUTO in (checked_alpha(alpha), checked_iterations(iterations, run.relaxation)):
+        weight, count = checked_alpha(alpha), checked_iterations(iterations, run.relaxation)
+        if isinstance(weight, str) or isinstance(count, str):  # "auto"
             _no_auto_normalisation(normalise_tilts)
             return _cross_validation.auto_hebt(self, adf, alpha, iterations, model, source,
                                                grid, run)
-        return _hebt.reconstruct_hebt(self, adf, alpha, iterations, model, source, grid, run)
+        return _hebt.reconstruct_hebt(self, adf, weight, count, model, source, grid, run)
 
     def cross_validate(
         self,
@@ -376,11 +381,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         adf_offset: bool = False,
         unlisted_mass: bool = False,
         ratio_floor: float | None = None,
-        padding_px: int | str = "auto",
+        padding_px: Padding = "auto",
         invalid_pixels="auto",
         response_ratios: str | None = None,
         detector_efficiency=1.0,
-        backend: str = "cpu",
+        backend: Backend = "cpu",
         thickness_nm: float | None = None,
     ):
         """Score methods, iteration counts and alphas on held-out tilts.
@@ -519,9 +524,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         show_progressbar: bool | None = None,
         rotation_axis: str = "y",
         slices_per_block: int = 64,
-        padding_px: int | str = "auto",
+        padding_px: Padding = "auto",
         invalid_pixels="auto",
-        backend: str = "cpu",
+        backend: Backend = "cpu",
     ):
         """SIRT of the ADF/HAADF tilt series alone (the paper's Fig. 7).
 

@@ -283,6 +283,14 @@ def test_damaged_files_are_named(folder, tmp_path, capsys):
     first = hs.load(sorted(folder.glob("tilt_*.hspy"))[0])
     for angle in (-10, 10):
         first.save(zspy / f"tilt_{angle:+d}.zspy")
+    load_tilt_series(str(zspy / "tilt_*.zspy"), tilt_from="filename")  # intact: loads
+    # A chunk lost in a copy: zarr would read it back as zeros, a blank block.
+    chunks = sorted(p for p in (zspy / "tilt_-10.zspy").glob("Experiments/*/data/**/*")
+                    if p.is_file() and not p.name.startswith("."))
+    chunks[0].unlink()
+    with pytest.raises(ValueError, match=r"tilt_-10.zspy: 1 of \d+ chunks of .*data are "
+                                         "missing; zarr would read them back as zeros"):
+        load_tilt_series(str(zspy / "tilt_*.zspy"), tilt_from="filename", lazy=True)
     (header,) = (zspy / "tilt_+10.zspy" / "Experiments").glob("*/data/.zarray")
     header.write_text(header.read_text()[:40])
     with pytest.raises(ValueError, match=r"tilt_\+10.zspy cannot be read"):

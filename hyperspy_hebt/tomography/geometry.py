@@ -87,6 +87,7 @@ class ParallelBeamGeometry:
     @property
     def n_pixels(self) -> int:
         """Number of unknowns per slice (columns of the system matrix)."""
+        assert self.n_x is not None and self.n_z is not None  # set by __post_init__
         return self.n_x * self.n_z
 
 

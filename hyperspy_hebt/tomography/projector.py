@@ -44,10 +44,13 @@ def build_system_matrix(geometry: ParallelBeamGeometry) -> sp.csr_matrix:
         ``int32`` indices. Entries are path lengths in pixels.
     """
     g = geometry
+    assert g.n_x is not None and g.n_z is not None  # set by __post_init__
     det_u = np.arange(g.n_detector) - (g.n_detector - 1) / 2 + g.detector_offset_px
     x_centre = (g.n_x - 1) / 2
     z_centre = (g.n_z - 1) / 2
-    rows, cols, vals = [], [], []
+    row_parts: list = []
+    col_parts: list = []
+    val_parts: list = []
     for a, angle in enumerate(np.deg2rad(g.tilt_angles_deg)):
         cos_t, sin_t = np.cos(angle), np.sin(angle)
         ray = a * g.n_detector + np.arange(g.n_detector)
@@ -77,12 +80,12 @@ def build_system_matrix(geometry: ParallelBeamGeometry) -> sp.csr_matrix:
         ray_grid = np.broadcast_to(ray[:, None], along.shape)
         for idx, weight in ((lower, 1.0 - frac), (lower + 1, frac)):
             keep = (idx >= 0) & (idx < n_along) & (weight > 0)
-            rows.append(ray_grid[keep])
-            cols.append(pixel(step_grid[keep], idx[keep]))
-            vals.append((weight[keep] * length).astype(np.float32))
-    rows = np.concatenate(rows)
-    cols = np.concatenate(cols)
-    vals = np.concatenate(vals)
+            row_parts.append(ray_grid[keep])
+            col_parts.append(pixel(step_grid[keep], idx[keep]))
+            val_parts.append((weight[keep] * length).astype(np.float32))
+    rows = np.concatenate(row_parts)
+    cols = np.concatenate(col_parts)
+    vals = np.concatenate(val_parts)
     matrix = sp.csr_matrix(
         (vals, (rows, cols)), shape=(g.n_rays, g.n_pixels), dtype=np.float32
     )
@@ -232,5 +235,5 @@ def make_projector(geometry: ParallelBeamGeometry) -> Projector:
 
 
 _build_projector = functools.lru_cache(maxsize=8)(make_projector)
-get_projector.cache_info = _build_projector.cache_info
-get_projector.cache_clear = _build_projector.cache_clear
+get_projector.cache_info = _build_projector.cache_info  # type: ignore[attr-defined]
+get_projector.cache_clear = _build_projector.cache_clear  # type: ignore[attr-defined]

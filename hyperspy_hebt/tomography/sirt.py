@@ -259,5 +259,5 @@ def pixel_major_snapshot(volume: np.ndarray, shape: tuple) -> Callable[[], np.nd
     def copy_out():
         return np.ascontiguousarray(volume.T).reshape(shape)
 
-    copy_out.pixel_major = volume
+    copy_out.pixel_major = volume  # type: ignore[attr-defined]
     return copy_out
