@@ -13,6 +13,7 @@ from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 from exspy.utils import eds as eds_utils
 
 from . import _cross_validation, _hebt, _quantification, _reconstruction
+from ._docstrings import shared_parameters
 from ._options import (
     Alpha,
     Backend,
@@ -112,6 +113,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         """
         apply_tilt_angles(self, tilt_angles)
 
+    @shared_parameters
     def reconstruct_sirt(
         self,
         iterations: Iterations = 50,
@@ -140,77 +142,21 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             ``"auto"`` picks, for each line, the count that best predicts held-out
             tilts (:meth:`cross_validate` over 20-500 iterations on 16 slices) and
             records the scores in ``metadata.Reconstruction.CrossValidation``.
-        xray_lines : list of str, optional
-            Lines to reconstruct, e.g. ``["Ag_La", "Au_Ma"]``. Default: as exspy's
-            ``get_lines_intensity`` (``metadata.Sample.xray_lines``, else the
-            alpha lines of ``metadata.Sample.elements`` within the energy range).
-        intensities : list of signals, optional
-            Precomputed line intensities (model fitting, NMF, ...), one per line,
-            each with data shaped like the navigation of this signal
-            (``(tilt, y, x)``), eager or lazy. Line names come from ``xray_lines``
-            or from each signal's ``metadata.Sample.xray_lines``. When given, the
-            spectra are not integrated.
-        integration_windows : float or array (n_lines, 2)
-            Width of the integration windows in units of the line FWHM, or the
-            windows in energy units (exspy's convention).
-        background_windows : None, "auto" or array (n_lines, 4)
-            Background windows in energy units (exspy's convention); ``"auto"``
-            uses ``estimate_background_windows``. None: no background subtraction.
-        gaussian_sigma : float or dict, optional
-            Gaussian filter of the line-intensity maps before reconstruction, in
-            pixels. A number filters the spatial axes of each tilt's map; a dict
-            gives sigma per navigation axis name, e.g. ``{"x": 0.8, "tilt": 0.8}``
-            filters the sinograms as in the paper.
-        relaxation : float
-            Relaxation factor in (0, 2).
-        positivity : bool
-            Set negative voxels to zero after every iteration (the paper's choice).
-        show_progressbar : bool, optional
-            Progress bar for eager signals; default: HyperSpy's preference.
-        rotation_axis : str
-            Name of the navigation axis parallel to the specimen rotation axis
-            (``"y"`` or ``"x"``); the other spatial axis is the scan direction.
-        slices_per_block : int
-            Slices reconstructed together (one dask block of a lazy result), at
-            most: fewer when their volumes would pass 64 MB (a padded grid).
-        normalise_tilts : bool
-            Scale each line's map to the same total at every tilt (detector
-            shadowing; the paper's correction). Computes the totals now (one pass
-            over a lazy series); the factors go to the metadata.
-        padding_px : int or "auto"
-            Columns added to the reconstruction grid on each side of the scan, for
-            objects wider than the field (lamellae): their mass outside the field
-            crosses the edge rays at high tilt and would otherwise pile up at the
-            edges of the volume. The padded columns are reconstructed and cropped
-            from the result. ``"auto"``: when the summed line maps are still
-            bright at the scan's edges (the outermost column above 25 % of the
-            brightest column, on average over slices and tilts), enough columns
-            for every ray to stay in the grid through the slab
-            (``(w/2 (1 + sin t)) / cos t - w/2`` for width ``w`` and largest tilt
-            ``t``: 2.3 w per side at 70 degrees, so a 5.7x larger grid and cost);
-            else 0. Reads the maps (lazy series: once); give a
-            number to keep a lazy series fully lazy.
-        invalid_pixels : "auto", None or boolean array
-            Pixels with no valid data, given no weight (they are not read as "no
-            mass"). ``"auto"``: those that :func:`~hyperspy_hebt.alignment.align_tilt_series`
-            shifted in from outside the images (from ``metadata.Alignment``), none
-            for a series that was not aligned. An array: True where there is no
-            data, shaped like the navigation in array order (``(tilt, y, x)``).
-        backend : {"cpu", "cupy", "auto"}
-            Where the iterations run: ``"cpu"`` (numba, every core), ``"cupy"``
-            (a CUDA GPU through CuPy, same results to float32 rounding), ``"auto"``
-            (CuPy when it is installed and sees a device, else the CPU). Eager
-            signals resolve it now (a missing GPU is an error here); the blocks
-            of a lazy result resolve it where they run, e.g. on a cluster's GPU
-            workers. Recorded in ``metadata.Reconstruction.backend``.
-        thickness_nm : float, optional
-            Specimen thickness along the beam at 0 degrees (nm; a FIB lamella's, say
-            150): voxels farther than half of it from the mid-plane through the tilt
-            axis (z = 0) are held at 0 (a support constraint). Without it the slab is
-            as deep as the scan is wide, and the missing wedge spreads a thin
-            lamella's mass through all of it as streaks. Needs the scan axis
-            calibrated in a length; recorded in ``metadata.Reconstruction``
-            (``support``, ``thickness_nm``).
+        <xray_lines>
+        <intensities>
+        <integration_windows>
+        <background_windows>
+        <gaussian_sigma>
+        <relaxation>
+        <positivity>
+        <show_progressbar>
+        <rotation_axis>
+        <slices_per_block>
+        <normalise_tilts>
+        <padding_px>
+        <invalid_pixels>
+        <backend>
+        <thickness_nm>
 
         Returns
         -------
@@ -234,6 +180,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             return _cross_validation.auto_sirt(self, source, grid, run)
         return _reconstruction.reconstruct_sirt(self, count, source, grid, run)
 
+    @shared_parameters
     def reconstruct_hebt(
         self,
         adf,
@@ -269,12 +216,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Parameters
         ----------
-        adf : Signal2D or array
-            The HAADF/ADF tilt series recorded with the spectra: a ``Signal2D``
-            stack (navigation: tilt; signal: x, y) or any signal/array whose data
-            is shaped like this signal's navigation (``(tilt, y, x)``), eager or
-            lazy. Same pixels and tilts (checked against its ``tilt`` axis if
-            it has one); never modified. The ADF is not Gaussian-filtered.
+        <adf>
         alpha : float or "auto"
             Weight of the ADF term in [0, 1). 0 is EDS-only SIRT of the
             ratio-scaled maps; the paper finds the best alpha in 0.6-0.9.
@@ -292,49 +234,32 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         iterations : int or "auto"
             Joint SIRT iterations (HEBT converges more slowly than EDS SIRT as
             alpha grows: the EDS terms are weighted by 1 - alpha).
-        response_ratios : None, "physics" or dict
-            None: fitted by non-negative least squares of the ADF on the EDS maps
-            over every pixel and tilt (Eq. 15), with R^2 reported. ``"physics"``:
-            ``r_A = s z_A / f_A`` (Eq. 16, from the cross sections at this
-            signal's beam energy and ``detector_efficiency``), only the dose
-            constant ``s`` fitted: robust where the per-line fit is bent (a softly
-            saturating ADF, nearly proportional maps). A dict ``{xray_line: r_A}``
-            (ADF counts per EDS count): yours. For a lazy series the fits compute
-            the line-intensity maps once (one pass over the spectra); give a dict
-            and ``padding_px`` to keep everything lazy.
-        xray_lines, intensities, integration_windows, background_windows, gaussian_sigma
-            As for :meth:`reconstruct_sirt` (the filter applies to the EDS maps).
-        relaxation, positivity, show_progressbar, rotation_axis, slices_per_block
-            As for :meth:`reconstruct_sirt`.
-        exclude_clipped : bool
-            Leave ADF pixels piled up at the top of the range (saturation) or at a
-            raised floor (black-level clipping) out of the ratio fit and of the ADF
-            term. Changes nothing when there are none.
-        adf_offset : bool
-            Fit an ADF offset (dark level) with the ratios, ``I_H = sum r_A I_A +
-            b``, and reconstruct ``I_H - b``.
-        unlisted_mass : bool
-            Reconstruct an extra volume seen by the ADF only (carbon support, FIB
-            layers, elements not listed), so that their signal does not leak into
-            the listed elements; it is returned last.
-        ratio_floor : float, optional
-            Raise every ratio to at least this fraction of the median ratio, so a
-            near-zero ratio cannot let the shared ADF term swamp its element.
-        normalise_tilts : bool
-            As for :meth:`reconstruct_sirt` (the EDS maps only; the ADF is not
-            shadowed).
-        padding_px, invalid_pixels
-            As for :meth:`reconstruct_sirt` (``"auto"`` padding looks at the EDS
-            maps, which an ADF dark level cannot fool); invalid pixels are left out
-            of the ratio fit, the EDS terms and the ADF term.
-        detector_efficiency : float, dict or callable
-            EDS detector efficiency per line (as for :meth:`quantify_cross_section`),
-            used by ``response_ratios="physics"`` and by the check that fitted
-            ratios follow the cross sections (a fitted pattern more than 1.5x off is
-            reported in ``Diagnostics``).
-        backend, thickness_nm
-            As for :meth:`reconstruct_sirt` (every volume, the unlisted-mass one
-            included, is held within the slab).
+        <response_ratios>
+        <xray_lines>
+        <intensities>
+        <integration_windows>
+        <background_windows>
+        <gaussian_sigma>
+            Here it filters the EDS maps only: the ADF is the low-noise modality.
+        <relaxation>
+        <positivity>
+        <show_progressbar>
+        <rotation_axis>
+        <slices_per_block>
+        <exclude_clipped>
+        <adf_offset>
+        <unlisted_mass>
+        <ratio_floor>
+        <normalise_tilts>
+            Here the EDS maps only: the ADF is not shadowed.
+        <padding_px>
+            Here ``"auto"`` looks at the EDS maps, which an ADF dark level cannot fool.
+        <invalid_pixels>
+            Here they are left out of the ratio fit, the EDS terms and the ADF term.
+        <detector_efficiency>
+        <backend>
+        <thickness_nm>
+            Every volume, the unlisted-mass one included, is held within the slab.
 
         Returns
         -------
@@ -362,6 +287,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                                                grid, run)
         return _hebt.reconstruct_hebt(self, adf, weight, count, model, source, grid, run)
 
+    @shared_parameters
     def cross_validate(
         self,
         adf=None,
@@ -409,26 +335,32 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             HEBT weights to try.
         holdout : int
             Number of folds (2 to half the number of tilts).
-        xray_lines, intensities, integration_windows, background_windows, gaussian_sigma
-            As for :meth:`reconstruct_sirt`; the filter applies to the training
-            tilts of each fold only, and scores use the unfiltered maps.
+        <xray_lines>
+        <intensities>
+        <integration_windows>
+        <background_windows>
+        <gaussian_sigma>
+            Here it filters the training tilts of each fold only; the scores use
+            the unfiltered maps.
         score : {"poisson", "mse"}
             ``"mse"`` for maps that are not counts (background-subtracted).
         slices : int or sequence of int, optional
             Use this many evenly spaced slices (or these indices) to save time.
-        rotation_axis : str
-        exclude_clipped, adf_offset, unlisted_mass, ratio_floor
-            HEBT's options, as for :meth:`reconstruct_hebt`.
-        response_ratios : None or "physics"
-            How each fold's ratios are fitted, as for :meth:`reconstruct_hebt`
-            (with ``detector_efficiency``).
-        padding_px, invalid_pixels
-            As for :meth:`reconstruct_sirt`; invalid pixels are left out of the
-            training and of the scores.
-        backend : {"cpu", "cupy", "auto"}
-            Where the folds are reconstructed (resolved now: they run here).
-        thickness_nm : float, optional
-            As for :meth:`reconstruct_sirt`: the folds are reconstructed within it.
+        <rotation_axis>
+        <exclude_clipped>
+        <adf_offset>
+        <unlisted_mass>
+        <ratio_floor>
+        <response_ratios>
+            Here only None or ``"physics"``: each fold fits its own ratios.
+        <padding_px>
+        <invalid_pixels>
+            Here they are left out of the training and of the scores.
+        <detector_efficiency>
+        <backend>
+            Here resolved now: the folds run in this process.
+        <thickness_nm>
+            The folds are reconstructed within it.
 
         Returns
         -------
@@ -467,6 +399,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                                     background_order=background_order,
                                     window_fwhm=window_fwhm, check=check)
 
+    @shared_parameters
     def check_hebt_model(
         self,
         adf,
@@ -497,6 +430,24 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         over the smallest ``r_A / (z_A / f_A)``.
         Reads the data (lazy series: once).
 
+        Parameters
+        ----------
+        <adf>
+        <xray_lines>
+        <intensities>
+        <integration_windows>
+        <background_windows>
+        <gaussian_sigma>
+            Here it filters the EDS maps, as HEBT would use them.
+        <response_ratios>
+        <rotation_axis>
+        <exclude_clipped>
+            Off by default here: the check then sees the clipped pixels.
+        <adf_offset>
+        <invalid_pixels>
+            Here they are left out of the fit.
+        <detector_efficiency>
+
         Returns
         -------
         dict
@@ -515,6 +466,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             LineSource(xray_lines, intensities, integration_windows, background_windows),
             GridOptions(rotation_axis, gaussian_sigma, invalid_pixels=invalid_pixels))
 
+    @shared_parameters
     def reconstruct_adf(
         self,
         adf,
@@ -531,10 +483,24 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         """SIRT of the ADF/HAADF tilt series alone (the paper's Fig. 7).
 
         Uses this series' tilt angles and axes, so the volume lines up with the
-        EDS reconstructions. Parameters as for :meth:`reconstruct_sirt` and
-        :meth:`reconstruct_hebt` (``adf``); ``"auto"`` padding looks at the ADF
-        images, so a large ADF dark level (above 25 % of the brightest column)
-        reads as an object wider than the scan: give ``padding_px`` then.
+        EDS reconstructions.
+
+        Parameters
+        ----------
+        <adf>
+        iterations : int
+            SIRT iterations of the ADF series.
+        <relaxation>
+        <positivity>
+        <show_progressbar>
+        <rotation_axis>
+        <slices_per_block>
+        <padding_px>
+            Here ``"auto"`` looks at the ADF images, so a large ADF dark level (above
+            25 % of the brightest column) reads as an object wider than the scan:
+            give a number then.
+        <invalid_pixels>
+        <backend>
 
         Returns
         -------
