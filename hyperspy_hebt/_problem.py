@@ -222,6 +222,43 @@ def private_view(signal):
         return signal._deepcopy_with_new_data(signal.data)
 
 
+def prepare_adf(signal, adf, grid: GridOptions | None = None, *,
+                slices_per_block: int = 64) -> Problem:
+    """Prepare the ADF series alone for its own SIRT (``reconstruct_adf``).
+
+    Parameters
+    ----------
+    signal : TomographicEDSSpectrum
+        The tilt series whose angles and axes the ADF shares.
+    adf : signal or array
+        The ADF series (see ``reconstruct_hebt``).
+    grid : GridOptions, optional
+        Its padding (``"auto"`` looks at the ADF images: a large dark level reads as
+        an object wider than the scan) and invalid pixels; the filter and the
+        thickness are not used (the ADF is the low-noise modality).
+    slices_per_block : int
+        Chunks of the lazy stack along the slices.
+
+    Returns
+    -------
+    Problem
+        With no lines: ``adf`` holds the stack; lazy when the ADF is.
+    """
+    grid = GridOptions() if grid is None else grid
+    layout = TiltSeriesLayout.from_signal(signal, grid.rotation_axis)
+    data = adf_series(signal, adf)
+    lazy = isinstance(data, da.Array)
+    weights, record = invalid_weights(signal, layout, grid.invalid_pixels, lazy,
+                                      slices_per_block)
+    stack = filtered_sinograms(layout.to_stack(data), None, lazy, slices_per_block)
+    if lazy and isinstance(grid.padding_px, str):
+        (stack,) = in_memory([stack], slices_per_block)
+    if not lazy or isinstance(grid.padding_px, str):
+        refuse_flat_adf(stack, layout.tilt_angles_deg)
+    field = prepare_field(layout, [stack], grid.padding_px, weights, record)
+    return Problem(layout, [], [], [], stack, lazy, None, field)
+
+
 def refuse_non_real(data, name: str) -> None:
     """Refuse data that are not real numbers: complex values (a Fourier-filtered series
     whose imaginary part was not dropped) would be cast to their real part, booleans

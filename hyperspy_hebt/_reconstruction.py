@@ -16,12 +16,10 @@ import dask.array as da
 import numpy as np
 
 from ._field import slab_support
-from ._intensities import LineIntensity, adf_series, title_of
-from ._layout import TiltSeriesLayout
+from ._intensities import LineIntensity, title_of
 from ._options import GridOptions, LineSource, RunOptions
-from ._problem import Problem, in_memory, invalid_weights, prepare, prepare_field
+from ._problem import Problem, prepare, prepare_adf
 from ._version import __version__
-from .filtering import filtered_sinograms
 from .tomography import get_projector, sirt, validate_sirt_parameters
 from .tomography.backends import resolve_backend, validate_backend
 
@@ -169,24 +167,18 @@ def reconstruct_adf(signal, adf, iterations: int, grid: GridOptions, run: RunOpt
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_adf` (``grid``'s
     filter and thickness are not used: the ADF is the low-noise modality)."""
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
-    slices_per_block = run.slices_per_block
-    layout = TiltSeriesLayout.from_signal(signal, grid.rotation_axis)
-    data = adf_series(signal, adf)
-    lazy = isinstance(data, da.Array)
+    problem = prepare_adf(signal, adf, grid, slices_per_block=run.slices_per_block)
+    layout, lazy, field = problem.layout, problem.lazy, problem.field
     backend = kernel_backend(run.backend, lazy)
-    weights, record = invalid_weights(signal, layout, grid.invalid_pixels, lazy,
-                                      slices_per_block)
-    sinograms = filtered_sinograms(layout.to_stack(data), None, lazy, slices_per_block)
-    if lazy and isinstance(grid.padding_px, str):
-        (sinograms,) = in_memory([sinograms], slices_per_block)
-    field = prepare_field(layout, [sinograms], grid.padding_px, weights, record)
+    weights = field.weights
     kernel = functools.partial(_sirt_kernel, geometry=field.geometry, iterations=iterations,
                                relaxation=run.relaxation, positivity=run.positivity,
                                weighted=weights is not None, backend=backend)
-    channels = [sinograms] + ([] if weights is None else [weights])
+    assert problem.adf is not None
+    channels = [problem.adf] + ([] if weights is None else [weights])
     stacked = da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels)
     (volume,) = run_blocks(kernel, stacked, 1, field.geometry, lazy=lazy,
-                           slices_per_block=slices_per_block, iterations=iterations,
+                           slices_per_block=run.slices_per_block, iterations=iterations,
                            show_progressbar=run.show_progressbar, description="ADF SIRT")
     parameters = base_parameters(layout, "SIRT", iterations, run, None, backend)
     parameters.update(field.record)

@@ -226,6 +226,8 @@ def test_a_grid_too_large_for_memory_is_refused_up_front(monkeypatch):
     # The estimate is an upper one, and not a wild one: against the traced peak of
     # building a lamella-like padded grid's projector (W, W^T and the build's arrays).
     geometry = ParallelBeamGeometry(tuple(np.linspace(-60, 60, 16)), 64, n_x=240, n_z=64)
+    # Imports made by a first build (bytecode compiled in a fresh clone) are no grid's.
+    make_projector(ParallelBeamGeometry((-30.0, 30.0), 4))
     tracemalloc.start()
     make_projector(geometry)
     peak = tracemalloc.get_traced_memory()[1]
@@ -233,7 +235,7 @@ def test_a_grid_too_large_for_memory_is_refused_up_front(monkeypatch):
     assert peak <= _field.grid_memory_bytes(geometry) <= 3 * peak
     series = make_series(lazy=True)
     monkeypatch.setattr(_field, "available_memory_bytes", lambda: 2**29)  # 0.5 GiB
-    with pytest.raises(ValueError, match=r"needs about 0.\d GiB at once and this machine "
+    with pytest.raises(ValueError, match=r"needs about \d+\.\d GiB at once and this machine "
                                          r"has 0.5 GiB available. Give fewer padding"):
         series.reconstruct_sirt(iterations=2, padding_px=100_000)
     series.reconstruct_sirt(iterations=2, padding_px=8)  # a sensible grid passes
