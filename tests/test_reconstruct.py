@@ -254,8 +254,10 @@ def test_window_overlaps_and_negative_maps_are_reported(series, caplog):
     # Background windows put on the peak tops: "background" above the mean peak level.
     on_peaks = [[e - 0.01, e + 0.01, e - 0.01, e + 0.01] for e in (2.9844, 2.1229)]
     with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
-        series.reconstruct_sirt(iterations=2, integration_windows=1.0,
-                                background_windows=on_peaks)
+        # Negative in total, the map is refused now (issue 13), after the warnings.
+        with pytest.raises(ValueError, match="The Ag_La map is negative in total"):
+            series.reconstruct_sirt(iterations=2, integration_windows=1.0,
+                                    background_windows=on_peaks)
     assert "background window of Ag_La" in caplog.text  # sits on Ag La itself
     assert "background-subtracted map of Ag_La is negative" in caplog.text
 
