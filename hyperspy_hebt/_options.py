@@ -194,7 +194,12 @@ class RunOptions:
                 or blocks < 1:
             raise ValueError(f"slices_per_block must be a positive integer, got {blocks!r}.")
         object.__setattr__(self, "slices_per_block", int(blocks))
+        if not isinstance(self.positivity, (bool, np.bool_)):
+            raise TypeError(f"positivity must be True or False, got {self.positivity!r}.")
         object.__setattr__(self, "positivity", bool(self.positivity))
+        if not isinstance(self.show_progressbar, (bool, np.bool_, type(None))):
+            raise TypeError(f"show_progressbar must be True, False or None, got "
+                            f"{self.show_progressbar!r}.")
         if self.show_progressbar is None:
             from hyperspy.defaults_parser import preferences
 

@@ -23,7 +23,7 @@ from ._field import slab_support
 from .filtering import filtered_sinograms
 from .tomography import ParallelBeamGeometry, fit_response_model, make_projector, validate_alpha
 from .tomography.bimodal import _hebt_steps
-from .tomography.sirt import _sirt_steps
+from .tomography.sirt import _sirt_steps, validate_iteration_counts
 
 __all__ = ["CrossValidation", "cross_validate_stacks", "poisson_deviance"]
 
@@ -306,7 +306,10 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     options = {"exclude_clipped": True, "adf_offset": False, "unlisted_mass": False,
                "ratio_floor": None, "physics_ratios": None, **(hebt_options or {})}
     alphas = [validate_alpha(a) for a in alphas]
-    iterations = sorted({int(n) for n in iterations})
+    if isinstance(iterations, (str, int, np.integer)):
+        raise TypeError(f"iterations must be a sequence of iteration counts, e.g. (20, 50, "
+                        f"100), got {iterations!r}.")
+    iterations = sorted(set(validate_iteration_counts(iterations, relaxation)))
     angles = np.asarray(tilt_angles_deg, dtype=float)
     k, n_slices, n_tilts, n_det = eds.shape
     grid = {"n_detector": n_det, "n_x": n_det + 2 * padding_px, "n_z": n_det}

@@ -385,3 +385,94 @@ def test_negative_maps_beyond_counting_noise_are_refused():
     rng = np.random.default_rng(0)
     noisy = [maps[0].data + rng.normal(0, 3, maps[0].data.shape), maps[1].data]
     series.reconstruct_sirt(iterations=2, intensities=noisy, xray_lines=lines)
+
+
+def _api_cases():
+    """(name, call, error, words) for bad arguments across the public API: each must be
+    refused with the culprit named (most were already; kept here so they stay so)."""
+    from helpers import make_series
+
+    from hyperspy_hebt import load_tilt_series
+
+    series = make_series()
+    recs = series.reconstruct_sirt(iterations=2)
+    adf = sum(m.data for m in series.get_lines_intensity(integration_windows=2.0)).astype(float)
+    nav = series.axes_manager.navigation_shape[::-1]
+    sirt, hebt = series.reconstruct_sirt, series.reconstruct_hebt
+    cv, quant = series.cross_validate, series.quantify_cross_section
+    pattern = "/nonexistent/*.hspy"
+    return [
+        ("sigma < 0", lambda: sirt(iterations=2, gaussian_sigma=-1), ValueError,
+         "gaussian_sigma must be a finite number >= 0"),
+        ("sigma axis", lambda: sirt(iterations=2, gaussian_sigma={"q": 1}), ValueError,
+         "gaussian_sigma has key 'q'"),
+        ("rotation axis", lambda: sirt(iterations=2, rotation_axis="z"), ValueError,
+         "rotation_axis='z' must name exactly one spatial navigation axis"),
+        ("map shape", lambda: sirt(iterations=2, intensities=[np.ones((3, 3))],
+                                   xray_lines=["Ag_La"]), ValueError,
+         r"intensities\[0\] has data shape \(3, 3\)"),
+        ("map count", lambda: sirt(iterations=2, intensities=[np.ones(nav)],
+                                   xray_lines=["Ag_La", "Au_Ma"]), ValueError,
+         "xray_lines has 2 names for 1 intensities"),
+        ("mask shape", lambda: sirt(iterations=2, invalid_pixels=np.zeros((2, 2), bool)),
+         ValueError, r"invalid_pixels has shape \(2, 2\)"),
+        ("window count", lambda: sirt(iterations=2, integration_windows=[[2.9, 3.0]]),
+         ValueError, r"integration_windows must be .* shape \(2, 2\)"),
+        ("background", lambda: sirt(iterations=2, background_windows="yes"), ValueError,
+         "background_windows must be None, 'auto' or an array"),
+        ("adf shape", lambda: hebt(np.ones((2, 2)), iterations=2), ValueError,
+         r"adf has data shape \(2, 2\)"),
+        ("alpha < 0", lambda: hebt(adf, alpha=-0.1, iterations=2), ValueError,
+         r"alpha must lie in \[0, 1\)"),
+        ("alpha nan", lambda: hebt(adf, alpha=float("nan"), iterations=2), ValueError,
+         r"alpha must lie in \[0, 1\)"),
+        ("ratio missing", lambda: hebt(adf, iterations=2, response_ratios={"Ag_La": 1}),
+         ValueError, r"response_ratios has no entry for \['Au_Ma'\]"),
+        ("ratio < 0", lambda: hebt(adf, iterations=2,
+                                   response_ratios={"Ag_La": -1, "Au_Ma": 1}), ValueError,
+         r"response_ratios\['Ag_La'\] must be a finite number >= 0"),
+        ("adf nan", lambda: hebt(np.where(adf > 0, adf, np.nan), iterations=2), ValueError,
+         "adf contains .* NaN or infinite values"),
+        ("holdout", lambda: cv(None, methods=("sirt",), holdout=1), ValueError,
+         "holdout must be an integer from 2 to"),
+        ("no counts", lambda: cv(None, methods=("sirt",), iterations=()), ValueError,
+         "iterations is empty"),
+        ("one count", lambda: cv(None, methods=("sirt",), iterations=20), TypeError,
+         "iterations must be a sequence of iteration counts"),
+        ("cv alpha", lambda: cv(adf, alphas=(1.5,), iterations=(2,)), ValueError,
+         r"alpha must lie in \[0, 1\)"),
+        ("slices 0", lambda: cv(None, methods=("sirt",), iterations=(2,), slices=0),
+         ValueError, "slices must be a positive number"),
+        ("slice index", lambda: cv(None, methods=("sirt",), iterations=(2,), slices=[99]),
+         ValueError, r"slices must be indices in \[0, 3\)"),
+        ("factor < 0", lambda: quant(recs, factors=[-1, 1]), ValueError,
+         "factors must be finite and > 0"),
+        ("factor count", lambda: quant(recs, factors=[1]), ValueError,
+         "factors has 1 values for 2 reconstructions"),
+        ("threshold", lambda: quant(recs, threshold=-1), ValueError,
+         "threshold must be 'esf', None or a number >= 0"),
+        ("units", lambda: quant(recs, composition_units="mass"), ValueError,
+         "composition_units must be 'weight' or 'atomic', got 'mass'"),
+        ("no recs", lambda: quant([]), ValueError, "reconstructions is empty"),
+        ("array recs", lambda: quant([np.ones(3)]), TypeError,
+         r"reconstructions\[0\] must be a HyperSpy signal"),
+        ("rec shapes", lambda: quant([recs[0], recs[1].inav[:1]]), ValueError,
+         r"reconstructions\[1\] comes from a different geometry"),
+        ("efficiency 0", lambda: quant(recs, detector_efficiency=0), ValueError,
+         r"detector_efficiency must lie in \(0, 1\]"),
+        ("angle count", lambda: series.deepcopy().set_tilt_angles([1, 2]), ValueError,
+         "tilt_angles has 2 values but the tilt axis"),
+        ("angle repeat", lambda: series.deepcopy().set_tilt_angles([0] * 9), ValueError,
+         "tilt_angles must not repeat"),
+        ("angle 95", lambda: series.deepcopy().set_tilt_angles(np.linspace(-95, 95, 9)),
+         ValueError, r"\|angle\| < 90"),
+        ("no file", lambda: load_tilt_series(pattern), FileNotFoundError,
+         "paths: no file matches"),
+    ]
+
+
+def test_bad_api_arguments_name_the_culprit():
+    for name, call, error, words in _api_cases():
+        with pytest.raises(error, match=words):
+            call()
+        print("refused:", name)

@@ -24,6 +24,8 @@ BAD_KEYWORDS = [
     (dict(normalise_tilts="yes"), TypeError, "normalise_tilts must be True or False"),
     (dict(iterations="many"), ValueError, "iterations must be a positive integer or 'auto'"),
     (dict(iterations=0), ValueError, "iterations must be a positive integer"),
+    (dict(positivity="no"), TypeError, "positivity must be True or False, got 'no'"),
+    (dict(show_progressbar="yes"), TypeError, "show_progressbar must be True, False or None"),
 ]
 
 
@@ -56,7 +58,7 @@ def test_bad_hebt_options_are_refused_before_a_lazy_series_is_read(kwargs, words
 
 
 def test_groups_are_frozen_and_normalised():
-    run = RunOptions(relaxation=1, positivity=0, show_progressbar=None,
+    run = RunOptions(relaxation=1, positivity=np.bool_(False), show_progressbar=None,
                      slices_per_block=np.int64(8))
     assert run.relaxation == 1.0 and run.positivity is False
     assert isinstance(run.show_progressbar, bool) and run.slices_per_block == 8
