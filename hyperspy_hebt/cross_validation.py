@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._field import slab_support
 from .filtering import filtered_sinograms
 from .tomography import ParallelBeamGeometry, fit_response_model, make_projector, validate_alpha
 from .tomography.bimodal import _hebt_steps
+from .tomography.geometry import slab_support
 from .tomography.sirt import _sirt_steps, validate_iteration_counts
 
 __all__ = ["CrossValidation", "cross_validate_stacks", "poisson_deviance"]

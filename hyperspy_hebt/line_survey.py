@@ -22,8 +22,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from ._intensities import MIN_LINE_WEIGHT, resolve_xray_lines
 from .physics.line_shapes import line_fwhm_kev
+from .reconstruction.intensities import MIN_LINE_WEIGHT, resolve_xray_lines
 
 __all__ = ["LineSurvey", "snip_background", "survey_lines", "survey_spectrum"]
 
@@ -140,7 +140,8 @@ class LineSurvey:
 
 def _element_lines(element: str) -> list[tuple[str, float]]:
     """(line, keV) of an element's lines strong enough to explain a peak
-    (:data:`~hyperspy_hebt._intensities.MIN_LINE_WEIGHT` of their family's strongest)."""
+    (:data:`~hyperspy_hebt.reconstruction.intensities.MIN_LINE_WEIGHT` of their
+    family's strongest)."""
     from exspy.material import elements
 
     table = elements[element].Atomic_properties.get_item("Xray_lines")

@@ -25,13 +25,13 @@ import numpy as np
 
 from . import __version__
 from ._outputs import ResultWriter
-from ._quantification import quantify_cross_section
 from .alignment import align_tilt_series, normalise_tilt_totals, register_adf_to_eds
 from .compute import compute_together
 from .diagnostics import AS_RECORDED_KEY, CLIPPED_FRACTION_LIMIT, adf_as_recorded
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
 from .line_survey import sum_spectrum_of, survey_lines
+from .reconstruction.quantify import quantify_cross_section
 from .regions import composition_figure, composition_table, parse_rule
 from .tilt_series import rebin_keeping_tilts
 from .tomography.backends import resolve_backend

@@ -12,9 +12,12 @@ import numpy as np
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 from exspy.utils import eds as eds_utils
 
-from . import _cross_validation, _hebt, _quantification, _reconstruction
-from ._docstrings import shared_parameters
-from ._options import (
+from .reconstruction import auto as _auto
+from .reconstruction import hebt as _hebt
+from .reconstruction import quantify as _quantification
+from .reconstruction import sirt as _sirt
+from .reconstruction.docstrings import shared_parameters
+from .reconstruction.options import (
     Alpha,
     Backend,
     GridOptions,
@@ -177,8 +180,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         count = checked_iterations(iterations, run.relaxation)
         if isinstance(count, str):  # "auto"
             _no_auto_normalisation(normalise_tilts)
-            return _cross_validation.auto_sirt(self, source, grid, run)
-        return _reconstruction.reconstruct_sirt(self, count, source, grid, run)
+            return _auto.auto_sirt(self, source, grid, run)
+        return _sirt.reconstruct_sirt(self, count, source, grid, run)
 
     @shared_parameters
     def reconstruct_hebt(
@@ -283,7 +286,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         weight, count = checked_alpha(alpha), checked_iterations(iterations, run.relaxation)
         if isinstance(weight, str) or isinstance(count, str):  # "auto"
             _no_auto_normalisation(normalise_tilts)
-            return _cross_validation.auto_hebt(self, adf, alpha, iterations, model, source,
+            return _auto.auto_hebt(self, adf, alpha, iterations, model, source,
                                                grid, run)
         return _hebt.reconstruct_hebt(self, adf, weight, count, model, source, grid, run)
 
@@ -368,8 +371,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             ``rows`` (every score), ``best_per_line``, ``best`` (summed over lines),
             ``setting(line)``, ``plot()``.
         """
-        _cross_validation.check_fold_ratios(response_ratios)
-        return _cross_validation.cross_validate(
+        _auto.check_fold_ratios(response_ratios)
+        return _auto.cross_validate(
             self, adf, methods=methods, iterations=iterations, alphas=alphas,
             holdout=holdout, score=score, slices=slices,
             model=HebtModel(response_ratios, exclude_clipped, adf_offset, unlisted_mass,
@@ -507,7 +510,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         Signal2D (LazySignal2D for a lazy ADF)
             ADF intensity per voxel; ``metadata.Reconstruction.signal == "ADF"``.
         """
-        return _reconstruction.reconstruct_adf(
+        return _sirt.reconstruct_adf(
             self, adf, iterations,
             GridOptions(rotation_axis, padding_px=padding_px, invalid_pixels=invalid_pixels),
             RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend))

@@ -219,7 +219,7 @@ def test_a_grid_too_large_for_memory_is_refused_up_front(monkeypatch):
 
     from helpers import make_series
 
-    from hyperspy_hebt import _field
+    from hyperspy_hebt.reconstruction import field as _field
     from hyperspy_hebt.tomography import ParallelBeamGeometry
     from hyperspy_hebt.tomography.projector import make_projector
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from hyperspy_hebt import load_tilt_series
-from hyperspy_hebt._layout import TiltSeriesLayout
 from hyperspy_hebt.line_survey import survey_lines
+from hyperspy_hebt.reconstruction.layout import TiltSeriesLayout
 
 FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "instrument_files"
 TILTS = (-40, -20, 0, 20, 40)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from helpers import count_block_reads, make_series
 
-from hyperspy_hebt import _cross_validation
-from hyperspy_hebt._options import GridOptions, HebtModel, LineSource, RunOptions
+from hyperspy_hebt.reconstruction import auto as _cross_validation
+from hyperspy_hebt.reconstruction.options import GridOptions, HebtModel, LineSource, RunOptions
 
 BAD_KEYWORDS = [
     # (keyword arguments of reconstruct_sirt / reconstruct_hebt, error, words)

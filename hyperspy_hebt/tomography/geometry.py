@@ -131,3 +131,25 @@ def validate_tilt_angles(tilt_angles_deg, name: str = "tilt_angles") -> np.ndarr
             f"{name} must not repeat; duplicated: {values[counts > 1].tolist()} degrees."
         )
     return angles
+
+
+def slab_support(geometry: ParallelBeamGeometry, half_thickness_px) -> np.ndarray | None:
+    """The slab a specimen of known thickness occupies (a lamella about the tilt axis).
+
+    Parameters
+    ----------
+    geometry : ParallelBeamGeometry
+    half_thickness_px : float or None
+        Half the thickness in grid pixels; None: no support.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(n_z, n_x)`` boolean, True on the rows within ``half_thickness_px`` of z = 0.
+    """
+    if half_thickness_px is None:
+        return None
+    assert geometry.n_x is not None and geometry.n_z is not None  # set by __post_init__
+    z = np.arange(geometry.n_z) - (geometry.n_z - 1) / 2
+    rows = np.abs(z) <= float(half_thickness_px) + 1e-6
+    return np.repeat(rows[:, None], geometry.n_x, axis=1)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import dask.array as da
 import numpy as np
 
-from ._units import nm_per_unit
+from .._units import nm_per_unit
 
 _logger = logging.getLogger(__name__)
 

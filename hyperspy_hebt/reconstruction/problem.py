@@ -18,12 +18,12 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ._field import check_grid_memory, invalid_pixels_of, resolve_padding, thickness_support
-from ._intensities import LineIntensity, adf_series, line_intensities, normalise_per_tilt
-from ._layout import TiltSeriesLayout
-from ._options import GridOptions, LineSource
-from .filtering import filtered_sinograms
-from .tomography import ParallelBeamGeometry
+from ..filtering import filtered_sinograms
+from ..tomography import ParallelBeamGeometry
+from .field import check_grid_memory, invalid_pixels_of, resolve_padding, thickness_support
+from .intensities import LineIntensity, adf_series, line_intensities, normalise_per_tilt
+from .layout import TiltSeriesLayout
+from .options import GridOptions, LineSource
 
 __all__ = ["Field", "Problem", "prepare"]
 

@@ -2,10 +2,10 @@
 
 HyperSpy users expect flat keywords, so the signal methods keep them; each method
 bundles them into these frozen groups and hands them to one function of the glue
-(:mod:`._reconstruction`, :mod:`._hebt`, :mod:`._cross_validation`). A value that
-cannot work is refused here, naming the keyword, before a lazy series is read. Checks
-that need the data (an axis name, a thickness in the scan's units, a line the
-spectrum lacks) stay where the data are first seen, in :func:`._problem.prepare`.
+(:mod:`.sirt`, :mod:`.hebt`, :mod:`.auto`). A value that cannot work is refused here,
+naming the keyword, before a lazy series is read. Checks that need the data (an axis
+name, a thickness in the scan's units, a line the spectrum lacks) stay where the data
+are first seen, in :func:`.problem.prepare`.
 
 - :class:`LineSource`: where the line maps come from;
 - :class:`GridOptions`: the reconstruction grid and the measurements it trusts;
@@ -21,8 +21,8 @@ from typing import Literal
 
 import numpy as np
 
-from .tomography import validate_alpha, validate_sirt_parameters
-from .tomography.backends import validate_backend
+from ..tomography import validate_alpha, validate_sirt_parameters
+from ..tomography.backends import validate_backend
 
 #: ``iterations``: a count, or chosen by cross-validation.
 Iterations = int | Literal["auto"]
@@ -123,7 +123,7 @@ class GridOptions:
     ----------
     rotation_axis : str
         Navigation axis parallel to the tilt axis (checked against the signal's axes
-        in :func:`._problem.prepare`).
+        in :func:`.problem.prepare`).
     gaussian_sigma : float, dict or None
         Pixels (checked against the axes there too).
     padding_px : int or "auto"

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .tilt_series import get_tilt_axis
-from .tomography import ParallelBeamGeometry
-from .tomography.geometry import validate_tilt_angles
+from ..tilt_series import get_tilt_axis
+from ..tomography import ParallelBeamGeometry
+from ..tomography.geometry import validate_tilt_angles
 
 if TYPE_CHECKING:
     from hyperspy.axes import BaseDataAxis

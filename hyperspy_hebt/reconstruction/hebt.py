@@ -9,19 +9,19 @@ from dataclasses import dataclass, replace
 import dask.array as da
 import numpy as np
 
-from ._field import slab_support
-from ._intensities import adf_series, title_of
-from ._options import GridOptions, HebtModel, LineSource, RunOptions
-from ._problem import Problem, prepare
-from ._reconstruction import base_parameters, kernel_backend, reconstruction_signal, run_blocks
-from .diagnostics import AS_RECORDED_KEY, check_linear_adf, invalid_adf_pixels
-from .tomography import (
+from ..diagnostics import AS_RECORDED_KEY, check_linear_adf, invalid_adf_pixels
+from ..tomography import (
     fit_response_model,
     get_projector,
     hebt,
     validate_alpha,
     validate_sirt_parameters,
 )
+from ..tomography.geometry import slab_support
+from .blocks import base_parameters, kernel_backend, reconstruction_signal, run_blocks
+from .intensities import adf_series, title_of
+from .options import GridOptions, HebtModel, LineSource, RunOptions
+from .problem import Problem, prepare
 
 #: Reconstruction.signal of HEBT's ADF-only volume (mass with no listed line).
 UNLISTED_MASS = "unlisted ADF mass"
@@ -51,7 +51,7 @@ def expected_ratios(signal, names, detector_efficiency, required: bool):
 
     Raises (instead of returning None) when ``required``.
     """
-    from . import physics
+    from .. import physics
 
     energy = signal.metadata.get_item("Acquisition_instrument.TEM.beam_energy")
     try:
@@ -182,7 +182,7 @@ def response_model(inputs: Problem, model: HebtModel, expected=None,
 def reconstruct_hebt(signal, adf, alpha: float, iterations: int, model: HebtModel,
                      source: LineSource, grid: GridOptions, run: RunOptions) -> list:
     """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt` (numbers for
-    ``alpha`` and ``iterations``; "auto" is :func:`._cross_validation.auto_hebt`)."""
+    ``alpha`` and ``iterations``; "auto" is :func:`.auto.auto_hebt`)."""
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
     alpha = validate_alpha(alpha)
     # The maps are in memory when the ratios are fitted on them.

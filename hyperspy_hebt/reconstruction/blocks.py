@@ -1,47 +1,24 @@
-"""Plumbing between a tilt-series signal and the tomography kernels.
+"""Running a kernel over a tilt series and wrapping its volumes as signals.
 
-Filters the sinogram stacks, runs a kernel eagerly (batches of slices, with a
-progress bar) or as a dask graph (blocks = runs of slices holding every tilt and
-channel), and wraps the volumes as ``Signal2D`` stacks with the source's
-metadata. SIRT of the EDS lines and of the ADF signal live here; HEBT in
-:mod:`hyperspy_hebt._hebt`.
+Runs a kernel eagerly (batches of slices, with a progress bar) or as a dask graph
+(blocks = runs of slices holding every tilt and channel), bounds the volume each
+block holds, and wraps the volumes as ``Signal2D`` stacks with the source's metadata
+and the reconstruction record. Shared by SIRT (:mod:`.sirt`) and HEBT (:mod:`.hebt`).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 
 import dask.array as da
 import numpy as np
 
-from ._field import slab_support
-from ._intensities import LineIntensity, title_of
-from ._options import GridOptions, LineSource, RunOptions
-from ._problem import Problem, prepare, prepare_adf
-from ._version import __version__
-from .tomography import get_projector, sirt, validate_sirt_parameters
-from .tomography.backends import resolve_backend, validate_backend
+from .._version import __version__
+from ..tomography.backends import resolve_backend, validate_backend
+from .intensities import LineIntensity
+from .options import RunOptions
 
 _META = np.empty((0, 0, 0, 0), np.float32)
-
-
-def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=False,
-                 backend="cpu", half_thickness_px=None, callback=None):
-    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent;
-    with ``weighted`` the last channel holds ray weights shared by the others; with
-    ``half_thickness_px`` voxels farther from z = 0 are held at 0."""
-    weights = None
-    if weighted:
-        block, weights = block[:-1], block[-1]
-    channels, slices = block.shape[:2]
-    if weights is not None:
-        weights = np.broadcast_to(weights, block.shape).reshape((channels * slices,)
-                                                                + block.shape[2:])
-    volume = sirt(get_projector(geometry), block.reshape((channels * slices,) + block.shape[2:]),
-                  iterations, relaxation, positivity, callback, ray_weights=weights,
-                  backend=backend, support=slab_support(geometry, half_thickness_px))
-    return volume.reshape((channels, slices) + volume.shape[1:])
 
 
 def _cropped_to_scan(kernel, geometry):
@@ -125,66 +102,6 @@ def base_parameters(layout, algorithm, iterations, run: RunOptions, sigma, backe
         "gaussian_sigma": _sigma_description(layout, sigma),
         "package": f"hyperspy_hebt {__version__}",
     }
-
-
-def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOptions,
-                     run: RunOptions) -> list:
-    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt` (a number of
-    iterations; ``"auto"`` is :func:`._cross_validation.auto_sirt`)."""
-    iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
-    problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block)
-    return sirt_of(signal, problem, iterations, run)
-
-
-def sirt_of(signal, problem: Problem, iterations: int, run: RunOptions) -> list:
-    """SIRT of every line of a prepared problem, as Signal2D stacks of ``signal``."""
-    layout, lines, lazy, field = problem.layout, problem.lines, problem.lazy, problem.field
-    backend = kernel_backend(run.backend, lazy)
-    sinograms, weights = problem.eds, field.weights
-    geometry, weighted = field.geometry, weights is not None
-    kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
-                               relaxation=run.relaxation, positivity=run.positivity,
-                               weighted=weighted, backend=backend,
-                               half_thickness_px=field.half_thickness_px)
-    blocks = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
-                               slices_per_block=run.slices_per_block, iterations=iterations,
-                               show_progressbar=run.show_progressbar, description="SIRT")
-    extra = [weights] if weighted else []
-    if lazy:
-        # One graph per line: computing or saving a line runs only its own SIRT.
-        volumes = [blocks(da.stack([da.asarray(c) for c in [s] + extra]), n_out=1)[0]
-                   for s in sinograms]
-    else:
-        # Eager: every line in the same batches, one pass over W for all of them.
-        volumes = list(blocks(np.stack(sinograms + extra), n_out=len(lines)))
-    parameters = base_parameters(layout, "SIRT", iterations, run, problem.sigma, backend)
-    parameters.update(field.record)
-    return [reconstruction_signal(signal, layout, volume, parameters, line)
-            for volume, line in zip(volumes, lines)]
-
-
-def reconstruct_adf(signal, adf, iterations: int, grid: GridOptions, run: RunOptions):
-    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_adf` (``grid``'s
-    filter and thickness are not used: the ADF is the low-noise modality)."""
-    iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
-    problem = prepare_adf(signal, adf, grid, slices_per_block=run.slices_per_block)
-    layout, lazy, field = problem.layout, problem.lazy, problem.field
-    backend = kernel_backend(run.backend, lazy)
-    weights = field.weights
-    kernel = functools.partial(_sirt_kernel, geometry=field.geometry, iterations=iterations,
-                               relaxation=run.relaxation, positivity=run.positivity,
-                               weighted=weights is not None, backend=backend)
-    assert problem.adf is not None
-    channels = [problem.adf] + ([] if weights is None else [weights])
-    stacked = da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels)
-    (volume,) = run_blocks(kernel, stacked, 1, field.geometry, lazy=lazy,
-                           slices_per_block=run.slices_per_block, iterations=iterations,
-                           show_progressbar=run.show_progressbar, description="ADF SIRT")
-    parameters = base_parameters(layout, "SIRT", iterations, run, None, backend)
-    parameters.update(field.record)
-    parameters["signal"] = "ADF"
-    parameters["adf_title"] = title_of(adf)
-    return reconstruction_signal(signal, layout, volume, parameters, None)
 
 
 def _sigma_description(layout, sigma):

@@ -8,8 +8,8 @@ from numbers import Real
 import dask.array as da
 import numpy as np
 
-from . import physics
-from .quantification import (
+from .. import physics
+from ..quantification import (
     composition_fractions,
     composition_fractions_of,
     esf_threshold,

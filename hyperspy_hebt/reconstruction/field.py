@@ -22,8 +22,8 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ._units import nm_per_unit
-from .image_shifts import invalid_pixel_mask
+from .._units import nm_per_unit
+from ..image_shifts import invalid_pixel_mask
 
 #: Columns at each end of the scan whose mean intensity tells whether the object
 #: continues beyond the field (the outermost only: a particle that nearly fills
@@ -195,15 +195,6 @@ def thickness_support(thickness_nm, layout) -> tuple:
             f"{depth_px * pixel_nm:.4g} nm).")
     return thickness_px / 2, {"support": "slab |z| <= thickness / 2 about the tilt axis",
                               "thickness_nm": thickness, "thickness_px": thickness_px}
-
-
-def slab_support(geometry, half_thickness_px) -> np.ndarray | None:
-    """``(n_z, n_x)`` boolean: rows within ``half_thickness_px`` of z = 0 (None: None)."""
-    if half_thickness_px is None:
-        return None
-    z = np.arange(geometry.n_z) - (geometry.n_z - 1) / 2
-    rows = np.abs(z) <= float(half_thickness_px) + 1e-6
-    return np.repeat(rows[:, None], geometry.n_x, axis=1)
 
 
 def grid_memory_bytes(geometry) -> int:

@@ -8,7 +8,9 @@ from dataclasses import replace
 import dask
 import numpy as np
 
-from ._options import (
+from ..cross_validation import CrossValidation, cross_validate_stacks
+from ..tomography.backends import resolve_backend
+from .options import (
     AUTO,
     GridOptions,
     HebtModel,
@@ -17,9 +19,7 @@ from ._options import (
     checked_alpha,
     checked_iterations,
 )
-from ._problem import Problem, prepare
-from .cross_validation import CrossValidation, cross_validate_stacks
-from .tomography.backends import resolve_backend
+from .problem import Problem, prepare
 
 #: Grids tried by ``"auto"``. Plain SIRT is always a candidate too (HEBT at alpha 0
 #: would be SIRT of the ratio-scaled maps, quantified with HEBT's factors), so data that
@@ -110,7 +110,7 @@ def check_fold_ratios(response_ratios) -> None:
 def _with_physics(signal, model: HebtModel, names):
     """HEBT options for :func:`cross_validate_stacks`: ``response_ratios`` ("physics" or
     None) becomes ``physics_ratios``, the cross sections' pattern or None."""
-    from ._hebt import PHYSICS, expected_ratios
+    from .hebt import PHYSICS, expected_ratios
 
     options = {"exclude_clipped": model.exclude_clipped, "adf_offset": model.adf_offset,
                "unlisted_mass": model.unlisted_mass, "ratio_floor": model.ratio_floor}
@@ -156,7 +156,7 @@ def _record_grid(rec, grid: dict) -> None:
 def auto_sirt(signal, source: LineSource, grid: GridOptions, run: RunOptions) -> list:
     """``reconstruct_sirt(iterations="auto")``: each line at its own best iteration count,
     every line on the grid chosen from all of them (a per-line "auto" could differ)."""
-    from ._reconstruction import sirt_of
+    from .sirt import sirt_of
 
     folds = auto_folds(len(signal.tilt_angles))
     # One preparation (lazy: one pass over the spectra) for the scores and the results.
@@ -192,8 +192,8 @@ def auto_hebt(signal, adf, alpha, iterations, model: HebtModel, source: LineSour
     (``metadata.Reconstruction.AutomaticChoice``). The check, the scores and the
     result share one prepared problem (lazy: one pass over the spectra).
     """
-    from ._hebt import _required_adf, check_of, hebt_of
-    from ._reconstruction import sirt_of
+    from .hebt import _required_adf, check_of, hebt_of
+    from .sirt import sirt_of
 
     if not model.fitted:
         raise ValueError("alpha or iterations 'auto' fits the response ratios on each fold; "
