@@ -31,6 +31,7 @@ from .diagnostics import AS_RECORDED_KEY, CLIPPED_FRACTION_LIMIT, adf_as_recorde
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
 from .line_survey import sum_spectrum_of, survey_lines
+from .reconstruction.intensities import LINE_INTEGRATION
 from .reconstruction.quantify import quantify_cross_section
 from .regions import composition_figure, composition_table, parse_rule
 from .tilt_series import rebin_keeping_tilts
@@ -296,6 +297,12 @@ def _run(paths, writer, elements, xray_lines, method, alpha, iterations, bin_fac
             integration_windows=integration_windows,
             background_windows=(series.estimate_background_windows()
                                 if background_windows == "auto" else None))
+        for image in maps:
+            # Window sums of counts: the reconstructions check them as such (a negative
+            # offset or spike in the spectra is refused, not reconstructed).
+            image.metadata.set_item(LINE_INTEGRATION, {
+                "integration_window_fwhm": float(integration_windows),
+                **({"background_windows": "auto"} if background_windows == "auto" else {})})
     # The sum spectrum for the line survey and the line maps: one pass over the spectra.
     maps, total = _in_memory(maps, sum_spectrum_of(series))
     survey = survey_lines(series, sum_spectrum=total)

@@ -476,3 +476,22 @@ def test_bad_api_arguments_name_the_culprit():
         with pytest.raises(error, match=words):
             call()
         print("refused:", name)
+
+
+def test_maps_integrated_by_the_reconstruct_command_are_checked_as_counts():
+    """The command integrates the maps itself (one pass with the sum spectrum) and
+    passes them on; tagged, they get the window-sum checks a spike needs."""
+    from helpers import make_series
+
+    from hyperspy_hebt.reconstruction.intensities import LINE_INTEGRATION
+
+    series = make_series()
+    maps = series.get_lines_intensity(integration_windows=1.0)
+    maps[0].data = maps[0].data.astype(float)
+    maps[0].data[2, 1, 5] = -5000.0
+    lines = ["Ag_La", "Au_Ma"]
+    series.reconstruct_sirt(iterations=2, intensities=maps, xray_lines=lines)  # "user" maps
+    for image in maps:
+        image.metadata.set_item(LINE_INTEGRATION, {"integration_window_fwhm": 1.0})
+    with pytest.raises(ValueError, match=r"The Ag_La map \(window sums of the spectra"):
+        series.reconstruct_sirt(iterations=2, intensities=maps, xray_lines=lines)

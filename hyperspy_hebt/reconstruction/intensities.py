@@ -156,6 +156,10 @@ def _warn_overlaps(signal, lines, windows, background_windows):
                     ", ".join(inside), line)
 
 
+#: Metadata node of maps integrated from the spectra outside ``line_intensities`` (the
+#: reconstruct command's one pass): they are checked as window sums of counts.
+LINE_INTEGRATION = "LineIntegration"
+
 _ADJECTIVES = {"line fit": "fitted", "user": "given", "integration": "integrated"}
 #: A map whose negative counts exceed this share of its positive ones is flagged.
 NEGATIVE_SHARE_LIMIT = 0.05
@@ -241,6 +245,9 @@ def _user_intensities(signal, xray_lines, intensities, nav_shape):
         provenance = {"source": "user"}
         if isinstance(item, BaseSignal) and item.metadata.has_item("LineFit"):
             provenance = {"source": "line fit", **item.metadata.LineFit.as_dictionary()}
+        elif isinstance(item, BaseSignal) and item.metadata.has_item(LINE_INTEGRATION):
+            provenance = {"source": "integration",
+                          **item.metadata.get_item(LINE_INTEGRATION).as_dictionary()}
         warn_negative(line, data, provenance["source"])
         out.append(LineIntensity(str(line), data, provenance))
     return out
