@@ -106,7 +106,7 @@ def main() -> int:
     reference = child([sys.executable, "-c", REFERENCE, str(data), str(folder / "reference")])
     command = [sys.executable, "-m", "hyperspy_hebt", "reconstruct",
                str(data / "tilt_*.hspy"), "--adf", str(data / "adf_tilt_*.hspy"),
-               "--tilt-from", "filename", "--elements", *ELEMENTS]
+               "--tilt-from", "filename", "--elements", *ELEMENTS, "--overwrite"]
     cli = child(command + ["--out", str(folder / "cli")])
     # The simulated lamella is a quarter of the field thick.
     thickness_nm = 0.25 * args.size * 2.0 * 256 / args.size
