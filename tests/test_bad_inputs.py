@@ -495,3 +495,87 @@ def test_maps_integrated_by_the_reconstruct_command_are_checked_as_counts():
         image.metadata.set_item(LINE_INTEGRATION, {"integration_window_fwhm": 1.0})
     with pytest.raises(ValueError, match=r"The Ag_La map \(window sums of the spectra"):
         series.reconstruct_sirt(iterations=2, intensities=maps, xray_lines=lines)
+
+
+def _same_signal(a, b) -> bool:
+    """Same data and metadata, but for the record of which file was read when."""
+    def described(signal):
+        record = signal.metadata.as_dictionary()
+        for key in ("FileIO", "original_filename"):
+            record.get("General", {}).pop(key, None)
+        return record
+
+    return (np.array_equal(np.asarray(a.data), np.asarray(b.data))
+            and described(a) == described(b))
+
+
+@pytest.fixture(scope="module")
+def one_tilt(tmp_path_factory):
+    """One per-tilt spectrum image saved as .hspy and as .zspy (small chunks)."""
+    from helpers import make_series
+
+    series = make_series()
+    image = series.inav[:, :, 4]
+    image.metadata.General.title = "EDS tilt +0"
+    path = tmp_path_factory.mktemp("one_tilt")
+    image.save(path / "tilt_+0.hspy")
+    image.save(path / "tilt_+0.zspy", chunks=(2, 8, 100))
+    return path, hs.load(path / "tilt_+0.hspy")
+
+
+def test_truncated_files_fail_naming_the_file_or_load_identically(one_tilt, tmp_path):
+    """A copy that stopped early, at any length: the file is named, or (cut in
+    slack space) it loads exactly as written. Property-based over the cut length."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from hyperspy_hebt.io import _read
+
+    source, original = one_tilt
+    full = (source / "tilt_+0.hspy").read_bytes()
+
+    @settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.integers(min_value=0, max_value=len(full) - 1))
+    def check(keep):
+        copy = tmp_path / "tilt_+0.hspy"
+        copy.write_bytes(full[:keep])
+        try:
+            loaded = _read(str(copy), lazy=False)
+        except ValueError as error:
+            assert str(copy) in str(error)
+        else:
+            assert _same_signal(loaded, original)
+
+    check()
+
+
+def test_zarr_files_missing_fail_naming_the_file(one_tilt, tmp_path):
+    """Any one file of a .zspy's data array lost in a copy (a chunk or the array's
+    header): the series is refused, naming it, never read with zeros in its place."""
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from hyperspy_hebt.io import _read
+
+    source, original = one_tilt
+    folder = source / "tilt_+0.zspy"
+    data_files = sorted(p.relative_to(folder) for p in folder.glob("Experiments/*/data/**/*")
+                        if p.is_file())
+    assert len(data_files) > 4  # chunks and .zarray
+
+    @settings(max_examples=15, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(data_files))
+    def check(lost):
+        copy = tmp_path / "tilt_+0.zspy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(folder, copy)
+        (copy / lost).unlink()
+        with pytest.raises(ValueError, match=re.escape(str(copy))):
+            _read(str(copy), lazy=True)
+
+    check()
+    assert _same_signal(_read(str(folder), lazy=False), original)
