@@ -212,6 +212,7 @@ def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
                                 facecolor=colors[i], edgecolor="none",
                                 label=signal.metadata.General.title)
         ax.add_collection3d(mesh)
+    assert shape is not None  # one volume at least (checked by the caller's zip)
     ax.set(xlim=(0, shape[2] * spacing[2]), ylim=(0, shape[1] * spacing[1]),
            zlim=(0, shape[0] * spacing[0]), xlabel=f"x ({ux})", ylabel=f"z ({ux})",
            zlabel=f"y ({ux})")

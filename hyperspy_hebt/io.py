@@ -296,6 +296,7 @@ def load_tilt_series(
         missing = [os.path.basename(f) for f, ok in zip(files, with_adf) if not ok]
         raise ValueError(f"These files hold no ADF image while the others do: {missing}.")
     series = []
+    assert n_detectors is not None  # set by the first file (paths is never empty)
     for detector in range(n_detectors):
         one = stack_tilt_series([s[detector] for s in spectra], angles, lazy=lazy)
         one.original_metadata.set_item(

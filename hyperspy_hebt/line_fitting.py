@@ -127,7 +127,8 @@ def _check_sum_spectrum(model: _Model, sum_spectrum: np.ndarray, pinv: np.ndarra
     fitted = model.design @ coefficients
     lines_only = model.design[:, :model.n_components] @ coefficients[:model.n_components]
     residual = measured - fitted
-    clusters = {"start_kev": [], "stop_kev": [], "line_counts": [], "unexplained_fraction": []}
+    clusters: dict[str, list] = {"start_kev": [], "stop_kev": [], "line_counts": [],
+                                 "unexplained_fraction": []}
     problems = []
     for index, (start, stop) in enumerate(model.clusters):
         inside = model.cluster_of == index

@@ -184,7 +184,8 @@ def rebin_keeping_tilts(signal, rebin=None, **kwargs):
     return result
 
 
-def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float], lazy: bool | None = None):
+def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float] | np.ndarray,
+                      lazy: bool | None = None):
     """Stack one EDS spectrum image per tilt into a tomographic tilt series.
 
     Parameters

@@ -81,9 +81,11 @@ def _mass_attenuation(fractions: dict[str, float], energies_kev: np.ndarray,
 
     xraylib = _xraylib()
     cross_section = xraylib.CS_Photo if photoelectric else xraylib.CS_Total
-    return sum(fraction * np.array([cross_section(atomic_number(element), float(energy))
-                                    for energy in energies_kev])
-               for element, fraction in fractions.items())
+    total = np.zeros(len(energies_kev))
+    for element, fraction in fractions.items():
+        total += fraction * np.array([cross_section(atomic_number(element), float(energy))
+                                      for energy in energies_kev])
+    return total
 
 
 def _positive_thickness(value, name):
@@ -134,6 +136,7 @@ class Layer:
     def transmission(self, energy_kev) -> np.ndarray:
         """Fraction of photons of ``energy_kev`` (keV) that cross the layer."""
         energies = _energies(energy_kev)
+        assert self.density_g_cm3 is not None  # set by __post_init__
         areal_density = self.density_g_cm3 * self.thickness_nm * 1e-7  # g/cm^2
         return np.exp(-_mass_attenuation(self.fractions, energies) * areal_density)
 

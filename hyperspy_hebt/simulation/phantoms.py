@@ -31,7 +31,10 @@ class Phantom:
     @property
     def support(self) -> np.ndarray:
         """Voxels inside the object."""
-        return sum(np.asarray(c) for c in self.weight_fractions.values()) > 0
+        total = np.zeros(np.shape(next(iter(self.weight_fractions.values()))))
+        for fraction in self.weight_fractions.values():
+            total = total + np.asarray(fraction)
+        return total > 0
 
 
 def core_shell_phantom(
