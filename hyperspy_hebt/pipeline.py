@@ -16,7 +16,8 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dask
@@ -217,50 +218,134 @@ def reconstruct_files(
                          "replace the files' own list).")
     if isinstance(bin_factor, bool) or int(bin_factor) != bin_factor or bin_factor < 1:
         raise ValueError(f"bin_factor must be a positive integer, got {bin_factor!r}.")
-    alpha = _auto_or(alpha, float, "alpha")
-    iterations = _auto_or(iterations, int, "iterations")
+    settings = _Settings(
+        paths=paths, elements=elements, xray_lines=xray_lines, method=method,
+        alpha=_auto_or(alpha, float, "alpha"),
+        iterations=_auto_or(iterations, int, "iterations"), bin_factor=int(bin_factor),
+        align=align, align_method=align_method, rotation_deg=rotation_deg,
+        axis_shift_px=axis_shift_px, register=register, normalise=normalise,
+        gaussian_sigma=gaussian_sigma, integration_windows=integration_windows,
+        background_windows=background_windows, tilt_angles=tilt_angles,
+        tilt_from=tilt_from, adf_paths=adf_paths, padding_px=padding_px,
+        fit_lines=fit_lines, backend=backend, regions=regions, thickness_nm=thickness_nm)
     stage = _Stages(progress)
     collected = _Collected()
     logger = logging.getLogger("hyperspy_hebt")
     logger.addHandler(collected)
     try:
         with ResultWriter(out_dir, overwrite) as writer:
-            return _run(paths, writer, elements, xray_lines, method, alpha, iterations,
-                        bin_factor, align, align_method, rotation_deg, axis_shift_px,
-                        register, normalise, gaussian_sigma, integration_windows,
-                        background_windows, tilt_angles, tilt_from, adf_paths, padding_px,
-                        fit_lines, backend, regions, thickness_nm, stage, collected)
+            return _run(settings, writer, stage, collected)
     finally:
         logger.removeHandler(collected)
 
 
-def _run(paths, writer, elements, xray_lines, method, alpha, iterations, bin_factor, align,
-         align_method, rotation_deg, axis_shift_px, register, normalise, gaussian_sigma,
-         integration_windows, background_windows, tilt_angles, tilt_from, adf_paths,
-         padding_px, fit_lines, backend, regions, thickness_nm, stage, collected):
-    series, adf = load_tilt_series(paths, tilt_angles=tilt_angles, tilt_from=tilt_from,
-                                   adf_paths=adf_paths, lazy=True, elements=elements,
-                                   xray_lines=xray_lines)
+@dataclass(frozen=True)
+class _Settings:
+    """The command's options, checked by :func:`reconstruct_files` (see there)."""
+
+    paths: str | Sequence[str]
+    elements: Sequence[str] | None
+    xray_lines: Sequence[str] | None
+    method: str
+    alpha: float | str
+    iterations: int | str
+    bin_factor: int
+    align: bool
+    align_method: str
+    rotation_deg: float | str
+    axis_shift_px: float | str
+    register: bool
+    normalise: bool
+    gaussian_sigma: float | None
+    integration_windows: float
+    background_windows: str | None
+    tilt_angles: Sequence[float] | None
+    tilt_from: str | Callable
+    adf_paths: str | Sequence[str] | None
+    padding_px: int | str
+    fit_lines: bool
+    backend: str
+    regions: Sequence[str] | dict | None
+    thickness_nm: float | None
+
+
+def _run(settings: _Settings, writer: ResultWriter, stage: _Stages, collected) -> dict:
+    """The stages in order; each adds what it found to the summary."""
+    series, adf, method = _load(settings, stage)
+    out = writer.open()  # checked before the long run; written whole at the end
+    summary = _first_summary(series, method, settings)
+    series, adf = _prepare_series(series, adf, settings, summary, stage)
+    maps = _line_maps(series, settings, summary, stage)
+    reconstructions = _reconstruct(series, adf, maps, method, settings, summary, stage)
+    files = save_volumes(reconstructions, out)
+    # Saved, the volumes give their memory to the fractions (computed block by block
+    # into the same arrays): one set of volumes in memory, not two (0.34 GB less for
+    # five 256^3 volumes; a dask pass holding both peaked 0.8 GB higher still).
+    fractions = quantify_cross_section(
+        series, reconstructions, factors=None, threshold="esf", composition_units="weight",
+        detector_efficiency=1.0, overwrite_reconstructions=True)
+    del reconstructions
+    stage("Quantified")
+    named = {"inside": "inside"}
+    regions = settings.regions
+    if regions:
+        named.update(dict(regions) if isinstance(regions, dict) else {r: r for r in regions})
+    table = composition_table(fractions, named)
+    summary["composition"] = table
+    summary["mean_weight_fraction_inside"] = table["inside"]["mean"]
+    summary["particle_voxels"] = table["inside"]["voxels"]
+    summary["threshold"] = fractions[0].metadata.Quantification.get_item("threshold")
+    files += save_volumes(fractions, out)
+    figures = _figures(fractions, table, out)
+    stage(f"Saved {len(files)} volume files and {len(figures)} figures")
+    summary["warnings"] = collected.messages
+    summary["outputs"] = [str(writer.final_path(f)) for f in files + figures]
+    summary["seconds"] = round(stage.elapsed, 1)
+    summary["peak_memory_gb"] = _peak_memory_gb()
+    writer.commit(summary, default=_json_default)  # summary.json last, then renamed
+    means = ", ".join(f"{e} {v:.3f}" for e, v in table["inside"]["mean"].items()
+                      if v is not None)
+    stage(f"Mean weight fractions inside the particle ({summary['algorithm']}): {means}; "
+          f"wrote {writer.out}/")
+    return summary
+
+
+def _load(settings: _Settings, stage):
+    """The series (lazy), its ADF and the method, with what can be checked before the
+    run (an ADF for what needs one, the bin factor, the region rules)."""
+    series, adf = load_tilt_series(settings.paths, tilt_angles=settings.tilt_angles,
+                                   tilt_from=settings.tilt_from, adf_paths=settings.adf_paths,
+                                   lazy=True, elements=settings.elements,
+                                   xray_lines=settings.xray_lines)
     stage(f"Loaded {series} with tilts {series.tilt_angles.min():g} to "
           f"{series.tilt_angles.max():g} deg")
+    method = settings.method
     if method == "auto":
         method = "hebt" if adf is not None else "sirt"
         if method == "sirt":
             stage("No ADF images in the files: EDS-only SIRT")
-    if (method == "hebt" or align or register) and adf is None:
+    if (method == "hebt" or settings.align or settings.register) and adf is None:
         raise ValueError(
             "HEBT, alignment and registration need the ADF images, and the files hold "
             "none (pass adf_paths for formats that store them apart).")
-    _check_before_the_run(series, bin_factor, regions)
-    out = writer.open()  # checked before the long run; written whole at the end
+    _check_before_the_run(series, settings.bin_factor, settings.regions)
+    return series, adf, method
+
+
+def _first_summary(series, method, settings: _Settings) -> dict:
     tree = series.original_metadata.tilt_series
-    summary = {"package": f"hyperspy_hebt {__version__}", "files": len(series.tilt_angles),
-               "tilt_angles_deg": series.tilt_angles.tolist(), "method": method,
-               "alpha": alpha, "iterations": iterations, "bin_factor": bin_factor,
-               "file_elements": list(tree.get_item("file_elements", [])),
-               "elements": list(series.metadata.Sample.elements),
-               "renamed_axes": (tree.renamed_axes.as_dictionary()
-                                if tree.has_item("renamed_axes") else {})}
+    return {"package": f"hyperspy_hebt {__version__}", "files": len(series.tilt_angles),
+            "tilt_angles_deg": series.tilt_angles.tolist(), "method": method,
+            "alpha": settings.alpha, "iterations": settings.iterations,
+            "bin_factor": settings.bin_factor,
+            "file_elements": list(tree.get_item("file_elements", [])),
+            "elements": list(series.metadata.Sample.elements),
+            "renamed_axes": (tree.renamed_axes.as_dictionary()
+                             if tree.has_item("renamed_axes") else {})}
+
+
+def _prepare_series(series, adf, settings: _Settings, summary: dict, stage):
+    """The ADF as recorded, then binning, registration and alignment as asked."""
     if adf is not None:
         # Saturation averages away when binned: measured on the ADF as recorded, and
         # carried with it for HEBT's model check.
@@ -269,41 +354,48 @@ def _run(paths, writer, elements, xray_lines, method, alpha, iterations, bin_fac
         adf.metadata.set_item(AS_RECORDED_KEY, recorded)
         if recorded["saturated_fraction"] > CLIPPED_FRACTION_LIMIT:
             stage(f"ADF as recorded: {recorded['saturated_fraction']:.1%} of pixels saturated")
-    if bin_factor > 1:
-        series = series.rebin(scale=(bin_factor, bin_factor, 1, 1))
-        adf = None if adf is None else rebin_keeping_tilts(adf, scale=(1, bin_factor,
-                                                                         bin_factor))
-        stage(f"Binned {bin_factor} x {bin_factor}")
-    if register:
-        adf = register_adf_to_eds(series, adf, integration_windows=integration_windows)
+    factor = settings.bin_factor
+    if factor > 1:
+        series = series.rebin(scale=(factor, factor, 1, 1))
+        adf = None if adf is None else rebin_keeping_tilts(adf, scale=(1, factor, factor))
+        stage(f"Binned {factor} x {factor}")
+    if settings.register:
+        adf = register_adf_to_eds(series, adf,
+                                  integration_windows=settings.integration_windows)
         summary["adf_registration_px"] = adf.metadata.Registration.applied_px[0]
         stage(f"ADF registered on the EDS maps: {summary['adf_registration_px']} px")
-    if align:
-        series, adf = align_tilt_series(series, adf, method=align_method,
-                                        rotation_deg=rotation_deg,
-                                        axis_shift_px=axis_shift_px)
-        summary["alignment"] = series.metadata.Alignment.as_dictionary()
-        stage(f"Aligned ({align_method}); largest shift "
-              f"{np.abs(np.array(summary['alignment']['shifts_px'])).max():.2f} px, "
-              f"tilt-axis rotation {summary['alignment']['rotation_deg']:.2f} deg, "
-              f"axis shift {summary['alignment']['axis_shift_px']:.2f} px")
-    if fit_lines:
+    if settings.align:
+        series, adf = align_tilt_series(series, adf, method=settings.align_method,
+                                        rotation_deg=settings.rotation_deg,
+                                        axis_shift_px=settings.axis_shift_px)
+        alignment = series.metadata.Alignment.as_dictionary()
+        summary["alignment"] = alignment
+        stage(f"Aligned ({settings.align_method}); largest shift "
+              f"{np.abs(np.array(alignment['shifts_px'])).max():.2f} px, "
+              f"tilt-axis rotation {alignment['rotation_deg']:.2f} deg, "
+              f"axis shift {alignment['axis_shift_px']:.2f} px")
+    return series, adf
+
+
+def _line_maps(series, settings: _Settings, summary: dict, stage) -> list:
+    """The line maps (fitted or integrated) and the sum spectrum's survey, in one pass
+    over the spectra; normalised per tilt if asked."""
+    if settings.fit_lines:
         maps = series.fit_line_intensities()
         check = maps[0].metadata.LineFit.check
         summary["line_fit"] = {"verdict": check.verdict, "problems": list(check.problems)}
         stage(f"Line intensities fitted; check: {check.verdict}")
     else:
+        background = settings.background_windows == "auto"
         maps = series.get_lines_intensity(
-            integration_windows=integration_windows,
-            background_windows=(series.estimate_background_windows()
-                                if background_windows == "auto" else None))
+            integration_windows=settings.integration_windows,
+            background_windows=series.estimate_background_windows() if background else None)
         for image in maps:
             # Window sums of counts: the reconstructions check them as such (a negative
             # offset or spike in the spectra is refused, not reconstructed).
             image.metadata.set_item(LINE_INTEGRATION, {
-                "integration_window_fwhm": float(integration_windows),
-                **({"background_windows": "auto"} if background_windows == "auto" else {})})
-    # The sum spectrum for the line survey and the line maps: one pass over the spectra.
+                "integration_window_fwhm": float(settings.integration_windows),
+                **({"background_windows": "auto"} if background else {})})
     maps, total = _in_memory(maps, sum_spectrum_of(series))
     survey = survey_lines(series, sum_spectrum=total)
     summary["line_survey"] = survey.as_metadata()
@@ -311,16 +403,23 @@ def _run(paths, writer, elements, xray_lines, method, alpha, iterations, bin_fac
         stage("Sum spectrum: every listed line is there and no peak is unexplained")
     for message in survey.messages():
         stage(f"Sum spectrum: {message}", release=False)
-    if normalise:
+    if settings.normalise:
         maps = normalise_tilt_totals(maps)
         summary["normalisation_factors"] = {
             m.metadata.Sample.xray_lines[0]: m.metadata.Normalisation.factors for m in maps}
-    lines = [m.metadata.Sample.xray_lines[0] for m in maps]
-    summary["xray_lines"] = lines
+    summary["xray_lines"] = [m.metadata.Sample.xray_lines[0] for m in maps]
+    return maps
+
+
+def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
+                 stage) -> list:
+    """The reconstructions, computed (the automatic choice and its reasons recorded)."""
+    lines = summary["xray_lines"]
+    alpha, iterations = settings.alpha, settings.iterations
     common = dict(iterations=iterations, intensities=maps, xray_lines=lines,
-                  gaussian_sigma=gaussian_sigma, show_progressbar=False,
-                  padding_px=padding_px, thickness_nm=thickness_nm,
-                  backend=resolve_backend(backend))  # resolved here: the blocks run here
+                  gaussian_sigma=settings.gaussian_sigma, show_progressbar=False,
+                  padding_px=settings.padding_px, thickness_nm=settings.thickness_nm,
+                  backend=resolve_backend(settings.backend))  # resolved: the blocks run here
     automatic = isinstance(iterations, str) or (method == "hebt" and isinstance(alpha, str))
     stage(f"Reconstructing {', '.join(lines)}" + (
         " (choosing the method and settings by cross-validation)" if automatic else ""))
@@ -352,36 +451,7 @@ def _run(paths, writer, elements, xray_lines, method, alpha, iterations, bin_fac
     with _progress_bar():
         reconstructions = compute_together(reconstructions)
     stage("Reconstructed")
-    files = save_volumes(reconstructions, out)
-    # Saved, the volumes give their memory to the fractions (computed block by block
-    # into the same arrays): one set of volumes in memory, not two (0.34 GB less for
-    # five 256^3 volumes; a dask pass holding both peaked 0.8 GB higher still).
-    fractions = quantify_cross_section(
-        series, reconstructions, factors=None, threshold="esf", composition_units="weight",
-        detector_efficiency=1.0, overwrite_reconstructions=True)
-    del reconstructions
-    stage("Quantified")
-    named = {"inside": "inside"}
-    if regions:
-        named.update(dict(regions) if isinstance(regions, dict) else {r: r for r in regions})
-    table = composition_table(fractions, named)
-    summary["composition"] = table
-    summary["mean_weight_fraction_inside"] = table["inside"]["mean"]
-    summary["particle_voxels"] = table["inside"]["voxels"]
-    summary["threshold"] = fractions[0].metadata.Quantification.get_item("threshold")
-    files += save_volumes(fractions, out)
-    figures = _figures(fractions, table, out)
-    stage(f"Saved {len(files)} volume files and {len(figures)} figures")
-    summary["warnings"] = collected.messages
-    summary["outputs"] = [str(writer.final_path(f)) for f in files + figures]
-    summary["seconds"] = round(stage.elapsed, 1)
-    summary["peak_memory_gb"] = _peak_memory_gb()
-    writer.commit(summary, default=_json_default)  # summary.json last, then renamed
-    means = ", ".join(f"{e} {v:.3f}" for e, v in table["inside"]["mean"].items()
-                      if v is not None)
-    stage(f"Mean weight fractions inside the particle ({summary['algorithm']}): {means}; "
-          f"wrote {writer.out}/")
-    return summary
+    return reconstructions
 
 
 def _check_before_the_run(series, bin_factor, regions) -> None:
