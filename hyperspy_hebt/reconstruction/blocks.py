@@ -9,6 +9,7 @@ and the reconstruction record. Shared by SIRT (:mod:`.sirt`) and HEBT (:mod:`.he
 from __future__ import annotations
 
 import copy
+import functools
 
 import dask.array as da
 import numpy as np
@@ -22,16 +23,12 @@ _META = np.empty((0, 0, 0, 0), np.float32)
 
 
 def _cropped_to_scan(kernel, geometry):
-    """``kernel`` whose volumes keep only the columns under the scan (drop the padding)."""
+    """``kernel`` whose volumes keep only the columns under the scan (the padding is
+    dropped as the kernel copies its iterate out, not after)."""
     if geometry.n_x == geometry.n_detector:
         return kernel
     start = (geometry.n_x - geometry.n_detector) // 2
-    columns = slice(start, start + geometry.n_detector)
-
-    def cropped(block, **kwargs):
-        return np.ascontiguousarray(kernel(block, **kwargs)[..., columns])
-
-    return cropped
+    return functools.partial(kernel, columns=slice(start, start + geometry.n_detector))
 
 
 #: Largest volume block (bytes of float32 voxels, every output of a run of slices) a

@@ -31,7 +31,7 @@ _logger = logging.getLogger(__name__)
 
 def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positivity,
                  weighted=False, extra_volume=False, eds_weighted=False, backend="cpu",
-                 half_thickness_px=None, callback=None):
+                 half_thickness_px=None, columns=None, callback=None):
     """(k + 1 [+ 1] [+ 1], slices, T, D): EDS maps, the ADF, [ADF weights], [EDS
     weights] -> (k [+ 1], slices, Z, X)."""
     k = len(ratios)
@@ -39,7 +39,7 @@ def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positiv
                 relaxation, positivity, callback,
                 adf_weights=block[k + 1] if weighted else None, extra_volume=extra_volume,
                 eds_weights=block[-1] if eds_weighted else None, backend=backend,
-                support=slab_support(geometry, half_thickness_px))
+                support=slab_support(geometry, half_thickness_px), columns=columns)
 
 
 #: ``response_ratios`` value for ratios shaped by the cross sections (Eq. 16).

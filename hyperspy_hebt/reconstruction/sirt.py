@@ -17,7 +17,7 @@ from .problem import Problem, prepare, prepare_adf
 
 
 def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=False,
-                 backend="cpu", half_thickness_px=None, callback=None):
+                 backend="cpu", half_thickness_px=None, columns=None, callback=None):
     """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent;
     with ``weighted`` the last channel holds ray weights shared by the others; with
     ``half_thickness_px`` voxels farther from z = 0 are held at 0."""
@@ -30,7 +30,8 @@ def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=F
                                                                 + block.shape[2:])
     volume = sirt(get_projector(geometry), block.reshape((channels * slices,) + block.shape[2:]),
                   iterations, relaxation, positivity, callback, ray_weights=weights,
-                  backend=backend, support=slab_support(geometry, half_thickness_px))
+                  backend=backend, support=slab_support(geometry, half_thickness_px),
+                  columns=columns)
     return volume.reshape((channels, slices) + volume.shape[1:])
 
 

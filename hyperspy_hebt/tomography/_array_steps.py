@@ -18,8 +18,11 @@ def _product(matrix, dense):
 
 
 def _snapshot(module, volume, shape):
-    def copy_to_host():
-        return module.to_host(volume).reshape(shape)
+    def copy_to_host(columns: slice | None = None):
+        if columns is None:
+            return module.to_host(volume).reshape(shape)
+        # Cropped on the device: only the kept columns cross to the host.
+        return module.to_host(module.xp.ascontiguousarray(volume.reshape(shape)[..., columns]))
     return copy_to_host
 
 

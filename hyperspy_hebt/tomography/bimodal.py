@@ -181,6 +181,7 @@ def hebt(
     eds_weights: np.ndarray | None = None,
     backend: str = "cpu",
     support: np.ndarray | None = None,
+    columns: slice | None = None,
 ) -> np.ndarray:
     """Joint SIRT of k EDS sinogram stacks and one ADF stack.
 
@@ -216,6 +217,8 @@ def hebt(
     support : numpy.ndarray of bool, optional
         ``(n_z, n_x)``: voxels outside it are held at 0 in every volume, the
         unlisted-mass volume included (:func:`~hyperspy_hebt.tomography.sirt.support_scales`).
+    columns : slice, optional
+        Grid columns (``x``) to return, as for :func:`~hyperspy_hebt.tomography.sirt`.
 
     Returns
     -------
@@ -228,7 +231,7 @@ def hebt(
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), relaxation, positivity, adf_weights,
                         extra_volume, eds_weights, backend, support)
-    return run_steps(steps, iterations, callback)
+    return run_steps(steps, iterations, callback, columns)
 
 
 def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
