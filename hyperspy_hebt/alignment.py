@@ -184,7 +184,7 @@ def estimate_tilt_axis_rotation(images: np.ndarray, search_deg: float = 10.0,
     y = np.arange(weights.shape[1])
     frequencies = np.fft.fftfreq(weights.shape[1])
     candidates = np.arange(-search_deg, search_deg + step_deg / 2, step_deg)
-    costs = []
+    cost_list = []
     for angle in candidates:
         profiles = np.array([ndi.rotate(w, angle, reshape=False, order=3).sum(axis=1)
                              for w in weights])
@@ -193,8 +193,8 @@ def estimate_tilt_axis_rotation(images: np.ndarray, search_deg: float = 10.0,
         centres = profiles @ y
         phase = np.exp(-2j * np.pi * frequencies[None] * (centres.mean() - centres)[:, None])
         centred = np.real(np.fft.ifft(np.fft.fft(profiles, axis=1) * phase, axis=1))
-        costs.append(np.sum((centred - centred.mean(axis=0)) ** 2))
-    costs = np.asarray(costs)
+        cost_list.append(np.sum((centred - centred.mean(axis=0)) ** 2))
+    costs = np.asarray(cost_list)
     # A true axis makes the profiles agree several times better than a typical
     # candidate (measured: best / median 0.30 on a core-shell particle); a uniform
     # sphere gives 0.83-0.86, where the "best" angle is noise.
@@ -423,12 +423,12 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
             raise ValueError(f"rotation_deg must be finite, got {rotation_deg!r}.")
     rotated = (np.array([ndi.rotate(i, rotation, reshape=False, order=1) for i in images])
                if rotation else images)
-    fit = {}
+    fit: dict = {}
     if method == "com":
         shifts, fit = center_of_mass_shifts(rotated, series.tilt_angles)
     else:
         shifts = cross_correlation_shifts(rotated)
-    axis_record = {}
+    axis_record: dict = {}
     if isinstance(axis_shift_px, str):
         if axis_shift_px != "auto":
             raise ValueError(f"axis_shift_px must be a number or 'auto', got "
@@ -500,9 +500,8 @@ def register_adf_to_eds(series, adf, xray_line: str | None = None, constant: boo
     _spatial_order(series)
     lines = None if xray_line is None else [xray_line]
     maps = series.get_lines_intensity(xray_lines=lines, integration_windows=integration_windows)
-    reference = sum(np.asarray(m.data, dtype=float) for m in maps)
-    if isinstance(reference, da.Array):
-        reference = reference.compute()
+    total = sum(np.asarray(m.data, dtype=float) for m in maps)
+    reference = np.asarray(total.compute() if isinstance(total, da.Array) else total)
     images = np.asarray(adf.data.compute() if isinstance(adf.data, da.Array) else adf.data,
                         dtype=float)
     if images.shape != reference.shape:

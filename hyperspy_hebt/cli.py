@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -260,7 +261,7 @@ def _exit_on_sigterm(signum, frame):
 def _study(args: argparse.Namespace) -> int:
     from .study import run_paper_study
 
-    sweep = {}
+    sweep: dict[str, Any] = {}
     if args.quick:
         sweep = dict(sirt_iterations=(5, 20, 50, 200), alphas=(0.0, 0.4, 0.6, 0.8, 0.9),
                      hebt_iterations=(200,))

@@ -289,6 +289,9 @@ def run_paper_study(
             rows += _measure("HEBT", float(alpha), n, rec, series.quantify_cross_section(rec),
                              phantom)
         progress(f"HEBT n={n}, {len(alphas)} alphas done")
+    if ratios is None or r_squared is None:
+        raise ValueError("hebt_iterations and alphas must not be empty: the study compares "
+                         "HEBT with EDS-SIRT.")
     with open(out / "study.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()

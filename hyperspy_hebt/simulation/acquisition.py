@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..tomography.geometry import TiltAngles
 from .forward import alloy_density, project_volume, thin_film_adf_counts, thin_film_line_counts
 from .phantoms import Phantom
+
+if TYPE_CHECKING:
+    from hyperspy.signal import BaseSignal
 
 __all__ = ["SimulatedAcquisition", "simulate_acquisition", "synthetic_adf_series",
            "synthetic_tilt_series", "write_acquisition_files"]
@@ -17,7 +22,7 @@ ELEMENTARY_CHARGE_C = 1.602176634e-19
 PAPER_TILTS_DEG = np.linspace(-75.0, 75.0, 31)
 
 
-def synthetic_adf_series(sinograms: np.ndarray, tilt_angles_deg: Sequence[float],
+def synthetic_adf_series(sinograms: np.ndarray, tilt_angles_deg: TiltAngles,
                          pixel_size_nm: float = 1.5, noise: bool = True, seed: int | None = 1,
                          lazy: bool = False):
     """An ADF tilt series as a microscope writes it: ``Signal2D`` stack, navigation tilt.
@@ -53,8 +58,8 @@ def synthetic_adf_series(sinograms: np.ndarray, tilt_angles_deg: Sequence[float]
         expected = np.moveaxis(expected, 1, 0)  # (tilt, y, x)
     if np.any(expected < 0):
         raise ValueError("ADF sinograms are expected counts and must be >= 0.")
-    data = (np.random.default_rng(seed).poisson(expected) if noise else expected)
-    data = data.astype(np.float32)
+    data = (np.random.default_rng(seed).poisson(expected) if noise else expected
+            ).astype(np.float32)
     signal = (hs.signals.Signal2D(data) if data.ndim == 3 else hs.signals.Signal1D(data))
     for axis, name in zip(signal.axes_manager.signal_axes, ("x", "y")):
         axis.name, axis.units, axis.scale = name, "nm", pixel_size_nm
@@ -85,7 +90,7 @@ def _spectra_block(maps, profiles, background, noise, seed, dtype, block_id=None
 
 def synthetic_tilt_series(
     line_sinograms: Mapping[str, np.ndarray],
-    tilt_angles_deg: Sequence[float],
+    tilt_angles_deg: TiltAngles,
     pixel_size_nm: float = 1.5,
     energy_axis_kev: tuple[float, float, int] = (0.0, 0.02, 1024),
     energy_resolution_mnka_ev: float = 130.0,
@@ -228,8 +233,8 @@ class SimulatedAcquisition:
         Noiseless sinograms ``(slices, tilts, x)`` per line and for ``"ADF"``.
     """
 
-    series: object
-    adf: object
+    series: BaseSignal
+    adf: BaseSignal
     xray_lines: list
     line_intensities: list
     truth: dict
@@ -301,7 +306,7 @@ def _tilt_axis(values, ndim):
 def simulate_acquisition(
     phantom: Phantom,
     xray_lines: Sequence[str],
-    tilt_angles_deg: Sequence[float] = PAPER_TILTS_DEG,
+    tilt_angles_deg: TiltAngles = PAPER_TILTS_DEG,
     beam_energy_kev: float = 100.0,
     eds_dose_electrons: float = 3.121e8,
     adf_dose_electrons: float = 1e5,

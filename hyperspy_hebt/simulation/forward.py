@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..tomography import ParallelBeamGeometry, get_projector
+from ..tomography.geometry import TiltAngles
 
 __all__ = ["alloy_density", "project_volume", "thin_film_adf_counts", "thin_film_line_counts"]
 
@@ -140,7 +141,7 @@ def thin_film_adf_counts(
             * pixel_size_nm * 1e-7)
 
 
-def project_volume(volume: np.ndarray, tilt_angles_deg: Sequence[float], oversampling: int = 2
+def project_volume(volume: np.ndarray, tilt_angles_deg: TiltAngles, oversampling: int = 2
                    ) -> np.ndarray:
     """Project slices with a projector independent of the reconstruction's.
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..tomography.geometry import TiltAngles
 from .acquisition import write_tilt_files
 from .forward import project_volume, thin_film_adf_counts, thin_film_line_counts
 
@@ -143,11 +144,15 @@ def _brems_shape(energy_kev, beam_energy_kev):
     return shape / shape.sum()
 
 
+#: Default tilts of :func:`simulate_lamella_series` (deg).
+LAMELLA_TILTS_DEG = tuple(np.linspace(-60.0, 60.0, 16))
+
+
 def simulate_lamella_series(
     folder,
     n_x: int = 64,
     n_slices: int = 32,
-    tilt_angles_deg: Sequence[float] = tuple(np.linspace(-60.0, 60.0, 16)),
+    tilt_angles_deg: TiltAngles = LAMELLA_TILTS_DEG,
     counts_per_pixel: float = 14.0,
     energy_channels: int = 2048,
     pixel_size_nm: float = 5.0,

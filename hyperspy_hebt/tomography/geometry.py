@@ -18,11 +18,16 @@ describes a rotation axis that is not in the middle of the scanned line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["ParallelBeamGeometry"]
+
+
+#: Tilt angles in degrees: a sequence of numbers or a 1D array.
+TiltAngles = Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)
