@@ -286,8 +286,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         weight, count = checked_alpha(alpha), checked_iterations(iterations, run.relaxation)
         if isinstance(weight, str) or isinstance(count, str):  # "auto"
             _no_auto_normalisation(normalise_tilts)
-            return _auto.auto_hebt(self, adf, alpha, iterations, model, source,
-                                               grid, run)
+            return _auto.auto_hebt(self, adf, weight, count, model, source, grid, run)
         return _hebt.reconstruct_hebt(self, adf, weight, count, model, source, grid, run)
 
     @shared_parameters

@@ -225,6 +225,9 @@ def test_a_grid_too_large_for_memory_is_refused_up_front(monkeypatch):
 
     # The estimate is an upper one, and not a wild one: against the traced peak of
     # building a lamella-like padded grid's projector (W, W^T and the build's arrays).
+    # Measured 1.75x the peak here and on the 956 x 256 lamella grid; 3x leaves room
+    # for numpy's temporaries changing, and would still catch a per-weight cost
+    # off by a factor of two either way.
     geometry = ParallelBeamGeometry(tuple(np.linspace(-60, 60, 16)), 64, n_x=240, n_z=64)
     # Imports made by a first build (bytecode compiled in a fresh clone) are no grid's.
     make_projector(ParallelBeamGeometry((-30.0, 30.0), 4))
@@ -579,3 +582,15 @@ def test_zarr_files_missing_fail_naming_the_file(one_tilt, tmp_path):
 
     check()
     assert _same_signal(_read(str(folder), lazy=False), original)
+
+
+def test_an_empty_map_is_called_empty_not_negative():
+    """A listed line with no counts at all (a real Velox file's Si Ka) is refused as
+    empty: "negative in total (0 counts; 0 % negative)" misled."""
+    from helpers import make_series
+
+    series = make_series()
+    maps = [m.data for m in series.get_lines_intensity(integration_windows=2.0)]
+    with pytest.raises(ValueError, match=r"The Au_Ma map holds no counts at all"):
+        series.reconstruct_sirt(iterations=2, intensities=[maps[0], 0 * maps[1]],
+                                xray_lines=["Ag_La", "Au_Ma"])

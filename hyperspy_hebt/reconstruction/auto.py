@@ -16,8 +16,6 @@ from .options import (
     HebtModel,
     LineSource,
     RunOptions,
-    checked_alpha,
-    checked_iterations,
 )
 from .problem import Problem, prepare
 
@@ -182,7 +180,8 @@ _logger = logging.getLogger(__name__)
 
 def auto_hebt(signal, adf, alpha, iterations, model: HebtModel, source: LineSource,
               grid: GridOptions, run: RunOptions) -> list:
-    """``reconstruct_hebt`` with ``alpha`` and/or ``iterations`` = "auto".
+    """``reconstruct_hebt`` with ``alpha`` and/or ``iterations`` = "auto" (each already
+    checked by :func:`.options.checked_alpha` / :func:`.options.checked_iterations`).
 
     Plain SIRT is always a candidate: HEBT at alpha 0 would return SIRT's maps
     scaled by the fitted ratios and quantified with HEBT's factors, i.e. SIRT's
@@ -198,7 +197,6 @@ def auto_hebt(signal, adf, alpha, iterations, model: HebtModel, source: LineSour
     if not model.fitted:
         raise ValueError("alpha or iterations 'auto' fits the response ratios on each fold; "
                          "pass response_ratios None or 'physics' with it.")
-    alpha, iterations = checked_alpha(alpha), checked_iterations(iterations, run.relaxation)
     folds = auto_folds(len(signal.tilt_angles))
     alphas = tuple(a for a in AUTO_ALPHAS if a > 0) if alpha == AUTO else (alpha,)
     counts = AUTO_ITERATIONS if iterations == AUTO else (iterations,)

@@ -253,22 +253,6 @@ def _user_intensities(signal, xray_lines, intensities, nav_shape):
     return out
 
 
-def in_memory_lines(lines):
-    """Lines whose lazy maps are computed together, once (one pass over the spectra),
-    and wrapped as dask arrays again so that lazy results stay lazy."""
-    lazy = [i for i, line in enumerate(lines) if isinstance(line.data, da.Array)]
-    if not lazy:
-        return lines
-    import dask
-
-    computed = dask.compute(*[lines[i].data for i in lazy])
-    out = list(lines)
-    for i, data in zip(lazy, computed):
-        warn_negative(lines[i].xray_line, data, lines[i].provenance.get("source", "line"))
-        out[i] = LineIntensity(lines[i].xray_line, da.from_array(data), lines[i].provenance)
-    return out
-
-
 def adf_series(signal, adf):
     """The ADF/HAADF tilt series as a navigation-shaped array of ``signal``.
 

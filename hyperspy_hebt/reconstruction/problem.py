@@ -21,7 +21,13 @@ import numpy as np
 from ..filtering import filtered_sinograms
 from ..tomography import ParallelBeamGeometry
 from .field import check_grid_memory, invalid_pixels_of, resolve_padding, thickness_support
-from .intensities import LineIntensity, adf_series, line_intensities, normalise_per_tilt
+from .intensities import (
+    LineIntensity,
+    adf_series,
+    line_intensities,
+    normalise_per_tilt,
+    warn_negative,
+)
 from .layout import TiltSeriesLayout
 from .options import GridOptions, LineSource
 
@@ -192,6 +198,8 @@ def prepare(signal, adf=None, source: LineSource | None = None,
         refuse_dead_tilts(raw, layout.tilt_angles_deg)
         for line, stack in zip(lines, raw):
             refuse_impossible_negatives(line, stack)
+            if lazy:  # eager maps were looked at when they were made
+                warn_negative(line.xray_line, np.asarray(stack), line.provenance["source"])
         if adf_stack is not None:
             refuse_flat_adf(adf_stack, layout.tilt_angles_deg)
     # The unfiltered EDS maps say whether the object continues beyond the scan (an
@@ -322,11 +330,13 @@ def refuse_impossible_negatives(line, stack) -> None:
                "spectra at 0 yourself (s.data.clip(min=0)) if the negatives are an artefact")
     total = values.sum()
     if total <= 0:
+        found = ("holds no counts at all (every pixel of every tilt is 0)" if not values.any()
+                 else f"is negative in total ({total:.4g} counts over every pixel and tilt; "
+                 f"{100 * np.mean(values < 0):.0f} % of its pixels negative)")
         raise ValueError(
-            f"The {name} map is negative in total ({total:.4g} counts over every pixel and "
-            f"tilt; {100 * np.mean(values < 0):.0f} % of its pixels negative): the line is "
-            f"absent or hidden under another line or the background, and its reconstruction "
-            f"would be noise. Drop {name} from the lines, or check the spectrum. {way_out}.")
+            f"The {name} map {found}: the line is absent or hidden under another line or "
+            f"the background, and its reconstruction would be noise. Drop {name} from the "
+            f"lines, or check the spectrum. {way_out}.")
     share = np.mean(values < 0)
     if share > NEGATIVE_PIXEL_SHARE_LIMIT:
         raise ValueError(
