@@ -65,9 +65,11 @@ sys.exit(done.returncode)
 
 
 def child(command: list[str]) -> dict:
-    """Run ``command`` under a small measuring process: its ``ru_maxrss`` of children is
-    the command's own (this process's would include a forked copy of this one, which
-    holds the generator's arrays)."""
+    """Run ``command`` under a small measuring process.
+
+    Its ``ru_maxrss`` of children is the command's own (this process's would include a forked copy
+    of this one, which holds the generator's arrays).
+    """
     done = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True,
                           text=True)
     if done.returncode != 0:

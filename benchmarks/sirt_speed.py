@@ -87,8 +87,10 @@ def astra_sirt(sinogram, tilts, iterations, sign):
 
 
 def best_orientation(run, truth):
-    """astra/etspy/skimage angle and axis conventions differ from ours; take the
-    sign of the angles that gives the lower error on a short run."""
+    """astra/etspy/skimage angle and axis conventions differ from ours.
+
+    Take the sign of the angles that gives the lower error on a short run.
+    """
     return min((1.0, -1.0), key=lambda sign: relative_error(run(sign, 10), truth))
 
 

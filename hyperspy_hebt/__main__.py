@@ -1,3 +1,5 @@
+"""``python -m hyperspy_hebt``: the command-line tool (:mod:`.cli`)."""
+
 import sys
 
 from .cli import main

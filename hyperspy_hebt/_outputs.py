@@ -90,9 +90,11 @@ def manifest(folder: Path) -> list:
 
 
 def commit(staging: Path, out: Path) -> None:
-    """Give ``staging`` the name ``out``; a previous ``out`` is moved aside first and
-    removed after, so at every moment one complete result folder exists (between the
-    two renames, under the hidden name ``.<out>.replaced-*``)."""
+    """Give ``staging`` the name ``out``.
+
+    A previous ``out`` is moved aside first and removed after, so at every moment one complete
+    result folder exists (between the two renames, under the hidden name ``.<out>.replaced-*``).
+    """
     out = out.absolute()
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()  # an empty folder the user made for the results

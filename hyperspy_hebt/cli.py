@@ -126,6 +126,7 @@ def _demo_figure(plt, out, measured, lines, fractions, weight_fractions, centre)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command-line tool on ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     import warnings
 
     # HyperSpy 2.x warns about its own lazy-class imports when exspy loads.
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _number_or_auto(kind):
-    """argparse type: a number of ``kind`` or the word auto."""
+    """Argparse type: a number of ``kind`` or the word auto."""
     def parse(text: str):
         if text == "auto":
             return text

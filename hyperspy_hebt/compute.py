@@ -49,8 +49,11 @@ def compute_together(signals: Sequence) -> list:
 
 
 def _store_together(arrays: list) -> list:
-    """In-memory versions of ``arrays`` (dask arrays computed in one pass, blocks
-    written into arrays allocated up front; others returned as they are)."""
+    """Return in-memory versions of ``arrays``.
+
+    Dask arrays are computed in one pass, their blocks written into arrays allocated up front;
+    others are returned as they are.
+    """
     lazy = [i for i, a in enumerate(arrays) if isinstance(a, da.Array)]
     out = list(arrays)
     if not lazy:

@@ -127,8 +127,10 @@ class CrossValidation:
 
 
 def _hebt_training(eds, adf, options, weights=None):
-    """ADF (offset removed), ratios and ADF weights of one fold, as reconstruct_hebt does;
-    ``weights`` (0: no valid data) leave pixels out of the fit and the ADF term."""
+    """ADF (offset removed), ratios and ADF weights of one fold, as reconstruct_hebt does.
+
+    ``weights`` (0: no valid data) leave pixels out of the fit and the ADF term.
+    """
     from .diagnostics import invalid_adf_pixels
 
     valid = None
@@ -182,10 +184,12 @@ STOP_ON = ("each_line", "sum")
 
 def _lockstep(generators, folds, iterations, score, totals, key, names, stop_early,
               stop_on="each_line"):
-    """Advance every fold's iteration generator together, scoring each at the wanted
-    counts; with ``stop_early``, stop when the watched score (``stop_on``: every line's,
-    or their sum) has been worse than its best at :data:`PATIENCE` checkpoints in a row.
-    Returns the count it stopped after (or None when it ran them all)."""
+    """Advance every fold's iteration generator together, scoring each at the wanted counts.
+
+    With ``stop_early``, stop when the watched score (``stop_on``: every line's, or their sum) has
+    been worse than its best at :data:`PATIENCE` checkpoints in a row. Returns the count it stopped
+    after (or None when it ran them all).
+    """
     watched = list(names) if stop_on == "each_line" else ["sum"]
     best = {name: np.inf for name in watched}
     worse = {name: 0 for name in watched}
@@ -209,10 +213,12 @@ def _lockstep(generators, folds, iterations, score, totals, key, names, stop_ear
 
 
 def _held_out(projector, snapshot, n_columns):
-    """Projections ``(n_columns, n_tilts, n_detector)`` of an iterate's first
-    ``n_columns`` slices onto the held-out tilts: read in place from the CPU kernels'
-    live iterate (no volume-sized copies: two of 78 MB per fold and checkpoint on a
-    padded 256-wide grid), from a copy for the other backends."""
+    """Project an iterate's first ``n_columns`` slices onto the held-out tilts.
+
+    Returns ``(n_columns, n_tilts, n_detector)``, read in place from the CPU kernels' live iterate
+    (no volume-sized copies: two of 78 MB per fold and checkpoint on a padded 256-wide grid), from a
+    copy for the other backends.
+    """
     g = projector.geometry
     live = getattr(snapshot, "pixel_major", None)
     if live is None:

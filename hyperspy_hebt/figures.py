@@ -39,8 +39,10 @@ def _extent(axis, factor=1.0):
 
 
 def element_colors(n: int) -> list:
-    """``n`` distinct colours (matplotlib's qualitative maps, then evenly spaced hues):
-    one per element, never repeated."""
+    """``n`` distinct colours (matplotlib's qualitative maps, then evenly spaced hues).
+
+    One per element, never repeated.
+    """
     import matplotlib
 
     if n <= 10:
@@ -51,8 +53,9 @@ def element_colors(n: int) -> list:
 
 
 def object_depth_range(volumes: Sequence[np.ndarray], margin: float = 0.1) -> slice:
-    """The ``z`` rows (axis 1 of ``(y, z, x)`` volumes) where any volume is non-zero,
-    widened by ``margin`` of that range on each side; all rows when none is zero.
+    """Return the ``z`` rows of ``(y, z, x)`` volumes where any volume is non-zero.
+
+    The range is widened by ``margin`` of itself on each side; all rows when none is zero.
 
     Weight-fraction volumes are 0 outside the object, so a thin lamella's slab,
     as deep as the scan is wide, is cut to the lamella.

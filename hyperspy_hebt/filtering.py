@@ -1,5 +1,7 @@
-"""Gaussian filtering of sinogram stacks ``(slices, tilts, detector)``, numpy or dask:
-the maps' noise filter before a reconstruction (arrays only, no HyperSpy)."""
+"""Gaussian filtering of sinogram stacks ``(slices, tilts, detector)``, numpy or dask.
+
+The maps' noise filter before a reconstruction (arrays only, no HyperSpy).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default, fixes the overlap dep
 
 
 def filter_block(block, sigma):
-    """scipy's Gaussian filter of one block (reflecting at the block's own ends)."""
+    """Scipy's Gaussian filter of one block (reflecting at the block's own ends)."""
     return ndi.gaussian_filter(block, sigma=sigma, truncate=TRUNCATE, mode="reflect")
 
 

@@ -1,5 +1,6 @@
-"""Per-tilt image shifts and rotations, on arrays: applying them, and which pixels they
-bring in from outside the recorded image.
+"""Per-tilt image shifts and rotations, on arrays.
+
+Applying them, and which pixels they bring in from outside the recorded image.
 
 Used by the alignment (which finds the shifts) and by the field of view (which leaves
 the pixels without data out of a reconstruction); neither imports the other.
@@ -31,8 +32,10 @@ def shift_block(block, shifts, rotation_deg, block_info=None):
 
 
 def shift_images(data, shifts, rotation_deg):
-    """Apply per-tilt shifts (and a rotation) to a ``(tilt, y, x, ...)`` array (numpy, or
-    dask: one task per tilt)."""
+    """Apply per-tilt shifts (and a rotation) to a ``(tilt, y, x, ...)`` array.
+
+    Numpy, or dask with one task per tilt.
+    """
     if isinstance(data, da.Array):
         data = data.rechunk({0: 1, 1: -1, 2: -1})
         return data.map_blocks(shift_block, shifts, rotation_deg, dtype=np.float32)
@@ -40,8 +43,11 @@ def shift_images(data, shifts, rotation_deg):
 
 
 def valid_pixels(shape, shifts, rotation_deg) -> np.ndarray:
-    """``(tilt,) + shape`` boolean: True where the shifted (and rotated) image still
-    holds recorded data, False where it was moved in from outside."""
+    """``(tilt,) + shape`` boolean.
+
+    True where the shifted (and rotated) image still holds recorded data, False where it was moved
+    in from outside.
+    """
     ones = np.ones((len(shifts),) + tuple(shape), np.float32)
     return shift_block(ones, shifts, rotation_deg) > 0.999
 

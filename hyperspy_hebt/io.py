@@ -96,8 +96,10 @@ def _is_adf(signal) -> bool:
 
 
 def _split_file(path, signals, want_adf, n_spectra=1):
-    """The file's spectrum images (``n_spectra`` of them: one, or one per detector)
-    and its ADF image (or None)."""
+    """Return the file's spectrum images and its ADF image (or None).
+
+    ``n_spectra`` spectrum images: one, or one per detector.
+    """
     signals = signals if isinstance(signals, list) else [signals]
     spectra = [s for s in signals if _is_spectrum_image(s)]
     if len(spectra) != n_spectra or not spectra:
@@ -131,9 +133,12 @@ def _metadata_tilt(path, spectrum):
 
 
 def _read(path: str, lazy: bool, **kwargs):
-    """``hs.load`` of one file; a file the readers cannot parse (truncated by a copy
-    that stopped early, a damaged HDF5 or zarr header) is named in the error, where
-    h5py, blosc or json would not say which of the series' files it was."""
+    """``hs.load`` of one file.
+
+    A file the readers cannot parse (truncated by a copy that stopped early, a damaged HDF5 or zarr
+    header) is named in the error, where h5py, blosc or json would not say which of the series'
+    files it was.
+    """
     import hyperspy.api as hs
 
     try:
@@ -149,9 +154,11 @@ def _read(path: str, lazy: bool, **kwargs):
 
 
 def _refuse_missing_chunks(path: str) -> None:
-    """Refuse a ``.zspy`` folder whose data arrays lack chunk files: zarr reads a missing
-    chunk back as its fill value (zeros), so a damaged copy would load as a series with
-    blank blocks. rosettasciio writes every chunk, empty ones included."""
+    """Refuse a ``.zspy`` folder whose data arrays lack chunk files.
+
+    Zarr reads a missing chunk back as its fill value (zeros), so a damaged copy would load as a
+    series with blank blocks. rosettasciio writes every chunk, empty ones included.
+    """
     import json
 
     import zarr
@@ -238,7 +245,6 @@ def load_tilt_series(
     FileNotFoundError
         A pattern matching nothing, or missing files.
     """
-
     if detectors not in DETECTOR_MODES:
         raise ValueError(f"detectors must be one of {DETECTOR_MODES}, got {detectors!r}.")
     files = _expand(paths, "paths")

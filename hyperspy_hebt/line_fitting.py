@@ -57,8 +57,10 @@ class _Model:
 
 
 def _families_in_range(elements, energy_kev) -> list:
-    """One line per (element, family) with a line inside the energy axis: the family's
-    alpha line when it has one (the line exspy's factors describe), else its first."""
+    """One line per (element, family) with a line inside the energy axis.
+
+    The family's alpha line when it has one (the line exspy's factors describe), else its first.
+    """
     from exspy.material import elements as database
 
     low, high = energy_kev[0], energy_kev[-1]

@@ -106,6 +106,7 @@ class LineSurvey:
 
     @property
     def ok(self) -> bool:
+        """True when every listed line has counts and no peak is left unexplained."""
         return not self.missing and not self.unlisted
 
     def messages(self) -> list[str]:
@@ -125,6 +126,7 @@ class LineSurvey:
         return out
 
     def as_metadata(self) -> dict:
+        """The survey as nested dicts for ``metadata`` (saves and loads with the signal)."""
         return {
             "listed": {r["xray_line"]: {k: v for k, v in r.items() if k != "xray_line"}
                        for r in self.listed},
@@ -139,9 +141,11 @@ class LineSurvey:
 
 
 def _element_lines(element: str) -> list[tuple[str, float]]:
-    """(line, keV) of an element's lines strong enough to explain a peak
-    (:data:`~hyperspy_hebt.reconstruction.intensities.MIN_LINE_WEIGHT` of their
-    family's strongest)."""
+    """Return (line, keV) of an element's lines strong enough to explain a peak.
+
+    Strong enough: :data:`~hyperspy_hebt.reconstruction.intensities.MIN_LINE_WEIGHT` of their
+    family's strongest.
+    """
     from exspy.material import elements
 
     table = elements[element].Atomic_properties.get_item("Xray_lines")
@@ -282,6 +286,8 @@ def survey_lines(signal, xray_lines=None, sum_spectrum=None) -> LineSurvey:
 
 
 def sum_spectrum_of(signal):
-    """The spectra of ``signal`` summed over every navigation axis (float64; a dask
-    array for a lazy signal, to compute together with other results)."""
+    """Sum the spectra of ``signal`` over every navigation axis.
+
+    Float64; a dask array for a lazy signal, to compute together with other results.
+    """
     return signal.data.sum(axis=tuple(range(signal.data.ndim - 1)), dtype=np.float64)

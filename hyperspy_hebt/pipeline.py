@@ -42,7 +42,7 @@ __all__ = ["reconstruct_files"]
 
 
 def _peak_memory_gb() -> float | None:
-    """This process's peak resident memory so far (GB), where the system says it."""
+    """Return this process's peak resident memory so far (GB), where the system says it."""
     try:
         import resource
 
@@ -67,8 +67,10 @@ def _release_freed_memory() -> None:
 
 
 class _Stages:
-    """One line per stage, with the time since the start and the peak memory so far,
-    to ``progress``; each stage's freed memory is returned to the system."""
+    """Report each stage's time since the start and peak memory so far to ``progress``.
+
+    One line per stage; each stage's freed memory is returned to the system.
+    """
 
     def __init__(self, progress):
         self.progress = progress
@@ -311,8 +313,11 @@ def _run(settings: _Settings, writer: ResultWriter, stage: _Stages, collected) -
 
 
 def _load(settings: _Settings, stage):
-    """The series (lazy), its ADF and the method, with what can be checked before the
-    run (an ADF for what needs one, the bin factor, the region rules)."""
+    """Load the series (lazy), its ADF and the method.
+
+    With what can be checked before the run: an ADF for what needs one, the bin factor, the region
+    rules.
+    """
     series, adf = load_tilt_series(settings.paths, tilt_angles=settings.tilt_angles,
                                    tilt_from=settings.tilt_from, adf_paths=settings.adf_paths,
                                    lazy=True, elements=settings.elements,
@@ -378,8 +383,10 @@ def _prepare_series(series, adf, settings: _Settings, summary: dict, stage):
 
 
 def _line_maps(series, settings: _Settings, summary: dict, stage) -> list:
-    """The line maps (fitted or integrated) and the sum spectrum's survey, in one pass
-    over the spectra; normalised per tilt if asked."""
+    """Make the line maps (fitted or integrated) and the sum spectrum's survey.
+
+    One pass over the spectra; the maps are normalised per tilt if asked.
+    """
     if settings.fit_lines:
         maps = series.fit_line_intensities()
         check = maps[0].metadata.LineFit.check
@@ -455,8 +462,10 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
 
 
 def _check_before_the_run(series, bin_factor, regions) -> None:
-    """Arguments that could only fail late (binning, region rules), checked on the
-    loaded series before anything is computed."""
+    """Check arguments that could only fail late (binning, region rules).
+
+    They are checked on the loaded series before anything is computed.
+    """
     scan = [axis.size for axis in series.axes_manager.navigation_axes
             if axis.name != "tilt"]
     if any(size % bin_factor for size in scan):
@@ -474,9 +483,11 @@ def _check_before_the_run(series, bin_factor, regions) -> None:
 
 
 def _in_memory(maps, total):
-    """Lazy line maps and the (lazy) sum spectrum ``total`` computed in one dask pass;
-    the maps come back as lazy signals over in-memory arrays (results stay lazy, the
-    spectra are not read again)."""
+    """Lazy line maps and the (lazy) sum spectrum ``total`` computed in one dask pass.
+
+    The maps come back as lazy signals over in-memory arrays (results stay lazy, the spectra are not
+    read again).
+    """
     lazy = [i for i, m in enumerate(maps) if m._lazy]
     computed = dask.compute(total, *[maps[i].data for i in lazy])
     maps = list(maps)
@@ -494,8 +505,10 @@ def _json_default(value):
 
 
 class _progress_bar:
-    """dask's progress bar on a terminal; nothing in a log file (one line per update
-    there, hundreds of lines)."""
+    """dask's progress bar on a terminal.
+
+    Nothing in a log file (one line per update there, hundreds of lines).
+    """
 
     def __enter__(self):
         self.bar = None

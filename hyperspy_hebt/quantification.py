@@ -180,8 +180,7 @@ def _histogram_inputs(total):
 
 
 def _threshold_from_packed(packed):
-    """[counts..., n_above, n_total, scale, n_bad] -> [threshold] (runs inside a dask
-    graph)."""
+    """[counts..., n_above, n_total, scale, n_bad] -> [threshold] (runs inside a dask graph)."""
     counts, (n_above, n_total, scale, n_bad) = packed[:-4], packed[-4:]
     _refuse_non_finite(int(n_bad), int(n_total))
     return np.array([fit_esf(counts, int(n_above), int(n_total), float(scale)).threshold])
@@ -226,9 +225,10 @@ FRACTION_BLOCK_VOXELS = 2**19
 
 def composition_fractions_of(volumes, factors, threshold=None, atomic_weights=None,
                              out=None) -> list:
-    """:func:`composition_fractions` of in-memory volumes, one array per element, computed
-    block by block along the first axis: no stacked copy of the volumes and no
-    volume-sized temporaries, only the fractions themselves.
+    """Apply :func:`composition_fractions` to in-memory volumes, one array per element.
+
+    Computed block by block along the first axis: no stacked copy of the volumes and no volume-sized
+    temporaries, only the fractions themselves.
 
     Parameters
     ----------

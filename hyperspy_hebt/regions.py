@@ -56,8 +56,9 @@ def _inside(volumes) -> np.ndarray:
 
 
 def parse_rule(rule: str, elements: Sequence[str]):
-    """The parts of a region rule, checked against the quantified ``elements`` (so a
-    run can refuse a bad rule before it starts).
+    """Parse a region rule, checked against the quantified ``elements``.
+
+    So a run can refuse a bad rule before it starts.
 
     Raises
     ------
@@ -166,8 +167,10 @@ def composition_table(fractions: Sequence,
 
 
 def composition_figure(table: dict, units: str = "weight fraction"):
-    """Bar chart of each region's mean composition with its spread (one colour per
-    element, as in :func:`~hyperspy_hebt.figures.element_colors`)."""
+    """Draw a bar chart of each region's mean composition with its spread.
+
+    One colour per element, as in :func:`~hyperspy_hebt.figures.element_colors`.
+    """
     import matplotlib.pyplot as plt
 
     from .figures import element_colors

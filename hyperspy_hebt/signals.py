@@ -84,7 +84,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         )
 
     def rebin(self, new_shape=None, scale=None, crop=True, dtype=None, out=None):
-        # HyperSpy's rebin refuses a non-uniform tilt axis even at factor 1.
+        """HyperSpy's ``rebin``, keeping a non-uniform tilt axis (HyperSpy refuses it)."""
         return rebin_keeping_tilts(
             self, lambda target, **kw: super().rebin(**kw),
             new_shape=new_shape, scale=scale, crop=crop, dtype=dtype, out=out)
@@ -389,8 +389,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         window_fwhm: float = 3.0,
         check: bool = True,
     ) -> list:
-        """Line-intensity maps by a linear fit of every spectrum (overlapping lines
-        kept apart); pass them as ``intensities=`` to the reconstructions.
+        """Line-intensity maps by a linear fit of every spectrum (overlapping lines kept apart).
+
+        Pass them as ``intensities=`` to the reconstructions.
 
         See :func:`hyperspy_hebt.line_fitting.fit_line_intensities` for the model and
         the parameters.

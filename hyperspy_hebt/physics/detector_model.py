@@ -75,8 +75,10 @@ def _xraylib():
 
 def _mass_attenuation(fractions: dict[str, float], energies_kev: np.ndarray,
                       photoelectric: bool = False) -> np.ndarray:
-    """mu/rho of a mixture (cm^2/g), the weight-fraction mean of its elements': total
-    attenuation, or its photoelectric part."""
+    """mu/rho of a mixture (cm^2/g), the weight-fraction mean of its elements'.
+
+    Total attenuation, or its photoelectric part.
+    """
     from .xray_data import atomic_number
 
     xraylib = _xraylib()
@@ -197,8 +199,10 @@ class DetectorModel:
         mass_density(self.crystal)  # a known element with a density
 
     def __call__(self, energy_kev):
-        """Efficiency in [0, 1] at ``energy_kev`` (keV): a float for a number, an
-        array for an array."""
+        """Efficiency in [0, 1] at ``energy_kev`` (keV).
+
+        A float for a number, an array for an array.
+        """
         energies = _energies(energy_kev)
         efficiency = np.ones_like(energies)
         for layer in self.window:

@@ -33,8 +33,11 @@ AUTO_FOLDS = 4
 
 
 def auto_folds(n_tilts: int) -> int:
-    """Folds for "auto": 4, or as many as a short series allows (at least 2 tilts in
-    each fold's training set per held-out tilt)."""
+    """Folds for "auto".
+
+    4, or as many as a short series allows (at least 2 tilts in each fold's training set per
+    held-out tilt).
+    """
     if n_tilts < 4:
         raise ValueError(
             f"'auto' chooses by holding tilts out and needs at least 4 tilts; this series "
@@ -106,8 +109,11 @@ def check_fold_ratios(response_ratios) -> None:
 
 
 def _with_physics(signal, model: HebtModel, names):
-    """HEBT options for :func:`cross_validate_stacks`: ``response_ratios`` ("physics" or
-    None) becomes ``physics_ratios``, the cross sections' pattern or None."""
+    """HEBT options for :func:`cross_validate_stacks`.
+
+    ``response_ratios`` ("physics" or None) becomes ``physics_ratios``, the cross sections' pattern
+    or None.
+    """
     from .hebt import PHYSICS, expected_ratios
 
     options = {"exclude_clipped": model.exclude_clipped, "adf_offset": model.adf_offset,
@@ -152,8 +158,11 @@ def _record_grid(rec, grid: dict) -> None:
 
 
 def auto_sirt(signal, source: LineSource, grid: GridOptions, run: RunOptions) -> list:
-    """``reconstruct_sirt(iterations="auto")``: each line at its own best iteration count,
-    every line on the grid chosen from all of them (a per-line "auto" could differ)."""
+    """``reconstruct_sirt(iterations="auto")``.
+
+    Each line at its own best iteration count, every line on the grid chosen from all of them (a
+    per-line "auto" could differ).
+    """
     from .sirt import sirt_of
 
     folds = auto_folds(len(signal.tilt_angles))
@@ -180,8 +189,9 @@ _logger = logging.getLogger(__name__)
 
 def auto_hebt(signal, adf, alpha, iterations, model: HebtModel, source: LineSource,
               grid: GridOptions, run: RunOptions) -> list:
-    """``reconstruct_hebt`` with ``alpha`` and/or ``iterations`` = "auto" (each already
-    checked by :func:`.options.checked_alpha` / :func:`.options.checked_iterations`).
+    """Run ``reconstruct_hebt`` with ``alpha`` and/or ``iterations`` = "auto".
+
+    Each is already checked by :func:`.options.checked_alpha` / :func:`.options.checked_iterations`.
 
     Plain SIRT is always a candidate: HEBT at alpha 0 would return SIRT's maps
     scaled by the fitted ratios and quantified with HEBT's factors, i.e. SIRT's

@@ -23,8 +23,10 @@ _META = np.empty((0, 0, 0, 0), np.float32)
 
 
 def _cropped_to_scan(kernel, geometry):
-    """``kernel`` whose volumes keep only the columns under the scan (the padding is
-    dropped as the kernel copies its iterate out, not after)."""
+    """Wrap ``kernel`` so that its volumes keep only the columns under the scan.
+
+    The padding is dropped as the kernel copies its iterate out, not after.
+    """
     if geometry.n_x == geometry.n_detector:
         return kernel
     start = (geometry.n_x - geometry.n_detector) // 2
@@ -39,8 +41,7 @@ BLOCK_VOLUME_BYTES = 64 * 2**20
 
 
 def block_slices(slices_per_block: int, geometry, n_out: int) -> int:
-    """``slices_per_block``, or fewer so that a block's volumes fit
-    :data:`BLOCK_VOLUME_BYTES`."""
+    """``slices_per_block``, or fewer so that a block's volumes fit :data:`BLOCK_VOLUME_BYTES`."""
     per_slice = geometry.n_x * geometry.n_z * max(1, n_out) * 4
     return max(1, min(int(slices_per_block), BLOCK_VOLUME_BYTES // per_slice))
 
@@ -77,10 +78,12 @@ def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iter
 
 
 def kernel_backend(backend, lazy: bool) -> str:
-    """The ``backend`` the kernels get. Eager work runs here, so "auto" is resolved and
-    a missing GPU reported now; a lazy graph's blocks may run on other machines (a
-    cluster's GPU workers), so there the name is only checked and each block resolves it
-    where it runs."""
+    """The ``backend`` the kernels get.
+
+    Eager work runs here, so "auto" is resolved and a missing GPU reported now; a lazy graph's
+    blocks may run on other machines (a cluster's GPU workers), so there the name is only checked
+    and each block resolves it where it runs.
+    """
     return validate_backend(backend) if lazy else resolve_backend(backend)
 
 

@@ -1,5 +1,6 @@
-"""The field of view of a tilt series: what lies beyond the scan, where data are
-missing, and where the object may be.
+"""The field of view of a tilt series.
+
+What lies beyond the scan, where data are missing, and where the object may be.
 
 Three guards for real acquisitions:
 
@@ -219,8 +220,10 @@ def grid_memory_bytes(geometry) -> int:
 
 
 def available_memory_bytes() -> int | None:
-    """Memory the system can still give (Linux ``MemAvailable``), else its total, else
-    None when neither can be read."""
+    """Return the memory the system can still give, in bytes.
+
+    Linux ``MemAvailable``, else the total, else None when neither can be read.
+    """
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -237,8 +240,9 @@ def available_memory_bytes() -> int | None:
 
 
 def check_grid_memory(geometry, padding_record: dict) -> None:
-    """Refuse a grid whose reconstruction would not fit in memory, before anything is
-    allocated, with the estimate and what reduces it.
+    """Refuse a grid whose reconstruction would not fit in memory.
+
+    Checked before anything is allocated; the message gives the estimate and what reduces it.
 
     Raises
     ------

@@ -32,8 +32,10 @@ _logger = logging.getLogger(__name__)
 def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positivity,
                  weighted=False, extra_volume=False, eds_weighted=False, backend="cpu",
                  half_thickness_px=None, columns=None, callback=None):
-    """(k + 1 [+ 1] [+ 1], slices, T, D): EDS maps, the ADF, [ADF weights], [EDS
-    weights] -> (k [+ 1], slices, Z, X)."""
+    """(k + 1 [+ 1] [+ 1], slices, T, D).
+
+    EDS maps, the ADF, [ADF weights], [EDS weights] -> (k [+ 1], slices, Z, X).
+    """
     k = len(ratios)
     return hebt(get_projector(geometry), block[:k], block[k], ratios, alpha, iterations,
                 relaxation, positivity, callback,
@@ -97,8 +99,10 @@ def _user_ratios(response_ratios, names):
 
 
 def _required_adf(signal, adf):
-    """HEBT needs the ADF series (``prepare`` takes None for "EDS only"): None is
-    refused by :func:`adf_series`'s own check, as any other non-signal."""
+    """HEBT needs the ADF series (``prepare`` takes None for "EDS only").
+
+    None is refused by :func:`adf_series`'s own check, as any other non-signal.
+    """
     if adf is None:
         adf_series(signal, adf)
     return adf
@@ -106,8 +110,10 @@ def _required_adf(signal, adf):
 
 def model_check(inputs: Problem, ratios, r_squared, offset=0.0, excluded=None,
                 expected=None, adf=None):
-    """:func:`check_linear_adf` on prepared (in-memory) inputs; ``adf`` (the user's
-    signal) may carry the check of the ADF as recorded, before binning."""
+    """:func:`check_linear_adf` on prepared (in-memory) inputs.
+
+    ``adf`` (the user's signal) may carry the check of the ADF as recorded, before binning.
+    """
     metadata = getattr(adf, "metadata", None)
     as_recorded = None if metadata is None else metadata.get_item(AS_RECORDED_KEY)
     if as_recorded is not None and hasattr(as_recorded, "as_dictionary"):
@@ -132,10 +138,12 @@ class ResponseModel:
 
 def response_model(inputs: Problem, model: HebtModel, expected=None,
                    with_floor: bool = True) -> ResponseModel:
-    """Fit ``I_H = sum r_A I_A (+ b)`` on the valid ADF pixels, or take the user's ratios;
+    """Fit ``I_H = sum r_A I_A (+ b)`` on the valid ADF pixels, or take the user's ratios.
+
     ``"physics"``: ``r_A = s z_A / f_A`` (``expected``), only ``s`` (and ``b``) fitted.
-    ``model.ratio_floor`` is applied ``with_floor`` (not by the model check, which
-    judges the fitted ratios themselves)."""
+    ``model.ratio_floor`` is applied ``with_floor`` (not by the model check, which judges the fitted
+    ratios themselves).
+    """
     response_ratios, exclude_clipped = model.response_ratios, model.exclude_clipped
     adf_offset = model.adf_offset
     ratio_floor = model.ratio_floor if with_floor else None
@@ -181,8 +189,10 @@ def response_model(inputs: Problem, model: HebtModel, expected=None,
 
 def reconstruct_hebt(signal, adf, alpha: float, iterations: int, model: HebtModel,
                      source: LineSource, grid: GridOptions, run: RunOptions) -> list:
-    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_hebt` (numbers for
-    ``alpha`` and ``iterations``; "auto" is :func:`.auto.auto_hebt`)."""
+    """Implement :meth:`TomographicEDSSpectrum.reconstruct_hebt`.
+
+    Numbers for ``alpha`` and ``iterations``; "auto" is :func:`.auto.auto_hebt`.
+    """
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
     alpha = validate_alpha(alpha)
     # The maps are in memory when the ratios are fitted on them.
@@ -266,8 +276,10 @@ def hebt_of(signal, adf, inputs: Problem, alpha: float, iterations: int, model: 
 
 def check_hebt_model(signal, adf, model: HebtModel, source: LineSource,
                      grid: GridOptions) -> dict:
-    """Implementation of :meth:`TomographicEDSSpectrum.check_hebt_model` (``grid``'s
-    padding and thickness are not used: nothing is reconstructed)."""
+    """Implement :meth:`TomographicEDSSpectrum.check_hebt_model`.
+
+    ``grid``'s padding and thickness are not used: nothing is reconstructed.
+    """
     problem = prepare(signal, _required_adf(signal, adf), source,
                       replace(grid, padding_px=0, thickness_nm=None), compute=True)
     return check_of(signal, adf, problem, model)

@@ -14,15 +14,19 @@ _logger = logging.getLogger(__name__)
 
 @dataclass
 class LineIntensity:
+    """One X-ray line's intensity map (navigation-shaped) and how it was made."""
+
     xray_line: str
     data: object  # numpy or dask array, navigation-shaped
     provenance: dict
 
 
 def resolve_xray_lines(signal, xray_lines) -> list:
-    """The lines to work on: ``xray_lines`` (checked against the energy axis), else
-    exspy's default (``metadata.Sample.xray_lines``, else the alpha lines of
-    ``metadata.Sample.elements``)."""
+    """The lines to work on.
+
+    ``xray_lines`` (checked against the energy axis), else exspy's default
+    (``metadata.Sample.xray_lines``, else the alpha lines of ``metadata.Sample.elements``).
+    """
     if xray_lines is not None and (isinstance(xray_lines, (str, dict))
                                    or not hasattr(xray_lines, "__iter__")):
         raise TypeError(
@@ -46,8 +50,11 @@ def resolve_xray_lines(signal, xray_lines) -> list:
 
 
 def line_intensities(signal, xray_lines, intensities, integration_windows, background_windows):
-    """Line-intensity maps, one per X-ray line, navigation-shaped (``intensities`` may
-    also hold :class:`LineIntensity` objects, passed through with their provenance)."""
+    """Return line-intensity maps, one per X-ray line, navigation-shaped.
+
+    ``intensities`` may also hold :class:`LineIntensity` objects, passed through with their
+    provenance.
+    """
     nav_shape = signal.data.shape[:-1]
     if intensities is not None:
         return _user_intensities(signal, xray_lines, intensities, nav_shape)
@@ -166,9 +173,9 @@ NEGATIVE_SHARE_LIMIT = 0.05
 
 
 def warn_negative(line: str, data, source: str) -> bool:
-    """Warn, naming the line, when a map is negative in total or in a large share
-    (in-memory maps only: a lazy map is checked once computed). Returns whether it
-    warned.
+    """Warn, naming the line, when a map is negative in total or in a large share.
+
+    In-memory maps only: a lazy map is checked once computed. Returns whether it warned.
 
     ``source`` says what made the map: an adjective ("background-subtracted") or a
     provenance source ("line fit", "user", "integration").
@@ -303,10 +310,12 @@ PIXEL_SIZE_TOLERANCE = 0.01
 
 
 def _check_adf_pixel_size(signal, adf) -> None:
-    """Refuse an ADF whose scan axes (matched by name) are calibrated in lengths that
-    differ from the EDS series' by more than :data:`PIXEL_SIZE_TOLERANCE`: equal
-    shapes with other pixel sizes are another field of view, not the same pixels.
-    Axes without a length unit are not compared."""
+    """Refuse an ADF whose pixel size differs from the EDS series'.
+
+    Scan axes are matched by name; lengths differing by more than :data:`PIXEL_SIZE_TOLERANCE` are
+    refused: equal shapes with other pixel sizes are another field of view, not the same pixels.
+    Axes without a length unit are not compared.
+    """
     theirs = {a.name: a for a in adf.axes_manager._axes if a.name != "tilt"}
     for ours in signal.axes_manager.navigation_axes:
         other = theirs.get(ours.name)

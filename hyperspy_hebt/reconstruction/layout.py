@@ -30,6 +30,7 @@ class TiltSeriesLayout:
 
     @classmethod
     def from_signal(cls, signal, rotation_axis: str = "y") -> TiltSeriesLayout:
+        """Find the tilt, slice and detector axes of ``signal`` (tilts about ``rotation_axis``)."""
         nav = signal.axes_manager.navigation_axes
         if len(nav) not in (2, 3):
             raise ValueError(
@@ -70,11 +71,15 @@ class TiltSeriesLayout:
 
     @property
     def n_slices(self) -> int:
+        """Number of slices along the tilt axis (1 for a single scan line)."""
         return 1 if self.slice_axis is None else self.slice_axis.size
 
     def geometry(self, padding_px: int = 0) -> ParallelBeamGeometry:
-        """The slab is as thick as the scan is wide; ``padding_px`` columns are added
-        on each side of the scanned width."""
+        """Return the series' parallel-beam geometry.
+
+        The slab is as thick as the scan is wide; ``padding_px`` columns are added on each side of
+        the scanned width.
+        """
         n = self.detector_axis.size
         return ParallelBeamGeometry(tuple(self.tilt_angles_deg), n_detector=n,
                                     n_x=n + 2 * int(padding_px), n_z=n)
@@ -131,8 +136,10 @@ MIN_TILT_SPAN_DEG = 5.0
 
 
 def check_tilt_range(tilt_angles_deg: np.ndarray) -> None:
-    """Refuse a series of one tilt, or one whose tilts span under
-    :data:`MIN_TILT_SPAN_DEG` (saying when they look like radians).
+    """Refuse a series of one tilt, or one whose tilts span too little.
+
+    The span must reach :data:`MIN_TILT_SPAN_DEG`; the message says when the angles look like
+    radians.
 
     Raises
     ------

@@ -1,5 +1,6 @@
-"""One preparation of a tilt series for the kernels, shared by SIRT, HEBT and the
-cross-validation that chooses between them.
+"""One preparation of a tilt series for the kernels.
+
+Shared by SIRT, HEBT and the cross-validation that chooses between them.
 
 :func:`prepare` turns a signal (and its ADF series) into a :class:`Problem`: the
 axes' roles, the line maps (integrated, the user's, or fitted) as sinogram stacks
@@ -35,9 +36,10 @@ __all__ = ["Field", "Problem", "prepare"]
 
 
 def in_memory(stacks, slices_per_block):
-    """Compute lazy sinogram stacks once (they are small next to the spectra) as
-    float32 and wrap them as dask arrays chunked by slices, so that what is built on
-    them does not read the spectra again."""
+    """Compute lazy sinogram stacks once, as float32 dask arrays chunked by slices.
+
+    They are small next to the spectra, so what is built on them does not read the spectra again.
+    """
     computed = dask.compute(*[da.asarray(s).astype(np.float32) for s in stacks])
     return [da.from_array(c, chunks=(slices_per_block, -1, -1)) for c in computed]
 
@@ -66,8 +68,10 @@ def invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block):
 
 
 def prepare_field(layout, stacks, padding_px, weights, record, thickness_nm=None) -> Field:
-    """Resolve the padding (``"auto"`` looks at ``stacks``), build the geometry, and
-    the slab a known specimen thickness allows."""
+    """Resolve the padding, build the geometry and the slab a known thickness allows.
+
+    ``"auto"`` padding looks at ``stacks``.
+    """
     half, thickness_record = thickness_support(thickness_nm, layout)
     padding, padding_record = resolve_padding(padding_px, layout.tilt_angles_deg,
                                               layout.detector_axis.size, stacks, weights,
@@ -268,9 +272,10 @@ def prepare_adf(signal, adf, grid: GridOptions | None = None, *,
 
 
 def refuse_non_real(data, name: str) -> None:
-    """Refuse data that are not real numbers: complex values (a Fourier-filtered series
-    whose imaginary part was not dropped) would be cast to their real part, booleans
-    (a mask passed by mistake) would be read as counts of 0 and 1.
+    """Refuse data that are not real numbers.
+
+    Complex values (a Fourier-filtered series whose imaginary part was not dropped) would be cast to
+    their real part, booleans (a mask passed by mistake) would be read as counts of 0 and 1.
 
     Raises
     ------
@@ -298,9 +303,10 @@ NEGATIVE_MEAN_LIMIT_COUNTS = 5.0
 
 
 def refuse_impossible_negatives(line, stack) -> None:
-    """Refuse a line map that counting noise cannot explain (issue 13: one pixel at
-    -1e4 changed the weight fractions by 99 %, an offset of -3 counts per channel the
-    reconstruction by 22 %).
+    """Refuse a line map that counting noise cannot explain.
+
+    Issue 13: one pixel at -1e4 changed the weight fractions by 99 %, an offset of -3 counts per
+    channel the reconstruction by 22 %.
 
     - negative in total (a line that is absent or hidden, or a biased map);
     - more than :data:`NEGATIVE_PIXEL_SHARE_LIMIT` of its pixels negative (an offset:
@@ -363,9 +369,10 @@ def refuse_impossible_negatives(line, stack) -> None:
 
 
 def refuse_dead_tilts(stacks, tilt_angles_deg) -> None:
-    """Refuse tilts at which every line map is zero everywhere (a blank frame, a chunk
-    that was never written and reads back as zeros): the reconstruction would take
-    them for "no mass seen from this direction".
+    """Refuse tilts at which every line map is zero everywhere.
+
+    A blank frame, or a chunk that was never written and reads back as zeros: the reconstruction
+    would take them for "no mass seen from this direction".
 
     Parameters
     ----------
@@ -390,9 +397,10 @@ def refuse_dead_tilts(stacks, tilt_angles_deg) -> None:
 
 
 def refuse_flat_adf(adf_stack, tilt_angles_deg) -> None:
-    """Refuse ADF images with no contrast (every pixel of a tilt the same value: a
-    blank or unread frame, a detector that was off): HEBT would fit its ratios on
-    nothing and read the frame as uniform mass.
+    """Refuse ADF images with no contrast.
+
+    Every pixel of a tilt the same value (a blank or unread frame, a detector that was off): HEBT
+    would fit its ratios on nothing and read the frame as uniform mass.
 
     Parameters
     ----------

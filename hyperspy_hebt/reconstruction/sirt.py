@@ -1,5 +1,7 @@
-"""SIRT of a tilt series' line maps and of its ADF series (paper Eq. 10-11), from a
-prepared problem (:mod:`.problem`) to ``Signal2D`` stacks (:mod:`.blocks`)."""
+"""SIRT of a tilt series' line maps and of its ADF series (paper Eq. 10-11).
+
+From a prepared problem (:mod:`.problem`) to ``Signal2D`` stacks (:mod:`.blocks`).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from .problem import Problem, prepare, prepare_adf
 
 def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=False,
                  backend="cpu", half_thickness_px=None, columns=None, callback=None):
-    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent;
-    with ``weighted`` the last channel holds ray weights shared by the others; with
-    ``half_thickness_px`` voxels farther from z = 0 are held at 0."""
+    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent.
+
+    With ``weighted`` the last channel holds ray weights shared by the others; with
+    ``half_thickness_px`` voxels farther from z = 0 are held at 0.
+    """
     weights = None
     if weighted:
         block, weights = block[:-1], block[-1]
@@ -37,8 +41,10 @@ def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=F
 
 def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOptions,
                      run: RunOptions) -> list:
-    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_sirt` (a number of
-    iterations; ``"auto"`` is :func:`.auto.auto_sirt`)."""
+    """Implement :meth:`TomographicEDSSpectrum.reconstruct_sirt`.
+
+    A number of iterations; ``"auto"`` is :func:`.auto.auto_sirt`.
+    """
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
     problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block)
     return sirt_of(signal, problem, iterations, run)
@@ -72,8 +78,10 @@ def sirt_of(signal, problem: Problem, iterations: int, run: RunOptions) -> list:
 
 
 def reconstruct_adf(signal, adf, iterations: int, grid: GridOptions, run: RunOptions):
-    """Implementation of :meth:`TomographicEDSSpectrum.reconstruct_adf` (``grid``'s
-    filter and thickness are not used: the ADF is the low-noise modality)."""
+    """Implement :meth:`TomographicEDSSpectrum.reconstruct_adf`.
+
+    ``grid``'s filter and thickness are not used: the ADF is the low-noise modality.
+    """
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
     problem = prepare_adf(signal, adf, grid, slices_per_block=run.slices_per_block)
     layout, lazy, field = problem.layout, problem.lazy, problem.field

@@ -444,8 +444,11 @@ def write_acquisition_files(acquisition: SimulatedAcquisition, folder, extension
 
 
 def write_tilt_files(folder, name: str, spectrum, image):
-    """Save one tilt as a microscope writes it: ``name`` (the spectrum image) and
-    ``adf_<name>`` (its ADF image) in ``folder``; returns both paths."""
+    """Save one tilt as a microscope writes it.
+
+    ``name`` (the spectrum image) and ``adf_<name>`` (its ADF image) in ``folder``; returns both
+    paths.
+    """
     spectrum.save(folder / name, overwrite=True)
     image.save(folder / f"adf_{name}", overwrite=True)
     return folder / name, folder / f"adf_{name}"

@@ -81,8 +81,10 @@ class RealisticSeries:
 
 
 def _phantom(n_slices, n_x, margin, thickness_fraction, cap_rows, vacuum_rows, seed):
-    """Phase labels ``(slices + 2 margin, n_z, wide)``; the wide axis extends the
-    lamella beyond the field on both sides."""
+    """Phase labels ``(slices + 2 margin, n_z, wide)``.
+
+    The wide axis extends the lamella beyond the field on both sides.
+    """
     rng = np.random.default_rng(seed)
     n_y, n_z, wide = n_slices + 2 * margin, n_x, 3 * n_x
     phase = np.zeros((n_y, n_z, wide), dtype=np.uint8)

@@ -47,7 +47,9 @@ _PRODUCT, _RESIDUAL, _UPDATE = 0, 1, 2
 
 @numba.njit(parallel=True, fastmath=_FASTMATH, nogil=True, cache=True)
 def _row_products(indptr, indices, data, dense, mode, row_scale, positivity, out):
-    """acc_i = row i of the CSR matrix times dense, then per mode:
+    """Compute acc_i = row i of the CSR matrix times dense, then apply ``mode``.
+
+    Modes:
 
     _PRODUCT:  out_i = acc_i
     _UPDATE:   out_i = out_i + row_scale_i * acc_i, clipped at 0 if positivity
@@ -74,8 +76,9 @@ def _row_products(indptr, indices, data, dense, mode, row_scale, positivity, out
 @numba.njit(parallel=True, fastmath=_FASTMATH, nogil=True, cache=True)
 def _scattered_products(indptr_t, indices_t, data_t, ray_starts, dense, mode, measured,
                         row_scale, out):
-    """out = (W @ dense) from ``W.T`` (CSR, pixel rows, sorted ray indices), then
-    _PRODUCT (as is) or _RESIDUAL (``row_scale_i * (measured_i - out_i)``).
+    """Compute out = (W @ dense) from ``W.T`` (CSR, pixel rows, sorted ray indices).
+
+    Then _PRODUCT (as is) or _RESIDUAL (``row_scale_i * (measured_i - out_i)``).
 
     Task g owns rays ``ray_starts[g]:ray_starts[g + 1]``: it walks every pixel row,
     skipping to its first ray and stopping after its last (indices are sorted).
@@ -108,8 +111,10 @@ def _scattered_products(indptr_t, indices_t, data_t, ray_starts, dense, mode, me
 
 
 def ray_runs(matrix, n_runs: int) -> np.ndarray:
-    """Starts of ``n_runs`` contiguous runs of ``matrix``'s rows holding about equal
-    numbers of stored weights (rays at high tilt cross more pixels), and the end."""
+    """Split ``matrix``'s rows into ``n_runs`` runs of about equal stored weights.
+
+    Returns the runs' starts and the end (rays at high tilt cross more pixels).
+    """
     targets = np.linspace(0, matrix.indptr[-1], n_runs + 1)
     starts = np.searchsorted(matrix.indptr, targets).astype(np.int64)
     starts[0], starts[-1] = 0, matrix.shape[0]
@@ -155,8 +160,11 @@ def csr_matmat(matrix, dense: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def project(matrix, matrix_t, dense: np.ndarray, out: np.ndarray,
             n_runs: int | None = None) -> np.ndarray:
-    """``out[:] = matrix @ dense``, computed from ``matrix_t`` (its transpose as CSR with
-    sorted indices); ``n_runs`` parallel tasks (default: numba's thread count)."""
+    """Compute ``out[:] = matrix @ dense`` from ``matrix_t``.
+
+    ``matrix_t`` is the transpose as CSR with sorted indices; ``n_runs`` parallel tasks (default:
+    numba's thread count).
+    """
     return _launch_scattered(matrix, matrix_t, dense, _PRODUCT, out, _NO_SCALE, out, n_runs)
 
 

@@ -147,8 +147,10 @@ _DEVICE_CACHE_SIZE = 8
 
 
 def device_operators(projector, module: ArrayModule) -> DeviceOperators:
-    """``W``, ``W^T``, ``1 / row sums`` and ``1 / column sums`` on the module's current
-    device, copied there once per geometry and device (as the CPU projector cache)."""
+    """Return ``W``, ``W^T`` and the inverse row and column sums on the current device.
+
+    Copied there once per geometry and device (as the CPU projector cache).
+    """
     key = (projector.geometry, module.name, module.device_id())
     with _DEVICE_LOCK:
         if key in _DEVICE_CACHE:

@@ -257,8 +257,10 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
 def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha, relaxation,
                 positivity, adf_weights=None, extra_volume=False, eds_weights=None,
                 backend="cpu", support=None):
-    """Yield, after each HEBT iteration, a function that copies the iterate out as
-    ``(k + extra, n_slices, n_z, n_x)`` float32."""
+    """Yield, after each HEBT iteration, a function that copies the iterate out.
+
+    As ``(k + extra, n_slices, n_z, n_x)`` float32.
+    """
     backend = backends.resolve_backend(backend)
     g = projector.geometry
     eds_sinograms = np.asarray(eds_sinograms)

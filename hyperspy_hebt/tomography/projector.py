@@ -178,8 +178,7 @@ class Projector:
 
 
 def _product(projector, array, in_shape, out_shape, name, forward):
-    """Apply ``W`` (``forward``) or ``W.T`` to a stack of items shaped ``in_shape`` (or
-    one item)."""
+    """Apply ``W`` (``forward``) or ``W.T`` to a stack of ``in_shape`` items (or one item)."""
     array = np.asarray(array, dtype=np.float32)
     if array.shape[-2:] != tuple(in_shape) or array.ndim not in (2, 3):
         raise ValueError(
@@ -220,8 +219,11 @@ def get_projector(geometry: ParallelBeamGeometry) -> Projector:
 
 
 def make_projector(geometry: ParallelBeamGeometry) -> Projector:
-    """Build a geometry's projector without caching it (for one-off geometries, such
-    as the candidates of a search, which would push useful ones out of the cache)."""
+    """Build a geometry's projector without caching it.
+
+    For one-off geometries, such as the candidates of a search, which would push useful ones out of
+    the cache.
+    """
     matrix = build_system_matrix(geometry)
     matrix_t = matrix.T.tocsr()
     matrix_t.sort_indices()  # the forward kernels skip along each pixel's sorted rays

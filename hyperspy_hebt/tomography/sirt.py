@@ -171,8 +171,10 @@ def validate_iteration_counts(iterations, relaxation) -> list:
 
 def run_steps(steps, iterations: int, callback=None, columns: slice | None = None
               ) -> np.ndarray:
-    """Advance a step generator ``iterations`` times; the volume it reached (its grid
-    columns ``columns`` only, if given)."""
+    """Advance a step generator ``iterations`` times.
+
+    The volume it reached (its grid columns ``columns`` only, if given).
+    """
     for iteration in range(1, iterations + 1):
         copy_out = next(steps)
         if callback is not None:
@@ -191,8 +193,10 @@ def run_path(steps, wanted) -> list:
 
 
 def ray_weight_rows(ray_weights, shape, n_rays, name="ray_weights"):
-    """Validate ``(n_slices, n_tilts, n_detector)`` weights in [0, 1]; return them as
-    float32 rows ``(n_slices, n_rays)``, or None for None."""
+    """Validate ``(n_slices, n_tilts, n_detector)`` weights in [0, 1].
+
+    Return them as float32 rows ``(n_slices, n_rays)``, or None for None.
+    """
     if ray_weights is None:
         return None
     weights = np.asarray(ray_weights, dtype=np.float32)
@@ -211,8 +215,10 @@ def ray_weight_columns(ray_weights, shape, n_rays, name="ray_weights"):
 
 def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
                 backend="cpu", support=None):
-    """Yield, after each SIRT iteration, a function that copies the iterate out as
-    ``(n_slices, n_z, n_x)`` float32."""
+    """Yield, after each SIRT iteration, a function that copies the iterate out.
+
+    As ``(n_slices, n_z, n_x)`` float32.
+    """
     backend = backends.resolve_backend(backend)
     g = projector.geometry
     sinograms = np.asarray(sinograms)
