@@ -1,0 +1,244 @@
+"""Absorption correction of X-ray line sinograms, iterated with quantification (arrays only).
+
+The thin-film model reads every emitted X-ray; in a real specimen a line's X-rays are
+attenuated on their way out, by the composition and density along each voxel's path to each
+detector, which a tomogram knows. One outer iteration:
+
+1. the composition (and density) of the current reconstructions gives every line's
+   attenuation per voxel (:func:`hyperspy_hebt.physics.absorption.attenuation_per_px`);
+2. for each tilt and detector, each voxel's transmission toward the detector
+   (:func:`hyperspy_hebt.tomography.attenuation.transmission`);
+3. each ray's factor ``c = sum_d s_d W_t (A_td x) / W_t x`` (``s_d`` the detector's share
+   of the counts): the fraction of the thin-film signal that the attenuated model
+   predicts for that ray;
+4. the measured sinograms divided by ``c``, reconstructed again with the thin-film kernel.
+
+A fixed point ``x`` of this map reproduces the measured counts through the attenuated model
+(``W x = p / c`` with ``c`` from ``x`` is ``sum_d s_d W_t (A_td x) = p``), so the kernels,
+lazy or not, SIRT or HEBT, stay as they are. The loop stops when no element's mean weight
+fraction inside the object changes by more than ``tolerance`` between two passes, and
+refuses (raises) when that does not happen within ``max_iterations``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .physics.absorption import attenuation_per_px, estimate_density
+from .tomography.attenuation import exit_direction, transmission
+from .tomography.projector import Projector
+
+__all__ = ["AbsorptionNotConverged", "AbsorptionResult", "correct_absorption", "ray_factors"]
+
+
+class AbsorptionNotConverged(RuntimeError):
+    """The composition still changed after the allowed number of outer iterations."""
+
+
+@dataclass
+class AbsorptionResult:
+    """What :func:`correct_absorption` returns.
+
+    Attributes
+    ----------
+    volumes : list of numpy.ndarray
+        Thin-film-equivalent reconstructions per line (what the line's X-rays would give
+        with no absorption), ``(n_slices, n_z, n_x)``.
+    fractions : numpy.ndarray
+        ``(n_elements, n_slices, n_z, n_x)`` weight fractions of the last pass.
+    factors : list of numpy.ndarray
+        Per line, the ray factors ``c`` ``(n_slices, n_tilts, n_detector)`` of the last pass.
+    history : list of dict
+        Per outer iteration: mean weight fraction per element inside the object, the
+        largest change from the pass before, and the mean ray factor per line.
+    """
+
+    volumes: list
+    fractions: np.ndarray
+    factors: list
+    history: list = field(default_factory=list)
+
+
+def _tilt_rows(projector: Projector, tilt_index: int):
+    d = projector.geometry.n_detector
+    return projector.matrix[tilt_index * d:(tilt_index + 1) * d]
+
+
+def ray_factors(volume: np.ndarray, mu_per_px: np.ndarray, projector: Projector,
+                detectors: Sequence[tuple[float, float]], shares: Sequence[float] | np.ndarray
+                ) -> np.ndarray:
+    """Fraction of each ray's thin-film signal that reaches the detectors.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        ``(n_slices, n_z, n_x)`` thin-film reconstruction of one line (>= 0 where it
+        matters; negative voxels count as they are).
+    mu_per_px : numpy.ndarray
+        The line's attenuation per pixel length, same shape.
+    projector : Projector
+        The reconstruction's projector (its geometry's grid is ``volume``'s).
+    detectors : sequence of (azimuth_deg, elevation_deg)
+        Detector directions in degrees.
+    shares : sequence of float
+        Each detector's share of the counts, summing to 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n_slices, n_tilts, n_detector)``; 1 where a ray sees no signal.
+    """
+    geometry = projector.geometry
+    n_slices = volume.shape[0]
+    flat = volume.reshape(n_slices, -1).astype(np.float32)
+    out = np.ones((n_slices, geometry.n_tilts, geometry.n_detector), np.float32)
+    for t, tilt in enumerate(geometry.tilt_angles_deg):
+        rows = _tilt_rows(projector, t)
+        thin = np.asarray(rows @ flat.T).T  # (n_slices, n_detector)
+        seen = np.zeros_like(thin)
+        for (azimuth, elevation), share in zip(detectors, shares):
+            kept = transmission(mu_per_px, exit_direction(tilt, azimuth, elevation))
+            seen += share * np.asarray(rows @ (flat * kept.reshape(n_slices, -1)).T).T
+        # Rays through (almost) nothing keep their counts: there is nothing to correct.
+        floor = 1e-6 * max(float(np.abs(thin).max()), 1e-30)
+        signal = np.abs(thin) > floor
+        out[:, t] = np.where(signal, seen / np.where(signal, thin, 1.0), 1.0)
+    return out
+
+
+def correct_absorption(
+    sinograms: Sequence[np.ndarray],
+    reconstruct: Callable[[list], list],
+    quantify: Callable[[list], np.ndarray],
+    line_elements: Sequence[str],
+    mass_attenuation_cm2_g: np.ndarray,
+    projector: Projector,
+    pixel_size_nm: float,
+    detectors: Sequence[tuple[float, float]],
+    shares: Sequence[float] | None = None,
+    density_g_cm3: float | np.ndarray | None = None,
+    max_iterations: int = 8,
+    tolerance: float = 0.002,
+) -> AbsorptionResult:
+    """Reconstruct line sinograms with their absorption corrected (see the module text).
+
+    Parameters
+    ----------
+    sinograms : sequence of numpy.ndarray
+        Measured ``(n_slices, n_tilts, n_detector)`` counts per line, summed over the
+        detectors.
+    reconstruct : callable
+        Thin-film reconstruction: a list of sinograms (one per line) to a list of volumes
+        ``(n_slices, n_z, n_x)`` on ``projector``'s grid.
+    quantify : callable
+        Volumes (one per line) to weight fractions ``(n_elements, n_slices, n_z, n_x)``
+        of ``line_elements``' elements, in their order: 0 (or NaN) outside the object.
+    line_elements : sequence of str
+        The element of each line (one line per element).
+    mass_attenuation_cm2_g : numpy.ndarray
+        ``(n_lines, n_elements)``: each line's mass attenuation coefficient in each
+        element, cm^2/g (:func:`~hyperspy_hebt.physics.absorption.mass_attenuation_table`).
+    projector : Projector
+        The reconstruction grid's projector.
+    pixel_size_nm : float
+        Voxel edge in nm.
+    detectors : sequence of (azimuth_deg, elevation_deg)
+        The detectors whose counts the sinograms hold, angles in degrees.
+    shares : sequence of float, optional
+        Each detector's share of the counts (default: equal).
+    density_g_cm3 : float or numpy.ndarray, optional
+        Density in g/cm^3 inside the object (a number, or a volume). None estimates it
+        from each pass's composition (:func:`~hyperspy_hebt.physics.absorption.estimate_density`,
+        which warns once).
+    max_iterations : int
+        Outer iterations allowed (>= 1).
+    tolerance : float
+        Largest change of any element's mean weight fraction (0-1) inside the object
+        between two passes at which the loop stops.
+
+    Returns
+    -------
+    AbsorptionResult
+
+    Raises
+    ------
+    AbsorptionNotConverged
+        The composition still changes by more than ``tolerance`` after ``max_iterations``.
+    ValueError
+        Inconsistent shapes, or bad numbers (named).
+    """
+    sinograms = [np.asarray(s, dtype=np.float32) for s in sinograms]
+    elements = list(line_elements)
+    table = np.asarray(mass_attenuation_cm2_g, dtype=float)
+    if table.shape != (len(sinograms), len(elements)):
+        raise ValueError(f"mass_attenuation_cm2_g must be (n_lines, n_elements) = "
+                         f"({len(sinograms)}, {len(elements)}), got {table.shape}.")
+    if len(detectors) == 0:
+        raise ValueError("detectors must name at least one (azimuth_deg, elevation_deg).")
+    share_values = (np.full(len(detectors), 1.0 / len(detectors)) if shares is None
+                    else np.asarray(shares, dtype=float))
+    if (share_values.shape != (len(detectors),) or (share_values < 0).any()
+            or not np.isclose(share_values.sum(), 1)):
+        raise ValueError(f"shares must be {len(detectors)} numbers >= 0 summing to 1, got "
+                         f"{shares!r}.")
+    if int(max_iterations) != max_iterations or max_iterations < 1:
+        raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}.")
+    if not (np.isfinite(tolerance) and tolerance > 0):
+        raise ValueError(f"tolerance must be a positive number, got {tolerance!r}.")
+
+    volumes = reconstruct(sinograms)
+    fractions = np.asarray(quantify(volumes))
+    history = []
+    previous = _mean_fractions(fractions)
+    history.append({"pass": 0, "mean_fractions": dict(zip(elements, previous.tolist())),
+                    "largest_change": None, "mean_ray_factor": None})
+    warned = False
+    for outer in range(1, int(max_iterations) + 1):
+        inside = np.nan_to_num(fractions).sum(axis=0) > 0
+        if density_g_cm3 is None:
+            density = estimate_density(dict(zip(elements, np.nan_to_num(fractions))),
+                                       warn=not warned)
+            warned = True
+        else:
+            density = np.where(inside, density_g_cm3, 0.0)
+        factors = []
+        for i, volume in enumerate(volumes):
+            mu = attenuation_per_px(fractions, density, table[i], pixel_size_nm)
+            factors.append(ray_factors(volume, mu, projector, detectors, share_values))
+        volumes = reconstruct([s / c for s, c in zip(sinograms, factors)])
+        fractions = np.asarray(quantify(volumes))
+        current = _mean_fractions(fractions)
+        change = float(np.max(np.abs(current - previous)))
+        history.append({
+            "pass": outer, "mean_fractions": dict(zip(elements, current.tolist())),
+            "largest_change": change,
+            "mean_ray_factor": {e: _mean_factor(c, s) for e, c, s in
+                                zip(elements, factors, sinograms)},
+        })
+        previous = current
+        if change <= tolerance:
+            return AbsorptionResult(volumes, fractions, factors, history)
+    raise AbsorptionNotConverged(
+        f"The absorption correction did not converge in {max_iterations} outer iterations: "
+        f"the mean weight fractions still changed by {change:.4f} (tolerance {tolerance}). "
+        "History: " + "; ".join(f"pass {h['pass']}: {h['mean_fractions']}" for h in history)
+        + ". Check the density and the detector geometry, or allow more iterations.")
+
+
+def _mean_fractions(fractions: np.ndarray) -> np.ndarray:
+    """Mean weight fraction of each element over the voxels inside the object."""
+    clean = np.nan_to_num(fractions)
+    inside = clean.sum(axis=0) > 0
+    if not inside.any():
+        return np.zeros(fractions.shape[0])
+    return clean[:, inside].mean(axis=1)
+
+
+def _mean_factor(factors: np.ndarray, sinogram: np.ndarray) -> float:
+    """Count-weighted mean ray factor: the share of the line's X-rays that got out."""
+    weight = np.clip(sinogram, 0, None)
+    total = float(weight.sum())
+    return float((factors * weight).sum() / total) if total > 0 else 1.0
