@@ -18,6 +18,7 @@ from .reconstruction import quantify as _quantification
 from .reconstruction import sirt as _sirt
 from .reconstruction.docstrings import shared_parameters
 from .reconstruction.options import (
+    Absorption,
     Alpha,
     Backend,
     GridOptions,
@@ -135,6 +136,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         invalid_pixels="auto",
         backend: Backend = "cpu",
         thickness_nm: float | None = None,
+        absorption_correction: bool = False,
+        density: float | None = None,
+        detectors: Sequence | None = None,
+        detector_efficiency=1.0,
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by SIRT (paper Eq. 10-11).
 
@@ -160,6 +165,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         <invalid_pixels>
         <backend>
         <thickness_nm>
+        <absorption_correction>
+        <density>
+        <detectors>
+        <detector_efficiency>
+            Here only for ``absorption_correction``'s quantification.
 
         Returns
         -------
@@ -177,11 +187,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
         run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend)
+        absorption = Absorption(absorption_correction, density, detectors)
         count = checked_iterations(iterations, run.relaxation)
         if isinstance(count, str):  # "auto"
+            _no_auto_absorption(absorption)
             _no_auto_normalisation(normalise_tilts)
             return _auto.auto_sirt(self, source, grid, run)
-        return _sirt.reconstruct_sirt(self, count, source, grid, run)
+        return _sirt.reconstruct_sirt(self, count, source, grid, run, absorption,
+                                      detector_efficiency)
 
     @shared_parameters
     def reconstruct_hebt(
@@ -210,6 +223,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         detector_efficiency=1.0,
         backend: Backend = "cpu",
         thickness_nm: float | None = None,
+        absorption_correction: bool = False,
+        density: float | None = None,
+        detectors: Sequence | None = None,
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
 
@@ -263,6 +279,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         <backend>
         <thickness_nm>
             Every volume, the unlisted-mass one included, is held within the slab.
+        <absorption_correction>
+            Here the EDS maps are corrected and the ADF (electrons) is not; the
+            response ratios are fitted again on every pass.
+        <density>
+        <detectors>
 
         Returns
         -------
@@ -283,11 +304,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
         run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend)
+        absorption = Absorption(absorption_correction, density, detectors)
         weight, count = checked_alpha(alpha), checked_iterations(iterations, run.relaxation)
         if isinstance(weight, str) or isinstance(count, str):  # "auto"
+            _no_auto_absorption(absorption)
             _no_auto_normalisation(normalise_tilts)
             return _auto.auto_hebt(self, adf, weight, count, model, source, grid, run)
-        return _hebt.reconstruct_hebt(self, adf, weight, count, model, source, grid, run)
+        return _hebt.reconstruct_hebt(self, adf, weight, count, model, source, grid, run,
+                                      absorption)
 
     @shared_parameters
     def cross_validate(
@@ -592,6 +616,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             for fraction in fractions:
                 fraction.metadata.set_item("Quantification.Regions", table)
         return fractions
+
+
+def _no_auto_absorption(absorption: Absorption) -> None:
+    if absorption.correction:
+        raise ValueError(
+            "absorption_correction needs numbers for iterations (and alpha): the automatic "
+            "choice is made on uncorrected maps. Run with 'auto' first, read the choice in "
+            "metadata.Reconstruction, and pass it with absorption_correction=True.")
 
 
 def _no_auto_normalisation(normalise_tilts):

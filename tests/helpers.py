@@ -1,7 +1,12 @@
 """Helpers shared by the tests (imported as ``from helpers import ...``; the fixtures
 live in ``conftest.py``)."""
 
+from pathlib import Path
+
 import numpy as np
+
+#: Files written by real Bruker and Velox software (../shared beside the repository).
+INSTRUMENT_FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "instrument_files"
 
 TILTS = np.array([-70.0, -50.0, -30.0, -10.0, 0.0, 15.0, 35.0, 55.0, 70.0])
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import INSTRUMENT_FILES
 
 from hyperspy_hebt import load_tilt_series
 from hyperspy_hebt.line_survey import survey_lines
 from hyperspy_hebt.reconstruction.layout import TiltSeriesLayout
 
-FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "instrument_files"
+FILES = INSTRUMENT_FILES
 TILTS = (-40, -20, 0, 20, 40)
 
 pytestmark = pytest.mark.skipif(not FILES.is_dir(),

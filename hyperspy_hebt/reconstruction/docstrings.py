@@ -118,6 +118,34 @@ EDS detector efficiency per line (as for :meth:`quantify_cross_section`),
 used by ``response_ratios="physics"`` and by the check that fitted
 ratios follow the cross sections (a fitted pattern more than 1.5x off is
 reported in ``Diagnostics``)."""),
+    "absorption_correction": ('bool', """\
+Correct the X-ray lines' absorption in the specimen on their way to the
+detectors (issue 15), in 3D: each voxel's path to each detector at each
+tilt, through the composition the reconstruction itself gives. The
+reconstruction and the quantification are iterated (reconstruct,
+quantify with ``quantify_cross_section``'s defaults, attenuate, correct
+the maps, reconstruct again) until no element's mean weight fraction
+changes by more than 0.002 (at most 8 passes; refused otherwise). The
+results are thin-film equivalent (what the lines would give unabsorbed):
+quantify them as usual. Needs one line per element, a calibrated scan
+axis and numbers for ``iterations`` (and ``alpha``): run "auto" first
+and pass what it chose. Every pass is computed (a path out of a voxel
+crosses other slices), so results are in memory, lazy series included.
+What was applied, pass by pass: ``metadata.Reconstruction.Absorption``.
+Attenuation comes from the listed elements only, inside the grid."""),
+    "density": ('float, optional', """\
+Specimen density in g/cm^3 for ``absorption_correction`` (one number
+inside the object). None estimates it voxel by voxel from the
+composition (anion packing for oxides, ideal mixing for metals; off by
+up to 25 % and more for some compounds) and warns."""),
+    "detectors": ('list of (float, float), optional', """\
+``[(azimuth_deg, elevation_deg), ...]`` of the EDS detectors whose
+counts the series holds, for ``absorption_correction`` (equal shares).
+Azimuth 0 is perpendicular to the tilt axis on the side a positive tilt
+turns the specimen toward, 90 along the tilt axis (exspy's convention).
+None reads them from the file: Velox's per-detector list in
+``original_metadata`` (a Super-X: four at 18 deg), else
+``Acquisition_instrument.TEM.Detector.EDS``."""),
 }
 
 

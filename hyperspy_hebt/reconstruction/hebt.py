@@ -18,9 +18,10 @@ from ..tomography import (
     validate_sirt_parameters,
 )
 from ..tomography.geometry import slab_support
+from .absorption import corrected
 from .blocks import base_parameters, kernel_backend, reconstruction_signal, run_blocks
 from .intensities import adf_series, title_of
-from .options import GridOptions, HebtModel, LineSource, RunOptions
+from .options import Absorption, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem, prepare
 
 #: Reconstruction.signal of HEBT's ADF-only volume (mass with no listed line).
@@ -188,16 +189,24 @@ def response_model(inputs: Problem, model: HebtModel, expected=None,
 
 
 def reconstruct_hebt(signal, adf, alpha: float, iterations: int, model: HebtModel,
-                     source: LineSource, grid: GridOptions, run: RunOptions) -> list:
+                     source: LineSource, grid: GridOptions, run: RunOptions,
+                     absorption: Absorption | None = None) -> list:
     """Implement :meth:`TomographicEDSSpectrum.reconstruct_hebt`.
 
-    Numbers for ``alpha`` and ``iterations``; "auto" is :func:`.auto.auto_hebt`.
+    Numbers for ``alpha`` and ``iterations``; "auto" is :func:`.auto.auto_hebt`. With
+    ``absorption.correction`` the passes of :func:`.absorption.corrected`.
     """
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
     alpha = validate_alpha(alpha)
+    correct = absorption is not None and absorption.correction
     # The maps are in memory when the ratios are fitted on them.
     problem = prepare(signal, _required_adf(signal, adf), source, grid,
-                      slices_per_block=run.slices_per_block, compute=model.fitted)
+                      slices_per_block=run.slices_per_block, compute=model.fitted or correct)
+    if correct:
+        assert absorption is not None
+        return corrected(signal, problem,
+                         lambda p: hebt_of(signal, adf, p, alpha, iterations, model, run),
+                         absorption, model.detector_efficiency)
     return hebt_of(signal, adf, problem, alpha, iterations, model, run)
 
 

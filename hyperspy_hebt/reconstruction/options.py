@@ -10,7 +10,8 @@ are first seen, in :func:`.problem.prepare`.
 - :class:`LineSource`: where the line maps come from;
 - :class:`GridOptions`: the reconstruction grid and the measurements it trusts;
 - :class:`RunOptions`: how the kernels run;
-- :class:`HebtModel`: the link between the ADF and the EDS maps.
+- :class:`HebtModel`: the link between the ADF and the EDS maps;
+- :class:`Absorption`: whether and how X-ray absorption is corrected.
 """
 
 from __future__ import annotations
@@ -253,3 +254,54 @@ class HebtModel:
     def fitted(self) -> bool:
         """Whether the ratios are fitted on the data (so the maps must be in memory)."""
         return not isinstance(self.response_ratios, dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Absorption:
+    """Absorption correction settings (see ``reconstruct_sirt``'s ``absorption_correction``).
+
+    Attributes
+    ----------
+    correction : bool
+        Correct the X-ray lines' absorption on the way to the detectors.
+    density : float or None
+        Specimen density in g/cm^3; None estimates it from the composition (warned).
+    detectors : sequence of (azimuth_deg, elevation_deg) or None
+        The detectors' directions in degrees; None reads them from the metadata.
+    max_iterations : int
+        Outer iterations (reconstruct, quantify, attenuate) allowed.
+    tolerance : float
+        Largest change of a mean weight fraction (0-1) between passes to stop at.
+    """
+
+    correction: bool = False
+    density: float | None = None
+    detectors: object = None
+    max_iterations: int = 8
+    tolerance: float = 0.002
+
+    def __post_init__(self) -> None:
+        from .detectors import checked_detectors
+
+        if not isinstance(self.correction, (bool, np.bool_)):
+            raise TypeError(f"absorption_correction must be True or False, got "
+                            f"{self.correction!r}.")
+        object.__setattr__(self, "correction", bool(self.correction))
+        density = self.density
+        if density is not None and (
+                isinstance(density, (bool, np.bool_)) or not isinstance(density, (int, float))
+                or not np.isfinite(density) or not 0 < density < 30):
+            raise ValueError(f"density must be None (estimated from the composition) or the "
+                             f"specimen's density in g/cm^3 (0-30), got {density!r}.")
+        checked_detectors(self.detectors)
+        if not self.correction and (density is not None or self.detectors is not None):
+            raise ValueError("density and detectors are for the absorption correction: "
+                             "pass absorption_correction=True with them.")
+        count = self.max_iterations
+        if isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, np.integer)) \
+                or count < 1:
+            raise ValueError(f"max_iterations must be a positive integer, got {count!r}.")
+        if not (isinstance(self.tolerance, (int, float)) and np.isfinite(self.tolerance)
+                and 0 < self.tolerance < 1):
+            raise ValueError(f"tolerance must be a weight fraction in (0, 1), got "
+                             f"{self.tolerance!r}.")

@@ -12,9 +12,10 @@ import numpy as np
 
 from ..tomography import get_projector, sirt, validate_sirt_parameters
 from ..tomography.geometry import slab_support
+from .absorption import corrected
 from .blocks import base_parameters, kernel_backend, reconstruction_signal, run_blocks
 from .intensities import title_of
-from .options import GridOptions, LineSource, RunOptions
+from .options import Absorption, GridOptions, LineSource, RunOptions
 from .problem import Problem, prepare, prepare_adf
 
 
@@ -40,13 +41,21 @@ def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=F
 
 
 def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOptions,
-                     run: RunOptions) -> list:
+                     run: RunOptions, absorption: Absorption | None = None,
+                     detector_efficiency=1.0) -> list:
     """Implement :meth:`TomographicEDSSpectrum.reconstruct_sirt`.
 
-    A number of iterations; ``"auto"`` is :func:`.auto.auto_sirt`.
+    A number of iterations; ``"auto"`` is :func:`.auto.auto_sirt`. With
+    ``absorption.correction`` the passes of :func:`.absorption.corrected`.
     """
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
-    problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block)
+    correct = absorption is not None and absorption.correction
+    problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
+                      compute=correct)
+    if correct:
+        assert absorption is not None
+        return corrected(signal, problem, lambda p: sirt_of(signal, p, iterations, run),
+                         absorption, detector_efficiency)
     return sirt_of(signal, problem, iterations, run)
 
 

@@ -1,0 +1,139 @@
+"""Absorption-corrected reconstructions of a prepared problem (SIRT or HEBT).
+
+The loop itself works on arrays (:func:`hyperspy_hebt.absorption_correction.correct_absorption`);
+this module feeds it the problem's line sinograms, a reconstruction that reruns the chosen
+algorithm on corrected sinograms (:func:`.sirt.sirt_of` or :func:`.hebt.hebt_of`), the
+quantification that :meth:`quantify_cross_section` would make, the detectors (given, or
+from the metadata: :mod:`.detectors`) and the lines' mass attenuation coefficients, and
+records what was applied in ``metadata.Reconstruction.Absorption``.
+
+Every pass is computed: a voxel's path to a detector crosses other slices, so the whole
+volume must be known at once. The results are in memory, lazy series included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import dask
+import numpy as np
+
+from .._units import nm_per_unit
+from ..absorption_correction import correct_absorption
+from ..physics.absorption import mass_attenuation_table
+from ..tomography import get_projector
+from .detectors import detectors_of
+from .options import Absorption
+from .problem import Problem
+from .quantify import quantify_cross_section
+
+__all__ = ["corrected"]
+
+
+def _on_grid(volume: np.ndarray, n_slices: int, n_x: int) -> np.ndarray:
+    """A reconstruction's data as ``(n_slices, n_z, n_x)``, its cropped padding back as 0."""
+    volume = np.asarray(volume, dtype=np.float32).reshape((n_slices,) + np.shape(volume)[-2:])
+    missing = n_x - volume.shape[-1]
+    if missing == 0:
+        return volume
+    left = missing // 2
+    return np.pad(volume, ((0, 0), (0, 0), (left, missing - left)))
+
+
+def _pixel_size_nm(problem: Problem) -> float:
+    axis = problem.layout.detector_axis
+    per_unit = nm_per_unit(axis.units)
+    if per_unit is None or not np.isfinite(axis.scale) or axis.scale <= 0:
+        raise ValueError(
+            f"The absorption correction needs the pixel size, and the scan axis "
+            f"{axis.name!r} is calibrated as {axis.scale!r} {axis.units!r}: set its scale "
+            "and units (nm or µm) first.")
+    return float(axis.scale) * per_unit
+
+
+def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list],
+              absorption: Absorption, detector_efficiency=1.0) -> list:
+    """Reconstruct ``problem`` with ``run_algorithm``, absorption corrected.
+
+    Parameters
+    ----------
+    signal : TomographicEDSSpectrum
+        The series (for its metadata: beam energy, detectors).
+    problem : Problem
+        The prepared series.
+    run_algorithm : callable
+        Problem -> list of reconstruction signals (lines first), thin-film.
+    absorption : Absorption
+        The settings (``correction`` True).
+    detector_efficiency : float, dict or callable
+        As for ``quantify_cross_section``: the quantification inside the loop.
+
+    Returns
+    -------
+    list of Signal2D
+        The last pass's reconstructions (thin-film equivalent: what the lines would
+        give unabsorbed), with ``metadata.Reconstruction.Absorption``.
+
+    Raises
+    ------
+    ValueError
+        Two lines of one element, no pixel size, no detector geometry.
+    AbsorptionNotConverged
+        The composition kept changing (the message gives each pass).
+    """
+    names = problem.names
+    elements = [name.split("_")[0] for name in names]
+    if len(set(elements)) != len(elements):
+        raise ValueError(f"absorption_correction needs one line per element (the composition "
+                         f"sets the attenuation), got {names}: pass xray_lines with one each.")
+    pixel_nm = _pixel_size_nm(problem)
+    detectors = detectors_of(signal, absorption.detectors)
+    table = mass_attenuation_table(names, elements)
+    geometry = problem.field.geometry
+    projector = get_projector(geometry)
+    n_slices = problem.layout.n_slices
+    # Every pass runs in memory: the stacks are small next to the spectra.
+    measured, adf, weights = dask.compute(problem.eds, problem.adf, problem.field.weights)
+    measured = [np.asarray(s, dtype=np.float32) for s in measured]
+    in_memory = replace(problem, adf=adf, lazy=False,
+                        field=replace(problem.field, weights=weights))
+    passes: list = []
+
+    def reconstruct(sinograms):
+        results = run_algorithm(replace(in_memory, eds=list(sinograms)))
+        passes.append(results)
+        return [_on_grid(r.data, n_slices, geometry.n_x) for r in results[:len(names)]]
+
+    def quantify(volumes):
+        fractions = quantify_cross_section(
+            signal, passes[-1][:len(names)], factors=None, threshold="esf",
+            composition_units="weight", detector_efficiency=detector_efficiency)
+        return np.stack([_on_grid(f.data, n_slices, geometry.n_x) for f in fractions])
+
+    result = correct_absorption(
+        measured, reconstruct, quantify, elements, table, projector, pixel_nm,
+        detectors.angles_deg, detectors.shares, absorption.density,
+        absorption.max_iterations, absorption.tolerance)
+    last = result.history[-1]
+    record = {
+        "method": "3D: attenuated forward model, iterated with quantification "
+                  "(hyperspy_hebt.absorption_correction)",
+        "outer_iterations": len(result.history) - 1,
+        "tolerance": absorption.tolerance,
+        "largest_change": last["largest_change"],
+        "detectors": detectors.as_metadata(),
+        "density_g_cm3": ("estimated from the composition (anion packing / ideal mixing)"
+                          if absorption.density is None else absorption.density),
+        "pixel_size_nm": pixel_nm,
+        "mass_attenuation_cm2_g": {line: dict(zip(elements, map(float, row)))
+                                   for line, row in zip(names, table)},
+        "mean_transmitted_share": dict(zip(names, last["mean_ray_factor"].values())),
+        "mean_fractions_per_pass": [h["mean_fractions"] for h in result.history],
+        "limits": "attenuation from the listed elements only, inside the reconstructed "
+                  "grid (material beyond the padded field of view is not seen)",
+    }
+    out = passes[-1]
+    for signal_out in out:
+        signal_out.metadata.set_item("Reconstruction.Absorption", record)
+    return out

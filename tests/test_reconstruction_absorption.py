@@ -1,0 +1,197 @@
+"""Absorption-corrected reconstructions through the signal methods (reconstruction.absorption,
+reconstruction.detectors): simulated spectra of an absorbing grain, and the detector geometry
+the real Bruker and Velox files carry."""
+
+import shutil
+
+import numpy as np
+import pytest
+from helpers import INSTRUMENT_FILES
+from scipy import ndimage
+
+from hyperspy_hebt.io import load_tilt_series
+from hyperspy_hebt.physics.absorption import attenuation_per_px, mass_attenuation_table
+from hyperspy_hebt.reconstruction.detectors import checked_detectors, detectors_of
+from hyperspy_hebt.simulation import (
+    attenuated_projections,
+    project_volume,
+    silicate_grain,
+    synthetic_adf_series,
+    synthetic_tilt_series,
+    thin_film_adf_counts,
+    thin_film_line_counts,
+)
+
+ELEMENTS = ["O", "Mg", "Si", "Fe"]
+LINES = ["O_Ka", "Mg_Ka", "Si_Ka", "Fe_Ka"]
+SUPER_X = [(45.0, 18.0), (135.0, 18.0), (225.0, 18.0), (315.0, 18.0)]
+TILTS = np.linspace(-70, 70, 9)
+N = 20
+ENERGY_AXIS = (0.0, 0.02, 400)
+
+
+class Series:
+    """Spectrum-image series of the grain, absorbed toward a Super-X and not absorbed."""
+
+    def __init__(self):
+        self.phantom = ph = silicate_grain(N)
+        counts = thin_film_line_counts(ph.weight_fractions, LINES, 200.0,
+                                       pixel_size_nm=ph.pixel_size_nm,
+                                       density=ph.density_g_cm3, dose_electrons=3e9)
+        table = mass_attenuation_table(LINES, ELEMENTS)
+        fractions = np.stack([ph.weight_fractions[e] for e in ELEMENTS])
+        absorbed = {line: attenuated_projections(
+            counts[line], attenuation_per_px(fractions, ph.density_g_cm3, table[i],
+                                             ph.pixel_size_nm),
+            TILTS, SUPER_X, step_px=0.5).sum(0) for i, line in enumerate(LINES)}
+        self.absorbed = absorbed
+        self.thin = {line: project_volume(counts[line], TILTS) for line in LINES}
+        adf_counts = thin_film_adf_counts(ph.weight_fractions, 200.0,
+                                          pixel_size_nm=ph.pixel_size_nm,
+                                          density=ph.density_g_cm3)
+        self.adf = synthetic_adf_series(project_volume(adf_counts, TILTS), TILTS,
+                                        pixel_size_nm=ph.pixel_size_nm, noise=False)
+
+    def signal(self, absorbed=True, lazy=False):
+        return synthetic_tilt_series(self.absorbed if absorbed else self.thin, TILTS,
+                                     pixel_size_nm=self.phantom.pixel_size_nm,
+                                     energy_axis_kev=ENERGY_AXIS, noise=False, lazy=lazy)
+
+    def errors_wt_percent(self, fractions):
+        """Phase-mean error per element (wt%), one voxel in from each phase's edge."""
+        out = {}
+        for name, region in self.phantom.regions.items():
+            core = ndimage.binary_erosion(region)
+            out[name] = {e: 100 * (float(np.asarray(fractions[j].data)[core].mean())
+                                   - float(self.phantom.weight_fractions[e][region].mean()))
+                         for j, e in enumerate(ELEMENTS)}
+        return out
+
+
+@pytest.fixture(scope="module")
+def series():
+    return Series()
+
+
+SIRT = dict(iterations=60, xray_lines=LINES, padding_px=0, show_progressbar=False)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_sirt_corrected_within_target(series, lazy):
+    s = series.signal(lazy=lazy)
+    plain = series.errors_wt_percent(s.quantify_cross_section(s.reconstruct_sirt(**SIRT)))
+    recs = s.reconstruct_sirt(**SIRT, absorption_correction=True, density=3.6,
+                              detectors=SUPER_X)
+    fixed = series.errors_wt_percent(s.quantify_cross_section(recs))
+    # Uncorrected, through exspy's integration of the spectra: O -3.5 / -5.7 wt%, Fe +2.2
+    # / +5.4 (matrix / inclusion).
+    assert plain["matrix"]["O"] < -2.5 and plain["inclusion"]["Fe"] > 3
+    # Issue 15's target is 1.5 wt% for every element in every phase; measured <= 1.04
+    # (inclusion O), where the same reconstruction of unabsorbed spectra reads 0.69 low.
+    for phase, by_element in fixed.items():
+        for element, error in by_element.items():
+            assert abs(error) < 1.5, (phase, element, error)
+    # Every pass is computed (paths cross slices): in memory whatever the input.
+    assert all(not r._lazy for r in recs)
+    record = recs[0].metadata.Reconstruction.Absorption
+    assert 1 <= record.outer_iterations <= 4 and record.largest_change <= 0.002
+    assert record.detectors.azimuth_deg == [45.0, 135.0, 225.0, 315.0]
+    assert record.detectors.source == "given (equal shares)"
+    assert record.density_g_cm3 == 3.6
+    shares = record.mean_transmitted_share.as_dictionary()
+    assert shares["O_Ka"] < shares["Mg_Ka"] < shares["Si_Ka"] < shares["Fe_Ka"] <= 1
+    # The user's signal is not modified.
+    assert "Absorption" not in s.metadata.as_dictionary().get("Reconstruction", {})
+
+
+def test_hebt_corrected_matches_hebt_without_absorption(series):
+    hebt = dict(alpha=0.8, iterations=100, xray_lines=LINES, padding_px=0,
+                response_ratios="physics", show_progressbar=False)
+    s, thin = series.signal(), series.signal(absorbed=False)
+    reference = series.errors_wt_percent(
+        thin.quantify_cross_section(thin.reconstruct_hebt(series.adf, **hebt)))
+    plain = series.errors_wt_percent(
+        s.quantify_cross_section(s.reconstruct_hebt(series.adf, **hebt)))
+    fixed = series.errors_wt_percent(s.quantify_cross_section(
+        s.reconstruct_hebt(series.adf, **hebt, absorption_correction=True, density=3.6,
+                           detectors=SUPER_X)))
+    # HEBT has its own error at the small inclusion's edge (up to 3 wt% here, with or
+    # without absorption); the correction must remove what absorption adds: measured
+    # within 0.35 wt% of HEBT on unabsorbed spectra, from 3-6 wt% (O, Fe) uncorrected.
+    for phase in ("matrix", "inclusion"):
+        assert abs(plain[phase]["O"] - reference[phase]["O"]) > 2.5
+        for element in ELEMENTS:
+            assert abs(fixed[phase][element] - reference[phase][element]) < 0.6, (
+                phase, element)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"iterations": "auto", "absorption_correction": True}, ValueError, "numbers for"),
+    ({"density": 3.0}, ValueError, "absorption_correction=True"),
+    ({"absorption_correction": True, "density": -1.0}, ValueError, "density"),
+    ({"absorption_correction": True, "density": "3"}, ValueError, "density"),
+    ({"absorption_correction": "yes"}, TypeError, "absorption_correction"),
+    ({"absorption_correction": True, "detectors": [(45, 95)]}, ValueError, "detectors"),
+    ({"absorption_correction": True, "detectors": "superx"}, ValueError, "detectors"),
+    ({"absorption_correction": True, "xray_lines": ["Fe_Ka", "Fe_La"]}, ValueError,
+     "one line per element"),
+])
+def test_bad_absorption_arguments_are_refused(series, kwargs, error, match):
+    arguments = dict(SIRT) | kwargs
+    with pytest.raises(error, match=match):
+        series.signal().reconstruct_sirt(**arguments)
+
+
+def test_uncalibrated_scan_axis_is_refused(series):
+    s = series.signal()
+    s.axes_manager["x"].units = "px"
+    with pytest.raises(ValueError, match="pixel size"):
+        s.reconstruct_sirt(**SIRT, absorption_correction=True, density=3.6, detectors=SUPER_X)
+
+
+def test_checked_detectors():
+    assert checked_detectors(None) is None
+    given = checked_detectors([(45, 18), [135.0, 18.0]])
+    assert given.angles_deg == ((45.0, 18.0), (135.0, 18.0)) and given.shares == (0.5, 0.5)
+    for bad in ([], [(45,)], [(45, 0)], [(np.nan, 18)], [(True, 18)], 18.0):
+        with pytest.raises(ValueError, match="detectors"):
+            checked_detectors(bad)
+
+
+def _copies(tmp_path, name, suffix):
+    source = INSTRUMENT_FILES / name
+    if not source.exists():
+        pytest.skip(f"{source} is not here")
+    for angle in (-20, 20):
+        shutil.copy(source, tmp_path / f"tilt_{angle}.{suffix}")
+    return str(tmp_path / f"tilt_*.{suffix}")
+
+
+def test_velox_super_x_detectors_come_from_the_files_own_list(tmp_path):
+    pytest.importorskip("sparse")
+    pattern = _copies(tmp_path, "velox_SI_16x16.emd", "emd")
+    series, _ = load_tilt_series(pattern, tilt_from="filename")
+    found = detectors_of(series)
+    # The file lists four analytical detectors at 18 deg (radians in the file); the
+    # reader's metadata says one at 35 deg, azimuth 0 (its default), which is not used.
+    assert found.angles_deg == ((45.0, 18.0), (135.0, 18.0), (225.0, 18.0), (315.0, 18.0))
+    assert found.shares == pytest.approx((0.25,) * 4)
+    assert "Velox" in found.source and "not used" in found.source
+    separate, _ = load_tilt_series(pattern, tilt_from="filename", detectors="separate")
+    with pytest.raises(ValueError, match="pass detectors=.*45.0, 18.0"):
+        detectors_of(separate[0])
+    assert detectors_of(separate[0], [(135, 18)]).angles_deg == ((135.0, 18.0),)
+
+
+def test_bruker_detector_comes_from_metadata(tmp_path):
+    series, _ = load_tilt_series(_copies(tmp_path, "test_TEM.bcf", "bcf"), tilt_from="filename")
+    found = detectors_of(series)
+    assert found.angles_deg == ((45.0, 18.0),) and found.shares == (1.0,)
+    assert "SuperX" in found.source
+
+
+def test_no_detector_geometry_is_refused(series):
+    s = series.signal()
+    s.metadata.Acquisition_instrument.TEM.Detector.EDS.elevation_angle = None
+    with pytest.raises(ValueError, match="pass detectors="):
+        detectors_of(s)
