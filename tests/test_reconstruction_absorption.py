@@ -40,11 +40,12 @@ class Series:
                                        density=ph.density_g_cm3, dose_electrons=3e9)
         table = mass_attenuation_table(LINES, ELEMENTS)
         fractions = np.stack([ph.weight_fractions[e] for e in ELEMENTS])
-        absorbed = {line: attenuated_projections(
+        # Each detector's share of the counts, kept apart (4, slices, tilts, x) per line.
+        self.per_detector = {line: attenuated_projections(
             counts[line], attenuation_per_px(fractions, ph.density_g_cm3, table[i],
                                              ph.pixel_size_nm),
-            TILTS, SUPER_X, step_px=0.5).sum(0) for i, line in enumerate(LINES)}
-        self.absorbed = absorbed
+            TILTS, SUPER_X, step_px=0.5) for i, line in enumerate(LINES)}
+        self.absorbed = {line: s.sum(0) for line, s in self.per_detector.items()}
         self.thin = {line: project_volume(counts[line], TILTS) for line in LINES}
         adf_counts = thin_film_adf_counts(ph.weight_fractions, 200.0,
                                           pixel_size_nm=ph.pixel_size_nm,
@@ -52,8 +53,10 @@ class Series:
         self.adf = synthetic_adf_series(project_volume(adf_counts, TILTS), TILTS,
                                         pixel_size_nm=ph.pixel_size_nm, noise=False)
 
-    def signal(self, absorbed=True, lazy=False):
-        return synthetic_tilt_series(self.absorbed if absorbed else self.thin, TILTS,
+    def signal(self, absorbed=True, lazy=False, detector=None):
+        sinograms = (self.thin if not absorbed else self.absorbed if detector is None
+                     else {line: s[detector] for line, s in self.per_detector.items()})
+        return synthetic_tilt_series(sinograms, TILTS,
                                      pixel_size_nm=self.phantom.pixel_size_nm,
                                      energy_axis_kev=ENERGY_AXIS, noise=False, lazy=lazy)
 
@@ -102,6 +105,31 @@ def test_sirt_corrected_within_target(series, lazy):
     assert shares["O_Ka"] < shares["Mg_Ka"] < shares["Si_Ka"] < shares["Fe_Ka"] <= 1
     # The user's signal is not modified.
     assert "Absorption" not in s.metadata.as_dictionary().get("Reconstruction", {})
+
+
+def test_detectors_kept_apart_agree_once_corrected(series):
+    """Each Super-X quadrant's own series: absorption depends on where the detector looks
+    from, so their compositions disagree before correction (a diagnostic of it)."""
+    before, after = [], []
+    for index, angles in enumerate(SUPER_X):
+        s = series.signal(detector=index)
+        before.append(series.errors_wt_percent(
+            s.quantify_cross_section(s.reconstruct_sirt(**SIRT))))
+        after.append(series.errors_wt_percent(s.quantify_cross_section(s.reconstruct_sirt(
+            **SIRT, absorption_correction=True, density=3.6, detectors=[angles]))))
+
+    def spread(results, phase, element):
+        values = [r[phase][element] for r in results]
+        return max(values) - min(values)
+
+    # The inclusion sits off centre: its O and Fe read differently from each side
+    # (measured spread 1.9 and 2.3 wt% before); after correction every detector is within
+    # 1.1 wt% of the truth and the four agree within 0.2 wt% (0.4 asserted).
+    assert spread(before, "inclusion", "O") > 1.0 and spread(before, "inclusion", "Fe") > 1.0
+    for phase in ("matrix", "inclusion"):
+        for element in ELEMENTS:
+            assert spread(after, phase, element) < 0.4, (phase, element)
+            assert all(abs(r[phase][element]) < 1.5 for r in after)
 
 
 def test_hebt_corrected_matches_hebt_without_absorption(series):
