@@ -13,7 +13,9 @@ and peak resident memory, ``ru_maxrss`` of the child):
   padding);
 - ``reference``: a plain script on the same files, as a user would write it: load,
   integrate 1-FWHM windows, ``reconstruct_sirt(iterations=50)``, quantify, save the
-  volumes as ``.zspy`` (no automatic choice, no survey, no figures).
+  volumes as ``.zspy`` (no automatic choice, no survey, no figures);
+- with ``--absorption``, also that script with ``absorption_correction=True`` (density
+  3.0 g/cm^3, the detector from the files' metadata; issue 15 allows 3x the reference).
 
 Targets (issue 12): the CLI under 2 minutes wall on 2 cores and under 1.5 GB peak RSS.
 Figures as measured, and the ratio to the reference of the same run.
@@ -36,7 +38,7 @@ import numpy as np
 
 ELEMENTS = ["O", "Mg", "Si", "S", "Fe"]
 
-REFERENCE = """
+REFERENCE_TEMPLATE = """
 import sys, time
 from pathlib import Path
 from hyperspy_hebt import load_tilt_series, compute_together
@@ -44,14 +46,20 @@ folder, out = Path(sys.argv[1]), Path(sys.argv[2])
 series, adf = load_tilt_series(str(folder / "tilt_*.hspy"), tilt_from="filename",
                                adf_paths=str(folder / "adf_tilt_*.hspy"),
                                elements=%r)
-rec = series.reconstruct_sirt(iterations=50, integration_windows=1.0, gaussian_sigma=0.8)
+rec = series.reconstruct_sirt(iterations=50, integration_windows=1.0, gaussian_sigma=0.8,
+                              %s)
 fractions = series.quantify_cross_section(rec)
 results = compute_together(rec + fractions)
 out.mkdir(parents=True, exist_ok=True)
 for signal in results:
     signal.save(out / (signal.metadata.General.title.replace(" ", "_") + ".zspy"),
                 overwrite=True)
-""" % (ELEMENTS,)  # noqa: UP031 (a script template: no f-string braces)
+"""
+
+
+def reference_script(extra: str = "") -> str:
+    """The plain script, with ``extra`` keywords for ``reconstruct_sirt``."""
+    return REFERENCE_TEMPLATE % (ELEMENTS, extra)  # noqa: UP031 (no f-string braces)
 
 
 MEASURE = """
@@ -88,6 +96,8 @@ def main() -> int:
     parser.add_argument("--channels", type=int, default=2048)
     parser.add_argument("--folder", default="/tmp/hebt_real_pipeline")
     parser.add_argument("--keep", action="store_true", help="keep the series if present")
+    parser.add_argument("--absorption", action="store_true",
+                        help="also time the reference script with absorption_correction")
     args = parser.parse_args()
     folder = Path(args.folder)
     data = folder / "series"
@@ -105,7 +115,13 @@ def main() -> int:
               f"({written.mean_counts_per_pixel:.1f} counts per pixel) in "
               f"{time.perf_counter() - start:.0f} s")
     gigabytes = args.tilts * args.slices * args.size * args.channels * 4 / 1e9
-    reference = child([sys.executable, "-c", REFERENCE, str(data), str(folder / "reference")])
+    reference = child([sys.executable, "-c", reference_script(), str(data),
+                       str(folder / "reference")])
+    absorption = None
+    if args.absorption:
+        absorption = child([sys.executable, "-c",
+                            reference_script("absorption_correction=True, density=3.0"),
+                            str(data), str(folder / "absorption")])
     command = [sys.executable, "-m", "hyperspy_hebt", "reconstruct",
                str(data / "tilt_*.hspy"), "--adf", str(data / "adf_tilt_*.hspy"),
                "--tilt-from", "filename", "--elements", *ELEMENTS, "--overwrite"]
@@ -119,9 +135,12 @@ def main() -> int:
           f"({gigabytes:.1f} GB as float32); 2-core machine\n")
     print("| run | wall (s) | peak RSS (GB) | wall / reference |")
     print("|---|---|---|---|")
-    for name, run in (("plain script (SIRT n 50, save)", reference),
-                      ("CLI defaults (auto, survey, figures)", cli),
-                      (f"CLI defaults + --thickness {thickness_nm:g}", thick)):
+    runs = [("plain script (SIRT n 50, save)", reference),
+            ("CLI defaults (auto, survey, figures)", cli),
+            (f"CLI defaults + --thickness {thickness_nm:g}", thick)]
+    if absorption is not None:
+        runs.append(("plain script + absorption_correction (density 3.0)", absorption))
+    for name, run in runs:
         print(f"| {name} | {run['seconds']:.0f} | {run['peak_rss_gb']:.2f} | "
               f"{run['seconds'] / reference['seconds']:.2f} |")
     print(f"\nCLI chose: {summary.get('automatic_choice', {}).get('chosen', summary['algorithm'])}"

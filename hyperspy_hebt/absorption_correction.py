@@ -28,7 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .physics.absorption import attenuation_per_px, estimate_density
-from .tomography.attenuation import exit_direction, transmission
+from .tomography.attenuation import (
+    add_detected_emission,
+    exit_direction,
+    main_axis,
+    main_axis_first,
+)
 from .tomography.projector import Projector
 
 __all__ = ["AbsorptionNotConverged", "AbsorptionResult", "correct_absorption", "ray_factors"]
@@ -67,20 +72,45 @@ def _tilt_rows(projector: Projector, tilt_index: int):
     return projector.matrix[tilt_index * d:(tilt_index + 1) * d]
 
 
-def ray_factors(volume: np.ndarray, mu_per_px: np.ndarray, projector: Projector,
+def _project(rows, volumes: np.ndarray, main: int) -> np.ndarray:
+    """``W_t`` applied to every slice and line of ``volumes``: ``(n_detector, slices, lines)``.
+
+    ``volumes`` is ``(n_y, n_z, n_x, lines)`` with axis ``main`` moved first (the march's
+    layout); one slice at a time is brought to ``(n_z * n_x, lines)``, so no second copy of
+    the whole volume is made.
+    """
+    standard = np.moveaxis(volumes, 0, main)
+    n_slices, n_lines = standard.shape[0], standard.shape[-1]
+    out = np.empty((rows.shape[0], n_slices, n_lines), np.float32)
+    for y in range(n_slices):
+        out[:, y] = rows @ np.ascontiguousarray(standard[y]).reshape(-1, n_lines)
+    return out
+
+
+#: Working memory of one group of lines in :func:`ray_factors` (the march's copies).
+RAY_FACTOR_GROUP_BYTES = 512 * 2**20
+
+
+def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
+                mu_per_px: Sequence[np.ndarray] | np.ndarray, projector: Projector,
                 detectors: Sequence[tuple[float, float]], shares: Sequence[float] | np.ndarray
                 ) -> np.ndarray:
-    """Fraction of each ray's thin-film signal that reaches the detectors.
+    """Fraction of each ray's thin-film signal that reaches the detectors, per line.
+
+    Lines are handled in groups whose working copies fit :data:`RAY_FACTOR_GROUP_BYTES`
+    (at least one line at a time); within a group the (tilt, detector) pairs are taken
+    by the main axis of their direction, so one reordered copy of the group's volumes
+    serves every pair with that axis.
 
     Parameters
     ----------
-    volume : numpy.ndarray
-        ``(n_slices, n_z, n_x)`` thin-film reconstruction of one line (>= 0 where it
-        matters; negative voxels count as they are).
-    mu_per_px : numpy.ndarray
-        The line's attenuation per pixel length, same shape.
+    volumes : sequence of numpy.ndarray
+        One ``(n_slices, n_z, n_x)`` thin-film reconstruction per line (negative voxels
+        count as they are), or their stack.
+    mu_per_px : sequence of numpy.ndarray
+        Each line's attenuation per pixel length, same shapes, finite and >= 0.
     projector : Projector
-        The reconstruction's projector (its geometry's grid is ``volume``'s).
+        The reconstruction's projector (its geometry's grid is the volumes').
     detectors : sequence of (azimuth_deg, elevation_deg)
         Detector directions in degrees.
     shares : sequence of float
@@ -89,23 +119,43 @@ def ray_factors(volume: np.ndarray, mu_per_px: np.ndarray, projector: Projector,
     Returns
     -------
     numpy.ndarray
-        float32 ``(n_slices, n_tilts, n_detector)``; 1 where a ray sees no signal.
+        float32 ``(n_lines, n_slices, n_tilts, n_detector)``; 1 where a ray sees no signal.
     """
     geometry = projector.geometry
-    n_slices = volume.shape[0]
-    flat = volume.reshape(n_slices, -1).astype(np.float32)
-    out = np.ones((n_slices, geometry.n_tilts, geometry.n_detector), np.float32)
-    for t, tilt in enumerate(geometry.tilt_angles_deg):
-        rows = _tilt_rows(projector, t)
-        thin = np.asarray(rows @ flat.T).T  # (n_slices, n_detector)
-        seen = np.zeros_like(thin)
-        for (azimuth, elevation), share in zip(detectors, shares):
-            kept = transmission(mu_per_px, exit_direction(tilt, azimuth, elevation))
-            seen += share * np.asarray(rows @ (flat * kept.reshape(n_slices, -1)).T).T
+    n_lines, n_slices = len(volumes), np.shape(volumes[0])[0]
+    voxels = int(np.prod(np.shape(volumes[0])))
+    # Three working copies per line: emission and attenuation reordered, detected emission.
+    per_group = max(1, min(n_lines, RAY_FACTOR_GROUP_BYTES // (3 * 4 * voxels)))
+    pairs = sorted(
+        ((main_axis(exit_direction(tilt, *angles)), t, tilt, angles, share)
+         for t, tilt in enumerate(geometry.tilt_angles_deg)
+         for angles, share in zip(detectors, shares)), key=lambda pair: pair[:2])
+    rows = [_tilt_rows(projector, t) for t in range(geometry.n_tilts)]
+    out = np.ones((n_lines, n_slices, geometry.n_tilts, geometry.n_detector), np.float32)
+    for first in range(0, n_lines, per_group):
+        group = slice(first, first + per_group)
+        # Lines last: every line follows the same rays and reads its neighbours at once.
+        emission = np.stack([np.asarray(v, np.float32) for v in volumes[group]], axis=-1)
+        mu = np.stack([np.asarray(m, np.float32) for m in mu_per_px[group]], axis=-1)
+        thin = np.stack([_project(r, emission, 0) for r in rows])  # (T, D, slices, lines)
+        seen_rays = np.zeros_like(thin)
+        current, views, seen = None, None, None
+        for main, t, tilt, (azimuth, elevation), share in pairs:
+            if main != current:
+                views = (main_axis_first(emission, main), main_axis_first(mu, main))
+                seen = np.empty_like(views[0])
+                current = main
+            assert views is not None and seen is not None
+            seen[:] = 0.0
+            add_detected_emission(*views, exit_direction(tilt, azimuth, elevation), share,
+                                  seen)
+            seen_rays[t] += _project(rows[t], seen, main)
+        del views, seen
         # Rays through (almost) nothing keep their counts: there is nothing to correct.
-        floor = 1e-6 * max(float(np.abs(thin).max()), 1e-30)
+        floor = 1e-6 * np.abs(thin).max(axis=(0, 1), keepdims=True).clip(1e-30)
         signal = np.abs(thin) > floor
-        out[:, t] = np.where(signal, seen / np.where(signal, thin, 1.0), 1.0)
+        factor = np.where(signal, seen_rays / np.where(signal, thin, 1.0), 1.0)
+        out[group] = factor.transpose(3, 2, 0, 1)  # (lines, slices, T, D)
     return out
 
 
@@ -204,10 +254,9 @@ def correct_absorption(
             warned = True
         else:
             density = np.where(inside, density_g_cm3, 0.0)
-        factors = []
-        for i, volume in enumerate(volumes):
-            mu = attenuation_per_px(fractions, density, table[i], pixel_size_nm)
-            factors.append(ray_factors(volume, mu, projector, detectors, share_values))
+        mu = [attenuation_per_px(fractions, density, row, pixel_size_nm) for row in table]
+        factors = list(ray_factors(volumes, mu, projector, detectors, share_values))
+        del mu
         volumes = reconstruct([s / c for s, c in zip(sinograms, factors)])
         fractions = np.asarray(quantify(volumes))
         current = _mean_fractions(fractions)

@@ -116,8 +116,9 @@ def test_no_absorption_means_no_correction():
     grain = Grain([(0.0, 18.0)])
     thin = [grain.projector.forward(grain.counts[line].astype(np.float32)) for line in LINES]
     volumes = grain.reconstruct(thin)
-    factors = ray_factors(volumes[3], np.zeros((N, N, N), np.float32), grain.projector,
-                          grain.detectors, [1.0])
+    factors = ray_factors(np.stack(volumes), np.zeros((4, N, N, N), np.float32),
+                          grain.projector, grain.detectors, [1.0])
+    assert factors.shape == (4, N, len(TILTS), N)
     np.testing.assert_allclose(factors, 1.0, rtol=1e-5)
 
 

@@ -24,6 +24,7 @@ from ..absorption_correction import correct_absorption
 from ..physics.absorption import mass_attenuation_table
 from ..tomography import get_projector
 from .detectors import detectors_of
+from .field import available_memory_bytes
 from .options import Absorption
 from .problem import Problem
 from .quantify import quantify_cross_section
@@ -50,6 +51,27 @@ def _pixel_size_nm(problem: Problem) -> float:
             f"{axis.name!r} is calibrated as {axis.scale!r} {axis.units!r}: set its scale "
             "and units (nm or µm) first.")
     return float(axis.scale) * per_unit
+
+
+#: Copies of the lines' volumes the correction holds at once: the reconstructions and
+#: their fractions (cropped and on the grid), the attenuation, the next pass's volumes.
+VOLUME_COPIES = 7
+
+
+def check_memory(geometry, n_lines: int, n_slices: int) -> None:
+    """Refuse a correction whose volumes would not fit in memory, with the estimate."""
+    from ..absorption_correction import RAY_FACTOR_GROUP_BYTES
+
+    per_set = 4 * n_lines * n_slices * geometry.n_z * geometry.n_x
+    needed = VOLUME_COPIES * per_set + 2 * RAY_FACTOR_GROUP_BYTES
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"The absorption correction needs about {needed / 2**30:.1f} GiB here "
+            f"({VOLUME_COPIES} copies of {n_lines} lines x {n_slices} slices x "
+            f"{geometry.n_z} x {geometry.n_x} voxels in float32, every pass in memory) and "
+            f"{available / 2**30:.1f} GiB is available: bin the series, reconstruct fewer "
+            "slices (a region), give thickness_nm or a smaller padding_px.")
 
 
 def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list],
@@ -98,16 +120,17 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
     measured = [np.asarray(s, dtype=np.float32) for s in measured]
     in_memory = replace(problem, adf=adf, lazy=False,
                         field=replace(problem.field, weights=weights))
-    passes: list = []
+    check_memory(geometry, len(names), n_slices)
+    latest: list = []  # the latest pass's signals only (each pass replaces the one before)
 
     def reconstruct(sinograms):
-        results = run_algorithm(replace(in_memory, eds=list(sinograms)))
-        passes.append(results)
-        return [_on_grid(r.data, n_slices, geometry.n_x) for r in results[:len(names)]]
+        latest[:] = []
+        latest.extend(run_algorithm(replace(in_memory, eds=list(sinograms))))
+        return [_on_grid(r.data, n_slices, geometry.n_x) for r in latest[:len(names)]]
 
     def quantify(volumes):
         fractions = quantify_cross_section(
-            signal, passes[-1][:len(names)], factors=None, threshold="esf",
+            signal, latest[:len(names)], factors=None, threshold="esf",
             composition_units="weight", detector_efficiency=detector_efficiency)
         return np.stack([_on_grid(f.data, n_slices, geometry.n_x) for f in fractions])
 
@@ -133,7 +156,7 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
         "limits": "attenuation from the listed elements only, inside the reconstructed "
                   "grid (material beyond the padded field of view is not seen)",
     }
-    out = passes[-1]
+    out = list(latest)
     for signal_out in out:
         signal_out.metadata.set_item("Reconstruction.Absorption", record)
     return out

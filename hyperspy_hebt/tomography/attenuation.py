@@ -29,7 +29,15 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["exit_direction", "optical_depth", "transmission"]
+__all__ = [
+    "add_detected_emission",
+    "exit_direction",
+    "main_axis",
+    "main_axis_first",
+    "optical_depth",
+    "optical_depths",
+    "transmission",
+]
 
 
 def exit_direction(tilt_deg: float, azimuth_deg: float, elevation_deg: float) -> np.ndarray:
@@ -73,66 +81,166 @@ def exit_direction(tilt_deg: float, azimuth_deg: float, elevation_deg: float) ->
 
 
 @numba.njit(inline="always", nogil=True)
-def _bilinear(plane, a, b):
-    """``plane`` at fractional position ``(a, b)``, 0 outside (vacuum beyond the grid)."""
-    n_a, n_b = plane.shape
-    a0 = math.floor(a)
-    b0 = math.floor(b)
-    fa = a - a0
-    fb = b - b0
-    total = 0.0
-    for da in range(2):
-        ia = int(a0) + da
-        if ia < 0 or ia >= n_a:
-            continue
-        wa = fa if da else 1.0 - fa
-        for db in range(2):
-            ib = int(b0) + db
-            if ib < 0 or ib >= n_b:
-                continue
-            wb = fb if db else 1.0 - fb
-            total += wa * wb * plane[ia, ib]
-    return total
+def _corners(position, size):
+    """Clamped indices and weights of the two neighbours of ``position`` (0 beyond the grid)."""
+    low = math.floor(position)
+    frac = position - low
+    i0 = int(low)
+    i1 = i0 + 1
+    w0 = 1.0 - frac if 0 <= i0 < size else 0.0
+    w1 = frac if 0 <= i1 < size else 0.0
+    return min(max(i0, 0), size - 1), min(max(i1, 0), size - 1), w0, w1
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _march_rays(mu, step_a, step_b, length, depth):
-    """Optical depth out of ``mu`` toward ``+axis 0``, along a lattice of parallel rays.
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
+def _march_rays(mu, flip, step_a, step_b, length, depth, emission, share, seen):
+    """Optical depths out of ``mu`` along a lattice of parallel rays, in one pass.
 
-    Ray ``(ra, rb)`` crosses plane ``i`` at ``(ra + i step_a, rb + i step_b)``; one step
-    from plane to plane is ``length`` long. Planes are visited from the exit side: each ray
-    adds the trapezoid of ``mu`` (bilinear in the plane, 0 beyond the grid) over the step,
-    then each voxel of the plane takes the bilinear mean of the four rays around it. Both
-    interpolations are made once per sample, so no error builds up along a ray (as it
-    would if each plane interpolated the last one's depths); only 2D ray arrays are kept.
+    ``mu`` is ``(n0, n_a, n_b, channels)``, the direction's main axis first (one channel per
+    X-ray line, last: every channel follows the same rays and shares the interpolation
+    weights). The rays step one plane along axis 0 (toward lower indices when ``flip``) and
+    ``(step_a, step_b)`` along the other two; one step is ``length`` long. Ray ``(ra, rb)``
+    crosses the ``i``-th plane from the exit side at ``(ra + i step_a, rb + i step_b)``.
+    Each ray adds the trapezoid of ``mu`` (bilinear in the plane, 0 beyond the grid) over
+    the step, then each voxel of the plane takes the bilinear mean of the four rays around
+    it. Both interpolations are made once per sample, so no error builds up along a ray (as
+    it would if each plane interpolated the last one's depths); only 2D ray arrays are kept.
+
+    With ``depth`` of ``mu``'s shape the exponents are written there. Otherwise (an empty
+    ``depth``) ``share * emission * exp(-depth)`` is added to ``seen`` (``mu``'s shape).
     """
-    n0, n_a, n_b = mu.shape
+    n0, n_a, n_b, channels = mu.shape
+    write_depth = depth.size > 0
     span_a = (n0 - 1) * step_a
     span_b = (n0 - 1) * step_b
     r0_a = math.floor(-1.0 - max(0.0, span_a))
     r0_b = math.floor(-1.0 - max(0.0, span_b))
     n_ra = math.ceil(n_a - min(0.0, span_a)) - r0_a + 1
     n_rb = math.ceil(n_b - min(0.0, span_b)) - r0_b + 1
-    ray_depth = np.zeros((n_ra, n_rb))
-    ray_mu = np.zeros((n_ra, n_rb))
+    # float32 like the volumes: a path sums a few hundred steps at most.
+    ray_depth = np.zeros((n_ra, n_rb, channels), np.float32)
+    ray_mu = np.zeros((n_ra, n_rb, channels), np.float32)
+    half = np.float32(0.5 * length)
     for i in range(n0 - 1, -1, -1):
+        p = n0 - 1 - i if flip else i
+        plane = mu[p]
         shift_a = i * step_a
         shift_b = i * step_b
-        plane = mu[i]
         # Rays that cross this plane within one pixel of the grid (the others see mu = 0).
         lo_a = max(0, math.ceil(-1.0 - shift_a) - r0_a)
         hi_a = min(n_ra - 1, math.floor(n_a - shift_a) - r0_a)
         lo_b = max(0, math.ceil(-1.0 - shift_b) - r0_b)
         hi_b = min(n_rb - 1, math.floor(n_b - shift_b) - r0_b)
         for ja in numba.prange(lo_a, hi_a + 1):
-            a = ja + r0_a + shift_a
+            a0, a1, wa0, wa1 = _corners(ja + r0_a + shift_a, n_a)
             for jb in range(lo_b, hi_b + 1):
-                here = _bilinear(plane, a, jb + r0_b + shift_b)
-                ray_depth[ja, jb] += 0.5 * length * (here + ray_mu[ja, jb])
-                ray_mu[ja, jb] = here
+                b0, b1, wb0, wb1 = _corners(jb + r0_b + shift_b, n_b)
+                w00, w01, w10, w11 = wa0 * wb0, wa0 * wb1, wa1 * wb0, wa1 * wb1
+                p00, p01, p10, p11 = plane[a0, b0], plane[a0, b1], plane[a1, b0], plane[a1, b1]
+                depth_here, mu_here = ray_depth[ja, jb], ray_mu[ja, jb]
+                for c in range(channels):
+                    here = w00 * p00[c] + w01 * p01[c] + w10 * p10[c] + w11 * p11[c]
+                    depth_here[c] += half * (here + mu_here[c])
+                    mu_here[c] = here
         for ia in numba.prange(n_a):
+            a0, a1, wa0, wa1 = _corners(ia - shift_a - r0_a, n_ra)
             for ib in range(n_b):
-                depth[i, ia, ib] = _bilinear(ray_depth, ia - shift_a - r0_a, ib - shift_b - r0_b)
+                b0, b1, wb0, wb1 = _corners(ib - shift_b - r0_b, n_rb)
+                w00, w01, w10, w11 = wa0 * wb0, wa0 * wb1, wa1 * wb0, wa1 * wb1
+                r00, r01 = ray_depth[a0, b0], ray_depth[a0, b1]
+                r10, r11 = ray_depth[a1, b0], ray_depth[a1, b1]
+                if write_depth:
+                    out = depth[p, ia, ib]
+                    for c in range(channels):
+                        out[c] = w00 * r00[c] + w01 * r01[c] + w10 * r10[c] + w11 * r11[c]
+                else:
+                    out = seen[p, ia, ib]
+                    source = emission[p, ia, ib]
+                    for c in range(channels):
+                        tau = w00 * r00[c] + w01 * r01[c] + w10 * r10[c] + w11 * r11[c]
+                        out[c] += share * source[c] * math.exp(-tau)
+
+
+def _checked_direction(direction) -> np.ndarray:
+    d = np.asarray(direction, dtype=np.float64)
+    if d.shape != (3,) or not np.all(np.isfinite(d)) or not np.linalg.norm(d) > 0:
+        raise ValueError(f"direction must be three finite numbers (d_y, d_z, d_x), not all 0, "
+                         f"got {direction!r}.")
+    return d / np.linalg.norm(d)
+
+
+def main_axis(direction) -> int:
+    """The axis (0: y, 1: z, 2: x) along which ``direction`` moves most."""
+    return int(np.argmax(np.abs(_checked_direction(direction))))
+
+
+def _march(view, direction, depth, emission, share, seen):
+    """Run the kernel on ``view``: an array with ``direction``'s main axis moved first."""
+    d = _checked_direction(direction)
+    main = int(np.argmax(np.abs(d)))
+    others = [a for a in range(3) if a != main]
+    scale = 1.0 / abs(d[main])
+    _march_rays(view, bool(d[main] < 0), d[others[0]] * scale, d[others[1]] * scale,
+                scale, depth, emission, share, seen)
+
+
+_NOTHING = np.empty((0, 0, 0, 0), np.float32)
+
+
+def optical_depths(mu_per_px: np.ndarray, direction) -> np.ndarray:
+    """:func:`optical_depth` of several volumes at once (one per X-ray line), unchecked.
+
+    Parameters
+    ----------
+    mu_per_px : numpy.ndarray
+        ``(channels, n_slices, n_z, n_x)``, finite and >= 0 (not checked: for callers that
+        built it).
+    direction : sequence of float
+        ``(d_y, d_z, d_x)`` toward the detector; normalised here.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(channels, n_slices, n_z, n_x)``.
+    """
+    main = main_axis(direction)
+    view = main_axis_first(np.moveaxis(np.asarray(mu_per_px, np.float32), 0, -1), main)
+    depth = np.empty_like(view)
+    _march(view, direction, depth, _NOTHING, 0.0, _NOTHING)
+    return np.moveaxis(np.moveaxis(depth, 0, main), -1, 0)
+
+
+def main_axis_first(volumes: np.ndarray, main: int) -> np.ndarray:
+    """Copy ``(n_y, n_z, n_x, channels)`` volumes with axis ``main`` first.
+
+    C-contiguous float32: the layout :func:`add_detected_emission` reads.
+    """
+    return np.ascontiguousarray(np.moveaxis(volumes, main, 0), dtype=np.float32)
+
+
+def add_detected_emission(emission: np.ndarray, mu_per_px: np.ndarray, direction,
+                          share: float, seen: np.ndarray) -> None:
+    """Add each voxel's emission that reaches a detector to ``seen``, in place.
+
+    ``seen += share * emission * exp(-tau)``, ``tau`` the :func:`optical_depth` along
+    ``direction``. All three arrays are float32 ``(n_y, n_z, n_x, lines)`` volumes with the
+    direction's :func:`main_axis` moved first (:func:`main_axis_first`), C-contiguous:
+    every plane the rays cross is then contiguous, and every line follows the same rays.
+
+    Parameters
+    ----------
+    emission : numpy.ndarray
+        Each line's thin-film emission per voxel.
+    mu_per_px : numpy.ndarray
+        Each line's attenuation per pixel length (finite, >= 0; not checked).
+    direction : sequence of float
+        ``(d_y, d_z, d_x)`` toward the detector.
+    share : float
+        The detector's share of the counts.
+    seen : numpy.ndarray
+        Added to.
+    """
+    _march(mu_per_px, direction, _NOTHING, emission, float(share), seen)
 
 
 def optical_depth(mu_per_px: np.ndarray, direction) -> np.ndarray:
@@ -156,7 +264,7 @@ def optical_depth(mu_per_px: np.ndarray, direction) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float64 ``(n_slices, n_z, n_x)``: the exponent, dimensionless.
+        float32 ``(n_slices, n_z, n_x)``: the exponent, dimensionless.
 
     Raises
     ------
@@ -170,25 +278,7 @@ def optical_depth(mu_per_px: np.ndarray, direction) -> np.ndarray:
                          f"{mu.shape}.")
     if not np.all(np.isfinite(mu)) or (mu < 0).any():
         raise ValueError("mu_per_px must be finite and >= 0 (attenuation per pixel length).")
-    d = np.asarray(direction, dtype=np.float64)
-    if d.shape != (3,) or not np.all(np.isfinite(d)) or not np.linalg.norm(d) > 0:
-        raise ValueError(f"direction must be three finite numbers (d_y, d_z, d_x), not all 0, "
-                         f"got {direction!r}.")
-    d = d / np.linalg.norm(d)
-    main = int(np.argmax(np.abs(d)))
-    others = [a for a in range(3) if a != main]
-    # Put the main axis first, stepping toward higher indices.
-    view = np.moveaxis(mu, main, 0)
-    if d[main] < 0:
-        view = view[::-1]
-    view = np.ascontiguousarray(view)
-    scale = 1.0 / abs(d[main])
-    step_a, step_b = d[others[0]] * scale, d[others[1]] * scale
-    depth = np.empty_like(view)
-    _march_rays(view, step_a, step_b, scale, depth)
-    if d[main] < 0:
-        depth = depth[::-1]
-    return np.ascontiguousarray(np.moveaxis(depth, 0, main))
+    return np.ascontiguousarray(optical_depths(mu[None], direction)[0])
 
 
 def transmission(mu_per_px: np.ndarray, direction) -> np.ndarray:
