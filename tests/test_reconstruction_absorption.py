@@ -232,3 +232,49 @@ def test_correction_that_would_not_fit_in_memory_is_refused(series, monkeypatch)
     with pytest.raises(MemoryError, match=r"GiB.*bin the series"):
         series.signal().reconstruct_sirt(**SIRT, absorption_correction=True, density=3.6,
                                          detectors=SUPER_X)
+
+
+def test_exspy_2d_correction_cannot_be_right_on_a_particle(series):
+    """exspy's thickness-based correction assumes a slab: on a grain it over-corrects.
+
+    The zero-tilt map quantified by exspy (cross sections, absorption_correction with the
+    mass thickness it finds from the counts) against the grain's true composition along
+    each beam path (mass-weighted), beside the 3D correction projected the same way.
+    """
+    from hyperspy_hebt.physics import atomic_weight, eds_factor
+
+    s, ph = series.signal(), series.phantom
+    single = s.inav[:, :, int(np.argmin(np.abs(TILTS)))]
+    single.set_signal_type("EDS_TEM")
+    # The simulation's dose (3e9 electrons per pixel) as exspy reads it: current x time.
+    single.metadata.set_item("Acquisition_instrument.TEM.beam_current", 0.1 * 3e9 / 3.121e8)
+    single.metadata.set_item("Acquisition_instrument.TEM.Detector.EDS.live_time", 0.5)
+    intensities = single.get_lines_intensity(xray_lines=LINES)
+    # exspy's cross sections are per detector: sigma omega p eps (Omega / 4 pi), in barn.
+    cross_sections = [eds_factor(line, 200.0) * atomic_weight(e) * 0.7 / (4 * np.pi)
+                      for line, e in zip(LINES, ELEMENTS)]
+    composition, _ = single.quantification(
+        intensities, method="cross_section", factors=cross_sections,
+        absorption_correction=True, take_off_angle=18.0, probe_area=ph.pixel_size_nm**2,
+        composition_units="weight", show_progressbar=False)
+    order = [i.metadata.Sample.xray_lines[0] for i in intensities]
+    density = ph.density_g_cm3
+    mass = density.sum(axis=1)
+    path = mass > 0.3 * mass.max()  # beam positions mostly through the grain
+
+    def along_beam(volume):
+        return (volume * density).sum(axis=1) / np.where(mass > 0, mass, 1)
+
+    fixed = s.quantify_cross_section(s.reconstruct_sirt(
+        **SIRT, absorption_correction=True, density=3.6, detectors=SUPER_X))
+    for j, (line, element) in enumerate(zip(LINES, ELEMENTS)):
+        truth = along_beam(ph.weight_fractions[element])[path]
+        exspy_error = 100 * float(np.mean(composition[order.index(line)].data[path] / 100
+                                          - truth))
+        ours = 100 * float(np.mean(along_beam(np.asarray(fixed[j].data))[path] - truth))
+        # Measured: exspy O +8.3, Fe -6.2 wt% (its slab sends every X-ray through the
+        # whole thickness at 18 deg, 3x longer than the grain's sideways way out; the
+        # uncorrected map is O -3.4, Fe +2.5); the 3D correction within 0.3 wt%.
+        assert abs(ours) < 0.5, (element, ours)
+        if element in ("O", "Fe"):
+            assert abs(exspy_error) > 4 * abs(ours) + 2, (element, exspy_error)
