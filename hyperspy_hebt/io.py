@@ -150,7 +150,64 @@ def _read(path: str, lazy: bool, **kwargs):
             "reads?") from error
     if os.path.isdir(path) and path.lower().rstrip("/").endswith(".zspy"):
         _refuse_missing_chunks(path)
+        if lazy:
+            for signal in loaded if isinstance(loaded, list) else [loaded]:
+                _name_chunk_errors(signal, path)
     return loaded
+
+
+class _NamedChunks:
+    """A zarr array whose read errors name the file (dask reads it block by block, later)."""
+
+    def __init__(self, array, path: str, where: str):
+        self.array, self.path, self.where = array, path, where
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        try:
+            return self.array[key]
+        except Exception as error:  # blosc, zlib, numpy: all mean a damaged chunk
+            raise ValueError(
+                f"{self.path}: a chunk of {self.where} cannot be read "
+                f"({type(error).__name__}: {error}). Copy the file again.") from error
+
+
+def _name_chunk_errors(signal, path: str) -> None:
+    """Let a lazy signal's damaged ``.zspy`` chunks fail naming the file, when computed.
+
+    A chunk that is present but damaged (a copy that stopped mid-file) fails only when
+    dask reads it, inside blosc, far from the file's name. The signal's data are re-read
+    through :class:`_NamedChunks` (same zarr array, same chunks, nothing read now); an
+    array that cannot be matched to the signal is left as it is.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    data = getattr(signal, "data", None)
+    if not getattr(signal, "_lazy", False) or not isinstance(data, da.Array):
+        return
+    matches = []
+    for header in sorted(Path(path).glob("**/data/.zarray")):
+        array = _open_data_array(header)
+        if array.shape == data.shape and array.dtype == data.dtype:
+            matches.append((array, header.parent.relative_to(path).as_posix()))
+    if len(matches) == 1:
+        array, where = matches[0]
+        signal.data = da.from_array(_NamedChunks(array, path, where), chunks=data.chunks,
+                                    asarray=False,
+                                    name=f"zspy-{tokenize(path, where, data.chunks)}")
+
+
+def _open_data_array(header: Path):
+    """The zarr array whose ``.zarray`` header is ``header``, read-only."""
+    import json
+
+    import zarr
+
+    meta = json.loads(header.read_text())
+    store = (zarr.storage.NestedDirectoryStore if meta.get("dimension_separator") == "/"
+             else zarr.storage.DirectoryStore)(str(header.parent))
+    return zarr.open_array(store, mode="r")
 
 
 def _refuse_missing_chunks(path: str) -> None:
@@ -159,15 +216,8 @@ def _refuse_missing_chunks(path: str) -> None:
     Zarr reads a missing chunk back as its fill value (zeros), so a damaged copy would load as a
     series with blank blocks. rosettasciio writes every chunk, empty ones included.
     """
-    import json
-
-    import zarr
-
     for header in sorted(Path(path).glob("**/data/.zarray")):
-        meta = json.loads(header.read_text())
-        store = (zarr.storage.NestedDirectoryStore if meta.get("dimension_separator") == "/"
-                 else zarr.storage.DirectoryStore)(str(header.parent))
-        array = zarr.open_array(store, mode="r")
+        array = _open_data_array(header)
         if array.nchunks_initialized < array.nchunks:
             raise ValueError(
                 f"{path}: {array.nchunks - array.nchunks_initialized} of {array.nchunks} "

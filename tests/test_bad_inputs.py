@@ -594,3 +594,24 @@ def test_an_empty_map_is_called_empty_not_negative():
     with pytest.raises(ValueError, match=r"The Au_Ma map holds no counts at all"):
         series.reconstruct_sirt(iterations=2, intensities=[maps[0], 0 * maps[1]],
                                 xray_lines=["Ag_La", "Au_Ma"])
+
+
+def test_damaged_zarr_chunk_fails_naming_the_file_when_read(one_tilt, tmp_path):
+    """A chunk present but damaged (a copy cut mid-file) fails only when dask reads it,
+    inside blosc: the error must still name the file."""
+    import shutil
+
+    from hyperspy_hebt.io import _read
+
+    source, original = one_tilt
+    copy = tmp_path / "tilt_+0.zspy"
+    shutil.copytree(source / "tilt_+0.zspy", copy)
+    chunk = max((p for p in copy.glob("Experiments/*/data/**/*")
+                 if p.is_file() and not p.name.startswith(".")), key=lambda p: p.stat().st_size)
+    chunk.write_bytes(chunk.read_bytes()[:8])  # a blosc header and nothing else
+    loaded = _read(str(copy), lazy=True)  # nothing is read yet
+    with pytest.raises(ValueError, match=re.escape(str(copy)) + ".*cannot be read"):
+        loaded.data.compute()
+    # An intact copy reads through the same path as written.
+    intact = _read(str(source / "tilt_+0.zspy"), lazy=True)
+    assert _same_signal(intact, original)

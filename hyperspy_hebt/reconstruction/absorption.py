@@ -53,9 +53,11 @@ def _pixel_size_nm(problem: Problem) -> float:
     return float(axis.scale) * per_unit
 
 
-#: Copies of the lines' volumes the correction holds at once: the reconstructions and
-#: their fractions (cropped and on the grid), the attenuation, the next pass's volumes.
-VOLUME_COPIES = 7
+#: Copies of the lines' volumes (on the padded grid, float32) the correction's peak holds:
+#: the reconstructions and their fractions (cropped and on the grid), the attenuation,
+#: the next pass's volumes, the kernels' working copies. Measured: 12.9 GB peak for 1.25
+#: GB per copy on the real-size lamella (benchmarks/real_pipeline.py --absorption).
+VOLUME_COPIES = 10
 
 
 def check_memory(geometry, n_lines: int, n_slices: int) -> None:
