@@ -89,6 +89,55 @@ def manifest(folder: Path) -> list:
     return files
 
 
+def verify_results(folder) -> int:
+    """Check a result folder against the SHA-256 manifest its ``summary.json`` holds.
+
+    The reconstruct command lists every file it wrote, with its size and SHA-256, in
+    ``summary.json`` (written last). A file changed since (a byte flipped on a disk or in
+    a copy, which HDF5 and zarr would read back without complaint), cut short, or lost is
+    named here.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        A folder written by ``python -m hyperspy_hebt reconstruct``.
+
+    Returns
+    -------
+    int
+        The number of files checked.
+
+    Raises
+    ------
+    ValueError
+        No ``summary.json`` with a manifest, or files that differ from it (each named,
+        with what differs).
+    """
+    import json
+
+    folder = Path(folder)
+    summary = folder / "summary.json"
+    try:
+        listed = json.loads(summary.read_text())["output_files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{summary} holds no list of output files to check against "
+                         f"({type(error).__name__}: {error}): is {folder} a result folder "
+                         "of the reconstruct command?") from error
+    found = {row["path"]: row for row in manifest(folder) if row["path"] != "summary.json"}
+    problems = []
+    for row in listed:
+        now = found.get(row["path"])
+        if now is None:
+            problems.append(f"{row['path']} is missing")
+        elif now["bytes"] != row["bytes"]:
+            problems.append(f"{row['path']} has {now['bytes']} bytes, {row['bytes']} written")
+        elif now["sha256"] != row["sha256"]:
+            problems.append(f"{row['path']} has changed (SHA-256 differs from the one written)")
+    if problems:
+        raise ValueError(f"{folder} is not as written: " + "; ".join(problems) + ".")
+    return len(listed)
+
+
 def commit(staging: Path, out: Path) -> None:
     """Give ``staging`` the name ``out``.
 

@@ -202,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                           "renamed into place); refused if it holds anything else")
     rec.add_argument("--overwrite", action="store_true",
                      help="replace the previous run's results in --out (whole)")
+    verify = commands.add_parser(
+        "verify", help="check a result folder against the SHA-256 list in its summary.json")
+    verify.add_argument("folder", help="a folder written by the reconstruct command")
     args = parser.parse_args(argv)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "study":
         return _study(args)
     if args.command == "reconstruct":
@@ -252,6 +257,18 @@ def _reconstruct(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ._outputs import verify_results
+
+    try:
+        count = verify_results(args.folder)
+    except ValueError as error:
+        print(f"python -m hyperspy_hebt verify: error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.folder}: {count} files as written (size and SHA-256).")
     return 0
 
 

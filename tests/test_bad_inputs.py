@@ -108,10 +108,65 @@ def test_writer_replaces_whole_or_leaves_the_previous_results(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["results"]
 
 
+def test_any_byte_changed_in_a_result_folder_is_named(tmp_path):
+    """HDF5 and zarr read a flipped byte back without complaint; the SHA-256 list that
+    summary.json keeps names the file, whichever byte of whichever file it was."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from hyperspy_hebt._outputs import verify_results
+
+    out = tmp_path / "results"
+    contents = {"Ag_La_SIRT.tif": bytes(range(256)) * 4, "volumes/Au.zspy/data/0.0": b"z" * 300,
+                "notes.txt": b"run"}
+    with ResultWriter(out) as writer:
+        staging = writer.open()
+        for name, data in contents.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+        writer.commit({"algorithm": "SIRT"})
+    assert verify_results(out) == 3
+
+    @settings(max_examples=30, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(sorted(contents)), st.data())
+    def check(name, data):
+        original = contents[name]
+        where = data.draw(st.integers(0, len(original) - 1))
+        flip = data.draw(st.integers(1, 255))
+        damaged = bytearray(original)
+        damaged[where] ^= flip
+        (out / name).write_bytes(bytes(damaged))
+        try:
+            with pytest.raises(ValueError, match=re.escape(name) + " has changed"):
+                verify_results(out)
+        finally:
+            (out / name).write_bytes(original)
+
+    check()
+    (out / "notes.txt").write_bytes(b"ru")
+    with pytest.raises(ValueError, match="notes.txt has 2 bytes, 3 written"):
+        verify_results(out)
+    (out / "notes.txt").unlink()
+    with pytest.raises(ValueError, match="notes.txt is missing"):
+        verify_results(out)
+    with pytest.raises(ValueError, match="no list of output files"):
+        verify_results(tmp_path)
+
+
 @pytest.mark.slow
 def test_command_line_refuses_then_overwrites_and_lists_checksums(folder, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(_command(folder, out)) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 0
+    assert "files as written" in capsys.readouterr().out
+    some_file = out / "Ag_weight_fraction_SIRT.tif"
+    kept = some_file.read_bytes()
+    some_file.write_bytes(kept[:-1] + bytes([kept[-1] ^ 1]))
+    assert main(["verify", str(out)]) == 1
+    assert "Ag_weight_fraction_SIRT.tif has changed" in capsys.readouterr().err
+    some_file.write_bytes(kept)
     summary = json.loads((out / "summary.json").read_text())
     listed = {f["path"]: f for f in summary["output_files"]}
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
