@@ -33,6 +33,7 @@ from .tomography.attenuation import (
     exit_direction,
     main_axis,
     main_axis_first,
+    padded_for_march,
 )
 from .tomography.projector import Projector
 
@@ -142,7 +143,8 @@ def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
         current, views, seen = None, None, None
         for main, t, tilt, (azimuth, elevation), share in pairs:
             if main != current:
-                views = (main_axis_first(emission, main), main_axis_first(mu, main))
+                views = (main_axis_first(emission, main),
+                         padded_for_march(main_axis_first(mu, main)))
                 seen = np.empty_like(views[0])
                 current = main
             assert views is not None and seen is not None

@@ -20,7 +20,7 @@ import dask
 import numpy as np
 
 from .._units import nm_per_unit
-from ..absorption_correction import correct_absorption
+from ..absorption_correction import RAY_FACTOR_GROUP_BYTES, correct_absorption
 from ..physics.absorption import mass_attenuation_table
 from ..tomography import get_projector
 from .detectors import detectors_of
@@ -62,8 +62,6 @@ VOLUME_COPIES = 10
 
 def check_memory(geometry, n_lines: int, n_slices: int) -> None:
     """Refuse a correction whose volumes would not fit in memory, with the estimate."""
-    from ..absorption_correction import RAY_FACTOR_GROUP_BYTES
-
     per_set = 4 * n_lines * n_slices * geometry.n_z * geometry.n_x
     needed = VOLUME_COPIES * per_set + 2 * RAY_FACTOR_GROUP_BYTES
     available = available_memory_bytes()
@@ -155,8 +153,9 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
                                    for line, row in zip(names, table)},
         "mean_transmitted_share": dict(zip(names, last["mean_ray_factor"].values())),
         "mean_fractions_per_pass": [h["mean_fractions"] for h in result.history],
-        "limits": "attenuation from the listed elements only, inside the reconstructed "
-                  "grid (material beyond the padded field of view is not seen)",
+        "limits": "attenuation from the listed elements only, inside the scanned field "
+                  "of view (the padding columns are reconstructed but not kept, so material "
+                  "beyond the scan neither emits nor absorbs here)",
     }
     out = list(latest)
     for signal_out in out:

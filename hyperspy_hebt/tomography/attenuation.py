@@ -36,6 +36,7 @@ __all__ = [
     "main_axis_first",
     "optical_depth",
     "optical_depths",
+    "padded_for_march",
     "transmission",
 ]
 
@@ -80,36 +81,28 @@ def exit_direction(tilt_deg: float, azimuth_deg: float, elevation_deg: float) ->
     return np.array([lab_y, grid_z, grid_x])
 
 
-@numba.njit(inline="always", nogil=True)
-def _corners(position, size):
-    """Clamped indices and weights of the two neighbours of ``position`` (0 beyond the grid)."""
-    low = math.floor(position)
-    frac = position - low
-    i0 = int(low)
-    i1 = i0 + 1
-    w0 = 1.0 - frac if 0 <= i0 < size else 0.0
-    w1 = frac if 0 <= i1 < size else 0.0
-    return min(max(i0, 0), size - 1), min(max(i1, 0), size - 1), w0, w1
-
-
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
 def _march_rays(mu, flip, step_a, step_b, length, depth, emission, share, seen):
     """Optical depths out of ``mu`` along a lattice of parallel rays, in one pass.
 
-    ``mu`` is ``(n0, n_a, n_b, channels)``, the direction's main axis first (one channel per
-    X-ray line, last: every channel follows the same rays and shares the interpolation
-    weights). The rays step one plane along axis 0 (toward lower indices when ``flip``) and
-    ``(step_a, step_b)`` along the other two; one step is ``length`` long. Ray ``(ra, rb)``
-    crosses the ``i``-th plane from the exit side at ``(ra + i step_a, rb + i step_b)``.
-    Each ray adds the trapezoid of ``mu`` (bilinear in the plane, 0 beyond the grid) over
-    the step, then each voxel of the plane takes the bilinear mean of the four rays around
-    it. Both interpolations are made once per sample, so no error builds up along a ray (as
-    it would if each plane interpolated the last one's depths); only 2D ray arrays are kept.
+    ``mu`` is ``(n0, n_a + 3, n_b + 3, channels)``: the volume with the direction's main axis
+    first, one channel per X-ray line last (every channel follows the same rays and shares
+    the interpolation weights), and a border of zeros (one voxel before, two after along
+    ``a`` and ``b``: vacuum beyond the grid, read without bounds checks). The rays step one
+    plane along axis 0 (toward lower indices when ``flip``) and ``(step_a, step_b)`` along
+    the other two; one step is ``length`` long. Ray ``(ra, rb)`` crosses the ``i``-th plane
+    from the exit side at ``(ra + i step_a, rb + i step_b)``: every ray of a plane sits at
+    the same fraction of a voxel, so the bilinear weights are the plane's. Each ray adds
+    the trapezoid of ``mu`` over the step, then each voxel of the plane takes the bilinear
+    mean of the four rays around it. Both interpolations are made once per sample, so no
+    error builds up along a ray (as it would if each plane interpolated the last one's
+    depths); only 2D ray arrays are kept.
 
-    With ``depth`` of ``mu``'s shape the exponents are written there. Otherwise (an empty
-    ``depth``) ``share * emission * exp(-depth)`` is added to ``seen`` (``mu``'s shape).
+    With ``depth`` ``(n0, n_a, n_b, channels)`` the exponents are written there. Otherwise
+    (an empty ``depth``) ``share * emission * exp(-depth)`` is added to ``seen`` (both of
+    that unpadded shape).
     """
-    n0, n_a, n_b, channels = mu.shape
+    n0, n_a, n_b, channels = mu.shape[0], mu.shape[1] - 3, mu.shape[2] - 3, mu.shape[3]
     write_depth = depth.size > 0
     span_a = (n0 - 1) * step_a
     span_b = (n0 - 1) * step_b
@@ -126,38 +119,49 @@ def _march_rays(mu, flip, step_a, step_b, length, depth, emission, share, seen):
         plane = mu[p]
         shift_a = i * step_a
         shift_b = i * step_b
+        # Rays at (r + r0 + shift) in the plane: one floor and one fraction per plane.
+        floor_a, floor_b = math.floor(shift_a), math.floor(shift_b)
+        fa, fb = np.float32(shift_a - floor_a), np.float32(shift_b - floor_b)
+        w00, w01 = (1 - fa) * (1 - fb), (1 - fa) * fb
+        w10, w11 = fa * (1 - fb), fa * fb
+        # Padded index of ray r's lower neighbour: r + r0 + floor(shift) + 1.
+        base_a, base_b = r0_a + floor_a + 1, r0_b + floor_b + 1
         # Rays that cross this plane within one pixel of the grid (the others see mu = 0).
         lo_a = max(0, math.ceil(-1.0 - shift_a) - r0_a)
         hi_a = min(n_ra - 1, math.floor(n_a - shift_a) - r0_a)
         lo_b = max(0, math.ceil(-1.0 - shift_b) - r0_b)
         hi_b = min(n_rb - 1, math.floor(n_b - shift_b) - r0_b)
         for ja in numba.prange(lo_a, hi_a + 1):
-            a0, a1, wa0, wa1 = _corners(ja + r0_a + shift_a, n_a)
+            a0 = ja + base_a
             for jb in range(lo_b, hi_b + 1):
-                b0, b1, wb0, wb1 = _corners(jb + r0_b + shift_b, n_b)
-                w00, w01, w10, w11 = wa0 * wb0, wa0 * wb1, wa1 * wb0, wa1 * wb1
-                p00, p01, p10, p11 = plane[a0, b0], plane[a0, b1], plane[a1, b0], plane[a1, b1]
+                b0 = jb + base_b
+                p00, p01 = plane[a0, b0], plane[a0, b0 + 1]
+                p10, p11 = plane[a0 + 1, b0], plane[a0 + 1, b0 + 1]
                 depth_here, mu_here = ray_depth[ja, jb], ray_mu[ja, jb]
                 for c in range(channels):
                     here = w00 * p00[c] + w01 * p01[c] + w10 * p10[c] + w11 * p11[c]
                     depth_here[c] += half * (here + mu_here[c])
                     mu_here[c] = here
+        # Voxel v reads the rays at (v - shift - r0): the plane's other fraction.
+        back_a, back_b = math.floor(-shift_a), math.floor(-shift_b)
+        ga, gb = np.float32(-shift_a - back_a), np.float32(-shift_b - back_b)
+        v00, v01 = (1 - ga) * (1 - gb), (1 - ga) * gb
+        v10, v11 = ga * (1 - gb), ga * gb
         for ia in numba.prange(n_a):
-            a0, a1, wa0, wa1 = _corners(ia - shift_a - r0_a, n_ra)
+            a0 = ia + back_a - r0_a
             for ib in range(n_b):
-                b0, b1, wb0, wb1 = _corners(ib - shift_b - r0_b, n_rb)
-                w00, w01, w10, w11 = wa0 * wb0, wa0 * wb1, wa1 * wb0, wa1 * wb1
-                r00, r01 = ray_depth[a0, b0], ray_depth[a0, b1]
-                r10, r11 = ray_depth[a1, b0], ray_depth[a1, b1]
+                b0 = ib + back_b - r0_b
+                r00, r01 = ray_depth[a0, b0], ray_depth[a0, b0 + 1]
+                r10, r11 = ray_depth[a0 + 1, b0], ray_depth[a0 + 1, b0 + 1]
                 if write_depth:
                     out = depth[p, ia, ib]
                     for c in range(channels):
-                        out[c] = w00 * r00[c] + w01 * r01[c] + w10 * r10[c] + w11 * r11[c]
+                        out[c] = v00 * r00[c] + v01 * r01[c] + v10 * r10[c] + v11 * r11[c]
                 else:
                     out = seen[p, ia, ib]
                     source = emission[p, ia, ib]
                     for c in range(channels):
-                        tau = w00 * r00[c] + w01 * r01[c] + w10 * r10[c] + w11 * r11[c]
+                        tau = v00 * r00[c] + v01 * r01[c] + v10 * r10[c] + v11 * r11[c]
                         out[c] += share * source[c] * math.exp(-tau)
 
 
@@ -206,8 +210,16 @@ def optical_depths(mu_per_px: np.ndarray, direction) -> np.ndarray:
     main = main_axis(direction)
     view = main_axis_first(np.moveaxis(np.asarray(mu_per_px, np.float32), 0, -1), main)
     depth = np.empty_like(view)
-    _march(view, direction, depth, _NOTHING, 0.0, _NOTHING)
+    _march(padded_for_march(view), direction, depth, _NOTHING, 0.0, _NOTHING)
     return np.moveaxis(np.moveaxis(depth, 0, main), -1, 0)
+
+
+def padded_for_march(view: np.ndarray) -> np.ndarray:
+    """``view`` (main axis first, lines last) with the march's border of zeros (vacuum)."""
+    n0, n_a, n_b, channels = view.shape
+    out = np.zeros((n0, n_a + 3, n_b + 3, channels), np.float32)
+    out[:, 1:n_a + 1, 1:n_b + 1] = view
+    return out
 
 
 def main_axis_first(volumes: np.ndarray, main: int) -> np.ndarray:
@@ -223,7 +235,7 @@ def add_detected_emission(emission: np.ndarray, mu_per_px: np.ndarray, direction
     """Add each voxel's emission that reaches a detector to ``seen``, in place.
 
     ``seen += share * emission * exp(-tau)``, ``tau`` the :func:`optical_depth` along
-    ``direction``. All three arrays are float32 ``(n_y, n_z, n_x, lines)`` volumes with the
+    ``direction``. The arrays are float32 ``(n_y, n_z, n_x, lines)`` volumes with the
     direction's :func:`main_axis` moved first (:func:`main_axis_first`), C-contiguous:
     every plane the rays cross is then contiguous, and every line follows the same rays.
 
@@ -232,7 +244,8 @@ def add_detected_emission(emission: np.ndarray, mu_per_px: np.ndarray, direction
     emission : numpy.ndarray
         Each line's thin-film emission per voxel.
     mu_per_px : numpy.ndarray
-        Each line's attenuation per pixel length (finite, >= 0; not checked).
+        Each line's attenuation per pixel length (finite, >= 0; not checked), with the
+        march's border (:func:`padded_for_march`).
     direction : sequence of float
         ``(d_y, d_z, d_x)`` toward the detector.
     share : float
