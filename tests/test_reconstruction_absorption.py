@@ -278,3 +278,55 @@ def test_exspy_2d_correction_cannot_be_right_on_a_particle(series):
         assert abs(ours) < 0.5, (element, ours)
         if element in ("O", "Fe"):
             assert abs(exspy_error) > 4 * abs(ours) + 2, (element, exspy_error)
+
+
+def test_lamella_wider_than_the_scan_absorbs_beyond_it():
+    """A 200 nm lamella twice as wide as the scan, detectors across the tilt axis: X-rays
+    leave sideways at 18 deg through the lamella beyond the scan. The correction's passes
+    keep the grid's padding columns, so that material absorbs (cropped to the scan, the
+    first version left O 1.6 and Fe 1.1 wt% off)."""
+    from hyperspy_hebt.physics import atomic_weight
+
+    n_slices, depth, wide, scan, pixel_nm = 4, 24, 56, 24, 20.0
+    pad = (wide - scan) // 2
+    detectors = [(0.0, 18.0), (180.0, 18.0)]
+    formula = {"Mg": 1.6, "Fe": 0.4, "Si": 1.0, "O": 4.0}
+    total = sum(atomic_weight(e) * n for e, n in formula.items())
+    truth = {e: atomic_weight(e) * n / total for e, n in formula.items()}
+    lamella = np.zeros((n_slices, depth, wide), bool)
+    lamella[:, depth // 2 - 5:depth // 2 + 5] = True
+    fractions = {e: np.where(lamella, truth[e], 0.0) for e in ELEMENTS}
+    density = np.where(lamella, 3.45, 0.0)
+    counts = thin_film_line_counts(fractions, LINES, 200.0, pixel_size_nm=pixel_nm,
+                                   density=density, dose_electrons=3e9)
+    table = mass_attenuation_table(LINES, ELEMENTS)
+    stacked = np.stack([fractions[e] for e in ELEMENTS])
+    tilts = np.linspace(-60, 60, 9)
+    absorbed = {line: attenuated_projections(
+        counts[line], attenuation_per_px(stacked, density, table[i], pixel_nm), tilts,
+        detectors, step_px=0.5).sum(0)[..., pad:pad + scan] for i, line in enumerate(LINES)}
+    thin = {line: project_volume(counts[line], tilts)[..., pad:pad + scan] for line in LINES}
+    options = dict(iterations=100, xray_lines=LINES, padding_px=pad, thickness_nm=200.0,
+                   show_progressbar=False)
+    core = lamella[..., pad:pad + scan].copy()
+    core[:, depth // 2 - 5] = core[:, depth // 2 + 4] = False  # faces blur by a voxel
+
+    def errors(series, **extra):
+        maps = series.quantify_cross_section(series.reconstruct_sirt(**options, **extra))
+        assert maps[0].data.shape == (n_slices, depth, scan)  # cut back to the scan
+        return {e: 100 * (float(np.asarray(maps[j].data)[core].mean()) - truth[e])
+                for j, e in enumerate(ELEMENTS)}
+
+    def series_of(sinograms):
+        return synthetic_tilt_series(sinograms, tilts, pixel_size_nm=pixel_nm,
+                                     energy_axis_kev=ENERGY_AXIS, noise=False)
+
+    reference = errors(series_of(thin))
+    plain = errors(series_of(absorbed))
+    fixed = errors(series_of(absorbed), absorption_correction=True, density=3.45,
+                   detectors=detectors)
+    # Measured: uncorrected O -4.4, Fe +2.9 wt%; corrected within 0.01 wt% of the same
+    # reconstruction of unabsorbed spectra (O -0.27, Fe +0.15 from the truth).
+    assert plain["O"] - reference["O"] < -3 and plain["Fe"] - reference["Fe"] > 2
+    for element in ELEMENTS:
+        assert abs(fixed[element] - reference[element]) < 0.3, element

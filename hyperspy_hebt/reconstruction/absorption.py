@@ -42,6 +42,16 @@ def _on_grid(volume: np.ndarray, n_slices: int, n_x: int) -> np.ndarray:
     return np.pad(volume, ((0, 0), (0, 0), (left, missing - left)))
 
 
+def _cropped(signal, geometry):
+    """A reconstruction on the padded grid cut back to the columns under the scan."""
+    if signal.data.shape[-1] == geometry.n_detector:
+        return signal
+    start = (geometry.n_x - geometry.n_detector) // 2
+    cut = signal.isig[start:start + geometry.n_detector, :]
+    assert cut.data.shape[-1] == geometry.n_detector
+    return cut
+
+
 def _pixel_size_nm(problem: Problem) -> float:
     axis = problem.layout.detector_axis
     per_unit = nm_per_unit(axis.units)
@@ -125,7 +135,9 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
 
     def reconstruct(sinograms):
         latest[:] = []
-        latest.extend(run_algorithm(replace(in_memory, eds=list(sinograms))))
+        # The padding columns kept: material beyond the scan absorbs (and emits) too.
+        latest.extend(run_algorithm(replace(in_memory, eds=list(sinograms),
+                                            keep_padding=True)))
         return [_on_grid(r.data, n_slices, geometry.n_x) for r in latest[:len(names)]]
 
     def quantify(volumes):
@@ -153,11 +165,11 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
                                    for line, row in zip(names, table)},
         "mean_transmitted_share": dict(zip(names, last["mean_ray_factor"].values())),
         "mean_fractions_per_pass": [h["mean_fractions"] for h in result.history],
-        "limits": "attenuation from the listed elements only, inside the scanned field "
-                  "of view (the padding columns are reconstructed but not kept, so material "
-                  "beyond the scan neither emits nor absorbs here)",
+        "limits": "attenuation from the listed elements only, inside the reconstruction "
+                  "grid (the scan and its padding columns; beyond them, and beyond the slab "
+                  "in depth, nothing absorbs)",
     }
-    out = list(latest)
+    out = [_cropped(s, geometry) for s in latest]
     for signal_out in out:
         signal_out.metadata.set_item("Reconstruction.Absorption", record)
     return out

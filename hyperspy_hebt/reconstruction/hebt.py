@@ -257,7 +257,8 @@ def hebt_of(signal, adf, inputs: Problem, alpha: float, iterations: int, model: 
     n_out = len(names) + bool(unlisted_mass)
     volumes = run_blocks(kernel, stacked, n_out, geometry, lazy=lazy,
                          slices_per_block=run.slices_per_block, iterations=iterations,
-                         show_progressbar=run.show_progressbar, description="HEBT")
+                         show_progressbar=run.show_progressbar, description="HEBT",
+                         crop=not inputs.keep_padding)
     parameters = base_parameters(layout, "HEBT", iterations, run, inputs.sigma, backend)
     parameters.update(inputs.field.record)
     parameters.update({

@@ -71,7 +71,8 @@ def sirt_of(signal, problem: Problem, iterations: int, run: RunOptions) -> list:
                                half_thickness_px=field.half_thickness_px)
     blocks = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
                                slices_per_block=run.slices_per_block, iterations=iterations,
-                               show_progressbar=run.show_progressbar, description="SIRT")
+                               show_progressbar=run.show_progressbar, description="SIRT",
+                               crop=not problem.keep_padding)
     extra = [weights] if weighted else []
     if lazy:
         # One graph per line: computing or saving a line runs only its own SIRT.
