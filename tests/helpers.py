@@ -1,6 +1,7 @@
 """Helpers shared by the tests (imported as ``from helpers import ...``; the fixtures
 live in ``conftest.py``)."""
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +39,35 @@ def count_block_reads(signal) -> list:
 
     signal.data = signal.data.map_blocks(counted, dtype=signal.data.dtype)
     return reads
+
+
+@functools.lru_cache(maxsize=4)
+def absorbed_grain(n: int, tilts: tuple, detectors: tuple, dose_electrons: float = 3.121e8):
+    """The silicate grain's line counts and their absorbed sinograms, per detector.
+
+    Simulated once per session (the independent path integral is the slow part; two test
+    modules use the same series). Returns ``(phantom, counts, table, per_detector)`` with
+    ``per_detector[line]`` of shape ``(len(detectors), slices, tilts, n)``.
+    """
+    from hyperspy_hebt.physics.absorption import attenuation_per_px, mass_attenuation_table
+    from hyperspy_hebt.simulation import (
+        attenuated_projections,
+        silicate_grain,
+        thin_film_line_counts,
+    )
+
+    elements, lines = ["O", "Mg", "Si", "Fe"], ["O_Ka", "Mg_Ka", "Si_Ka", "Fe_Ka"]
+    phantom = silicate_grain(n)
+    counts = thin_film_line_counts(phantom.weight_fractions, lines, 200.0,
+                                   pixel_size_nm=phantom.pixel_size_nm,
+                                   density=phantom.density_g_cm3,
+                                   dose_electrons=dose_electrons)
+    table = mass_attenuation_table(lines, elements)
+    fractions = np.stack([phantom.weight_fractions[e] for e in elements])
+    per_detector = {
+        line: attenuated_projections(
+            counts[line], attenuation_per_px(fractions, phantom.density_g_cm3, table[i],
+                                             phantom.pixel_size_nm),
+            list(tilts), list(detectors), step_px=0.5)
+        for i, line in enumerate(lines)}
+    return phantom, counts, table, per_detector

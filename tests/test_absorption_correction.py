@@ -3,6 +3,7 @@ simulated silicate grain whose X-rays are attenuated by the simulator's own path
 
 import numpy as np
 import pytest
+from helpers import absorbed_grain
 from scipy import ndimage
 
 from hyperspy_hebt.absorption_correction import (
@@ -11,9 +12,7 @@ from hyperspy_hebt.absorption_correction import (
     ray_factors,
 )
 from hyperspy_hebt.physics import eds_factor
-from hyperspy_hebt.physics.absorption import attenuation_per_px, mass_attenuation_table
 from hyperspy_hebt.quantification import composition_fractions, esf_threshold
-from hyperspy_hebt.simulation import attenuated_projections, silicate_grain, thin_film_line_counts
 from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector, sirt
 
 ELEMENTS = ["O", "Mg", "Si", "Fe"]
@@ -27,21 +26,10 @@ class Grain:
     """The simulated series and the thin-film reconstruction and quantification."""
 
     def __init__(self, detectors):
-        self.phantom = silicate_grain(N)
         self.detectors = detectors
-        fractions = np.stack([self.phantom.weight_fractions[e] for e in ELEMENTS])
-        self.table = mass_attenuation_table(LINES, ELEMENTS)
-        counts = thin_film_line_counts(self.phantom.weight_fractions, LINES, 200.0,
-                                       pixel_size_nm=self.phantom.pixel_size_nm,
-                                       density=self.phantom.density_g_cm3)
-        self.counts = counts
-        self.sinograms = [
-            attenuated_projections(
-                counts[line],
-                attenuation_per_px(fractions, self.phantom.density_g_cm3, self.table[i],
-                                   self.phantom.pixel_size_nm),
-                TILTS, detectors, step_px=0.5).sum(0)
-            for i, line in enumerate(LINES)]
+        self.phantom, self.counts, self.table, per_detector = absorbed_grain(
+            N, tuple(TILTS), tuple(detectors), 3e9)
+        self.sinograms = [per_detector[line].sum(0) for line in LINES]
         self.projector = get_projector(ParallelBeamGeometry(tuple(TILTS), N))
         self.factors = np.array([eds_factor(line, 200.0) for line in LINES])
 
@@ -73,9 +61,14 @@ class Grain:
         return correct_absorption(self.sinograms, self.reconstruct, self.quantify, **arguments)
 
 
+@pytest.fixture(scope="module")
+def one_detector():
+    return Grain([(0.0, 18.0)])
+
+
 @pytest.fixture(scope="module", params=["one detector", "Super-X"])
-def grain(request):
-    return Grain([(0.0, 18.0)] if request.param == "one detector" else SUPER_X)
+def grain(request, one_detector):
+    return one_detector if request.param == "one detector" else Grain(SUPER_X)
 
 
 def test_thin_film_quantification_is_biased_by_absorption(grain):
@@ -112,8 +105,8 @@ def test_correction_estimates_the_density_when_none_is_given(grain):
     assert max(abs(e) for phase in errors.values() for e in phase.values()) < 1.0
 
 
-def test_no_absorption_means_no_correction():
-    grain = Grain([(0.0, 18.0)])
+def test_no_absorption_means_no_correction(one_detector):
+    grain = one_detector
     thin = [grain.projector.forward(grain.counts[line].astype(np.float32)) for line in LINES]
     volumes = grain.reconstruct(thin)
     factors = ray_factors(np.stack(volumes), np.zeros((4, N, N, N), np.float32),
@@ -122,10 +115,9 @@ def test_no_absorption_means_no_correction():
     np.testing.assert_allclose(factors, 1.0, rtol=1e-5)
 
 
-def test_refuses_when_the_composition_keeps_changing():
-    grain = Grain([(0.0, 18.0)])
+def test_refuses_when_the_composition_keeps_changing(one_detector):
     with pytest.raises(AbsorptionNotConverged, match="did not converge in 1 outer"):
-        grain.correct(density_g_cm3=3.6, max_iterations=1, tolerance=1e-9)
+        one_detector.correct(density_g_cm3=3.6, max_iterations=1, tolerance=1e-9)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import INSTRUMENT_FILES
+from helpers import INSTRUMENT_FILES, absorbed_grain
 from scipy import ndimage
 
 from hyperspy_hebt.io import load_tilt_series
@@ -15,7 +15,6 @@ from hyperspy_hebt.reconstruction.detectors import checked_detectors, detectors_
 from hyperspy_hebt.simulation import (
     attenuated_projections,
     project_volume,
-    silicate_grain,
     synthetic_adf_series,
     synthetic_tilt_series,
     thin_film_adf_counts,
@@ -34,17 +33,10 @@ class Series:
     """Spectrum-image series of the grain, absorbed toward a Super-X and not absorbed."""
 
     def __init__(self):
-        self.phantom = ph = silicate_grain(N)
-        counts = thin_film_line_counts(ph.weight_fractions, LINES, 200.0,
-                                       pixel_size_nm=ph.pixel_size_nm,
-                                       density=ph.density_g_cm3, dose_electrons=3e9)
-        table = mass_attenuation_table(LINES, ELEMENTS)
-        fractions = np.stack([ph.weight_fractions[e] for e in ELEMENTS])
         # Each detector's share of the counts, kept apart (4, slices, tilts, x) per line.
-        self.per_detector = {line: attenuated_projections(
-            counts[line], attenuation_per_px(fractions, ph.density_g_cm3, table[i],
-                                             ph.pixel_size_nm),
-            TILTS, SUPER_X, step_px=0.5) for i, line in enumerate(LINES)}
+        self.phantom, counts, _, self.per_detector = absorbed_grain(
+            N, tuple(TILTS), tuple(SUPER_X), 3e9)
+        ph = self.phantom
         self.absorbed = {line: s.sum(0) for line, s in self.per_detector.items()}
         self.thin = {line: project_volume(counts[line], TILTS) for line in LINES}
         adf_counts = thin_film_adf_counts(ph.weight_fractions, 200.0,
@@ -280,6 +272,7 @@ def test_exspy_2d_correction_cannot_be_right_on_a_particle(series):
             assert abs(exspy_error) > 4 * abs(ours) + 2, (element, exspy_error)
 
 
+@pytest.mark.slow
 def test_lamella_wider_than_the_scan_absorbs_beyond_it():
     """A 200 nm lamella twice as wide as the scan, detectors across the tilt axis: X-rays
     leave sideways at 18 deg through the lamella beyond the scan. The correction's passes
