@@ -33,13 +33,10 @@ __all__ = ["corrected"]
 
 
 def _on_grid(volume: np.ndarray, n_slices: int, n_x: int) -> np.ndarray:
-    """A reconstruction's data as ``(n_slices, n_z, n_x)``, its cropped padding back as 0."""
+    """A pass's data (the grid's padding kept) as ``(n_slices, n_z, n_x)``."""
     volume = np.asarray(volume, dtype=np.float32).reshape((n_slices,) + np.shape(volume)[-2:])
-    missing = n_x - volume.shape[-1]
-    if missing == 0:
-        return volume
-    left = missing // 2
-    return np.pad(volume, ((0, 0), (0, 0), (left, missing - left)))
+    assert volume.shape[-1] == n_x, "the passes keep the grid's padding columns"
+    return volume
 
 
 def _cropped(signal, geometry):
