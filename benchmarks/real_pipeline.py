@@ -98,6 +98,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the series if present")
     parser.add_argument("--absorption", action="store_true",
                         help="also time the reference script with absorption_correction")
+    parser.add_argument("--skip-cli", action="store_true",
+                        help="time only the plain script (and --absorption), not the CLI")
     args = parser.parse_args()
     folder = Path(args.folder)
     data = folder / "series"
@@ -122,31 +124,35 @@ def main() -> int:
         absorption = child([sys.executable, "-c",
                             reference_script("absorption_correction=True, density=3.0"),
                             str(data), str(folder / "absorption")])
-    command = [sys.executable, "-m", "hyperspy_hebt", "reconstruct",
-               str(data / "tilt_*.hspy"), "--adf", str(data / "adf_tilt_*.hspy"),
-               "--tilt-from", "filename", "--elements", *ELEMENTS, "--overwrite"]
-    cli = child(command + ["--out", str(folder / "cli")])
-    # The simulated lamella is a quarter of the field thick.
-    thickness_nm = 0.25 * args.size * 2.0 * 256 / args.size
-    thick = child(command + ["--thickness", f"{thickness_nm:g}",
-                             "--out", str(folder / "cli_thickness")])
-    summary = json.loads((folder / "cli" / "summary.json").read_text())
+    runs = [("plain script (SIRT n 50, save)", reference)]
+    summary, cli = None, None
+    if not args.skip_cli:
+        command = [sys.executable, "-m", "hyperspy_hebt", "reconstruct",
+                   str(data / "tilt_*.hspy"), "--adf", str(data / "adf_tilt_*.hspy"),
+                   "--tilt-from", "filename", "--elements", *ELEMENTS, "--overwrite"]
+        cli = child(command + ["--out", str(folder / "cli")])
+        # The simulated lamella is a quarter of the field thick.
+        thickness_nm = 0.25 * args.size * 2.0 * 256 / args.size
+        thick = child(command + ["--thickness", f"{thickness_nm:g}",
+                                 "--out", str(folder / "cli_thickness")])
+        summary = json.loads((folder / "cli" / "summary.json").read_text())
+        runs += [("CLI defaults (auto, survey, figures)", cli),
+                 (f"CLI defaults + --thickness {thickness_nm:g}", thick)]
+    if absorption is not None:
+        runs.append(("plain script + absorption_correction (density 3.0)", absorption))
     print(f"\nseries {args.tilts} x {args.slices} x {args.size} x {args.channels} "
           f"({gigabytes:.1f} GB as float32); 2-core machine\n")
     print("| run | wall (s) | peak RSS (GB) | wall / reference |")
     print("|---|---|---|---|")
-    runs = [("plain script (SIRT n 50, save)", reference),
-            ("CLI defaults (auto, survey, figures)", cli),
-            (f"CLI defaults + --thickness {thickness_nm:g}", thick)]
-    if absorption is not None:
-        runs.append(("plain script + absorption_correction (density 3.0)", absorption))
     for name, run in runs:
         print(f"| {name} | {run['seconds']:.0f} | {run['peak_rss_gb']:.2f} | "
               f"{run['seconds'] / reference['seconds']:.2f} |")
-    print(f"\nCLI chose: {summary.get('automatic_choice', {}).get('chosen', summary['algorithm'])}"
-          f"; padding {summary['padding_px']} px")
-    print("CLI stages:")
-    print("\n".join("  " + line for line in cli["stdout"].splitlines()))
+    if summary is not None and cli is not None:
+        print(f"\nCLI chose: "
+              f"{summary.get('automatic_choice', {}).get('chosen', summary['algorithm'])}"
+              f"; padding {summary['padding_px']} px")
+        print("CLI stages:")
+        print("\n".join("  " + line for line in cli["stdout"].splitlines()))
     return 0
 
 

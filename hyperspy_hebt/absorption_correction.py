@@ -13,6 +13,11 @@ detector, which a tomogram knows. One outer iteration:
    predicts for that ray;
 4. the measured sinograms divided by ``c``, reconstructed again with the thin-film kernel.
 
+The factors vary slowly across rays, so they may be computed on a coarser grid
+(``coarsening``; :func:`coarse_ray_factors`), and the passes that only estimate the
+composition may use a cheaper reconstruction (``reconstruct_preview``), the full one then
+running once with the settled factors.
+
 A fixed point ``x`` of this map reproduces the measured counts through the attenuated model
 (``W x = p / c`` with ``c`` from ``x`` is ``sum_d s_d W_t (A_td x) = p``), so the kernels,
 lazy or not, SIRT or HEBT, stay as they are. The loop stops when no element's mean weight
@@ -35,9 +40,18 @@ from .tomography.attenuation import (
     main_axis_first,
     padded_for_march,
 )
-from .tomography.projector import Projector
+from .tomography.coarse_grid import CoarseGrid
+from .tomography.projector import Projector, get_projector
 
-__all__ = ["AbsorptionNotConverged", "AbsorptionResult", "correct_absorption", "ray_factors"]
+__all__ = [
+    "AbsorptionNotConverged",
+    "AbsorptionResult",
+    "coarse_ray_factors",
+    "correct_absorption",
+    "factors_of",
+    "ray_factors",
+    "ray_sums",
+]
 
 
 class AbsorptionNotConverged(RuntimeError):
@@ -92,11 +106,11 @@ def _project(rows, volumes: np.ndarray, main: int) -> np.ndarray:
 RAY_FACTOR_GROUP_BYTES = 512 * 2**20
 
 
-def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
-                mu_per_px: Sequence[np.ndarray] | np.ndarray, projector: Projector,
-                detectors: Sequence[tuple[float, float]], shares: Sequence[float] | np.ndarray
-                ) -> np.ndarray:
-    """Fraction of each ray's thin-film signal that reaches the detectors, per line.
+def ray_sums(volumes: Sequence[np.ndarray] | np.ndarray,
+             mu_per_px: Sequence[np.ndarray] | np.ndarray, projector: Projector,
+             detectors: Sequence[tuple[float, float]], shares: Sequence[float] | np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Each ray's detected (attenuated) and thin-film signal, per line.
 
     Lines are handled in groups whose working copies fit :data:`RAY_FACTOR_GROUP_BYTES`
     (at least one line at a time); within a group the (tilt, detector) pairs are taken
@@ -111,7 +125,7 @@ def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
     mu_per_px : sequence of numpy.ndarray
         Each line's attenuation per pixel length, same shapes, finite and >= 0.
     projector : Projector
-        The reconstruction's projector (its geometry's grid is the volumes').
+        The projector of the volumes' grid.
     detectors : sequence of (azimuth_deg, elevation_deg)
         Detector directions in degrees.
     shares : sequence of float
@@ -119,8 +133,9 @@ def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
 
     Returns
     -------
-    numpy.ndarray
-        float32 ``(n_lines, n_slices, n_tilts, n_detector)``; 1 where a ray sees no signal.
+    detected, thin : numpy.ndarray
+        float32 ``(n_lines, n_slices, n_tilts, n_detector)``: ``sum_d s_d W_t (A_td x)``
+        and ``W_t x``.
     """
     geometry = projector.geometry
     n_lines, n_slices = len(volumes), np.shape(volumes[0])[0]
@@ -132,33 +147,126 @@ def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
          for t, tilt in enumerate(geometry.tilt_angles_deg)
          for angles, share in zip(detectors, shares)), key=lambda pair: pair[:2])
     rows = [_tilt_rows(projector, t) for t in range(geometry.n_tilts)]
-    out = np.ones((n_lines, n_slices, geometry.n_tilts, geometry.n_detector), np.float32)
+    shape = (n_lines, n_slices, geometry.n_tilts, geometry.n_detector)
+    detected, thin = np.empty(shape, np.float32), np.empty(shape, np.float32)
     for first in range(0, n_lines, per_group):
         group = slice(first, first + per_group)
         # Lines last: every line follows the same rays and reads its neighbours at once.
         emission = np.stack([np.asarray(v, np.float32) for v in volumes[group]], axis=-1)
         mu = np.stack([np.asarray(m, np.float32) for m in mu_per_px[group]], axis=-1)
-        thin = np.stack([_project(r, emission, 0) for r in rows])  # (T, D, slices, lines)
-        seen_rays = np.zeros_like(thin)
-        current, views, seen = None, None, None
+        thin_rays = np.stack([_project(r, emission, 0) for r in rows])  # (T, D, slices, lines)
+        seen_rays = np.zeros_like(thin_rays)
+        current, views, seen, pending = None, None, None, None
+        # The pairs of one tilt and main axis add into one buffer, projected once.
         for main, t, tilt, (azimuth, elevation), share in pairs:
-            if main != current:
-                views = (main_axis_first(emission, main),
-                         padded_for_march(main_axis_first(mu, main)))
-                seen = np.empty_like(views[0])
-                current = main
+            if main != current or t != pending:
+                if pending is not None:
+                    assert seen is not None
+                    seen_rays[pending] += _project(rows[pending], seen, current)
+                if main != current:
+                    views = (main_axis_first(emission, main),
+                             padded_for_march(main_axis_first(mu, main)))
+                    seen = np.empty_like(views[0])
+                    current = main
+                assert seen is not None
+                seen[:] = 0.0
+                pending = t
             assert views is not None and seen is not None
-            seen[:] = 0.0
             add_detected_emission(*views, exit_direction(tilt, azimuth, elevation), share,
                                   seen)
-            seen_rays[t] += _project(rows[t], seen, main)
+        if pending is not None:
+            assert seen is not None
+            seen_rays[pending] += _project(rows[pending], seen, current)
         del views, seen
-        # Rays through (almost) nothing keep their counts: there is nothing to correct.
-        floor = 1e-6 * np.abs(thin).max(axis=(0, 1), keepdims=True).clip(1e-30)
-        signal = np.abs(thin) > floor
-        factor = np.where(signal, seen_rays / np.where(signal, thin, 1.0), 1.0)
-        out[group] = factor.transpose(3, 2, 0, 1)  # (lines, slices, T, D)
-    return out
+        detected[group] = seen_rays.transpose(3, 2, 0, 1)  # (lines, slices, T, D)
+        thin[group] = thin_rays.transpose(3, 2, 0, 1)
+    return detected, thin
+
+
+def factors_of(detected: np.ndarray, thin: np.ndarray) -> np.ndarray:
+    """``detected / thin`` per ray; 1 where a ray sees (almost) no thin-film signal.
+
+    Rays through (almost) nothing keep their counts: there is nothing to correct. The
+    floor is 1e-6 of each line's largest ray sum.
+    """
+    floor = 1e-6 * np.abs(thin).max(axis=(1, 2, 3), keepdims=True).clip(1e-30)
+    signal = np.abs(thin) > floor
+    return np.where(signal, detected / np.where(signal, thin, 1.0), 1.0).astype(np.float32)
+
+
+def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
+                mu_per_px: Sequence[np.ndarray] | np.ndarray, projector: Projector,
+                detectors: Sequence[tuple[float, float]], shares: Sequence[float] | np.ndarray
+                ) -> np.ndarray:
+    """Fraction of each ray's thin-film signal that reaches the detectors, per line.
+
+    :func:`ray_sums` on the volumes' own grid, then :func:`factors_of`.
+
+    Parameters
+    ----------
+    volumes, mu_per_px, projector, detectors, shares
+        As for :func:`ray_sums`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n_lines, n_slices, n_tilts, n_detector)``; 1 where a ray sees no signal.
+    """
+    return factors_of(*ray_sums(volumes, mu_per_px, projector, detectors, shares))
+
+
+def coarse_ray_factors(volumes: Sequence[np.ndarray], fractions: np.ndarray, density_g_cm3,
+                       mass_attenuation_cm2_g: np.ndarray, projector: Projector,
+                       pixel_size_nm: float, detectors: Sequence[tuple[float, float]],
+                       shares: Sequence[float] | np.ndarray, coarsening: int = 1
+                       ) -> np.ndarray:
+    """:func:`ray_factors` computed on a grid ``coarsening`` times coarser.
+
+    The emission and each line's attenuation are averaged onto the coarse grid
+    (:class:`~hyperspy_hebt.tomography.coarse_grid.CoarseGrid`), the detected and
+    thin-film ray sums are made there and interpolated back to the fine rays, and their
+    ratio taken (so a coarse ray that is half outside the object weighs by its signal).
+    ``coarsening**3`` times less marching and projecting; the factors are ratios of sums
+    along rays, smooth across them, so little is lost (measured in the tests).
+
+    Parameters
+    ----------
+    volumes : sequence of numpy.ndarray
+        One ``(n_slices, n_z, n_x)`` thin-film reconstruction per line.
+    fractions : numpy.ndarray
+        ``(n_elements, n_slices, n_z, n_x)`` weight fractions (NaN: nothing).
+    density_g_cm3 : float or numpy.ndarray
+        Density in g/cm^3 (a number, or a volume).
+    mass_attenuation_cm2_g : numpy.ndarray
+        ``(n_lines, n_elements)`` in cm^2/g.
+    projector : Projector
+        The fine grid's projector.
+    pixel_size_nm : float
+        The fine voxel's edge in nm.
+    detectors, shares
+        As for :func:`ray_sums`.
+    coarsening : int
+        Fine voxels per coarse voxel along each axis (1: the fine grid).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n_lines, n_slices, n_tilts, n_detector)``.
+    """
+    grid = CoarseGrid(projector.geometry, np.shape(volumes[0])[0], coarsening)
+    emission = [grid.average(v) for v in volumes]
+    # mu is linear in each element's partial density (rho C_A, g/cm^3): average those on
+    # the fine grid (one volume at a time), then combine them on the coarse one.
+    density = np.asarray(density_g_cm3, dtype=np.float32)
+    partial = np.stack([grid.average(np.nan_to_num(np.asarray(f, np.float32), nan=0.0)
+                                     * density) for f in fractions])
+    mu = [attenuation_per_px(partial, 1.0, row, pixel_size_nm * grid.factor)
+          for row in np.asarray(mass_attenuation_cm2_g)]
+    del partial
+    detected, thin = ray_sums(emission, mu, get_projector(grid.coarse_geometry), detectors,
+                              shares)
+    del emission, mu
+    return factors_of(grid.interpolate_rays(detected), grid.interpolate_rays(thin))
 
 
 def correct_absorption(
@@ -174,6 +282,8 @@ def correct_absorption(
     density_g_cm3: float | np.ndarray | None = None,
     max_iterations: int = 8,
     tolerance: float = 0.002,
+    coarsening: int = 1,
+    reconstruct_preview: Callable[[list], list] | None = None,
 ) -> AbsorptionResult:
     """Reconstruct line sinograms with their absorption corrected (see the module text).
 
@@ -210,6 +320,15 @@ def correct_absorption(
     tolerance : float
         Largest change of any element's mean weight fraction (0-1) inside the object
         between two passes at which the loop stops.
+    coarsening : int
+        The ray factors are computed on a grid this many times coarser along every axis
+        (:func:`coarse_ray_factors`); 1 computes them on the reconstruction grid.
+    reconstruct_preview : callable, optional
+        A cheaper reconstruction (fewer iterations) for the passes that only estimate the
+        composition: with it, the loop runs on previews until the composition settles, and
+        ``reconstruct`` runs once, on the sinograms divided by the last pass's factors
+        (recorded as the pass ``"final"`` in the history). None runs every pass with
+        ``reconstruct``.
 
     Returns
     -------
@@ -240,8 +359,12 @@ def correct_absorption(
         raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}.")
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise ValueError(f"tolerance must be a positive number, got {tolerance!r}.")
+    if isinstance(coarsening, bool) or int(coarsening) != coarsening or coarsening < 1:
+        raise ValueError(f"coarsening must be a positive integer (fine voxels per coarse "
+                         f"voxel), got {coarsening!r}.")
 
-    volumes = reconstruct(sinograms)
+    preview = reconstruct if reconstruct_preview is None else reconstruct_preview
+    volumes = preview(sinograms)
     fractions = np.asarray(quantify(volumes))
     history = []
     previous = _mean_fractions(fractions)
@@ -255,11 +378,11 @@ def correct_absorption(
                                        warn=not warned)
             warned = True
         else:
-            density = np.where(inside, density_g_cm3, 0.0)
-        mu = [attenuation_per_px(fractions, density, row, pixel_size_nm) for row in table]
-        factors = list(ray_factors(volumes, mu, projector, detectors, share_values))
-        del mu
-        volumes = reconstruct([s / c for s, c in zip(sinograms, factors)])
+            density = np.where(inside, density_g_cm3, 0.0).astype(np.float32)
+        factors = list(coarse_ray_factors(volumes, fractions, density, table, projector,
+                                          pixel_size_nm, detectors, share_values, coarsening))
+        del volumes, fractions, density
+        volumes = preview([s / c for s, c in zip(sinograms, factors)])
         fractions = np.asarray(quantify(volumes))
         current = _mean_fractions(fractions)
         change = float(np.max(np.abs(current - previous)))
@@ -271,6 +394,14 @@ def correct_absorption(
         })
         previous = current
         if change <= tolerance:
+            if reconstruct_preview is not None:
+                del volumes, fractions
+                volumes = reconstruct([s / c for s, c in zip(sinograms, factors)])
+                fractions = np.asarray(quantify(volumes))
+                history.append({
+                    "pass": "final",
+                    "mean_fractions": dict(zip(elements, _mean_fractions(fractions).tolist())),
+                    "largest_change": None, "mean_ray_factor": history[-1]["mean_ray_factor"]})
             return AbsorptionResult(volumes, fractions, factors, history)
     raise AbsorptionNotConverged(
         f"The absorption correction did not converge in {max_iterations} outer iterations: "

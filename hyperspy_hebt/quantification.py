@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import dask.array as da
+import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import curve_fit
@@ -270,16 +271,90 @@ def composition_fractions_of(volumes, factors, threshold=None, atomic_weights=No
                 f"out must be {len(volumes)} writable floating-point arrays of shape "
                 f"{shape}, got "
                 f"{[(getattr(o, 'shape', None), getattr(o, 'dtype', None)) for o in out]}.")
+    factors = np.asarray(factors, dtype=float)
+    if factors.ndim != 1 or factors.size != len(volumes):
+        raise ValueError(f"factors must hold one value per element ({len(volumes)}), got "
+                         f"{factors.tolist()}.")
+    if not np.all(np.isfinite(factors)) or np.any(factors <= 0):
+        raise ValueError(f"factors must be finite and > 0, got {factors.tolist()}.")
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(np.float64)
+    # The numbers composition_fractions works with: factors and weights in the volumes'
+    # precision, the threshold compared as numpy would (a Python float in that precision).
+    factor_values = factors.astype(dtype)
+    weight_values = (np.ones(len(volumes), dtype) if atomic_weights is None
+                     else np.asarray(atomic_weights, dtype=dtype))
+    limit = 0.0 if threshold is None else threshold
+    limit = (np.asarray(limit, dtype=np.result_type(np.empty(0, dtype), limit))
+             if isinstance(limit, np.generic) else np.asarray(limit, dtype))
     per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     step = max(1, FRACTION_BLOCK_VOXELS // max(1, per_row))
-    for start in range(0, shape[0] if shape else 1, step):
+    flat_in = [_flat_view(v, dtype) for v in volumes]
+    flat_out = [_flat_view(o, dtype, writable=True) for o in out]
+    if all(v is not None for v in flat_in + flat_out):
+        # In place of the arrays themselves: each voxel of each element is read once,
+        # before its fraction is written, so ``out`` may be the volumes.
+        _fractions_kernel(tuple(flat_in), factor_values, weight_values,
+                          atomic_weights is not None, limit[()], tuple(flat_out))
+        return out
+    rows = shape[0] if shape else 1
+    for start in range(0, rows, step):
         block = slice(start, start + step)
-        # np.stack copies the block, so ``out`` may share memory with ``volumes``.
-        parts = composition_fractions(np.stack([v[block] for v in volumes]), factors,
-                                      threshold, atomic_weights)
+        # Copies of the block, read whole before anything is written.
+        stacked = tuple(np.ascontiguousarray(v[block], dtype).reshape(-1) for v in volumes)
+        parts = tuple(np.empty_like(part) for part in stacked)
+        _fractions_kernel(stacked, factor_values, weight_values, atomic_weights is not None,
+                          limit[()], parts)
         for target, part in zip(out, parts):
-            target[block] = part
+            target[block] = part.reshape(target[block].shape)
     return out
+
+
+def _flat_view(array: np.ndarray, dtype, writable: bool = False):
+    """A 1D view of a C-contiguous array of ``dtype`` (None when there is none)."""
+    if (not isinstance(array, np.ndarray) or array.dtype != dtype
+            or not array.flags.c_contiguous or (writable and not array.flags.writeable)):
+        return None
+    return array.reshape(-1)
+
+
+#: Voxels per task of :func:`_fractions_kernel` (its sums stay in the L1 cache).
+_CHUNK = 2048
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _fractions_kernel(volumes, factors, weights, weighted, threshold, out):
+    """:func:`composition_fractions` of one 1D array per element into ``out``, one pass.
+
+    The numpy expression's operations in its order (no fastmath; a division may round
+    differently by one unit in the last place), voxels innermost so the loops vectorise,
+    with no volume-sized temporaries.
+    """
+    n, m = len(volumes), volumes[0].size
+    for chunk in numba.prange((m + _CHUNK - 1) // _CHUNK):
+        lo = chunk * _CHUNK
+        hi = min(m, lo + _CHUNK)
+        total = np.zeros(hi - lo, volumes[0].dtype)
+        denominator = np.zeros(hi - lo, volumes[0].dtype)
+        for a in range(n):
+            source, target = volumes[a], out[a]
+            for j in range(lo, hi):
+                value = source[j] / factors[a]
+                total[j - lo] += value
+                if weighted:
+                    value = value / weights[a]
+                target[j] = value
+                denominator[j - lo] += value
+        for a in range(n):
+            target = out[a]
+            for j in range(lo, hi):
+                here = total[j - lo]
+                if not np.isfinite(here):
+                    target[j] = np.nan
+                elif here > threshold:
+                    target[j] = target[j] / denominator[j - lo]
+                else:
+                    target[j] = 0.0
 
 
 def total_of(volumes, factors) -> np.ndarray:

@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from hyperspy_hebt.absorption_correction import (
     AbsorptionNotConverged,
+    coarse_ray_factors,
     correct_absorption,
     ray_factors,
 )
@@ -33,9 +34,12 @@ class Grain:
         self.projector = get_projector(ParallelBeamGeometry(tuple(TILTS), N))
         self.factors = np.array([eds_factor(line, 200.0) for line in LINES])
 
-    def reconstruct(self, sinograms):
+    def reconstruct(self, sinograms, iterations=60):
         stack = np.stack(sinograms).reshape(-1, len(TILTS), N)
-        return list(sirt(self.projector, stack, 60).reshape(len(sinograms), N, N, N))
+        return list(sirt(self.projector, stack, iterations).reshape(len(sinograms), N, N, N))
+
+    def preview(self, sinograms):
+        return self.reconstruct(sinograms, iterations=15)
 
     def quantify(self, volumes):
         volumes = np.stack(volumes)
@@ -115,6 +119,48 @@ def test_no_absorption_means_no_correction(one_detector):
     np.testing.assert_allclose(factors, 1.0, rtol=1e-5)
 
 
+def test_coarse_ray_factors_follow_the_fine_ones(grain):
+    """Ray factors on a grid twice as coarse, against those on the reconstruction's grid,
+    from the same thin-film reconstruction: the count-weighted mean difference of O's
+    factors (the most attenuated line; factors about 0.75) measured 0.68 % with Super-X
+    (0.4 % for Mg and Si, 0.01 % for Fe); 1.2 % asserted. At 20 voxels the grain is 10
+    coarse voxels across, the hardest case: larger grids are finer on the same object."""
+    volumes = grain.reconstruct(grain.sinograms)
+    fractions = grain.quantify(volumes)
+    density = np.where(np.nan_to_num(fractions).sum(0) > 0, 3.6, 0.0)
+    shares = [1 / len(grain.detectors)] * len(grain.detectors)
+    arguments = (volumes, fractions, density, grain.table, grain.projector,
+                 grain.phantom.pixel_size_nm, grain.detectors, shares)
+    fine = coarse_ray_factors(*arguments, coarsening=1)
+    coarse = coarse_ray_factors(*arguments, coarsening=2)
+    assert coarse.shape == fine.shape == (4, N, len(TILTS), N)
+    mu = [np.zeros((N, N, N), np.float32)] * 4  # sanity: the k = 1 path is ray_factors'
+    np.testing.assert_allclose(
+        coarse_ray_factors(volumes, np.zeros_like(fractions), 0.0, grain.table,
+                           grain.projector, 10.0, grain.detectors, shares, 1),
+        ray_factors(volumes, mu, grain.projector, grain.detectors, shares), atol=1e-6)
+    weights = np.clip(np.stack(grain.sinograms), 0, None)
+    for line in range(4):
+        difference = np.abs(coarse[line] - fine[line])
+        mean = float((difference * weights[line]).sum() / weights[line].sum())
+        assert mean < 0.012, (LINES[line], mean)
+
+
+def test_coarse_factors_and_previews_stay_within_target(grain):
+    """The glue's defaults: factors on a 2x coarser grid, composition passes at a quarter
+    of the iterations, one full reconstruction at the end. Issue 15's target is 1.5 wt%;
+    measured worst 0.66 (one detector) and 0.93 (Super-X) at the inclusion, which is 4
+    voxels across here (0.38 and 0.73 with neither shortcut)."""
+    result = grain.correct(density_g_cm3=3.6, coarsening=2,
+                           reconstruct_preview=grain.preview)
+    errors = grain.errors_wt_percent(result.fractions)
+    for phase, by_element in errors.items():
+        for element, error in by_element.items():
+            assert abs(error) < 1.5, (phase, element, error)
+    assert [h["pass"] for h in result.history][-1] == "final"
+    assert result.history[-2]["largest_change"] <= 0.002
+
+
 def test_refuses_when_the_composition_keeps_changing(one_detector):
     with pytest.raises(AbsorptionNotConverged, match="did not converge in 1 outer"):
         one_detector.correct(density_g_cm3=3.6, max_iterations=1, tolerance=1e-9)
@@ -125,6 +171,8 @@ def test_refuses_when_the_composition_keeps_changing(one_detector):
     ({"shares": [0.7]}, "shares"),
     ({"max_iterations": 0}, "max_iterations"),
     ({"tolerance": -1.0}, "tolerance"),
+    ({"coarsening": 0}, "coarsening"),
+    ({"coarsening": 1.5}, "coarsening"),
     ({"mass_attenuation_cm2_g": np.ones((4, 3))}, "mass_attenuation_cm2_g"),
 ])
 def test_bad_arguments_are_refused(kwargs, match):

@@ -94,3 +94,19 @@ def test_auto_prepares_the_series_once(monkeypatch, method):
     grid = recs[0].metadata.Reconstruction
     # The result's grid is the one the scores were computed on.
     assert grid.padding_px == grid.CrossValidation.padding_px
+
+
+def test_absorption_shortcuts_are_checked_and_bounded():
+    from hyperspy_hebt.reconstruction.options import Absorption
+
+    settings = Absorption(True)
+    assert (settings.coarsening, settings.preview_share) == (2, 0.25)
+    # A quarter of the iterations, never fewer than 10, never more than all of them.
+    assert [settings.preview_iterations(n) for n in (5, 20, 60, 200)] == [5, 10, 15, 50]
+    assert Absorption(True, preview_share=1.0).preview_iterations(60) == 60
+    for bad in (0, 9, 1.5, True):
+        with pytest.raises(ValueError, match="coarsening must be an integer from 1 to 8"):
+            Absorption(True, coarsening=bad)
+    for bad in (0, 1.5, "half", True):
+        with pytest.raises(ValueError, match="preview_share must be a number in"):
+            Absorption(True, preview_share=bad)

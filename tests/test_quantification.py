@@ -257,3 +257,18 @@ def test_fractions_can_take_the_volumes_memory():
                 [np.zeros((9, 4, 5), int)] * 3, [np.zeros((9, 4))] * 3):
         with pytest.raises(ValueError, match="out must be 3 writable floating-point"):
             quantification.composition_fractions_of(volumes, factors, 0.5, out=bad)
+
+
+def test_fractions_of_views_and_other_dtypes_equal_the_whole_volume_ones():
+    """Strided views and integer volumes take the block-copy path: same numbers."""
+    from hyperspy_hebt import quantification
+
+    rng = np.random.default_rng(5)
+    base = [rng.random((6, 5, 8)).astype(np.float32) for _ in range(3)]
+    factors = [1.5, 2.0, 0.7]
+    for volumes in ([b[:, :, ::2] for b in base], [(100 * b).astype(np.int32) for b in base]):
+        whole = quantification.composition_fractions(np.stack(volumes), factors, 0.3)
+        got = quantification.composition_fractions_of(volumes, factors, 0.3)
+        for a, b in zip(got, whole):
+            assert a.dtype == b.dtype
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

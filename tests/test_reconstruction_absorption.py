@@ -90,6 +90,9 @@ def test_sirt_corrected_within_target(series, lazy):
     assert all(not r._lazy for r in recs)
     record = recs[0].metadata.Reconstruction.Absorption
     assert 1 <= record.outer_iterations <= 4 and record.largest_change <= 0.002
+    # Composition passes at a quarter of the 60 iterations, factors on a 2x coarser grid.
+    assert record.preview_iterations == 15 and record.ray_factor_grid_coarsening == 2
+    assert set(record.mean_fractions_final.as_dictionary()) == set(ELEMENTS)
     assert record.detectors.azimuth_deg == [45.0, 135.0, 225.0, 315.0]
     assert record.detectors.source == "given (equal shares)"
     assert record.density_g_cm3 == 3.6
@@ -323,3 +326,96 @@ def test_lamella_wider_than_the_scan_absorbs_beyond_it():
     assert plain["O"] - reference["O"] < -3 and plain["Fe"] - reference["Fe"] > 2
     for element in ELEMENTS:
         assert abs(fixed[element] - reference[element]) < 0.3, element
+
+
+@pytest.mark.slow
+def test_exspy_and_3d_correction_agree_on_a_uniform_slab():
+    """On a uniform slab, infinite across, exspy's thickness-based correction is exact, and
+    the 3D correction must agree with it.
+
+    A 150 nm olivine slab; detectors along the tilt axis (azimuths 90 and 270, 18 deg),
+    where X-rays leave through the slab's faces after up to 4.3 thicknesses sideways (at
+    45 deg tilt). The series is the infinite slab's, analytic: every ray's thin-film
+    counts times ``(1 - exp(-chi)) / chi``, ``chi = mu t / |d_z|`` (``d_z`` the exit
+    direction's component along the slab normal). The 3D correction is judged in the
+    middle slices, whose paths stay inside the grid; exspy on the zero-tilt map.
+    """
+    from hyperspy_hebt.physics import atomic_weight, eds_factor
+    from hyperspy_hebt.tomography.attenuation import exit_direction
+
+    n_slices, depth, thick, scan, pixel_nm = 64, 14, 6, 16, 25.0
+    pad = 12  # beyond the scan: the slab rays cross at 45 deg (6 px sideways), and more
+    wide = scan + 2 * pad + 16
+    detectors = [(90.0, 18.0), (270.0, 18.0)]
+    formula = {"Mg": 1.6, "Fe": 0.4, "Si": 1.0, "O": 4.0}
+    total = sum(atomic_weight(e) * n for e, n in formula.items())
+    truth = {e: atomic_weight(e) * n / total for e, n in formula.items()}
+    slab = np.zeros((1, depth, wide), bool)
+    slab[:, depth // 2 - thick // 2:depth // 2 + thick // 2] = True
+    fractions = {e: np.where(slab, truth[e], 0.0) for e in ELEMENTS}
+    density = 3.45
+    counts = thin_film_line_counts(fractions, LINES, 200.0, pixel_size_nm=pixel_nm,
+                                   density=np.where(slab, density, 0.0), dose_electrons=3e9)
+    table = mass_attenuation_table(LINES, ELEMENTS)
+    mu_per_px = table @ np.array([truth[e] for e in ELEMENTS]) * density * pixel_nm * 1e-7
+    tilts = np.linspace(-45, 45, 9)
+    cut = slice((wide - scan) // 2, (wide - scan) // 2 + scan)
+
+    def kept(line_index, tilt):
+        shares = []
+        for angles in detectors:
+            chi = mu_per_px[line_index] * thick / abs(exit_direction(tilt, *angles)[1])
+            shares.append((1 - np.exp(-chi)) / chi)
+        return float(np.mean(shares))
+
+    absorbed = {}
+    for i, line in enumerate(LINES):
+        one_slice = project_volume(counts[line], tilts)[..., cut]  # (1, tilts, scan)
+        factor = np.array([kept(i, t) for t in tilts])[None, :, None]
+        absorbed[line] = np.repeat(one_slice * factor, n_slices, axis=0)
+    series = synthetic_tilt_series(absorbed, tilts, pixel_size_nm=pixel_nm,
+                                   energy_axis_kev=ENERGY_AXIS, noise=False)
+
+    # exspy, zero-tilt map (as in the particle test: the dose as current x time, cross
+    # sections per detector with the simulator's 0.7 sr).
+    single = series.inav[:, :, int(np.argmin(np.abs(tilts)))]
+    single.set_signal_type("EDS_TEM")
+    single.metadata.set_item("Acquisition_instrument.TEM.beam_current", 0.1 * 3e9 / 3.121e8)
+    single.metadata.set_item("Acquisition_instrument.TEM.Detector.EDS.live_time", 0.5)
+    single.metadata.set_item("Acquisition_instrument.TEM.Detector.EDS.azimuth_angle", 90.0)
+    single.metadata.set_item("Acquisition_instrument.TEM.Detector.EDS.elevation_angle", 18.0)
+    intensities = single.get_lines_intensity(xray_lines=LINES)
+    cross_sections = [eds_factor(line, 200.0) * atomic_weight(e) * 0.7 / (4 * np.pi)
+                      for line, e in zip(LINES, ELEMENTS)]
+    options = dict(method="cross_section", factors=cross_sections, take_off_angle=18.0,
+                   probe_area=pixel_nm**2, composition_units="weight",
+                   show_progressbar=False)
+    exspy_fixed, _ = single.quantification(intensities, absorption_correction=True,
+                                           **options)
+    exspy_plain, _ = single.quantification(intensities, absorption_correction=False,
+                                           **options)
+    order = [i.metadata.Sample.xray_lines[0] for i in intensities]
+
+    def exspy_error(composition, element):
+        values = composition[order.index(LINES[ELEMENTS.index(element)])].data / 100
+        return 100 * (float(np.mean(values)) - truth[element])
+
+    reconstruction = dict(iterations=100, xray_lines=LINES, padding_px=pad,
+                          thickness_nm=thick * pixel_nm, show_progressbar=False)
+    maps = series.quantify_cross_section(series.reconstruct_sirt(
+        **reconstruction, absorption_correction=True, density=density, detectors=detectors))
+    middle = slice(n_slices // 2 - 2, n_slices // 2 + 2)
+    core = np.zeros(maps[0].data.shape, bool)
+    # Inside the slab, a voxel in from its faces (every reconstruction blurs them).
+    core[middle, depth // 2 - thick // 2 + 1:depth // 2 + thick // 2 - 1] = True
+    for j, element in enumerate(ELEMENTS):
+        ours = 100 * (float(np.asarray(maps[j].data)[core].mean()) - truth[element])
+        theirs = exspy_error(exspy_fixed, element)
+        # Measured (wt%): ours O -0.23, Mg -0.08, Si +0.16, Fe +0.15; exspy's O -0.43,
+        # Mg -0.05, Si +0.22, Fe +0.26 (its window integration and its own mass-thickness
+        # iteration); apart by 0.20 at most. Uncorrected: O -4.3, Fe +2.9.
+        assert abs(theirs) < 0.6, (element, theirs)
+        assert abs(ours) < 0.5, (element, ours)
+        assert abs(ours - theirs) < 0.4, (element, ours, theirs)
+    # Neither is trivially right: uncorrected, O reads several wt% low and Fe high.
+    assert exspy_error(exspy_plain, "O") < -3.0 and exspy_error(exspy_plain, "Fe") > 2.0

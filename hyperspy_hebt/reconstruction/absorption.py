@@ -82,8 +82,8 @@ def check_memory(geometry, n_lines: int, n_slices: int) -> None:
             "slices (a region), give thickness_nm or a smaller padding_px.")
 
 
-def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list],
-              absorption: Absorption, detector_efficiency=1.0) -> list:
+def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem, int], list],
+              iterations: int, absorption: Absorption, detector_efficiency=1.0) -> list:
     """Reconstruct ``problem`` with ``run_algorithm``, absorption corrected.
 
     Parameters
@@ -93,7 +93,10 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
     problem : Problem
         The prepared series.
     run_algorithm : callable
-        Problem -> list of reconstruction signals (lines first), thin-film.
+        (Problem, iterations) -> list of reconstruction signals (lines first), thin-film.
+    iterations : int
+        The reconstruction's iterations (the composition-only passes run
+        ``absorption.preview_iterations(iterations)``).
     absorption : Absorption
         The settings (``correction`` True).
     detector_efficiency : float, dict or callable
@@ -131,12 +134,16 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
     check_memory(geometry, len(names), n_slices)
     latest: list = []  # the latest pass's signals only (each pass replaces the one before)
 
-    def reconstruct(sinograms):
-        latest[:] = []
-        # The padding columns kept: material beyond the scan absorbs (and emits) too.
-        latest.extend(run_algorithm(replace(in_memory, eds=list(sinograms),
-                                            keep_padding=True)))
-        return [_on_grid(r.data, n_slices, geometry.n_x) for r in latest[:len(names)]]
+    def reconstruct_with(count):
+        def reconstruct(sinograms):
+            latest[:] = []
+            # The padding columns kept: material beyond the scan absorbs (and emits) too.
+            latest.extend(run_algorithm(replace(in_memory, eds=list(sinograms),
+                                                keep_padding=True), count))
+            return [_on_grid(r.data, n_slices, geometry.n_x) for r in latest[:len(names)]]
+        return reconstruct
+
+    preview_iterations = absorption.preview_iterations(iterations)
 
     def quantify(volumes):
         fractions = quantify_cross_section(
@@ -145,14 +152,18 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
         return np.stack([_on_grid(f.data, n_slices, geometry.n_x) for f in fractions])
 
     result = correct_absorption(
-        measured, reconstruct, quantify, elements, table, projector, pixel_nm,
-        detectors.angles_deg, detectors.shares, absorption.density,
-        absorption.max_iterations, absorption.tolerance)
-    last = result.history[-1]
+        measured, reconstruct_with(iterations), quantify, elements, table, projector,
+        pixel_nm, detectors.angles_deg, detectors.shares, absorption.density,
+        absorption.max_iterations, absorption.tolerance, absorption.coarsening,
+        None if preview_iterations == iterations else reconstruct_with(preview_iterations))
+    passes = [h for h in result.history if isinstance(h["pass"], int)]
+    last = passes[-1]
     record = {
         "method": "3D: attenuated forward model, iterated with quantification "
                   "(hyperspy_hebt.absorption_correction)",
-        "outer_iterations": len(result.history) - 1,
+        "outer_iterations": len(passes) - 1,
+        "preview_iterations": preview_iterations,
+        "ray_factor_grid_coarsening": absorption.coarsening,
         "tolerance": absorption.tolerance,
         "largest_change": last["largest_change"],
         "detectors": detectors.as_metadata(),
@@ -162,7 +173,8 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem], list]
         "mass_attenuation_cm2_g": {line: dict(zip(elements, map(float, row)))
                                    for line, row in zip(names, table)},
         "mean_transmitted_share": dict(zip(names, last["mean_ray_factor"].values())),
-        "mean_fractions_per_pass": [h["mean_fractions"] for h in result.history],
+        "mean_fractions_per_pass": [h["mean_fractions"] for h in passes],
+        "mean_fractions_final": result.history[-1]["mean_fractions"],
         "limits": "attenuation from the listed elements only, inside the reconstruction "
                   "grid (the scan and its padding columns; beyond them, and beyond the slab "
                   "in depth, nothing absorbs)",

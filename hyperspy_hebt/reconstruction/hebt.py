@@ -205,8 +205,8 @@ def reconstruct_hebt(signal, adf, alpha: float, iterations: int, model: HebtMode
     if correct:
         assert absorption is not None
         return corrected(signal, problem,
-                         lambda p: hebt_of(signal, adf, p, alpha, iterations, model, run),
-                         absorption, model.detector_efficiency)
+                         lambda p, count: hebt_of(signal, adf, p, alpha, count, model, run),
+                         iterations, absorption, model.detector_efficiency)
     return hebt_of(signal, adf, problem, alpha, iterations, model, run)
 
 

@@ -272,6 +272,14 @@ class Absorption:
         Outer iterations (reconstruct, quantify, attenuate) allowed.
     tolerance : float
         Largest change of a mean weight fraction (0-1) between passes to stop at.
+    coarsening : int
+        The ray factors' grid is this many times coarser than the reconstruction's along
+        every axis (``coarsening**3`` times less work; measured in
+        ``tests/test_absorption_correction.py``).
+    preview_share : float
+        The passes that only estimate the composition run this share of the iterations
+        (at least ``PREVIEW_MIN_ITERATIONS``, at most all); the full reconstruction runs
+        once, with the settled factors. 1 runs every pass in full.
     """
 
     correction: bool = False
@@ -279,6 +287,16 @@ class Absorption:
     detectors: object = None
     max_iterations: int = 8
     tolerance: float = 0.002
+    coarsening: int = 2
+    preview_share: float = 0.25
+
+    #: Fewest iterations of a preview pass (fewer blur the composition's phases together).
+    PREVIEW_MIN_ITERATIONS = 10
+
+    def preview_iterations(self, iterations: int) -> int:
+        """Iterations of the composition-only passes for a run of ``iterations``."""
+        share = int(round(self.preview_share * iterations))
+        return int(min(iterations, max(self.PREVIEW_MIN_ITERATIONS, share)))
 
     def __post_init__(self) -> None:
         from .detectors import checked_detectors
@@ -305,3 +323,11 @@ class Absorption:
                 and 0 < self.tolerance < 1):
             raise ValueError(f"tolerance must be a weight fraction in (0, 1), got "
                              f"{self.tolerance!r}.")
+        coarsening = self.coarsening
+        if isinstance(coarsening, (bool, np.bool_)) or not isinstance(
+                coarsening, (int, np.integer)) or not 1 <= coarsening <= 8:
+            raise ValueError(f"coarsening must be an integer from 1 to 8, got {coarsening!r}.")
+        share = self.preview_share
+        if isinstance(share, (bool, np.bool_)) or not isinstance(share, (int, float)) \
+                or not 0 < share <= 1:
+            raise ValueError(f"preview_share must be a number in (0, 1], got {share!r}.")

@@ -54,8 +54,8 @@ def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOpti
                       compute=correct)
     if correct:
         assert absorption is not None
-        return corrected(signal, problem, lambda p: sirt_of(signal, p, iterations, run),
-                         absorption, detector_efficiency)
+        return corrected(signal, problem, lambda p, count: sirt_of(signal, p, count, run),
+                         iterations, absorption, detector_efficiency)
     return sirt_of(signal, problem, iterations, run)
 
 
