@@ -8,7 +8,10 @@ from the metadata: :mod:`.detectors`) and the lines' mass attenuation coefficien
 records what was applied in ``metadata.Reconstruction.Absorption``.
 
 Every pass is computed: a voxel's path to a detector crosses other slices, so the whole
-volume must be known at once. The results are in memory, lazy series included.
+volume must be known at once. The results are in memory, lazy series included. The
+composition-only passes run :meth:`.options.Absorption.preview_iterations` iterations and
+the ray factors are computed on a grid ``Absorption.coarsening`` times coarser; the last
+reconstruction has the user's iterations.
 """
 
 from __future__ import annotations

@@ -126,6 +126,11 @@ reconstruction and the quantification are iterated (reconstruct,
 quantify with ``quantify_cross_section``'s defaults, attenuate, correct
 the maps, reconstruct again) until no element's mean weight fraction
 changes by more than 0.002 (at most 8 passes; refused otherwise). The
+passes that only estimate the composition run a quarter of the
+iterations (at least 10) and the paths are followed on a grid twice as
+coarse; the full reconstruction then runs once with the settled
+correction (both shortcuts recorded in the metadata and tested against
+the exact loop: within 0.3 wt% on a 20-voxel grain). The
 results are thin-film equivalent (what the lines would give unabsorbed):
 quantify them as usual. Needs one line per element, a calibrated scan
 axis and numbers for ``iterations`` (and ``alpha``): run "auto" first
