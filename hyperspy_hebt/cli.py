@@ -194,6 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--thickness", type=float, default=None, metavar="NM",
                      help="specimen (lamella) thickness in nm: the reconstruction is held "
                           "within it (default: the whole slab, as deep as the scan is wide)")
+    rec.add_argument("--absorption", action="store_true",
+                     help="correct the X-ray lines' absorption in 3D (with automatic "
+                          "settings, the choice is made uncorrected, then rerun corrected)")
+    rec.add_argument("--density", type=float, default=None, metavar="G_CM3",
+                     help="specimen density in g/cm^3 for --absorption (default: "
+                          "estimated from the composition, with a warning)")
+    rec.add_argument("--detector", type=float, nargs=2, action="append", default=None,
+                     dest="detectors", metavar=("AZIMUTH", "ELEVATION"),
+                     help="an EDS detector's azimuth and elevation in degrees for "
+                          "--absorption (repeat for several; default: the files' metadata)")
     rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),
                      help='where the reconstructions run: "cupy" needs CuPy and a CUDA GPU, '
                           '"auto" takes one when present')
@@ -231,9 +241,15 @@ def _number_or_auto(kind):
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    from .absorption_correction import AbsorptionNotConverged
     from .physics import DataUnavailableError
     from .pipeline import reconstruct_files
 
+    if not args.absorption and (args.density is not None or args.detectors is not None):
+        print("python -m hyperspy_hebt reconstruct: error: --density and --detector are for "
+              "--absorption (the 3D absorption correction): add it, or leave them out.",
+              file=sys.stderr)
+        return 2
     previous = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a job scheduler, kill) unwinds like Ctrl-C, so the unfinished
@@ -249,8 +265,12 @@ def _reconstruct(args: argparse.Namespace) -> int:
             gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
             tilt_from=args.tilt_from, adf_paths=args.adf, padding_px=args.padding,
             fit_lines=args.fit_lines, backend=args.backend, regions=args.regions,
-            thickness_nm=args.thickness, overwrite=args.overwrite)
-    except (ValueError, TypeError, FileNotFoundError, DataUnavailableError) as error:
+            thickness_nm=args.thickness, absorption_correction=args.absorption,
+            density=args.density,
+            detectors=None if args.detectors is None else [tuple(d) for d in args.detectors],
+            overwrite=args.overwrite)
+    except (ValueError, TypeError, FileNotFoundError, DataUnavailableError,
+            AbsorptionNotConverged) as error:
         # The user's input or files: a message, not a traceback.
         print(f"python -m hyperspy_hebt reconstruct: error: {error}", file=sys.stderr)
         return 2

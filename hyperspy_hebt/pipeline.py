@@ -33,6 +33,7 @@ from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
 from .line_survey import sum_spectrum_of, survey_lines
 from .reconstruction.intensities import LINE_INTEGRATION
+from .reconstruction.options import Absorption
 from .reconstruction.quantify import quantify_cross_section
 from .regions import composition_figure, composition_table, parse_rule
 from .tilt_series import rebin_keeping_tilts
@@ -133,6 +134,9 @@ def reconstruct_files(
     backend: str = "cpu",
     regions: Sequence[str] | dict | None = None,
     thickness_nm: float | None = None,
+    absorption_correction: bool = False,
+    density: float | None = None,
+    detectors: Sequence[tuple[float, float]] | None = None,
     overwrite: bool = False,
     progress=print,
 ) -> dict:
@@ -189,6 +193,15 @@ def reconstruct_files(
     thickness_nm : float, optional
         Specimen (lamella) thickness in nm: the reconstruction is held within it
         (see ``reconstruct_sirt``).
+    absorption_correction : bool
+        Correct the lines' absorption in 3D (see ``reconstruct_sirt``). With "auto"
+        method, alpha or iterations, the automatic choice is made first on the
+        uncorrected maps, then the chosen method reruns with the chosen numbers and the
+        correction (both recorded in the summary).
+    density : float, optional
+        Specimen density in g/cm^3 for the correction (None: estimated, warned).
+    detectors : sequence of (azimuth_deg, elevation_deg), optional
+        The EDS detectors, in degrees (None: from the files' metadata).
     overwrite : bool
         Replace a previous run's results in ``out_dir`` (whole: no file of the old
         run stays). Without it such a folder is refused; a folder holding anything
@@ -229,7 +242,8 @@ def reconstruct_files(
         gaussian_sigma=gaussian_sigma, integration_windows=integration_windows,
         background_windows=background_windows, tilt_angles=tilt_angles,
         tilt_from=tilt_from, adf_paths=adf_paths, padding_px=padding_px,
-        fit_lines=fit_lines, backend=backend, regions=regions, thickness_nm=thickness_nm)
+        fit_lines=fit_lines, backend=backend, regions=regions, thickness_nm=thickness_nm,
+        absorption=Absorption(absorption_correction, density, detectors))
     stage = _Stages(progress)
     collected = _Collected()
     logger = logging.getLogger("hyperspy_hebt")
@@ -269,6 +283,7 @@ class _Settings:
     backend: str
     regions: Sequence[str] | dict | None
     thickness_nm: float | None
+    absorption: Absorption
 
 
 def _run(settings: _Settings, writer: ResultWriter, stage: _Stages, collected) -> dict:
@@ -430,10 +445,17 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
     automatic = isinstance(iterations, str) or (method == "hebt" and isinstance(alpha, str))
     stage(f"Reconstructing {', '.join(lines)}" + (
         " (choosing the method and settings by cross-validation)" if automatic else ""))
+    absorption = settings.absorption
+    if absorption.correction and not automatic:
+        common.update(absorption_correction=True, density=absorption.density,
+                      detectors=absorption.detectors)
     if method == "hebt":
         reconstructions = series.reconstruct_hebt(adf, alpha=alpha, **common)
     else:
         reconstructions = series.reconstruct_sirt(**common)
+    if absorption.correction and automatic:
+        reconstructions = _corrected_rerun(series, adf, reconstructions, common, absorption,
+                                           summary, stage)
     record = reconstructions[0].metadata.Reconstruction
     summary["algorithm"] = record.algorithm
     summary["iterations_used"] = int(record.iterations)
@@ -455,10 +477,42 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
                    thickness_nm=record.get_item("thickness_nm"))
     stage(f"Grid padding {record.padding_px} px ({record.padding_reason}); "
           f"{100 * record.invalid_pixel_fraction:.1f} % of pixels without data")
+    if record.has_item("Absorption"):
+        applied = record.Absorption.as_dictionary()
+        summary["absorption"] = applied
+        stage(f"Absorption corrected in {applied['outer_iterations']} passes "
+              f"(detectors: {applied['detectors']['source']}); share of X-rays that got "
+              "out: " + ", ".join(f"{line} {share:.3f}" for line, share in
+                                  applied["mean_transmitted_share"].items()))
     with _progress_bar():
         reconstructions = compute_together(reconstructions)
     stage("Reconstructed")
     return reconstructions
+
+
+def _corrected_rerun(series, adf, automatic, common: dict, absorption, summary: dict,
+                     stage) -> list:
+    """The automatic choice's method and numbers again, absorption corrected.
+
+    The choice itself was made on the uncorrected maps (cross-validation of the
+    corrected loop would cost a correction per candidate); the summary says so.
+    """
+    chosen = automatic[0].metadata.Reconstruction
+    settings = dict(common, iterations=int(chosen.iterations), absorption_correction=True,
+                    density=absorption.density, detectors=absorption.detectors)
+    summary["absorption_choice"] = (
+        "the automatic choice was made on the uncorrected maps; its method and numbers "
+        "were then rerun with the absorption correction")
+    stage(f"Correcting absorption: {chosen.algorithm} with {int(chosen.iterations)} "
+          "iterations" + (f", alpha {float(chosen.alpha):g}"
+                          if chosen.algorithm == "HEBT" else "") + ", as chosen")
+    corrected = (series.reconstruct_hebt(adf, alpha=float(chosen.alpha), **settings)
+                 if chosen.algorithm == "HEBT" else series.reconstruct_sirt(**settings))
+    if chosen.has_item("AutomaticChoice"):
+        for signal in corrected:
+            signal.metadata.set_item("Reconstruction.AutomaticChoice",
+                                     chosen.AutomaticChoice.as_dictionary())
+    return corrected
 
 
 def _check_before_the_run(series, bin_factor, regions) -> None:

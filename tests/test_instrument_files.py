@@ -151,3 +151,29 @@ def test_command_line_on_a_bruker_series(bruker, tmp_path, capsys):
     assert "automatic_choice" in summary
     printed = capsys.readouterr().out
     assert "Fe_Ka has no significant counts" in printed
+
+
+def test_command_line_corrects_absorption_with_the_velox_files_detectors(tmp_path, capsys):
+    """--absorption on real Velox files: the four Super-X detectors of the file's own list,
+    the automatic choice made first (uncorrected) and rerun corrected, all in the summary."""
+    import json
+
+    from hyperspy_hebt.cli import main
+
+    pattern = copies(tmp_path, "velox_SI_16x16.emd", tilts=(-40, -20, 0, 20, 40))
+    out = tmp_path / "results"
+    assert main(["reconstruct", pattern, "--tilt-from", "filename", "--elements", "O", "Ca",
+                 "--absorption", "--density", "3.3", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    applied = summary["absorption"]
+    assert applied["detectors"]["elevation_deg"] == [18.0] * 4
+    assert applied["detectors"]["azimuth_deg"] == [45.0, 135.0, 225.0, 315.0]
+    assert applied["density_g_cm3"] == 3.3 and applied["outer_iterations"] >= 1
+    assert "uncorrected maps" in summary["absorption_choice"]
+    assert summary["iterations_used"] > 0 and summary["automatic_choice"]["chosen"]
+    printed = capsys.readouterr().out
+    assert "Correcting absorption" in printed and "Absorption corrected in" in printed
+    # Bad settings are the user's input: a message and exit code 2, no traceback.
+    assert main(["reconstruct", pattern, "--tilt-from", "filename", "--elements", "O", "Ca",
+                 "--density", "3.3", "--out", str(tmp_path / "other")]) == 2
+    assert "--density and --detector are for --absorption" in capsys.readouterr().err
