@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 
 import numpy as np
 
@@ -156,28 +157,19 @@ def ray_sums(volumes: Sequence[np.ndarray] | np.ndarray,
         mu = np.stack([np.asarray(m, np.float32) for m in mu_per_px[group]], axis=-1)
         thin_rays = np.stack([_project(r, emission, 0) for r in rows])  # (T, D, slices, lines)
         seen_rays = np.zeros_like(thin_rays)
-        current, views, seen, pending = None, None, None, None
-        # The pairs of one tilt and main axis add into one buffer, projected once.
-        for main, t, tilt, (azimuth, elevation), share in pairs:
-            if main != current or t != pending:
-                if pending is not None:
-                    assert seen is not None
-                    seen_rays[pending] += _project(rows[pending], seen, current)
-                if main != current:
-                    views = (main_axis_first(emission, main),
-                             padded_for_march(main_axis_first(mu, main)))
-                    seen = np.empty_like(views[0])
-                    current = main
-                assert seen is not None
+        # The pairs of one main axis share a reordered copy; those of one tilt too add
+        # into one buffer, projected once.
+        for main, by_axis in groupby(pairs, key=lambda pair: pair[0]):
+            views = (main_axis_first(emission, main),
+                     padded_for_march(main_axis_first(mu, main)))
+            seen = np.empty_like(views[0])
+            for t, by_tilt in groupby(by_axis, key=lambda pair: pair[1]):
                 seen[:] = 0.0
-                pending = t
-            assert views is not None and seen is not None
-            add_detected_emission(*views, exit_direction(tilt, azimuth, elevation), share,
-                                  seen)
-        if pending is not None:
-            assert seen is not None
-            seen_rays[pending] += _project(rows[pending], seen, current)
-        del views, seen
+                for _, _, tilt, (azimuth, elevation), share in by_tilt:
+                    add_detected_emission(*views, exit_direction(tilt, azimuth, elevation),
+                                          share, seen)
+                seen_rays[t] += _project(rows[t], seen, main)
+            del views, seen
         detected[group] = seen_rays.transpose(3, 2, 0, 1)  # (lines, slices, T, D)
         thin[group] = thin_rays.transpose(3, 2, 0, 1)
     return detected, thin

@@ -133,6 +133,7 @@ class CoarseGrid:
         """
         volume = np.asarray(volume, dtype=np.float32)
         g, k = self.geometry, int(self.factor)
+        assert g.n_x is not None and g.n_z is not None
         expected = (int(self.n_slices), g.n_z, g.n_x)
         if volume.shape[-3:] != expected:
             raise ValueError(f"volume must end in (n_slices, n_z, n_x) = {expected}, got "
