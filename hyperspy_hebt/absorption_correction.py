@@ -68,8 +68,8 @@ class AbsorptionResult:
     volumes : list of numpy.ndarray
         Thin-film-equivalent reconstructions per line (what the line's X-rays would give
         with no absorption), ``(n_slices, n_z, n_x)``.
-    fractions : numpy.ndarray
-        ``(n_elements, n_slices, n_z, n_x)`` weight fractions of the last pass.
+    fractions : list of numpy.ndarray
+        One ``(n_slices, n_z, n_x)`` weight-fraction volume per element, last pass.
     factors : list of numpy.ndarray
         Per line, the ray factors ``c`` ``(n_slices, n_tilts, n_detector)`` of the last pass.
     history : list of dict
@@ -78,7 +78,7 @@ class AbsorptionResult:
     """
 
     volumes: list
-    fractions: np.ndarray
+    fractions: list
     factors: list
     history: list = field(default_factory=list)
 
@@ -207,7 +207,8 @@ def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
     return factors_of(*ray_sums(volumes, mu_per_px, projector, detectors, shares))
 
 
-def coarse_ray_factors(volumes: Sequence[np.ndarray], fractions: np.ndarray, density_g_cm3,
+def coarse_ray_factors(volumes: Sequence[np.ndarray],
+                       fractions: Sequence[np.ndarray] | np.ndarray, density_g_cm3,
                        mass_attenuation_cm2_g: np.ndarray, projector: Projector,
                        pixel_size_nm: float, detectors: Sequence[tuple[float, float]],
                        shares: Sequence[float] | np.ndarray, coarsening: int = 1
@@ -225,8 +226,9 @@ def coarse_ray_factors(volumes: Sequence[np.ndarray], fractions: np.ndarray, den
     ----------
     volumes : sequence of numpy.ndarray
         One ``(n_slices, n_z, n_x)`` thin-film reconstruction per line.
-    fractions : numpy.ndarray
-        ``(n_elements, n_slices, n_z, n_x)`` weight fractions (NaN: nothing).
+    fractions : sequence of numpy.ndarray
+        One ``(n_slices, n_z, n_x)`` weight-fraction volume per element (NaN: nothing),
+        or their stack.
     density_g_cm3 : float or numpy.ndarray
         Density in g/cm^3 (a number, or a volume).
     mass_attenuation_cm2_g : numpy.ndarray
@@ -288,7 +290,8 @@ def correct_absorption(
         Thin-film reconstruction: a list of sinograms (one per line) to a list of volumes
         ``(n_slices, n_z, n_x)`` on ``projector``'s grid.
     quantify : callable
-        Volumes (one per line) to weight fractions ``(n_elements, n_slices, n_z, n_x)``
+        Volumes (one per line) to weight fractions, one ``(n_slices, n_z, n_x)`` volume per
+        element (a list, or their stack)
         of ``line_elements``' elements, in their order: 0 (or NaN) outside the object.
     line_elements : sequence of str
         The element of each line (one line per element).
@@ -357,26 +360,27 @@ def correct_absorption(
 
     preview = reconstruct if reconstruct_preview is None else reconstruct_preview
     volumes = preview(sinograms)
-    fractions = np.asarray(quantify(volumes))
+    fractions = _volumes(quantify(volumes))
     history = []
-    previous = _mean_fractions(fractions)
+    inside, previous = _inside_and_means(fractions)
     history.append({"pass": 0, "mean_fractions": dict(zip(elements, previous.tolist())),
                     "largest_change": None, "mean_ray_factor": None})
     warned = False
     for outer in range(1, int(max_iterations) + 1):
-        inside = np.nan_to_num(fractions).sum(axis=0) > 0
         if density_g_cm3 is None:
-            density = estimate_density(dict(zip(elements, np.nan_to_num(fractions))),
-                                       warn=not warned)
+            density = estimate_density(
+                {e: np.nan_to_num(f, nan=0.0) for e, f in zip(elements, fractions)},
+                warn=not warned).astype(np.float32)
             warned = True
         else:
-            density = np.where(inside, density_g_cm3, 0.0).astype(np.float32)
+            density = np.where(inside, np.float32(density_g_cm3), np.float32(0.0))
+        del inside
         factors = list(coarse_ray_factors(volumes, fractions, density, table, projector,
                                           pixel_size_nm, detectors, share_values, coarsening))
         del volumes, fractions, density
         volumes = preview([s / c for s, c in zip(sinograms, factors)])
-        fractions = np.asarray(quantify(volumes))
-        current = _mean_fractions(fractions)
+        fractions = _volumes(quantify(volumes))
+        inside, current = _inside_and_means(fractions)
         change = float(np.max(np.abs(current - previous)))
         history.append({
             "pass": outer, "mean_fractions": dict(zip(elements, current.tolist())),
@@ -387,12 +391,13 @@ def correct_absorption(
         previous = current
         if change <= tolerance:
             if reconstruct_preview is not None:
-                del volumes, fractions
+                del volumes, fractions, inside
                 volumes = reconstruct([s / c for s, c in zip(sinograms, factors)])
-                fractions = np.asarray(quantify(volumes))
+                fractions = _volumes(quantify(volumes))
                 history.append({
                     "pass": "final",
-                    "mean_fractions": dict(zip(elements, _mean_fractions(fractions).tolist())),
+                    "mean_fractions": dict(zip(elements,
+                                               _inside_and_means(fractions)[1].tolist())),
                     "largest_change": None, "mean_ray_factor": history[-1]["mean_ray_factor"]})
             return AbsorptionResult(volumes, fractions, factors, history)
     raise AbsorptionNotConverged(
@@ -402,13 +407,34 @@ def correct_absorption(
         + ". Check the density and the detector geometry, or allow more iterations.")
 
 
-def _mean_fractions(fractions: np.ndarray) -> np.ndarray:
-    """Mean weight fraction of each element over the voxels inside the object."""
-    clean = np.nan_to_num(fractions)
-    inside = clean.sum(axis=0) > 0
-    if not inside.any():
-        return np.zeros(fractions.shape[0])
-    return clean[:, inside].mean(axis=1)
+def _volumes(stack_or_list) -> list:
+    """One array per element, without stacking (a stack is split into views)."""
+    return [np.asarray(v) for v in stack_or_list]
+
+
+#: Voxels per block of :func:`_inside_and_means` (bounded temporaries).
+_MEANS_BLOCK_VOXELS = 2**22
+
+
+def _inside_and_means(fractions: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels inside the object (fractions summing above 0) and each element's mean there.
+
+    Block by block along the slices: no copy of the fraction volumes.
+    """
+    shape = np.shape(fractions[0])
+    inside = np.empty(shape, bool)
+    sums = np.zeros(len(fractions))
+    per_slice = max(1, int(np.prod(shape[1:])))
+    step = max(1, _MEANS_BLOCK_VOXELS // per_slice)
+    for start in range(0, shape[0], step):
+        block = slice(start, start + step)
+        clean = [np.nan_to_num(np.asarray(f[block], np.float32), nan=0.0) for f in fractions]
+        here = sum(clean[1:], clean[0]) > 0
+        inside[block] = here
+        for j, values in enumerate(clean):
+            sums[j] += float(values[here].sum(dtype=np.float64))
+    count = int(inside.sum())
+    return inside, (sums / count if count else np.zeros(len(fractions)))
 
 
 def _mean_factor(factors: np.ndarray, sinogram: np.ndarray) -> float:

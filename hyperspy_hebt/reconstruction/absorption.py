@@ -152,7 +152,7 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem, int], 
         fractions = quantify_cross_section(
             signal, latest[:len(names)], factors=None, threshold="esf",
             composition_units="weight", detector_efficiency=detector_efficiency)
-        return np.stack([_on_grid(f.data, n_slices, geometry.n_x) for f in fractions])
+        return [_on_grid(f.data, n_slices, geometry.n_x) for f in fractions]
 
     result = correct_absorption(
         measured, reconstruct_with(iterations), quantify, elements, table, projector,
