@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
+import numba
 import numpy as np
 
 from .physics.absorption import attenuation_per_px, estimate_density
@@ -251,9 +252,8 @@ def coarse_ray_factors(volumes: Sequence[np.ndarray],
     emission = [grid.average(v) for v in volumes]
     # mu is linear in each element's partial density (rho C_A, g/cm^3): average those on
     # the fine grid (one volume at a time), then combine them on the coarse one.
-    density = np.asarray(density_g_cm3, dtype=np.float32)
-    partial = np.stack([grid.average(np.nan_to_num(np.asarray(f, np.float32), nan=0.0)
-                                     * density) for f in fractions])
+    partial = np.stack([grid.average(f, times=density_g_cm3, nan_as_zero=True)
+                        for f in fractions])
     mu = [attenuation_per_px(partial, 1.0, row, pixel_size_nm * grid.factor)
           for row in np.asarray(mass_attenuation_cm2_g)]
     del partial
@@ -412,29 +412,45 @@ def _volumes(stack_or_list) -> list:
     return [np.asarray(v) for v in stack_or_list]
 
 
-#: Voxels per block of :func:`_inside_and_means` (bounded temporaries).
-_MEANS_BLOCK_VOXELS = 2**22
-
-
 def _inside_and_means(fractions: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Voxels inside the object (fractions summing above 0) and each element's mean there.
 
-    Block by block along the slices: no copy of the fraction volumes.
+    One pass over the fraction volumes (NaN counts as 0), no copies of them when they
+    are C-contiguous float32 (the quantification's).
     """
     shape = np.shape(fractions[0])
-    inside = np.empty(shape, bool)
-    sums = np.zeros(len(fractions))
-    per_slice = max(1, int(np.prod(shape[1:])))
-    step = max(1, _MEANS_BLOCK_VOXELS // per_slice)
-    for start in range(0, shape[0], step):
-        block = slice(start, start + step)
-        clean = [np.nan_to_num(np.asarray(f[block], np.float32), nan=0.0) for f in fractions]
-        here = sum(clean[1:], clean[0]) > 0
-        inside[block] = here
-        for j, values in enumerate(clean):
-            sums[j] += float(values[here].sum(dtype=np.float64))
+    flat = tuple(np.ascontiguousarray(f, np.float32).reshape(-1) for f in fractions)
+    inside = np.empty(flat[0].size, np.bool_)
+    n_chunks = max(1, -(-flat[0].size // _MEANS_CHUNK))
+    partial = np.zeros((n_chunks, len(flat)))
+    _inside_sums(flat, inside, partial)
     count = int(inside.sum())
-    return inside, (sums / count if count else np.zeros(len(fractions)))
+    sums = partial.sum(axis=0)
+    return inside.reshape(shape), (sums / count if count else np.zeros(len(fractions)))
+
+
+#: Voxels per task of :func:`_inside_sums`.
+_MEANS_CHUNK = 2**16
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _inside_sums(fractions, inside, partial):
+    """Mark voxels whose fractions sum above 0; add each element's fractions there."""
+    n, m = len(fractions), fractions[0].size
+    for chunk in numba.prange(partial.shape[0]):
+        for j in range(chunk * _MEANS_CHUNK, min(m, (chunk + 1) * _MEANS_CHUNK)):
+            total = np.float32(0.0)
+            for a in range(n):
+                value = fractions[a][j]
+                if not np.isnan(value):
+                    total += value
+            here = total > 0
+            inside[j] = here
+            if here:
+                for a in range(n):
+                    value = fractions[a][j]
+                    if not np.isnan(value):
+                        partial[chunk, a] += value
 
 
 def _mean_factor(factors: np.ndarray, sinogram: np.ndarray) -> float:
