@@ -224,7 +224,7 @@ def test_correction_that_would_not_fit_in_memory_is_refused(series, monkeypatch)
     from hyperspy_hebt.reconstruction import absorption
 
     monkeypatch.setattr(absorption, "available_memory_bytes", lambda: 2**20)
-    with pytest.raises(MemoryError, match=r"GiB here \(13 copies.*bin the series"):
+    with pytest.raises(MemoryError, match=r"GiB here \(8 copies.*bin the series"):
         series.signal().reconstruct_sirt(**SIRT, absorption_correction=True, density=3.6,
                                          detectors=SUPER_X)
 

@@ -64,11 +64,11 @@ def _pixel_size_nm(problem: Problem) -> float:
 
 
 #: Copies of the lines' volumes (on the padded grid, float32) the correction's peak holds:
-#: the reconstructions and their fractions (cropped and on the grid), the attenuation,
-#: the next pass's volumes, the kernels' working copies. Measured: 15.3 GB peak for 1.25
-#: GB per copy on the real-size lamella (benchmarks/real_pipeline.py --absorption, the
-#: passes on the padded grid).
-VOLUME_COPIES = 13
+#: the reconstructions and their fractions (cropped and on the grid), the next pass's
+#: volumes, the kernels' working copies. Measured: 9.55 GB peak for 1.25 GB per copy on
+#: the real-size lamella (benchmarks/real_pipeline.py --absorption; 7.6 copies, the
+#: process itself included).
+VOLUME_COPIES = 8
 
 
 def check_memory(geometry, n_lines: int, n_slices: int) -> None:
