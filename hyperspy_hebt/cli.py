@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--absorption", action="store_true",
                      help="correct the X-ray lines' absorption in 3D (with automatic "
                           "settings, the choice is made uncorrected, then rerun corrected)")
+    rec.add_argument("--absorption-exact", action="store_true",
+                     help="with --absorption: every pass in full and the paths on the "
+                          "reconstruction's own grid (slower; checks the shortcuts)")
     rec.add_argument("--density", type=float, default=None, metavar="G_CM3",
                      help="specimen density in g/cm^3 for --absorption (default: "
                           "estimated from the composition, with a warning)")
@@ -245,10 +248,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from .physics import DataUnavailableError
     from .pipeline import reconstruct_files
 
-    if not args.absorption and (args.density is not None or args.detectors is not None):
-        print("python -m hyperspy_hebt reconstruct: error: --density and --detector are for "
-              "--absorption (the 3D absorption correction): add it, or leave them out.",
-              file=sys.stderr)
+    if not args.absorption and (args.density is not None or args.detectors is not None
+                                or args.absorption_exact):
+        print("python -m hyperspy_hebt reconstruct: error: --density, --detector and "
+              "--absorption-exact are for --absorption (the 3D absorption correction): add "
+              "it, or leave them out.", file=sys.stderr)
         return 2
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -265,7 +269,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
             gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
             tilt_from=args.tilt_from, adf_paths=args.adf, padding_px=args.padding,
             fit_lines=args.fit_lines, backend=args.backend, regions=args.regions,
-            thickness_nm=args.thickness, absorption_correction=args.absorption,
+            thickness_nm=args.thickness,
+            absorption_correction=("exact" if args.absorption and args.absorption_exact
+                                   else args.absorption),
             density=args.density,
             detectors=None if args.detectors is None else [tuple(d) for d in args.detectors],
             overwrite=args.overwrite)

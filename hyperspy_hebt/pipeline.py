@@ -134,7 +134,7 @@ def reconstruct_files(
     backend: str = "cpu",
     regions: Sequence[str] | dict | None = None,
     thickness_nm: float | None = None,
-    absorption_correction: bool = False,
+    absorption_correction: bool | str = False,
     density: float | None = None,
     detectors: Sequence[tuple[float, float]] | None = None,
     overwrite: bool = False,
@@ -193,7 +193,7 @@ def reconstruct_files(
     thickness_nm : float, optional
         Specimen (lamella) thickness in nm: the reconstruction is held within it
         (see ``reconstruct_sirt``).
-    absorption_correction : bool
+    absorption_correction : bool or "exact"
         Correct the lines' absorption in 3D (see ``reconstruct_sirt``). With "auto"
         method, alpha or iterations, the automatic choice is made first on the
         uncorrected maps, then the chosen method reruns with the chosen numbers and the
@@ -447,7 +447,7 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
         " (choosing the method and settings by cross-validation)" if automatic else ""))
     absorption = settings.absorption
     if absorption.correction and not automatic:
-        common.update(absorption_correction=True, density=absorption.density,
+        common.update(absorption_correction=absorption.mode, density=absorption.density,
                       detectors=absorption.detectors)
     if method == "hebt":
         reconstructions = series.reconstruct_hebt(adf, alpha=alpha, **common)
@@ -498,7 +498,8 @@ def _corrected_rerun(series, adf, automatic, common: dict, absorption, summary: 
     corrected loop would cost a correction per candidate); the summary says so.
     """
     chosen = automatic[0].metadata.Reconstruction
-    settings = dict(common, iterations=int(chosen.iterations), absorption_correction=True,
+    settings = dict(common, iterations=int(chosen.iterations),
+                    absorption_correction=absorption.mode,
                     density=absorption.density, detectors=absorption.detectors)
     summary["absorption_choice"] = (
         "the automatic choice was made on the uncorrected maps; its method and numbers "

@@ -136,7 +136,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         invalid_pixels="auto",
         backend: Backend = "cpu",
         thickness_nm: float | None = None,
-        absorption_correction: bool = False,
+        absorption_correction: bool | str = False,
         density: float | None = None,
         detectors: Sequence | None = None,
         detector_efficiency=1.0,
@@ -223,7 +223,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         detector_efficiency=1.0,
         backend: Backend = "cpu",
         thickness_nm: float | None = None,
-        absorption_correction: bool = False,
+        absorption_correction: bool | str = False,
         density: float | None = None,
         detectors: Sequence | None = None,
     ) -> list:

@@ -176,4 +176,4 @@ def test_command_line_corrects_absorption_with_the_velox_files_detectors(tmp_pat
     # Bad settings are the user's input: a message and exit code 2, no traceback.
     assert main(["reconstruct", pattern, "--tilt-from", "filename", "--elements", "O", "Ca",
                  "--density", "3.3", "--out", str(tmp_path / "other")]) == 2
-    assert "--density and --detector are for --absorption" in capsys.readouterr().err
+    assert "--absorption-exact are for --absorption" in capsys.readouterr().err

@@ -110,3 +110,9 @@ def test_absorption_shortcuts_are_checked_and_bounded():
     for bad in (0, 1.5, "half", True):
         with pytest.raises(ValueError, match="preview_share must be a number in"):
             Absorption(True, preview_share=bad)
+    exact = Absorption("exact")
+    assert exact.correction is True and (exact.coarsening, exact.preview_share) == (1, 1.0)
+    assert exact.preview_iterations(60) == 60
+    assert (exact.mode, settings.mode, Absorption(False).mode) == ("exact", True, False)
+    with pytest.raises(TypeError, match="True, False or 'exact'"):
+        Absorption("fast")

@@ -198,7 +198,7 @@ def reconstruct_hebt(signal, adf, alpha: float, iterations: int, model: HebtMode
     """
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
     alpha = validate_alpha(alpha)
-    correct = absorption is not None and absorption.correction
+    correct = absorption is not None and bool(absorption.correction)
     # The maps are in memory when the ratios are fitted on them.
     problem = prepare(signal, _required_adf(signal, adf), source, grid,
                       slices_per_block=run.slices_per_block, compute=model.fitted or correct)

@@ -262,8 +262,9 @@ class Absorption:
 
     Attributes
     ----------
-    correction : bool
-        Correct the X-ray lines' absorption on the way to the detectors.
+    correction : bool or "exact"
+        Correct the X-ray lines' absorption on the way to the detectors; "exact" (stored
+        as True) sets ``coarsening`` 1 and ``preview_share`` 1.
     density : float or None
         Specimen density in g/cm^3; None estimates it from the composition (warned).
     detectors : sequence of (azimuth_deg, elevation_deg) or None
@@ -282,7 +283,7 @@ class Absorption:
         once, with the settled factors. 1 runs every pass in full.
     """
 
-    correction: bool = False
+    correction: bool | str = False
     density: float | None = None
     detectors: object = None
     max_iterations: int = 8
@@ -293,6 +294,13 @@ class Absorption:
     #: Fewest iterations of a preview pass (fewer blur the composition's phases together).
     PREVIEW_MIN_ITERATIONS = 10
 
+    @property
+    def mode(self) -> bool | str:
+        """The ``absorption_correction`` value that gives these settings again."""
+        if not self.correction:
+            return False
+        return "exact" if self.coarsening == 1 and self.preview_share == 1 else True
+
     def preview_iterations(self, iterations: int) -> int:
         """Iterations of the composition-only passes for a run of ``iterations``."""
         share = int(round(self.preview_share * iterations))
@@ -301,8 +309,13 @@ class Absorption:
     def __post_init__(self) -> None:
         from .detectors import checked_detectors
 
+        if isinstance(self.correction, str) and self.correction == "exact":
+            # Neither shortcut: every pass in full, factors on the reconstruction's grid.
+            object.__setattr__(self, "correction", True)
+            object.__setattr__(self, "coarsening", 1)
+            object.__setattr__(self, "preview_share", 1.0)
         if not isinstance(self.correction, (bool, np.bool_)):
-            raise TypeError(f"absorption_correction must be True or False, got "
+            raise TypeError(f"absorption_correction must be True, False or 'exact', got "
                             f"{self.correction!r}.")
         object.__setattr__(self, "correction", bool(self.correction))
         density = self.density

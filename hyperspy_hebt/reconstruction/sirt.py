@@ -49,7 +49,7 @@ def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOpti
     ``absorption.correction`` the passes of :func:`.absorption.corrected`.
     """
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
-    correct = absorption is not None and absorption.correction
+    correct = absorption is not None and bool(absorption.correction)
     problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
                       compute=correct)
     if correct:
