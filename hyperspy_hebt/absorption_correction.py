@@ -373,7 +373,7 @@ def correct_absorption(
                 warn=not warned).astype(np.float32)
             warned = True
         else:
-            density = np.where(inside, np.float32(density_g_cm3), np.float32(0.0))
+            density = np.where(inside, np.asarray(density_g_cm3, np.float32), np.float32(0.0))
         del inside
         factors = list(coarse_ray_factors(volumes, fractions, density, table, projector,
                                           pixel_size_nm, detectors, share_values, coarsening))

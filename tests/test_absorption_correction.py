@@ -102,6 +102,14 @@ def test_correction_brings_every_element_within_one_wt_percent(grain):
     assert 0.6 < factor["O"] < 0.9 and factor["Fe"] > 0.98
 
 
+def test_a_density_volume_is_taken_voxel_by_voxel(one_detector):
+    """A density per voxel (the phases' own), not only one number: still within target."""
+    grain = one_detector
+    result = grain.correct(density_g_cm3=grain.phantom.density_g_cm3)
+    errors = grain.errors_wt_percent(result.fractions)
+    assert max(abs(e) for phase in errors.values() for e in phase.values()) < 1.0
+
+
 def test_correction_estimates_the_density_when_none_is_given(grain):
     with pytest.warns(UserWarning, match="density="):
         result = grain.correct(density_g_cm3=None)
