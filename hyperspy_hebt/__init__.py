@@ -5,6 +5,16 @@ entry point, so ``hs.load`` of a saved tilt series returns a
 :class:`TomographicEDSSpectrum` (or its lazy twin).
 """
 
+import warnings as _warnings
+
+with _warnings.catch_warnings():
+    # exspy (0.3) imports LazySignal1D and LazyComplexSignal1D from HyperSpy's private
+    # modules, which HyperSpy 2.3 deprecates with a VisibleDeprecationWarning on every
+    # import: about exspy's code, not the user's, printed before anything else. Only
+    # those messages, only while exspy is first imported here.
+    _warnings.filterwarnings("ignore", message=r"Importing `Lazy\w*` from `hyperspy\._signals")
+    import exspy as _exspy  # noqa: F401
+
 from ._version import __version__
 from .compute import compute_together
 from .io import load_tilt_series

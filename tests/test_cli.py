@@ -20,3 +20,23 @@ def test_demo_writes_figure_and_reconstructions(tmp_path, capsys):
     fraction = hs.load(tmp_path / "Au_weight_fraction_sirt.zspy")
     assert fraction.metadata.Quantification.factor_name == "f_A"
     assert 0 <= fraction.data.min() and fraction.data.max() <= 1
+
+
+def test_import_and_help_print_no_warnings():
+    """Issue 17: HyperSpy's deprecation warnings about exspy's own imports were printed
+    (two blocks) before anything else, ``--help`` included. Our import is silent now, and
+    the filter is confined to that import (a user's own warnings still show)."""
+    import subprocess
+    import sys
+
+    for command in (["-W", "default", "-c", "import hyperspy_hebt"],
+                    ["-m", "hyperspy_hebt", "--help"]):
+        done = subprocess.run([sys.executable, *command], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0
+        assert done.stderr == "", done.stderr[-2000:]
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c",
+         "import hyperspy_hebt, warnings; warnings.warn('still shown', DeprecationWarning)"],
+        capture_output=True, text=True, timeout=120)
+    assert "still shown" in done.stderr
