@@ -203,9 +203,13 @@ def test_a_run_killed_while_saving_leaves_the_previous_results(folder, tmp_path,
     assert main(_command(folder, out)) == 0
     before = (out / "summary.json").read_text()
     files = sorted(p.relative_to(out) for p in out.rglob("*"))
+    # A suite started as a background job runs with SIGINT ignored, which a child
+    # inherits (Python then installs no KeyboardInterrupt handler and the run finishes):
+    # the child gets the default disposition back, as it has in a terminal.
     process = subprocess.Popen(
         [sys.executable, "-m", "hyperspy_hebt", *_command(folder, out, "--overwrite")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_saving(tmp_path, process)
         process.send_signal(how)
