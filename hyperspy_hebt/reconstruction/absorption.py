@@ -164,7 +164,7 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem, int], 
     record = {
         "method": "3D: attenuated forward model, iterated with quantification "
                   "(hyperspy_hebt.absorption_correction)",
-        "mode": ("exact" if absorption.coarsening == 1 and preview_iterations == iterations
+        "mode": ("exact" if absorption.mode == "exact"
                  else "fast: composition passes at fewer iterations, ray factors on a "
                       "coarser grid"),
         "outer_iterations": len(passes) - 1,
