@@ -13,16 +13,15 @@ detector, which a tomogram knows. One outer iteration:
    predicts for that ray;
 4. the measured sinograms divided by ``c``, reconstructed again with the thin-film kernel.
 
-The factors vary slowly across rays, so they may be computed on a coarser grid
-(``coarsening``; :func:`coarse_ray_factors`), and the passes that only estimate the
-composition may use a cheaper reconstruction (``reconstruct_preview``), the full one then
-running once with the settled factors.
-
 A fixed point ``x`` of this map reproduces the measured counts through the attenuated model
 (``W x = p / c`` with ``c`` from ``x`` is ``sum_d s_d W_t (A_td x) = p``), so the kernels,
 lazy or not, SIRT or HEBT, stay as they are. The loop stops when no element's mean weight
 fraction inside the object changes by more than ``tolerance`` between two passes, and
-refuses (raises) when that does not happen within ``max_iterations``.
+refuses (raises) when that does not happen within ``max_iterations``; it then returns the
+ray sums of the settled composition, from which a final reconstruction on another grid
+can take its factors (the factors vary slowly across rays: the loop may run on a coarser
+grid, :class:`~hyperspy_hebt.tomography.coarse_grid.CoarseGrid`, and its ray sums be
+interpolated back).
 """
 
 from __future__ import annotations
@@ -42,13 +41,11 @@ from .tomography.attenuation import (
     main_axis_first,
     padded_for_march,
 )
-from .tomography.coarse_grid import CoarseGrid
-from .tomography.projector import Projector, get_projector
+from .tomography.projector import Projector
 
 __all__ = [
     "AbsorptionNotConverged",
     "AbsorptionResult",
-    "coarse_ray_factors",
     "correct_absorption",
     "factors_of",
     "ray_factors",
@@ -68,11 +65,15 @@ class AbsorptionResult:
     ----------
     volumes : list of numpy.ndarray
         Thin-film-equivalent reconstructions per line (what the line's X-rays would give
-        with no absorption), ``(n_slices, n_z, n_x)``.
+        with no absorption), ``(n_slices, n_z, n_x)``: the last pass's.
     fractions : list of numpy.ndarray
         One ``(n_slices, n_z, n_x)`` weight-fraction volume per element, last pass.
     factors : list of numpy.ndarray
-        Per line, the ray factors ``c`` ``(n_slices, n_tilts, n_detector)`` of the last pass.
+        Per line, the ray factors ``c`` ``(n_slices, n_tilts, n_detector)`` the last pass
+        was reconstructed with.
+    detected, thin : numpy.ndarray
+        :func:`ray_sums` of the last pass's volumes and composition (the settled one):
+        ``factors_of(detected, thin)`` are the factors for a further reconstruction.
     history : list of dict
         Per outer iteration: mean weight fraction per element inside the object, the
         largest change from the pass before, and the mean ray factor per line.
@@ -81,6 +82,8 @@ class AbsorptionResult:
     volumes: list
     fractions: list
     factors: list
+    detected: np.ndarray
+    thin: np.ndarray
     history: list = field(default_factory=list)
 
 
@@ -208,61 +211,6 @@ def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
     return factors_of(*ray_sums(volumes, mu_per_px, projector, detectors, shares))
 
 
-def coarse_ray_factors(volumes: Sequence[np.ndarray],
-                       fractions: Sequence[np.ndarray] | np.ndarray, density_g_cm3,
-                       mass_attenuation_cm2_g: np.ndarray, projector: Projector,
-                       pixel_size_nm: float, detectors: Sequence[tuple[float, float]],
-                       shares: Sequence[float] | np.ndarray, coarsening: int = 1
-                       ) -> np.ndarray:
-    """:func:`ray_factors` computed on a grid ``coarsening`` times coarser.
-
-    The emission and each line's attenuation are averaged onto the coarse grid
-    (:class:`~hyperspy_hebt.tomography.coarse_grid.CoarseGrid`), the detected and
-    thin-film ray sums are made there and interpolated back to the fine rays, and their
-    ratio taken (so a coarse ray that is half outside the object weighs by its signal).
-    ``coarsening**3`` times less marching and projecting; the factors are ratios of sums
-    along rays, smooth across them, so little is lost (measured in the tests).
-
-    Parameters
-    ----------
-    volumes : sequence of numpy.ndarray
-        One ``(n_slices, n_z, n_x)`` thin-film reconstruction per line.
-    fractions : sequence of numpy.ndarray
-        One ``(n_slices, n_z, n_x)`` weight-fraction volume per element (NaN: nothing),
-        or their stack.
-    density_g_cm3 : float or numpy.ndarray
-        Density in g/cm^3 (a number, or a volume).
-    mass_attenuation_cm2_g : numpy.ndarray
-        ``(n_lines, n_elements)`` in cm^2/g.
-    projector : Projector
-        The fine grid's projector.
-    pixel_size_nm : float
-        The fine voxel's edge in nm.
-    detectors, shares
-        As for :func:`ray_sums`.
-    coarsening : int
-        Fine voxels per coarse voxel along each axis (1: the fine grid).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(n_lines, n_slices, n_tilts, n_detector)``.
-    """
-    grid = CoarseGrid(projector.geometry, np.shape(volumes[0])[0], coarsening)
-    emission = [grid.average(v) for v in volumes]
-    # mu is linear in each element's partial density (rho C_A, g/cm^3): average those on
-    # the fine grid (one volume at a time), then combine them on the coarse one.
-    partial = np.stack([grid.average(f, times=density_g_cm3, nan_as_zero=True)
-                        for f in fractions])
-    mu = [attenuation_per_px(partial, 1.0, row, pixel_size_nm * grid.factor)
-          for row in np.asarray(mass_attenuation_cm2_g)]
-    del partial
-    detected, thin = ray_sums(emission, mu, get_projector(grid.coarse_geometry), detectors,
-                              shares)
-    del emission, mu
-    return factors_of(grid.interpolate_rays(detected), grid.interpolate_rays(thin))
-
-
 def correct_absorption(
     sinograms: Sequence[np.ndarray],
     reconstruct: Callable[[list], list],
@@ -276,8 +224,7 @@ def correct_absorption(
     density_g_cm3: float | np.ndarray | None = None,
     max_iterations: int = 8,
     tolerance: float = 0.002,
-    coarsening: int = 1,
-    reconstruct_preview: Callable[[list], list] | None = None,
+    first_volumes: list | None = None,
 ) -> AbsorptionResult:
     """Reconstruct line sinograms with their absorption corrected (see the module text).
 
@@ -291,8 +238,8 @@ def correct_absorption(
         ``(n_slices, n_z, n_x)`` on ``projector``'s grid.
     quantify : callable
         Volumes (one per line) to weight fractions, one ``(n_slices, n_z, n_x)`` volume per
-        element (a list, or their stack)
-        of ``line_elements``' elements, in their order: 0 (or NaN) outside the object.
+        element (a list, or their stack) of ``line_elements``' elements, in their order:
+        0 (or NaN) outside the object.
     line_elements : sequence of str
         The element of each line (one line per element).
     mass_attenuation_cm2_g : numpy.ndarray
@@ -307,23 +254,16 @@ def correct_absorption(
     shares : sequence of float, optional
         Each detector's share of the counts (default: equal).
     density_g_cm3 : float or numpy.ndarray, optional
-        Density in g/cm^3 inside the object (a number, or a volume). None estimates it
-        from each pass's composition (:func:`~hyperspy_hebt.physics.absorption.estimate_density`,
-        which warns once).
+        Density in g/cm^3 inside the object (a number, or a volume on the grid). None
+        estimates it from each pass's composition
+        (:func:`~hyperspy_hebt.physics.absorption.estimate_density`, which warns once).
     max_iterations : int
         Outer iterations allowed (>= 1).
     tolerance : float
         Largest change of any element's mean weight fraction (0-1) inside the object
         between two passes at which the loop stops.
-    coarsening : int
-        The ray factors are computed on a grid this many times coarser along every axis
-        (:func:`coarse_ray_factors`); 1 computes them on the reconstruction grid.
-    reconstruct_preview : callable, optional
-        A cheaper reconstruction (fewer iterations) for the passes that only estimate the
-        composition: with it, the loop runs on previews until the composition settles, and
-        ``reconstruct`` runs once, on the sinograms divided by the last pass's factors
-        (recorded as the pass ``"final"`` in the history). None runs every pass with
-        ``reconstruct``.
+    first_volumes : list of numpy.ndarray, optional
+        ``reconstruct(sinograms)`` when the caller already has it (the uncorrected pass).
 
     Returns
     -------
@@ -354,19 +294,12 @@ def correct_absorption(
         raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}.")
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise ValueError(f"tolerance must be a positive number, got {tolerance!r}.")
-    if isinstance(coarsening, bool) or int(coarsening) != coarsening or coarsening < 1:
-        raise ValueError(f"coarsening must be a positive integer (fine voxels per coarse "
-                         f"voxel), got {coarsening!r}.")
 
-    preview = reconstruct if reconstruct_preview is None else reconstruct_preview
-    volumes = preview(sinograms)
-    fractions = _volumes(quantify(volumes))
-    history = []
-    inside, previous = _inside_and_means(fractions)
-    history.append({"pass": 0, "mean_fractions": dict(zip(elements, previous.tolist())),
-                    "largest_change": None, "mean_ray_factor": None})
     warned = False
-    for outer in range(1, int(max_iterations) + 1):
+
+    def sums_of(volumes, fractions, inside):
+        """The ray sums that this composition (and density) predicts."""
+        nonlocal warned
         if density_g_cm3 is None:
             density = estimate_density(
                 {e: np.nan_to_num(f, nan=0.0) for e, f in zip(elements, fractions)},
@@ -374,11 +307,19 @@ def correct_absorption(
             warned = True
         else:
             density = np.where(inside, np.asarray(density_g_cm3, np.float32), np.float32(0.0))
-        del inside
-        factors = list(coarse_ray_factors(volumes, fractions, density, table, projector,
-                                          pixel_size_nm, detectors, share_values, coarsening))
-        del volumes, fractions, density
-        volumes = preview([s / c for s, c in zip(sinograms, factors)])
+        mu = [attenuation_per_px(fractions, density, row, pixel_size_nm) for row in table]
+        del density
+        return ray_sums(volumes, mu, projector, detectors, share_values)
+
+    volumes = reconstruct(sinograms) if first_volumes is None else list(first_volumes)
+    fractions = _volumes(quantify(volumes))
+    inside, previous = _inside_and_means(fractions)
+    history = [{"pass": 0, "mean_fractions": dict(zip(elements, previous.tolist())),
+                "largest_change": None, "mean_ray_factor": None}]
+    for outer in range(1, int(max_iterations) + 1):
+        factors = list(factors_of(*sums_of(volumes, fractions, inside)))
+        del volumes, fractions, inside
+        volumes = reconstruct([s / c for s, c in zip(sinograms, factors)])
         fractions = _volumes(quantify(volumes))
         inside, current = _inside_and_means(fractions)
         change = float(np.max(np.abs(current - previous)))
@@ -390,16 +331,8 @@ def correct_absorption(
         })
         previous = current
         if change <= tolerance:
-            if reconstruct_preview is not None:
-                del volumes, fractions, inside
-                volumes = reconstruct([s / c for s, c in zip(sinograms, factors)])
-                fractions = _volumes(quantify(volumes))
-                history.append({
-                    "pass": "final",
-                    "mean_fractions": dict(zip(elements,
-                                               _inside_and_means(fractions)[1].tolist())),
-                    "largest_change": None, "mean_ray_factor": history[-1]["mean_ray_factor"]})
-            return AbsorptionResult(volumes, fractions, factors, history)
+            detected, thin = sums_of(volumes, fractions, inside)
+            return AbsorptionResult(volumes, fractions, factors, detected, thin, history)
     raise AbsorptionNotConverged(
         f"The absorption correction did not converge in {max_iterations} outer iterations: "
         f"the mean weight fractions still changed by {change:.4f} (tolerance {tolerance}). "

@@ -112,17 +112,18 @@ def estimate_density(weight_fractions: Mapping[str, np.ndarray], warn: bool = Tr
         return np.where(specific_volume > 0, 1.0 / specific_volume, 0.0)
 
 
-def attenuation_per_px(fractions: np.ndarray, density_g_cm3, mass_attenuation_cm2_g,
+def attenuation_per_px(fractions, density_g_cm3, mass_attenuation_cm2_g,
                        pixel_size_nm: float) -> np.ndarray:
     """Linear attenuation per pixel length of one line's X-rays, voxel by voxel.
 
-    ``mu = rho sum_A C_A (mu/rho)_A``, times the pixel length.
+    ``mu = rho sum_A C_A (mu/rho)_A``, times the pixel length; summed in float32 one
+    element at a time (no stacked copy of the fractions).
 
     Parameters
     ----------
-    fractions : numpy.ndarray
-        ``(n_elements, ...)`` weight fractions (0-1); NaN (no composition: vacuum, or
-        below the threshold) counts as nothing.
+    fractions : numpy.ndarray or sequence of numpy.ndarray
+        ``(n_elements, ...)`` weight fractions (0-1), or one volume per element; NaN (no
+        composition: vacuum, or below the threshold) counts as nothing.
     density_g_cm3 : float or numpy.ndarray
         Density in g/cm^3 (a number, or one per voxel).
     mass_attenuation_cm2_g : sequence of float
@@ -136,15 +137,19 @@ def attenuation_per_px(fractions: np.ndarray, density_g_cm3, mass_attenuation_cm
     numpy.ndarray
         float32, the shape of one fraction volume: dimensionless (per pixel).
     """
-    fractions = np.nan_to_num(np.asarray(fractions, dtype=np.float64), nan=0.0)
-    coefficients = np.asarray(mass_attenuation_cm2_g, dtype=np.float64)
-    if fractions.shape[0] != coefficients.size:
-        raise ValueError(f"fractions has {fractions.shape[0]} elements but "
+    coefficients = np.asarray(mass_attenuation_cm2_g, dtype=np.float64).reshape(-1)
+    if len(fractions) != coefficients.size:
+        raise ValueError(f"fractions has {len(fractions)} elements but "
                          f"mass_attenuation_cm2_g {coefficients.size} values.")
     if not (np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
         raise ValueError(f"pixel_size_nm must be a positive number, got {pixel_size_nm!r}.")
-    density = np.asarray(density_g_cm3, dtype=np.float64)
+    density = np.asarray(density_g_cm3, dtype=np.float32)
     if not np.all(np.isfinite(density)) or (density < 0).any():
         raise ValueError("density_g_cm3 must be finite and >= 0 (g/cm^3).")
-    mass = np.tensordot(coefficients, fractions, axes=(0, 0))
-    return (density * mass * pixel_size_nm * 1e-7).astype(np.float32)
+    mass = np.zeros(np.shape(fractions[0]), np.float32)
+    for coefficient, fraction in zip(coefficients, fractions):
+        mass += np.float32(coefficient) * np.nan_to_num(np.asarray(fraction, np.float32),
+                                                        nan=0.0)
+    mass *= density
+    mass *= np.float32(pixel_size_nm * 1e-7)
+    return mass

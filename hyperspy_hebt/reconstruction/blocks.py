@@ -47,20 +47,18 @@ def block_slices(slices_per_block: int, geometry, n_out: int) -> int:
 
 
 def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iterations,
-               show_progressbar, description, crop: bool = True):
+               show_progressbar, description):
     """Run ``kernel`` on runs of slices of ``stacked`` ``(channels, slices, T, D)``.
 
     Returns ``(n_out, slices, n_z, n_detector)``: a dask array built with
     ``map_blocks`` (one block per run of slices, every channel and tilt in it) for
     lazy input, else a numpy array computed batch by batch with a progress bar.
-    Columns of a grid padded beyond the scan are cropped (all ``n_x`` kept with ``crop``
-    False: the width is then ``n_x``). A run holds at most
+    Columns of a grid padded beyond the scan are cropped. A run holds at most
     ``slices_per_block`` slices, fewer when its volumes would pass
     :data:`BLOCK_VOLUME_BYTES` (bounded memory on large, padded grids).
     """
-    if crop:
-        kernel = _cropped_to_scan(kernel, geometry)
-    width = geometry.n_detector if crop else geometry.n_x
+    kernel = _cropped_to_scan(kernel, geometry)
+    width = geometry.n_detector
     slices_per_block = block_slices(slices_per_block, geometry, n_out)
     out_chunks = ((n_out,), None, (geometry.n_z,), (width,))
     if lazy:
@@ -127,10 +125,6 @@ def reconstruction_signal(source, layout, volume, parameters: dict,
     n_z = volume.shape[1]
     x_axis = detector.get_axis_dictionary()
     x_axis["navigate"] = False
-    if volume.shape[-1] != detector.size:  # the grid's padding kept: a wider x axis
-        x_axis["size"] = volume.shape[-1]
-        x_axis["offset"] = (detector.offset
-                            - (volume.shape[-1] - detector.size) // 2 * detector.scale)
     z_axis = {
         "name": "z", "units": detector.units, "size": n_z, "scale": detector.scale,
         "offset": -(n_z - 1) / 2 * detector.scale, "navigate": False,

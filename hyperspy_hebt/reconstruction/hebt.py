@@ -206,7 +206,7 @@ def reconstruct_hebt(signal, adf, alpha: float, iterations: int, model: HebtMode
         assert absorption is not None
         return corrected(signal, problem,
                          lambda p, count: hebt_of(signal, adf, p, alpha, count, model, run),
-                         iterations, absorption, model.detector_efficiency)
+                         iterations, absorption, run, model.detector_efficiency)
     return hebt_of(signal, adf, problem, alpha, iterations, model, run)
 
 
@@ -257,8 +257,7 @@ def hebt_of(signal, adf, inputs: Problem, alpha: float, iterations: int, model: 
     n_out = len(names) + bool(unlisted_mass)
     volumes = run_blocks(kernel, stacked, n_out, geometry, lazy=lazy,
                          slices_per_block=run.slices_per_block, iterations=iterations,
-                         show_progressbar=run.show_progressbar, description="HEBT",
-                         crop=not inputs.keep_padding)
+                         show_progressbar=run.show_progressbar, description="HEBT")
     parameters = base_parameters(layout, "HEBT", iterations, run, inputs.sigma, backend)
     parameters.update(inputs.field.record)
     parameters.update({

@@ -264,7 +264,7 @@ class Absorption:
     ----------
     correction : bool or "exact"
         Correct the X-ray lines' absorption on the way to the detectors; "exact" (stored
-        as True) sets ``coarsening`` 1 and ``preview_share`` 1.
+        as True) sets ``coarsening`` 1.
     density : float or None
         Specimen density in g/cm^3; None estimates it from the composition (warned).
     detectors : sequence of (azimuth_deg, elevation_deg) or None
@@ -274,13 +274,10 @@ class Absorption:
     tolerance : float
         Largest change of a mean weight fraction (0-1) between passes to stop at.
     coarsening : int
-        The ray factors' grid is this many times coarser than the reconstruction's along
-        every axis (``coarsening**3`` times less work; measured in
-        ``tests/test_absorption_correction.py``).
-    preview_share : float
-        The passes that only estimate the composition run this share of the iterations
-        (at least ``PREVIEW_MIN_ITERATIONS``, at most all); the full reconstruction runs
-        once, with the settled factors. 1 runs every pass in full.
+        The composition passes run on a grid this many times coarser than the
+        reconstruction's along every axis (about ``coarsening**3`` times less work),
+        unless the object is too small on it (:mod:`.absorption`); 1 runs them on the
+        reconstruction's grid.
     """
 
     correction: bool | str = False
@@ -289,31 +286,21 @@ class Absorption:
     max_iterations: int = 8
     tolerance: float = 0.002
     coarsening: int = 2
-    preview_share: float = 0.25
-
-    #: Fewest iterations of a preview pass (fewer blur the composition's phases together).
-    PREVIEW_MIN_ITERATIONS = 10
 
     @property
     def mode(self) -> bool | str:
         """The ``absorption_correction`` value that gives these settings again."""
         if not self.correction:
             return False
-        return "exact" if self.coarsening == 1 and self.preview_share == 1 else True
-
-    def preview_iterations(self, iterations: int) -> int:
-        """Iterations of the composition-only passes for a run of ``iterations``."""
-        share = int(round(self.preview_share * iterations))
-        return int(min(iterations, max(self.PREVIEW_MIN_ITERATIONS, share)))
+        return "exact" if self.coarsening == 1 else True
 
     def __post_init__(self) -> None:
         from .detectors import checked_detectors
 
         if isinstance(self.correction, str) and self.correction == "exact":
-            # Neither shortcut: every pass in full, factors on the reconstruction's grid.
+            # The composition passes on the reconstruction's own grid.
             object.__setattr__(self, "correction", True)
             object.__setattr__(self, "coarsening", 1)
-            object.__setattr__(self, "preview_share", 1.0)
         if not isinstance(self.correction, (bool, np.bool_)):
             raise TypeError(f"absorption_correction must be True, False or 'exact', got "
                             f"{self.correction!r}.")
@@ -340,7 +327,3 @@ class Absorption:
         if isinstance(coarsening, (bool, np.bool_)) or not isinstance(
                 coarsening, (int, np.integer)) or not 1 <= coarsening <= 8:
             raise ValueError(f"coarsening must be an integer from 1 to 8, got {coarsening!r}.")
-        share = self.preview_share
-        if isinstance(share, (bool, np.bool_)) or not isinstance(share, (int, float)) \
-                or not 0 < share <= 1:
-            raise ValueError(f"preview_share must be a number in (0, 1], got {share!r}.")

@@ -106,10 +106,6 @@ class Problem:
     field : Field
         Grid geometry (with its padding), weights of the pixels with valid data,
         the slab support and the record of how each was chosen.
-    keep_padding : bool
-        Reconstructions keep the grid's padding columns (the absorption correction's
-        passes: material beyond the scan absorbs too); by default they are cropped to
-        the scan.
     """
 
     layout: TiltSeriesLayout
@@ -120,7 +116,6 @@ class Problem:
     lazy: bool
     sigma: tuple | None
     field: Field
-    keep_padding: bool = False
 
     @property
     def names(self) -> list:

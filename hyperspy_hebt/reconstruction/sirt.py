@@ -55,7 +55,7 @@ def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOpti
     if correct:
         assert absorption is not None
         return corrected(signal, problem, lambda p, count: sirt_of(signal, p, count, run),
-                         iterations, absorption, detector_efficiency)
+                         iterations, absorption, run, detector_efficiency)
     return sirt_of(signal, problem, iterations, run)
 
 
@@ -71,8 +71,7 @@ def sirt_of(signal, problem: Problem, iterations: int, run: RunOptions) -> list:
                                half_thickness_px=field.half_thickness_px)
     blocks = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
                                slices_per_block=run.slices_per_block, iterations=iterations,
-                               show_progressbar=run.show_progressbar, description="SIRT",
-                               crop=not problem.keep_padding)
+                               show_progressbar=run.show_progressbar, description="SIRT")
     extra = [weights] if weighted else []
     if lazy:
         # One graph per line: computing or saving a line runs only its own SIRT.

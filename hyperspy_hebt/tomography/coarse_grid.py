@@ -1,16 +1,17 @@
-"""A coarser copy of a reconstruction grid: volumes averaged onto it, ray sums brought back.
+"""A coarser copy of a reconstruction grid: ray sums binned onto it and brought back.
 
 Arrays only (no HyperSpy). Quantities that vary slowly across rays (the share of a ray's
-X-rays that leave the specimen, :mod:`hyperspy_hebt.absorption_correction`) can be computed
-on a grid ``k`` times coarser along every axis, at ``k**3`` times less cost, and
-interpolated back to the fine rays.
+X-rays that leave the specimen, :mod:`hyperspy_hebt.absorption_correction`) can be estimated
+on a grid ``k`` times coarser along every axis, at about ``k**3`` times less cost: the
+measured ray sums are binned onto the coarse rays (:meth:`CoarseGrid.bin_rays`), the
+quantity is computed there, and its ray sums are interpolated back to the fine rays
+(:meth:`CoarseGrid.interpolate_rays`).
 
 The coarse grid keeps the fine grid's centre (:mod:`.geometry`: the rotation axis at the
 origin, ``detector_offset_px`` scaled by ``1 / k``), so no axis is shifted whatever the
-parities of the sizes: a fine voxel that straddles two coarse voxels is shared between them
-by the length it has in each (for ``k = 2`` and an odd size, weights 1/4, 1/2, 1/4). Beyond
-the fine grid the coarse voxels see zeros (vacuum). Slices (the tilt axis) follow the same
-rule with their own centre.
+parities of the sizes: a fine pixel that straddles two coarse pixels is shared between them
+by the length it has in each (for ``k = 2`` and an odd size, weights 1/4, 1/2, 1/4). Slices
+(the tilt axis) follow the same rule with their own centre.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -66,59 +66,6 @@ def _interpolation_matrix(n_fine: int, factor: int) -> sp.csr_matrix:
     cols = np.concatenate([lower, upper])
     values = np.concatenate([1.0 - weight_upper, weight_upper])
     return sp.csr_matrix((values, (rows, cols)), shape=(n_fine, m))
-
-
-def _taps(n_fine: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_averaging_matrix` as ``(m, taps)`` fine indices and weights (0-padded)."""
-    matrix = _averaging_matrix(n_fine, factor)
-    width = int(np.diff(matrix.indptr).max())
-    index = np.zeros((matrix.shape[0], width), np.int64)
-    weight = np.zeros((matrix.shape[0], width), np.float32)
-    for j in range(matrix.shape[0]):
-        row = slice(matrix.indptr[j], matrix.indptr[j + 1])
-        count = row.stop - row.start
-        index[j, :count] = matrix.indices[row]
-        weight[j, :count] = matrix.data[row]
-    return index, weight
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _average_kernel(fine, times, multiply, nan_as_zero, index_y, weight_y, index_z,
-                    weight_z, index_x, weight_x, out):
-    """Each coarse voxel's weighted sum of the fine voxels it overlaps (three axes at once).
-
-    A fine voxel is read once per coarse voxel it overlaps along each axis (at most
-    ``2^3`` times for ``k = 2``); no intermediate volume.
-    """
-    m_y, m_z, m_x = out.shape
-    for a in numba.prange(m_y):
-        for b in range(m_z):
-            for c in range(m_x):
-                total = np.float32(0.0)
-                for ta in range(index_y.shape[1]):
-                    wy = weight_y[a, ta]
-                    if wy == 0:
-                        continue
-                    iy = index_y[a, ta]
-                    for tb in range(index_z.shape[1]):
-                        wz = weight_z[b, tb]
-                        if wz == 0:
-                            continue
-                        iz = index_z[b, tb]
-                        row = np.float32(0.0)
-                        for tc in range(index_x.shape[1]):
-                            wx = weight_x[c, tc]
-                            if wx == 0:
-                                continue
-                            ix = index_x[c, tc]
-                            value = fine[iy, iz, ix]
-                            if nan_as_zero and np.isnan(value):
-                                continue
-                            if multiply:
-                                value = value * times[iy, iz, ix]
-                            row += wx * value
-                        total += wy * wz * row
-                out[a, b, c] = total
 
 
 def _along(matrix: sp.csr_matrix, array: np.ndarray, axis: int) -> np.ndarray:
@@ -172,42 +119,48 @@ class CoarseGrid:
         """Slices of the coarse grid."""
         return _coarse_size(int(self.n_slices), int(self.factor))
 
-    def average(self, volume: np.ndarray, times: np.ndarray | None = None,
-                nan_as_zero: bool = False) -> np.ndarray:
-        """The mean of ``volume`` over each coarse voxel (zeros beyond the fine grid).
+    def bin_rays(self, rays: np.ndarray, weights: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Fine ray sums averaged onto the coarse rays (slices and detector; tilts kept).
+
+        Each coarse ray is the weighted mean of the fine rays it overlaps (by overlap
+        length, centred as the grids are), over the measured ones only: a coarse ray that
+        reaches half a fine pixel beyond the scan, or covers invalid pixels, averages what
+        was measured and gets a smaller weight.
 
         Parameters
         ----------
-        volume : numpy.ndarray
-            ``(..., n_slices, n_z, n_x)`` on the fine grid; leading axes (lines) kept.
-        times : numpy.ndarray, optional
-            A fine ``(n_slices, n_z, n_x)`` volume (or a number) to multiply ``volume``
-            by before averaging, without a product volume in memory.
-        nan_as_zero : bool
-            Count NaN voxels of ``volume`` as 0 (e.g. fractions where there is nothing).
+        rays : numpy.ndarray
+            ``(..., n_slices, n_tilts, n_detector)`` on the fine grid.
+        weights : numpy.ndarray, optional
+            The fine rays' weights in [0, 1] (0: not measured), broadcastable to
+            ``rays``' last three axes; None: every ray measured.
 
         Returns
         -------
-        numpy.ndarray
-            float32 ``(..., n_coarse_slices, m_z, m_x)``.
+        coarse_rays, coarse_weights : numpy.ndarray
+            float32 ``(..., n_coarse_slices, n_tilts, m_detector)`` and the coarse rays'
+            weights ``(n_coarse_slices, n_tilts, m_detector)``: the measured share of each.
         """
-        volume = np.asarray(volume)
-        g, k = self.geometry, int(self.factor)
-        assert g.n_x is not None and g.n_z is not None
-        expected = (int(self.n_slices), g.n_z, g.n_x)
-        if volume.shape[-3:] != expected:
-            raise ValueError(f"volume must end in (n_slices, n_z, n_x) = {expected}, got "
-                             f"{volume.shape}.")
-        factor = np.broadcast_to(np.float32(1.0) if times is None
-                                 else np.asarray(times, np.float32), expected)
-        taps = [_taps(n, k) for n in expected]
-        coarse_shape = tuple(t[0].shape[0] for t in taps)
-        flat = volume.reshape((-1,) + expected)
-        out = np.empty((flat.shape[0],) + coarse_shape, np.float32)
-        for i, fine in enumerate(flat):
-            _average_kernel(fine, factor, times is not None, bool(nan_as_zero),
-                            *taps[0], *taps[1], *taps[2], out[i])
-        return out.reshape(volume.shape[:-3] + coarse_shape)
+        rays = np.asarray(rays, dtype=np.float32)
+        geometry = self.geometry
+        expected = (int(self.n_slices), geometry.n_tilts, geometry.n_detector)
+        if rays.shape[-3:] != expected:
+            raise ValueError(f"rays must end in (slices, tilts, detector) = {expected}, got "
+                             f"{rays.shape}.")
+        fine_weights = np.broadcast_to(np.float32(1.0) if weights is None
+                                       else np.asarray(weights, np.float32), expected)
+        k = int(self.factor)
+        slices = _averaging_matrix(expected[0], k)
+        detector = _averaging_matrix(expected[2], k)
+
+        def binned(values):
+            return _along(detector, _along(slices, values, values.ndim - 3), values.ndim - 1)
+
+        coarse_weights = binned(fine_weights)
+        measured = coarse_weights > 0
+        coarse_rays = binned(rays * fine_weights) / np.where(measured, coarse_weights, 1)
+        return np.where(measured, coarse_rays, 0).astype(np.float32), coarse_weights
 
     def interpolate_rays(self, rays: np.ndarray) -> np.ndarray:
         """Coarse ray sums ``(..., n_coarse_slices, n_tilts, m_detector)`` at the fine rays.
