@@ -96,23 +96,16 @@ def test_auto_prepares_the_series_once(monkeypatch, method):
     assert grid.padding_px == grid.CrossValidation.padding_px
 
 
-def test_absorption_shortcuts_are_checked_and_bounded():
+def test_absorption_shortcut_is_checked_and_bounded():
     from hyperspy_hebt.reconstruction.options import Absorption
 
     settings = Absorption(True)
-    assert (settings.coarsening, settings.preview_share) == (2, 0.25)
-    # A quarter of the iterations, never fewer than 10, never more than all of them.
-    assert [settings.preview_iterations(n) for n in (5, 20, 60, 200)] == [5, 10, 15, 50]
-    assert Absorption(True, preview_share=1.0).preview_iterations(60) == 60
+    assert settings.coarsening == 2
     for bad in (0, 9, 1.5, True):
         with pytest.raises(ValueError, match="coarsening must be an integer from 1 to 8"):
             Absorption(True, coarsening=bad)
-    for bad in (0, 1.5, "half", True):
-        with pytest.raises(ValueError, match="preview_share must be a number in"):
-            Absorption(True, preview_share=bad)
     exact = Absorption("exact")
-    assert exact.correction is True and (exact.coarsening, exact.preview_share) == (1, 1.0)
-    assert exact.preview_iterations(60) == 60
+    assert exact.correction is True and exact.coarsening == 1
     assert (exact.mode, settings.mode, Absorption(False).mode) == ("exact", True, False)
     with pytest.raises(TypeError, match="True, False or 'exact'"):
         Absorption("fast")

@@ -30,12 +30,12 @@ ENERGY_AXIS = (0.0, 0.02, 400)
 
 
 class Series:
-    """Spectrum-image series of the grain, absorbed toward a Super-X and not absorbed."""
+    """Spectrum-image series of the grain, absorbed toward the detectors and not absorbed."""
 
-    def __init__(self):
+    def __init__(self, n=N, detectors=tuple(SUPER_X)):
         # Each detector's share of the counts, kept apart (4, slices, tilts, x) per line.
         self.phantom, counts, _, self.per_detector = absorbed_grain(
-            N, tuple(TILTS), tuple(SUPER_X), 3e9)
+            n, tuple(TILTS), tuple(detectors), 3e9)
         ph = self.phantom
         self.absorbed = {line: s.sum(0) for line, s in self.per_detector.items()}
         self.thin = {line: project_volume(counts[line], TILTS) for line in LINES}
@@ -81,28 +81,27 @@ def test_sirt_corrected_within_target(series, lazy):
     # Uncorrected, through exspy's integration of the spectra: O -3.5 / -5.7 wt%, Fe +2.2
     # / +5.4 (matrix / inclusion).
     assert plain["matrix"]["O"] < -2.5 and plain["inclusion"]["Fe"] > 3
-    # Issue 15's target is 1.5 wt% for every element in every phase; measured <= 1.23
-    # (inclusion O; 1.04 with neither shortcut: exact ray factors, every pass in full),
-    # where the same reconstruction of unabsorbed spectra reads 0.69 low.
+    # Issue 15's target is 1.5 wt% for every element in every phase; measured <= 1.03
+    # (inclusion O), where the same reconstruction of unabsorbed spectra reads 0.69 low.
     for phase, by_element in fixed.items():
         for element, error in by_element.items():
             assert abs(error) < 1.5, (phase, element, error)
-    # Every pass is computed (paths cross slices): in memory whatever the input.
-    assert all(not r._lazy for r in recs)
+    # The passes are in memory; the result is the ordinary kernels' (lazy stays lazy).
+    assert all(r._lazy == lazy for r in recs)
     record = recs[0].metadata.Reconstruction.Absorption
     assert 1 <= record.outer_iterations <= 4 and record.largest_change <= 0.002
-    # Composition passes at a quarter of the 60 iterations, factors on a 2x coarser grid.
-    assert record.preview_iterations == 15 and record.ray_factor_grid_coarsening == 2
     assert record.mode.startswith("fast")
-    assert set(record.mean_fractions_final.as_dictionary()) == set(ELEMENTS)
+    # 20 voxels: 10 coarse voxels across are too few (only 0.53 of the grain a voxel
+    # inside its surface there; O then read 1.8 wt% low): the passes ran on the fine grid.
+    assert record.ray_factor_grid_coarsening == 1
+    assert record.composition_grid.startswith("the reconstruction's own grid: on one 2x")
+    assert len(record.mean_fractions_per_pass) == record.outer_iterations + 1
     if not lazy:
-        # "exact": neither shortcut; the measured 1.04 wt% worst case (1.23 with them).
         exact = s.reconstruct_sirt(**SIRT, absorption_correction="exact", density=3.6,
                                    detectors=SUPER_X)
-        assert exact[0].metadata.Reconstruction.Absorption.mode == "exact"
-        assert exact[0].metadata.Reconstruction.Absorption.preview_iterations == 60
-        errors = series.errors_wt_percent(s.quantify_cross_section(exact))
-        assert max(abs(e) for phase in errors.values() for e in phase.values()) < 1.2
+        exact_record = exact[0].metadata.Reconstruction.Absorption
+        assert exact_record.mode == "exact" and exact_record.ray_factor_grid_coarsening == 1
+        assert exact_record.composition_grid.endswith("(absorption_correction='exact')")
     assert record.detectors.azimuth_deg == [45.0, 135.0, 225.0, 315.0]
     assert record.detectors.source == "given (equal shares)"
     assert record.density_g_cm3 == 3.6
@@ -110,6 +109,30 @@ def test_sirt_corrected_within_target(series, lazy):
     assert shares["O_Ka"] < shares["Mg_Ka"] < shares["Si_Ka"] < shares["Fe_Ka"] <= 1
     # The user's signal is not modified.
     assert "Absorption" not in s.metadata.as_dictionary().get("Reconstruction", {})
+
+
+@pytest.mark.slow
+def test_composition_passes_on_a_coarser_grid_agree_with_the_fine_ones():
+    """A 32-voxel grain (16 coarse voxels across, 0.69 of it a voxel inside its surface
+    there), one detector, lazy: the default runs the composition passes on the 2x coarser
+    grid and agrees with "exact" (passes on the fine grid) within 0.13 wt% (measured;
+    0.3 asserted); both within issue 15's 1.5 wt% of the truth, from 6.5 wt% (O) off."""
+    detectors = [(0.0, 18.0)]
+    grain = Series(32, tuple(detectors))
+    s = grain.signal(lazy=True)
+    plain = grain.errors_wt_percent(s.quantify_cross_section(s.reconstruct_sirt(**SIRT)))
+    fast, exact = (s.reconstruct_sirt(**SIRT, absorption_correction=mode, density=3.6,
+                                      detectors=detectors) for mode in (True, "exact"))
+    record = fast[0].metadata.Reconstruction.Absorption
+    assert record.ray_factor_grid_coarsening == 2 and fast[0]._lazy
+    assert record.composition_grid.startswith("2x coarser than the reconstruction's")
+    assert exact[0].metadata.Reconstruction.Absorption.ray_factor_grid_coarsening == 1
+    errors = [grain.errors_wt_percent(s.quantify_cross_section(r)) for r in (fast, exact)]
+    assert plain["inclusion"]["O"] < -5
+    for phase in ("matrix", "inclusion"):
+        for element in ELEMENTS:
+            assert abs(errors[0][phase][element] - errors[1][phase][element]) < 0.3
+            assert max(abs(e[phase][element]) for e in errors) < 1.5, (phase, element)
 
 
 def test_detectors_kept_apart_agree_once_corrected(series):
@@ -150,12 +173,12 @@ def test_hebt_corrected_matches_hebt_without_absorption(series):
                            detectors=SUPER_X)))
     # HEBT has its own error at the small inclusion's edge (up to 3 wt% here, with or
     # without absorption); the correction must remove what absorption adds: measured
-    # within 0.5 wt% of HEBT on unabsorbed spectra (0.35 with neither shortcut), from
-    # 3-8 wt% (O, Fe) uncorrected.
+    # within 0.33 wt% of HEBT on unabsorbed spectra (the composition passes are SIRT),
+    # from 3-8 wt% (O, Fe) uncorrected.
     for phase in ("matrix", "inclusion"):
         assert abs(plain[phase]["O"] - reference[phase]["O"]) > 2.5
         for element in ELEMENTS:
-            assert abs(fixed[phase][element] - reference[phase][element]) < 0.6, (
+            assert abs(fixed[phase][element] - reference[phase][element]) < 0.5, (
                 phase, element)
 
 
