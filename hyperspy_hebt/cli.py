@@ -198,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="correct the X-ray lines' absorption in 3D (with automatic "
                           "settings, the choice is made uncorrected, then rerun corrected)")
     rec.add_argument("--absorption-exact", action="store_true",
-                     help="with --absorption: every pass in full and the paths on the "
-                          "reconstruction's own grid (slower; checks the shortcuts)")
+                     help="with --absorption: the composition passes on the "
+                          "reconstruction's own grid, not a 2x coarser one (slower; checks "
+                          "the shortcut)")
     rec.add_argument("--density", type=float, default=None, metavar="G_CM3",
                      help="specimen density in g/cm^3 for --absorption (default: "
                           "estimated from the composition, with a warning)")

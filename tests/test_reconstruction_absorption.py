@@ -111,6 +111,22 @@ def test_sirt_corrected_within_target(series, lazy):
     assert "Absorption" not in s.metadata.as_dictionary().get("Reconstruction", {})
 
 
+def test_corrected_lazy_series_runs_on_a_cluster(series):
+    """The corrected reconstruction of a lazy series is an ordinary graph (the passes ran
+    when it was built): computed by a dask.distributed cluster, it equals the eager one."""
+    distributed = pytest.importorskip("distributed")
+    arguments = dict(SIRT, absorption_correction=True, density=3.6, detectors=SUPER_X,
+                     slices_per_block=4)
+    eager = series.signal().reconstruct_sirt(**arguments)
+    lazy = series.signal(lazy=True).reconstruct_sirt(**arguments)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        results = client.compute([r.data for r in lazy], sync=True)
+    for e, d in zip(eager, results):
+        np.testing.assert_allclose(d, e.data, rtol=0, atol=1e-5 * e.data.max())
+
+
 @pytest.mark.slow
 def test_composition_passes_on_a_coarser_grid_agree_with_the_fine_ones():
     """A 32-voxel grain (16 coarse voxels across, 0.69 of it a voxel inside its surface
