@@ -105,13 +105,15 @@ def main():
           f"Super-X, SIRT {args.iterations} iterations; series simulated in {simulated:.1f} s; "
           f"best of {args.repeat} alternated runs")
     print()
-    print("| run | wall (s) | / uncorrected | passes | matrix O / Fe error (wt%) | "
-          "inclusion O / Fe error (wt%) | largest error, any element (wt%) |")
+    print("| run | wall (s) | / uncorrected | passes (grid coarsening) | "
+          "matrix O / Fe error (wt%) | inclusion O / Fe error (wt%) | "
+          "largest error, any element (wt%) |")
     print("|---|---|---|---|---|---|---|")
     reference = results["uncorrected"][0]
     for label, (wall, errors, recs) in results.items():
         record = recs[0].metadata.get_item("Reconstruction.Absorption")
-        passes = "-" if record is None else record.outer_iterations
+        passes = ("-" if record is None else
+                  f"{record.outer_iterations} ({record.ray_factor_grid_coarsening}x)")
         worst = max(abs(v) for phase in errors.values() for v in phase.values())
         print(f"| {label} | {wall:.1f} | {wall / reference:.2f} | {passes} | "
               f"{errors['matrix']['O']:+.2f} / {errors['matrix']['Fe']:+.2f} | "

@@ -74,6 +74,24 @@ def _two_edges(t, share, edge1, width1, edge2, width2):
     return share * step(edge1, width1) + (1.0 - share) * step(edge2, width2)
 
 
+def _two_edges_jacobian(t, share, edge1, width1, edge2, width2):
+    """Derivatives of :func:`_two_edges` by its five parameters, ``(t.size, 5)``.
+
+    Analytic, so that the fit needs no finite differences (five more evaluations of the
+    model per step, most of the fit's time).
+    """
+    def step_and_slopes(edge, width):
+        z = (t - edge) / (np.sqrt(2.0) * width)
+        bell = np.exp(-z * z)
+        return (0.5 * erfc(z), bell / (np.sqrt(2.0 * np.pi) * width),
+                bell * z / (np.sqrt(np.pi) * width))
+
+    step1, by_edge1, by_width1 = step_and_slopes(edge1, width1)
+    step2, by_edge2, by_width2 = step_and_slopes(edge2, width2)
+    return np.stack([step1 - step2, share * by_edge1, share * by_width1,
+                     (1.0 - share) * by_edge2, (1.0 - share) * by_width2], axis=1)
+
+
 def fit_esf(counts: np.ndarray, n_above: int, n_total: int, scale: float) -> EsfFit:
     """Fit the two-edge ESF to a histogram of the total and pick the threshold.
 
@@ -109,6 +127,7 @@ def fit_esf(counts: np.ndarray, n_above: int, n_total: int, scale: float) -> Esf
         start = [0.5, 0.0, 0.02, particle_edge, 0.1]
         try:
             params, _ = curve_fit(_two_edges, t, volume_fraction, p0=start,
+                                  jac=_two_edges_jacobian,
                                   bounds=([0.0, -0.5, 1e-4, 0.0, 1e-4], [1.0] * 5),
                                   maxfev=20000)
         except RuntimeError:

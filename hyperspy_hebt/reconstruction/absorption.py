@@ -107,6 +107,7 @@ class _Passes:
         self.support = slab_support(self.geometry, None if half is None else half / factor)
         self.iterations, self.run, self.eds_factors = iterations, run, eds_factors
         self.backend = kernel_backend(run.backend, lazy=False)
+        self._first: tuple | None = None
 
     def reconstruct(self, sinograms: list) -> list:
         """SIRT of each line's sinograms (the passes only estimate the composition)."""
@@ -119,12 +120,20 @@ class _Passes:
 
     def quantify(self, volumes: list) -> list:
         """Weight fractions as ``quantify_cross_section``'s defaults give them."""
+        if self._first is not None and all(a is b for a, b in zip(self._first[0], volumes)):
+            fractions, self._first = self._first[1], None  # made by interior_share
+            return fractions
         threshold = esf_threshold(total_of(volumes, self.eds_factors)).threshold
         return composition_fractions_of(volumes, self.eds_factors, threshold)
 
     def interior_share(self, volumes: list) -> float:
-        """Share of the object's voxels a whole voxel inside its surface."""
-        inside = np.nan_to_num(np.stack(self.quantify(volumes))).sum(0) > 0
+        """Share of the object's voxels a whole voxel inside its surface.
+
+        The fractions are kept for the loop's first :meth:`quantify` of these volumes.
+        """
+        fractions = self.quantify(volumes)
+        self._first = (list(volumes), fractions)
+        inside = np.nan_to_num(np.stack(fractions)).sum(0) > 0
         count = int(inside.sum())
         return float(ndimage.binary_erosion(inside).sum()) / count if count else 0.0
 
