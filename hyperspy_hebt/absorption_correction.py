@@ -214,7 +214,7 @@ def ray_factors(volumes: Sequence[np.ndarray] | np.ndarray,
 def correct_absorption(
     sinograms: Sequence[np.ndarray],
     reconstruct: Callable[[list], list],
-    quantify: Callable[[list], np.ndarray],
+    quantify: Callable[[list], list | np.ndarray],
     line_elements: Sequence[str],
     mass_attenuation_cm2_g: np.ndarray,
     projector: Projector,
