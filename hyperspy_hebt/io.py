@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checksums import CHECKSUM_SUFFIX, verify_checksum
 from .tilt_series import TILT_AXIS_NAME, apply_tilt_angles, stack_tilt_series, standardise_scan_axes
 
 __all__ = ["load_tilt_series", "tilt_angle_from_filename"]
@@ -60,9 +61,12 @@ def tilt_angle_from_filename(path: str) -> float:
 def _expand(paths, name):
     if isinstance(paths, (str, os.PathLike)):
         pattern = os.fspath(paths)
-        found = sorted(glob.glob(pattern))
+        # A pattern such as "data/tilt_*" also matches the checksum files beside the data.
+        found = sorted(p for p in glob.glob(pattern) if not p.endswith(CHECKSUM_SUFFIX))
         if not found:
-            raise FileNotFoundError(f"{name}: no file matches {pattern!r}.")
+            raise FileNotFoundError(f"{name}: no file matches {pattern!r}"
+                                    + (" (checksum files left out)." if glob.glob(pattern)
+                                       else "."))
         return found
     paths = [os.fspath(p) for p in paths]
     if not paths:
@@ -236,6 +240,7 @@ def load_tilt_series(
     elements: Sequence[str] | None = None,
     xray_lines: Sequence[str] | None = None,
     detectors: str = "sum",
+    verify_checksums: bool = True,
     **load_kwargs,
 ):
     """Load one file per tilt into a tilt series and its ADF series.
@@ -273,6 +278,12 @@ def load_tilt_series(
         Bruker's; the ADF is shared). rosettasciio gives no per-detector
         geometry (every Super-X detector reads azimuth 0): the counts are kept
         apart, their directions are not known.
+    verify_checksums : bool
+        Check every file that has a SHA-256 checksum file beside it (``tilt_+10.bcf.sha256``,
+        GNU ``sha256sum``'s format: :mod:`hyperspy_hebt.checksums`) before reading it, and
+        refuse one that differs (default). Reads each such file once more; a file without a
+        checksum file cannot be checked. What was checked is recorded under
+        ``original_metadata.tilt_series.checksums``.
     **load_kwargs
         Passed to ``hs.load`` (e.g. ``select_type``, ``sum_frames``).
 
@@ -292,11 +303,15 @@ def load_tilt_series(
         the number of files, files without exactly one spectrum image (or one
         per detector), an unknown ``detectors`` value, unknown elements or lines, ADF
         images in some files only, or images that do not match in shape.
+    hyperspy_hebt.checksums.ChecksumMismatch
+        A file differs from its checksum file (a ``ValueError`` naming both).
     FileNotFoundError
         A pattern matching nothing, or missing files.
     """
     if detectors not in DETECTOR_MODES:
         raise ValueError(f"detectors must be one of {DETECTOR_MODES}, got {detectors!r}.")
+    if not isinstance(verify_checksums, bool):
+        raise TypeError(f"verify_checksums must be True or False, got {verify_checksums!r}.")
     files = _expand(paths, "paths")
     adf_files = None if adf_paths is None else _expand(adf_paths, "adf_paths")
     if adf_files is not None and len(adf_files) != len(files):
@@ -305,11 +320,19 @@ def load_tilt_series(
         )
     spectra, adfs = [], []
     n_detectors = None
+    checked: dict[str, list] = {"verified": [], "no_checksum_file": []}
+
+    def read(path, **kwargs):
+        if verify_checksums:
+            checked["verified" if verify_checksum(path) else "no_checksum_file"].append(
+                os.path.basename(path))
+        return _read(path, lazy, **kwargs)
+
     for i, path in enumerate(files):
         kwargs = dict(load_kwargs)
         if path.lower().endswith(_DETECTOR_AWARE):
             kwargs.setdefault("sum_EDS_detectors", detectors == "sum")
-        loaded = _read(path, lazy, **kwargs)
+        loaded = read(path, **kwargs)
         if n_detectors is None:
             listed = loaded if isinstance(loaded, list) else [loaded]
             n_detectors = max(1, sum(_is_spectrum_image(s) for s in listed))
@@ -318,7 +341,7 @@ def load_tilt_series(
         file_spectra, adf = _split_file(path, loaded, want_adf=adf_files is None,
                                         n_spectra=n_detectors)
         if adf_files is not None:
-            adf = _read(adf_files[i], lazy)
+            adf = read(adf_files[i])
             if isinstance(adf, list) or adf.axes_manager.signal_dimension != 2:
                 raise ValueError(f"{adf_files[i]} must hold one 2D ADF image.")
         spectra.append(file_spectra)
@@ -358,6 +381,9 @@ def load_tilt_series(
         one.original_metadata.set_item(
             "tilt_series.files",
             [files[i] for i in one.original_metadata.tilt_series.acquisition_order])
+        one.original_metadata.set_item(
+            "tilt_series.checksums",
+            checked if verify_checksums else "not checked (verify_checksums=False)")
         if n_detectors > 1:
             one.original_metadata.set_item("tilt_series.detector_index", detector)
             one.metadata.General.title += f" (EDS detector {detector})"

@@ -337,6 +337,11 @@ def test_damaged_files_are_named(folder, tmp_path, capsys):
     shutil.copytree(folder, copy)
     victim = sorted(copy.glob("tilt_*.hspy"))[3]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    # The simulator writes checksum files: the damage is caught before reading.
+    with pytest.raises(ValueError, match=rf"{re.escape(str(victim))} does not match its "
+                                         "SHA-256"):
+        load_tilt_series(str(copy / "tilt_*.hspy"), tilt_from="filename")
+    victim.with_name(victim.name + ".sha256").unlink()  # now the reader's own error
     with pytest.raises(ValueError, match=rf"{re.escape(str(victim))} cannot be read .*Is the "
                                          "file complete"):
         load_tilt_series(str(copy / "tilt_*.hspy"), tilt_from="filename")

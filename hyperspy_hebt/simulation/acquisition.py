@@ -444,11 +444,16 @@ def write_acquisition_files(acquisition: SimulatedAcquisition, folder, extension
 
 
 def write_tilt_files(folder, name: str, spectrum, image):
-    """Save one tilt as a microscope writes it.
+    """Save one tilt as a microscope writes it, with a checksum file beside each file.
 
-    ``name`` (the spectrum image) and ``adf_<name>`` (its ADF image) in ``folder``; returns both
-    paths.
+    ``name`` (the spectrum image) and ``adf_<name>`` (its ADF image) in ``folder``, each
+    with its ``.sha256`` (:mod:`hyperspy_hebt.checksums`: a damaged copy is refused when
+    loaded); returns both paths.
     """
+    from ..checksums import write_checksum
+
     spectrum.save(folder / name, overwrite=True)
     image.save(folder / f"adf_{name}", overwrite=True)
+    for path in (folder / name, folder / f"adf_{name}"):
+        write_checksum(path)
     return folder / name, folder / f"adf_{name}"
