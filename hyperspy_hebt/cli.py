@@ -10,14 +10,51 @@ compositions and quality figures, and writes figures and volumes to a folder.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+DESCRIPTION = """\
+Quantitative 3D chemical imaging from EDS spectrum-image tilt series: each element
+reconstructed by EDS-SIRT or by HAADF-EDS bimodal tomography (HEBT) and converted into
+weight fractions.
+
+Commands:
+  demo         reconstruct the built-in phantom (no data needed)
+  reconstruct  per-tilt files -> quantified volumes
+  study        the paper's phantom study
+  verify       check a result folder against its checksums
+
+Run "python -m hyperspy_hebt COMMAND --help" for a command's options."""
+
+EXIT_CODES = """\
+exit codes:
+  0    done
+  1    verify: a file differs from the list in summary.json
+  2    bad arguments or input (the message names it); nothing was written
+  130  interrupted (Ctrl-C); 143: stopped by SIGTERM. The previous results stay."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help; descriptions and epilogs kept as written.
+
+    Flags (on or off) and options without a default (None) show none.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.option_strings and action.nargs != 0 and action.default is not None
+                and action.default is not argparse.SUPPRESS and "%(default)" not in text):
+            text += " (default: %(default)s)"
+        return text
+
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -133,9 +170,23 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Importing `Lazy")
     # rosettasciio writes .zspy through a zarr 2 store that zarr deprecates.
     warnings.filterwarnings("ignore", message="The NestedDirectoryStore is deprecated")
-    parser = argparse.ArgumentParser(prog="python -m hyperspy_hebt", description=__doc__)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="python -m hyperspy_hebt", description=DESCRIPTION,
+                                     epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="reconstruct the built-in phantom")
+
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text,
+                                   description=textwrap.fill(description, 88),
+                                   epilog=EXIT_CODES, formatter_class=_HelpFormatter)
+
+    demo = command("demo", "reconstruct the built-in phantom",
+                   "Simulate the paper's Ag-Au core-shell phantom (spectra and ADF, Poisson "
+                   "noise), reconstruct it by EDS-SIRT and by HEBT, quantify, print the "
+                   "compositions and write figures and volumes.")
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--size", type=int, default=96, help="pixels along x (and z)")
     demo.add_argument("--slices", type=int, default=16, help="slices along the rotation axis")
@@ -149,15 +200,23 @@ def main(argv: list[str] | None = None) -> int:
                       help="electrons per beam position (paper: 0.5 s x 100 pA)")
     demo.add_argument("--pixel-size", type=float, default=1.5, help="nm (paper: 1.5)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
-    study = commands.add_parser("study", help="the paper's phantom study (Figs. 4, 6, 8, 13)")
+    study = command("study", "the paper's phantom study (Figs. 4, 6, 8, 13)",
+                    "Calibrate and sweep SIRT iterations and HEBT's alpha on the paper's "
+                    "phantom at its doses; write CSV tables and figures.")
     study.add_argument("--out", default="study_output", help="output folder")
     study.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
     study.add_argument("--quick", action="store_true",
                        help="a coarse sweep (a few iterations and alphas), for a first look")
-    rec = commands.add_parser("reconstruct", help="per-tilt files -> quantified volumes")
+    rec = command("reconstruct", "per-tilt files -> quantified volumes",
+                  "Load one file per tilt (Bruker .bcf, Velox .emd, HyperSpy .hspy/.zspy), "
+                  "reconstruct every element (HEBT or SIRT, chosen by held-out tilts unless "
+                  "told), quantify weight fractions and write volumes, figures and "
+                  "summary.json (with every file's SHA-256) into one folder.")
     rec.add_argument("paths", help='glob pattern of per-tilt files, e.g. "data/*.bcf"')
     rec.add_argument("--adf", default=None, help="glob pattern of separate ADF files")
-    rec.add_argument("--tilt-from", default="metadata", choices=("metadata", "filename"))
+    rec.add_argument("--tilt-from", default="metadata", choices=("metadata", "filename"),
+                     help="where each file's tilt angle comes from: Stage.tilt_alpha in its "
+                          "metadata, or a number in its name (tilt_-40.bcf)")
     rec.add_argument("--tilt-angles", type=float, nargs="+", default=None,
                      help="one angle per file (degrees), in file-name order")
     rec.add_argument("--elements", nargs="+", default=None,
@@ -165,18 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--lines", nargs="+", default=None,
                      help="X-ray lines, e.g. Fe_Ka (replace the files' own list)")
     rec.add_argument("--method", default="auto", choices=("auto", "hebt", "sirt"),
-                     help="auto (default): HEBT's cross-validated choice, plain SIRT among "
-                          "its candidates (SIRT when the files hold no ADF)")
+                     help="auto: HEBT's cross-validated choice, plain SIRT among its "
+                          "candidates (SIRT when the files hold no ADF)")
     rec.add_argument("--alpha", type=_number_or_auto(float), default="auto",
-                     help="HEBT weight of the ADF term, or auto (default)")
+                     help="HEBT weight of the ADF term, or auto (cross-validated)")
     rec.add_argument("--iterations", type=_number_or_auto(int), default="auto",
-                     help="iterations, or auto (default: cross-validated)")
+                     help="iterations, or auto (cross-validated)")
     rec.add_argument("--region", action="append", default=None, dest="regions",
                      help='a region to tabulate the composition of, e.g. "Pt dominates" '
                           'or "not Pt dominates" (repeat for several)')
     rec.add_argument("--bin", type=int, default=1, help="spatial binning factor")
     rec.add_argument("--align", action="store_true", help="align the series on the ADF")
-    rec.add_argument("--align-method", default="com", choices=("com", "xcorr"))
+    rec.add_argument("--align-method", default="com", choices=("com", "xcorr"),
+                     help="with --align: centre of mass, or phase correlation between "
+                          "neighbouring tilts")
     rec.add_argument("--rotation", default=0.0, type=_number_or_auto(float),
                      help="tilt-axis rotation to undo (degrees) or 'auto' to estimate it")
     rec.add_argument("--axis-shift", default=0.0, type=_number_or_auto(float),
@@ -184,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                           "(use with --align-method xcorr)")
     rec.add_argument("--register", action="store_true", help="register the ADF on the EDS")
     rec.add_argument("--normalise", action="store_true", help="equal counts per tilt")
-    rec.add_argument("--gaussian-sigma", type=float, default=0.8)
+    rec.add_argument("--gaussian-sigma", type=float, default=0.8, metavar="PX",
+                     help="Gaussian filter of the line maps along the slices and the scan, "
+                          "in pixels (0: none)")
     rec.add_argument("--fit-lines", action="store_true",
                      help="line intensities by fitting every spectrum (overlapping lines) "
                           "instead of 1-FWHM windows")
@@ -216,8 +279,17 @@ def main(argv: list[str] | None = None) -> int:
                           "renamed into place); refused if it holds anything else")
     rec.add_argument("--overwrite", action="store_true",
                      help="replace the previous run's results in --out (whole)")
-    verify = commands.add_parser(
-        "verify", help="check a result folder against the SHA-256 list in its summary.json")
+    rec.add_argument("--no-verify-checksums", action="store_false", dest="verify_checksums",
+                     help="do not check the files against the .sha256 files beside them")
+    loudness = rec.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", action="store_true",
+                          help="print nothing but errors (no stages, no progress bar)")
+    loudness.add_argument("--verbose", action="store_true",
+                          help="also print the package's log messages (each choice made)")
+    verify = command("verify", "check a result folder against the SHA-256 list in its "
+                     "summary.json", "Check every file of a result folder against the size "
+                     "and SHA-256 that summary.json lists; name any file changed, cut short, "
+                     "lost or added.")
     verify.add_argument("folder", help="a folder written by the reconstruct command")
     args = parser.parse_args(argv)
     if args.command == "verify":
@@ -255,6 +327,15 @@ def _reconstruct(args: argparse.Namespace) -> int:
               "--absorption-exact are for --absorption (the 3D absorption correction): add "
               "it, or leave them out.", file=sys.stderr)
         return 2
+    package_log = logging.getLogger("hyperspy_hebt")
+    handler = None
+    if args.verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package_log.addHandler(handler)
+        package_log.setLevel(logging.INFO)
+    elif args.quiet:
+        package_log.setLevel(logging.ERROR)
     previous = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a job scheduler, kill) unwinds like Ctrl-C, so the unfinished
@@ -275,7 +356,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
                                    else args.absorption),
             density=args.density,
             detectors=None if args.detectors is None else [tuple(d) for d in args.detectors],
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, verify_checksums=args.verify_checksums,
+            progress=(lambda line: None) if args.quiet else print,
+            show_progressbar=False if args.quiet else None)
     except (ValueError, TypeError, FileNotFoundError, DataUnavailableError,
             AbsorptionNotConverged) as error:
         # The user's input or files: a message, not a traceback.
@@ -284,6 +367,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if handler is not None:
+            package_log.removeHandler(handler)
+        package_log.setLevel(logging.NOTSET)
     return 0
 
 

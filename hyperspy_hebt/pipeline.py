@@ -139,6 +139,8 @@ def reconstruct_files(
     detectors: Sequence[tuple[float, float]] | None = None,
     overwrite: bool = False,
     progress=print,
+    show_progressbar: bool | None = None,
+    verify_checksums: bool = True,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
 
@@ -210,6 +212,12 @@ def reconstruct_files(
         previous results as they were.
     progress : callable
         Receives one line of text per stage, with the time since the start.
+    show_progressbar : bool or None
+        dask's progress bar while the volumes are computed; None shows it on a terminal
+        only (in a log file it would be hundreds of lines).
+    verify_checksums : bool
+        Check the files against the ``.sha256`` files beside them (see
+        :func:`load_tilt_series`); what was checked goes into the summary.
 
     Returns
     -------
@@ -243,7 +251,8 @@ def reconstruct_files(
         background_windows=background_windows, tilt_angles=tilt_angles,
         tilt_from=tilt_from, adf_paths=adf_paths, padding_px=padding_px,
         fit_lines=fit_lines, backend=backend, regions=regions, thickness_nm=thickness_nm,
-        absorption=Absorption(absorption_correction, density, detectors))
+        absorption=Absorption(absorption_correction, density, detectors),
+        show_progressbar=show_progressbar, verify_checksums=verify_checksums)
     stage = _Stages(progress)
     collected = _Collected()
     logger = logging.getLogger("hyperspy_hebt")
@@ -284,6 +293,8 @@ class _Settings:
     regions: Sequence[str] | dict | None
     thickness_nm: float | None
     absorption: Absorption
+    show_progressbar: bool | None
+    verify_checksums: bool
 
 
 def _run(settings: _Settings, writer: ResultWriter, stage: _Stages, collected) -> dict:
@@ -336,7 +347,8 @@ def _load(settings: _Settings, stage):
     series, adf = load_tilt_series(settings.paths, tilt_angles=settings.tilt_angles,
                                    tilt_from=settings.tilt_from, adf_paths=settings.adf_paths,
                                    lazy=True, elements=settings.elements,
-                                   xray_lines=settings.xray_lines)
+                                   xray_lines=settings.xray_lines,
+                                   verify_checksums=settings.verify_checksums)
     stage(f"Loaded {series} with tilts {series.tilt_angles.min():g} to "
           f"{series.tilt_angles.max():g} deg")
     method = settings.method
@@ -361,7 +373,13 @@ def _first_summary(series, method, settings: _Settings) -> dict:
             "file_elements": list(tree.get_item("file_elements", [])),
             "elements": list(series.metadata.Sample.elements),
             "renamed_axes": (tree.renamed_axes.as_dictionary()
-                             if tree.has_item("renamed_axes") else {})}
+                             if tree.has_item("renamed_axes") else {}),
+            "checksums": _plain(tree.get_item("checksums"))}
+
+
+def _plain(node):
+    """A metadata node (or a plain value) as plain Python for the summary."""
+    return node.as_dictionary() if hasattr(node, "as_dictionary") else node
 
 
 def _prepare_series(series, adf, settings: _Settings, summary: dict, stage):
@@ -484,7 +502,7 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
               f"(detectors: {applied['detectors']['source']}); share of X-rays that got "
               "out: " + ", ".join(f"{line} {share:.3f}" for line, share in
                                   applied["mean_transmitted_share"].items()))
-    with _progress_bar():
+    with _progress_bar(settings.show_progressbar):
         reconstructions = compute_together(reconstructions)
     stage("Reconstructed")
     return reconstructions
@@ -560,14 +578,17 @@ def _json_default(value):
 
 
 class _progress_bar:
-    """dask's progress bar on a terminal.
+    """dask's progress bar: on request, or (``None``) on a terminal only.
 
-    Nothing in a log file (one line per update there, hundreds of lines).
+    Nothing in a log file by default (one line per update there, hundreds of lines).
     """
+
+    def __init__(self, show: bool | None = None):
+        self.show = sys.stdout.isatty() if show is None else bool(show)
 
     def __enter__(self):
         self.bar = None
-        if sys.stdout.isatty():
+        if self.show:
             from dask.diagnostics import ProgressBar
 
             self.bar = ProgressBar()

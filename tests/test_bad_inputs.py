@@ -178,8 +178,13 @@ def test_command_line_refuses_then_overwrites_and_lists_checksums(folder, tmp_pa
     assert main(_command(folder, out)) == 2
     assert "holds a previous run's results; pass overwrite=True (--overwrite)" in \
         capsys.readouterr().err
-    assert main(_command(folder, out, "--overwrite")) == 0
+    capsys.readouterr()
+    assert main(_command(folder, out, "--overwrite", "--quiet")) == 0
+    assert capsys.readouterr().out == ""  # --quiet: no stages, no progress bar
     assert [p.name for p in tmp_path.iterdir()] == ["results"]
+    # The simulator's files carry checksum files: every one checked, and recorded.
+    checked = json.loads((out / "summary.json").read_text())["checksums"]
+    assert len(checked["verified"]) == 15 and checked["no_checksum_file"] == []
 
 
 def _wait_for_saving(parent, process, timeout_s=240.0):

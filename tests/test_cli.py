@@ -40,3 +40,27 @@ def test_import_and_help_print_no_warnings():
          "import hyperspy_hebt, warnings; warnings.warn('still shown', DeprecationWarning)"],
         capture_output=True, text=True, timeout=120)
     assert "still shown" in done.stderr
+
+
+def test_help_shows_defaults_exit_codes_and_version(capsys):
+    """Issue 17: every option of reconstruct has help, defaults are shown, the exit codes
+    are listed, and --version answers."""
+    import pytest
+
+    from hyperspy_hebt import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["reconstruct", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: auto)" in text and "(default: 0.8)" in text  # --alpha, --gaussian-sigma
+    assert "exit codes:" in text and "130" in text
+    options = [line.split()[0] for line in text.splitlines()
+               if line.startswith("  --") and "help" not in line]
+    assert len(options) > 25
+    # Each option has a help text: on its own line, or after the option on the same one.
+    for option in options:
+        block = text.split(f"  {option}", 1)[1].split("\n  --", 1)[0]
+        assert len(block.split()) > 2, option
