@@ -20,9 +20,15 @@ from ..quantification import (
 _EQUATION = {
     "SIRT": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
                     "f_A = sigma_ion omega p eps / M (Eq. 7)"),
+    "ML-EM": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
+                     "f_A = sigma_ion omega p eps / M (Eq. 7)"),
     "HEBT": ("z_A", "Yuan et al. 2021 Eq. 18: C_A = (X_A/z_A) / sum_B (X_B/z_B), "
                     "z_A = sigma_elastic / M (Eq. 14)"),
 }
+
+
+#: Algorithms whose maps are the EDS lines' own (quantified with f_A).
+EDS_ONLY = ("SIRT", "ML-EM")
 
 
 def _reconstruction_parameters(reconstructions):
@@ -118,7 +124,7 @@ def _beam_energy(signal, reconstructions):
 def _factors(lines, elements, algorithm, beam_energy_kev, factors, detector_efficiency):
     name = _EQUATION[algorithm][0]
     if factors is None:
-        if algorithm == "SIRT":
+        if algorithm in EDS_ONLY:
             values = [physics.eds_factor(line, beam_energy_kev, detector_efficiency)
                       for line in lines]
         else:
@@ -230,7 +236,7 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
             "elements": elements,
             **threshold_info,
         }
-        if algorithm == "SIRT" and source == "computed":
+        if algorithm in EDS_ONLY and source == "computed":
             metadata["Quantification"]["detector_efficiency"] = (
                 physics.detector_efficiency_for_line(line, detector_efficiency))
             if isinstance(detector_efficiency, physics.DetectorModel):
