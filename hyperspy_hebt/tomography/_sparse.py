@@ -74,6 +74,25 @@ def _row_products(indptr, indices, data, dense, mode, row_scale, positivity, out
 
 
 @numba.njit(parallel=True, fastmath=_FASTMATH, nogil=True, cache=True)
+def _row_multiply(indptr, indices, data, dense, scale, out):
+    """``out_i *= scale_i * (row i of the CSR matrix times dense)``, in one pass.
+
+    ``scale`` is ``(n_rows, n_cols)`` or ``(n_rows, 1)`` (one value for every column).
+    """
+    n_rows = indptr.shape[0] - 1
+    n_cols = dense.shape[1]
+    shared = scale.shape[1] == 1
+    n_tasks = (n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
+    for task in numba.prange(n_tasks):
+        acc = np.empty(n_cols, dtype=np.float32)
+        stop_row = min(n_rows, (task + 1) * _ROWS_PER_TASK)
+        for i in range(task * _ROWS_PER_TASK, stop_row):
+            _accumulate_row(indptr, indices, data, dense, i, acc)
+            for s in range(n_cols):
+                out[i, s] *= acc[s] * scale[i, 0 if shared else s]
+
+
+@numba.njit(parallel=True, fastmath=_FASTMATH, nogil=True, cache=True)
 def _scattered_products(indptr_t, indices_t, data_t, ray_starts, dense, mode, measured,
                         row_scale, out):
     """Compute out = (W @ dense) from ``W.T`` (CSR, pixel rows, sorted ray indices).
@@ -175,6 +194,21 @@ def weighted_residual(matrix, matrix_t, dense, measured, row_scale, out,
         raise ValueError(f"measured must be float32 of shape {out.shape}")
     return _launch_scattered(matrix, matrix_t, dense, _RESIDUAL, measured, row_scale, out,
                              n_runs)
+
+
+def multiplicative_update(matrix, dense, scale, target):
+    """``target *= scale * (matrix @ dense)`` (ML-EM's step: ``matrix`` is ``W^T``).
+
+    ``scale`` is float32 ``(n_rows, n_cols)`` or ``(n_rows, 1)``.
+    """
+    _check(matrix, dense, target)
+    if (scale.dtype != np.float32 or scale.ndim != 2 or scale.shape[0] != matrix.shape[0]
+            or scale.shape[1] not in (1, dense.shape[1]) or not scale.flags.c_contiguous):
+        raise ValueError(f"scale must be C-contiguous float32 ({matrix.shape[0]}, 1 or "
+                         f"{dense.shape[1]}), got {scale.dtype} {scale.shape}.")
+    with LAUNCH_LOCK:
+        _row_multiply(matrix.indptr, matrix.indices, matrix.data, dense, scale, target)
+    return target
 
 
 def scaled_update(matrix, dense, row_scale, target, positivity: bool):

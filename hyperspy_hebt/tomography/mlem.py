@@ -116,8 +116,9 @@ def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
                       else np.ascontiguousarray(weights[rays]))
         sensitivity = np.empty((g.n_pixels, ray_weight.shape[1]), np.float32)
         _sparse.csr_matmat(transposed, ray_weight, sensitivity)
-        inverse = np.where(sensitivity > 0, 1.0 / np.where(sensitivity > 0, sensitivity, 1),
-                           0.0).astype(np.float32) * mask[:, None]
+        inverse = np.ascontiguousarray(
+            np.where(sensitivity > 0, 1.0 / np.where(sensitivity > 0, sensitivity, 1), 0.0)
+            * mask[:, None], dtype=np.float32)
         parts.append((rows, transposed, np.ascontiguousarray(measured[rays]), inverse))
     # Start: the constant that gives each slice's counts through the whole system.
     row_sums = np.asarray(projector.matrix @ mask, np.float32)
@@ -125,7 +126,6 @@ def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
     total = measured.sum(axis=0) / np.maximum(weight_sums.sum(axis=0), 1e-30)
     volume = np.ascontiguousarray(mask[:, None] * total[None, :], dtype=np.float32)
     ratio_buffers = [np.empty((part[2].shape[0], n_slices), np.float32) for part in parts]
-    back = np.empty((g.n_pixels, n_slices), np.float32)
     while True:
         for (rows, transposed, counts, inverse), ratio in zip(parts, ratio_buffers):
             _sparse.project(rows, transposed, volume, ratio)
@@ -133,9 +133,7 @@ def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
             reached = ratio > 0
             np.divide(counts, ratio, out=ratio, where=reached)
             ratio[~reached] = 0.0
-            _sparse.csr_matmat(transposed, ratio, back)
-            volume *= back
-            volume *= inverse
+            _sparse.multiplicative_update(transposed, ratio, inverse, volume)
         yield pixel_major_snapshot(volume, (n_slices, g.n_z, g.n_x))
 
 
