@@ -23,6 +23,7 @@ from .filtering import filtered_sinograms
 from .tomography import ParallelBeamGeometry, fit_response_model, make_projector, validate_alpha
 from .tomography.bimodal import _hebt_steps
 from .tomography.geometry import slab_support
+from .tomography.mlem import _mlem_steps
 from .tomography.sirt import _sirt_steps, validate_iteration_counts
 
 __all__ = ["CrossValidation", "cross_validate_stacks", "poisson_deviance"]
@@ -171,6 +172,9 @@ class _Fold:
     adf_weights: np.ndarray | None = None
 
 
+#: What :func:`cross_validate_stacks` can score.
+METHODS = ("sirt", "hebt", "mlem")
+
 #: Early stopping: a run stops once its score has been worse than its best at this
 #: many checkpoints in a row (noisy data semi-converge: the held-out score falls,
 #: then rises; the larger counts are then not worth their time).
@@ -256,7 +260,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     names : sequence of str
         Line names.
     tilt_angles_deg : array-like
-    methods : sequence of {"sirt", "hebt"}
+    methods : sequence of {"sirt", "hebt", "mlem"}
+        ``"mlem"``: ML-EM (:mod:`hyperspy_hebt.tomography.mlem`), scored like SIRT.
     iterations : sequence of int
     alphas : sequence of float
         HEBT weights to try.
@@ -299,9 +304,9 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     CrossValidation
     """
     methods = [m.lower() for m in methods]
-    unknown = [m for m in methods if m not in ("sirt", "hebt")]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise ValueError(f"methods must be drawn from ('sirt', 'hebt'), got {methods}.")
+        raise ValueError(f"methods must be drawn from {METHODS}, got {methods}.")
     if "hebt" in methods and adf is None:
         raise ValueError("HEBT needs the ADF series: pass adf, or methods=('sirt',).")
     if score not in ("poisson", "mse"):
@@ -363,6 +368,21 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         stopped["SIRT"] = _lockstep([sirt_steps(f) for f in folds], folds, iterations,
                                     score_sirt, totals, ("SIRT", None), names, stop_early,
                                     stop_on)
+    if "mlem" in methods:
+        def mlem_steps(fold):
+            stacked = fold.train_eds.reshape((k * n_slices,) + fold.train_eds.shape[2:])
+            ray_weights = (None if fold.train_weights is None
+                           else np.tile(fold.train_weights, (k, 1, 1)))
+            return _mlem_steps(fold.train_projector, stacked, 1, ray_weights, support)
+
+        def score_mlem(fold, n, snapshot):
+            predictions = _held_out(fold.test_projector, snapshot, k * n_slices)
+            record(fold, "ML-EM", None, n, predictions.reshape(k, n_slices, fold.n_held,
+                                                                n_det))
+
+        stopped["ML-EM"] = _lockstep([mlem_steps(f) for f in folds], folds, iterations,
+                                     score_mlem, totals, ("ML-EM", None), names, stop_early,
+                                     stop_on)
     if "hebt" in methods:
         for fold in folds:
             fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(

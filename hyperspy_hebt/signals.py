@@ -200,7 +200,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
     @shared_parameters
     def reconstruct_mlem(
         self,
-        iterations: int = 20,
+        iterations: Iterations = 20,
         subsets: int = 1,
         xray_lines: Sequence[str] | None = None,
         intensities: Sequence | None = None,
@@ -220,16 +220,15 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         EDS maps are counts, a few per pixel: ML-EM fits them as Poisson data where
         SIRT fits them by least squares (:mod:`hyperspy_hebt.tomography.mlem`). Every
         voxel stays positive and the counts are kept. Part of issue 16; not yet there:
-        the held-out-tilt choice of ``iterations`` (``"auto"`` raises
-        ``NotImplementedError``), total variation, the GPU backend and the absorption
-        correction.
+        total variation, the GPU backend and the absorption correction.
 
         Parameters
         ----------
-        iterations : int
-            Full passes over the tilts. Noisy data semi-converge, as with SIRT: on the
-            paper's phantom at its dose the best count lies near SIRT's (measured in
-            ``tests/test_mlem.py``).
+        iterations : int or "auto"
+            Full passes over the tilts. Noisy data semi-converge, as with SIRT: quality
+            rises, then falls. ``"auto"`` picks, for each line, the count that best
+            predicts held-out tilts (ML-EM over 5-200 iterations on 16 slices, Poisson
+            deviance) and records the scores in ``metadata.Reconstruction.CrossValidation``.
         subsets : int
             Ordered subsets (OS-EM): the tilts split into this many interleaved groups,
             updated in turn; about ``subsets`` times fewer iterations for the same
@@ -259,15 +258,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         ValueError
             Maps with negative counts (background-subtracted maps can dip below 0:
             use SIRT for them), or what :meth:`reconstruct_sirt` refuses.
-        NotImplementedError
-            ``iterations="auto"``.
         """
         source = LineSource(xray_lines, intensities, integration_windows, background_windows,
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
         run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu")
-        return _mlem.reconstruct_mlem(self, iterations, subsets, source, grid, run)
+        count = checked_iterations(iterations)
+        return _mlem.reconstruct_mlem(self, count, subsets, source, grid, run)
 
     @shared_parameters
     def reconstruct_hebt(
@@ -428,7 +426,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         ----------
         adf : Signal2D, optional
             The ADF series, needed for ``"hebt"``.
-        methods : sequence of {"sirt", "hebt"}
+        methods : sequence of {"sirt", "hebt", "mlem"}
         iterations : sequence of int
         alphas : sequence of float
             HEBT weights to try.

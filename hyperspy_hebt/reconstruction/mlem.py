@@ -16,8 +16,8 @@ from ..tomography import get_projector
 from ..tomography.geometry import slab_support
 from ..tomography.mlem import mlem, validate_mlem_parameters
 from .blocks import base_parameters, reconstruction_signal, run_blocks
-from .options import GridOptions, LineSource, RunOptions
-from .problem import prepare
+from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
+from .problem import Problem, prepare
 
 
 def _mlem_kernel(block, geometry, iterations, subsets, weighted=False,
@@ -40,14 +40,21 @@ def _mlem_kernel(block, geometry, iterations, subsets, weighted=False,
     return volume.reshape((channels, slices) + volume.shape[1:])
 
 
+#: Iteration counts "auto" scores (ML-EM is at its best earlier than SIRT on noisy maps).
+AUTO_MLEM_ITERATIONS = (5, 10, 20, 50, 100, 200)
+
+
 def reconstruct_mlem(signal, iterations, subsets: int, source: LineSource,
                      grid: GridOptions, run: RunOptions) -> list:
-    """Implement :meth:`TomographicEDSSpectrum.reconstruct_mlem`."""
-    if isinstance(iterations, str):
-        raise NotImplementedError(
-            f"iterations={iterations!r}: choosing ML-EM's iterations by held-out tilts is "
-            "not implemented yet (issue 16); give a number (cross_validate's SIRT choice "
-            "is a starting point).")
+    """Implement :meth:`TomographicEDSSpectrum.reconstruct_mlem`.
+
+    ``iterations="auto"``: each line at the ML-EM iteration count that best predicts
+    held-out tilts (Poisson deviance, :func:`.auto.cross_validate_problem` on
+    :data:`.auto.AUTO_SLICES` slices), recorded in ``Reconstruction.CrossValidation``.
+    """
+    from .auto import AUTO_SLICES, auto_folds, cross_validate_problem, metadata_of
+
+    assert not isinstance(iterations, str) or iterations == AUTO  # checked_iterations
     # The maps are brought into memory (one pass over the spectra) to check them here,
     # naming the line, rather than in a dask block at compute time.
     problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
@@ -60,6 +67,24 @@ def reconstruct_mlem(signal, iterations, subsets: int, source: LineSource,
                 "Poisson likelihood needs counts >= 0. Background-subtracted maps dip below "
                 "0 by noise: reconstruct them with reconstruct_sirt, or give maps without "
                 "background subtraction (intensities=, background_windows=None).")
+    if not isinstance(iterations, str):
+        return mlem_of(signal, problem, iterations, subsets, run)
+    result = cross_validate_problem(
+        signal, problem, methods=("mlem",), iterations=AUTO_MLEM_ITERATIONS, alphas=(),
+        holdout=auto_folds(len(signal.tilt_angles)), score="poisson", slices=AUTO_SLICES,
+        model=HebtModel(), run=run, stop_early=True)
+    record = metadata_of(result)
+    out = []
+    for index, name in enumerate(problem.names):
+        (rec,) = mlem_of(signal, problem.only(index), result.best_per_line[name]["iterations"],
+                         subsets, run)
+        rec.metadata.set_item("Reconstruction.CrossValidation", record)
+        out.append(rec)
+    return out
+
+
+def mlem_of(signal, problem: Problem, iterations: int, subsets: int, run: RunOptions) -> list:
+    """ML-EM of every line of a prepared problem, as Signal2D stacks of ``signal``."""
     layout, field = problem.layout, problem.field
     geometry = field.geometry
     iterations, subsets = validate_mlem_parameters(iterations, subsets, geometry.n_tilts)
