@@ -24,6 +24,7 @@ from .tomography import ParallelBeamGeometry, fit_response_model, make_projector
 from .tomography.bimodal import _hebt_steps
 from .tomography.geometry import slab_support
 from .tomography.mlem import _mlem_steps
+from .tomography.poisson_tv import _poisson_tv_steps, validate_tv_parameters
 from .tomography.sirt import _sirt_steps, validate_iteration_counts
 
 __all__ = ["CrossValidation", "cross_validate_stacks", "poisson_deviance"]
@@ -65,8 +66,9 @@ class CrossValidation:
     Attributes
     ----------
     rows : list of dict
-        ``method``, ``alpha`` (NaN for SIRT), ``iterations``, ``xray_line``,
-        ``score`` (mean over folds; lower is better).
+        ``method``, ``alpha`` (HEBT's; NaN for the others), ``tv_weight``
+        (Poisson-TV's; NaN for the others), ``iterations``, ``xray_line``, ``score``
+        (mean over folds; lower is better).
     best_per_line : dict
         Line -> the row with the lowest score for that line.
     best : dict
@@ -103,15 +105,15 @@ class CrossValidation:
         lines = sorted({r["xray_line"] for r in self.rows})
         fig, axes = plt.subplots(1, len(lines), figsize=(5 * len(lines), 3.6), squeeze=False)
         for ax, line in zip(axes[0], lines):
-            settings = sorted({(r["method"], None if np.isnan(r["alpha"]) else r["alpha"])
-                               for r in self.rows if r["xray_line"] == line}, key=str)
-            for method, alpha in settings:
+            settings = sorted({(r["method"], _parameter(r)) for r in self.rows
+                               if r["xray_line"] == line}, key=str)
+            for method, parameter in settings:
                 rows = sorted((r for r in self.rows if r["xray_line"] == line
-                               and r["method"] == method
-                               and (np.isnan(r["alpha"]) if alpha is None
-                                    else r["alpha"] == alpha)),
+                               and r["method"] == method and _parameter(r) == parameter),
                               key=lambda r: r["iterations"])
-                label = method if method == "SIRT" else f"{method} alpha={alpha:g}"
+                label = (method if parameter is None else
+                         f"{method} {'alpha' if method == 'HEBT' else 'weight'}="
+                         f"{parameter:g}")
                 ax.plot([r["iterations"] for r in rows], [r["score"] for r in rows], "o-",
                         label=label)
             ax.set(xscale="log", xlabel="iterations", title=line,
@@ -121,10 +123,23 @@ class CrossValidation:
         return fig
 
     def setting(self, xray_line: str | None = None) -> dict:
-        """The best setting for one line, or overall (``method``, ``alpha``, ``iterations``)."""
+        """The best setting for one line, or overall.
+
+        ``method``, ``alpha`` (HEBT), ``tv_weight`` (Poisson-TV), ``iterations``.
+        """
         row = self.best if xray_line is None else self.best_per_line[xray_line]
         return {"method": row["method"], "alpha": row["alpha"],
+                "tv_weight": row.get("tv_weight", float("nan")),
                 "iterations": row["iterations"]}
+
+
+def _parameter(row) -> float | None:
+    """A row's HEBT alpha or Poisson-TV weight; None for SIRT and ML-EM."""
+    for key in ("alpha", "tv_weight"):
+        value = row.get(key, float("nan"))
+        if not np.isnan(value):
+            return float(value)
+    return None
 
 
 def _hebt_training(eds, adf, options, weights=None):
@@ -173,7 +188,8 @@ class _Fold:
 
 
 #: What :func:`cross_validate_stacks` can score.
-METHODS = ("sirt", "hebt", "mlem")
+METHODS = ("sirt", "hebt", "mlem", "poisson_tv")
+
 
 #: Early stopping: a run stops once its score has been worse than its best at this
 #: many checkpoints in a row (noisy data semi-converge: the held-out score falls,
@@ -248,7 +264,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                           positivity=True, hebt_options=None, padding_px: int = 0,
                           weights=None, backend: str = "cpu",
                           stop_early: bool = False, stop_on: str = "each_line",
-                          half_thickness_px: float | None = None) -> CrossValidation:
+                          half_thickness_px: float | None = None,
+                          tv_weights=()) -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
     Parameters
@@ -260,8 +277,10 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     names : sequence of str
         Line names.
     tilt_angles_deg : array-like
-    methods : sequence of {"sirt", "hebt", "mlem"}
-        ``"mlem"``: ML-EM (:mod:`hyperspy_hebt.tomography.mlem`), scored like SIRT.
+    methods : sequence of {"sirt", "hebt", "mlem", "poisson_tv"}
+        ``"mlem"``: ML-EM (:mod:`hyperspy_hebt.tomography.mlem`), scored like SIRT;
+        ``"poisson_tv"``: Poisson likelihood + total variation
+        (:mod:`hyperspy_hebt.tomography.poisson_tv`) at each of ``tv_weights``.
     iterations : sequence of int
     alphas : sequence of float
         HEBT weights to try.
@@ -298,6 +317,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     half_thickness_px : float, optional
         Slab support: voxels farther than this from z = 0 are held at 0, as in the
         reconstructions with ``thickness_nm``.
+    tv_weights : sequence of float
+        The total-variation weights ``"poisson_tv"`` tries (its rows' ``tv_weight``).
 
     Returns
     -------
@@ -307,6 +328,9 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be drawn from {METHODS}, got {methods}.")
+    if "poisson_tv" in methods and not len(tv_weights):
+        raise ValueError("poisson_tv needs tv_weights to try, e.g. (0.01, 0.03, 0.1).")
+    tv_weights = [validate_tv_parameters(1, w)[1] for w in tv_weights]
     if "hebt" in methods and adf is None:
         raise ValueError("HEBT needs the ADF series: pass adf, or methods=('sirt',).")
     if score not in ("poisson", "mse"):
@@ -383,6 +407,23 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         stopped["ML-EM"] = _lockstep([mlem_steps(f) for f in folds], folds, iterations,
                                      score_mlem, totals, ("ML-EM", None), names, stop_early,
                                      stop_on)
+    if "poisson_tv" in methods:
+        for tv_weight in tv_weights:
+            def tv_steps(fold, tv_weight=tv_weight):
+                stacked = fold.train_eds.reshape((k * n_slices,) + fold.train_eds.shape[2:])
+                ray_weights = (None if fold.train_weights is None
+                               else np.tile(fold.train_weights, (k, 1, 1)))
+                return _poisson_tv_steps(fold.train_projector, stacked, tv_weight,
+                                         ray_weights, support)
+
+            def score_tv(fold, n, snapshot, tv_weight=tv_weight):
+                predictions = _held_out(fold.test_projector, snapshot, k * n_slices)
+                record(fold, "Poisson-TV", tv_weight, n,
+                       predictions.reshape(k, n_slices, fold.n_held, n_det))
+
+            stopped[f"Poisson-TV weight {tv_weight:g}"] = _lockstep(
+                [tv_steps(f) for f in folds], folds, iterations, score_tv, totals,
+                ("Poisson-TV", tv_weight), names, stop_early, stop_on)
     if "hebt" in methods:
         for fold in folds:
             fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(
@@ -408,8 +449,13 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                 [hebt_steps(f) for f in folds], folds, iterations, score_hebt, totals,
                 ("HEBT", alpha), names, stop_early, stop_on)
     n_folds = len(folds)
-    rows = [{"method": m, "alpha": float("nan") if a is None else a, "iterations": n,
-             "xray_line": line, "score": total / n_folds}
+    def setting(method, parameter):
+        """A setting's alpha (HEBT) and tv_weight (Poisson-TV), NaN where none."""
+        return {"alpha": parameter if method == "HEBT" else float("nan"),
+                "tv_weight": parameter if method == "Poisson-TV" else float("nan")}
+
+    rows = [{"method": m, **setting(m, a), "iterations": n, "xray_line": line,
+             "score": total / n_folds}
             for (m, a, n, line), total in totals.items()]
     best_per_line = {line: min((r for r in rows if r["xray_line"] == line),
                                key=lambda r: r["score"]) for line in names}
@@ -417,8 +463,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     for (method, alpha, n, _), total in totals.items():
         summed[(method, alpha, n)] = summed.get((method, alpha, n), 0.0) + total / n_folds
     method, alpha, n = min(summed, key=lambda setting: summed[setting])
-    best = {"method": method, "alpha": float("nan") if alpha is None else alpha,
-            "iterations": n, "score": summed[(method, alpha, n)]}
+    best = {"method": method, **setting(method, alpha), "iterations": n,
+            "score": summed[(method, alpha, n)]}
     return CrossValidation(rows, best_per_line, best, score, n_folds,
                            stopped_early={name: n for name, n in stopped.items()
                                           if n is not None})

@@ -15,6 +15,7 @@ from exspy.utils import eds as eds_utils
 from .reconstruction import auto as _auto
 from .reconstruction import hebt as _hebt
 from .reconstruction import mlem as _mlem
+from .reconstruction import poisson_tv as _poisson_tv
 from .reconstruction import quantify as _quantification
 from .reconstruction import sirt as _sirt
 from .reconstruction.docstrings import shared_parameters
@@ -32,6 +33,7 @@ from .reconstruction.options import (
     checked_iterations,
 )
 from .tilt_series import SIGNAL_TYPE, apply_tilt_angles, get_tilt_axis, rebin_keeping_tilts
+from .tomography.poisson_tv import validate_tv_parameters
 
 __all__ = ["TomographicEDSSpectrum", "LazyTomographicEDSSpectrum"]
 
@@ -268,6 +270,81 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         return _mlem.reconstruct_mlem(self, count, subsets, source, grid, run)
 
     @shared_parameters
+    def reconstruct_poisson_tv(
+        self,
+        iterations: int = 300,
+        tv_weight: float | str = "auto",
+        xray_lines: Sequence[str] | None = None,
+        intensities: Sequence | None = None,
+        integration_windows: float | Sequence = 2.0,
+        background_windows: Sequence | str | None = None,
+        gaussian_sigma: float | dict | None = None,
+        show_progressbar: bool | None = None,
+        rotation_axis: str = "y",
+        slices_per_block: int = 64,
+        normalise_tilts: bool = False,
+        padding_px: Padding = "auto",
+        invalid_pixels="auto",
+        thickness_nm: float | None = None,
+    ) -> list:
+        """Reconstruct each line by Poisson likelihood + total variation (low dose).
+
+        Minimises the Poisson negative log-likelihood of the line map plus the total
+        variation of each slice, with the voxels >= 0
+        (:mod:`hyperspy_hebt.tomography.poisson_tv`: preconditioned PDHG). Edges stay
+        sharp and flat regions lose their noise: at low dose on a piecewise-constant
+        particle it is the best estimate here (tested: half the RMSE of SIRT and ML-EM on
+        the paper's phantom at a few counts per pixel). Part of issue 16; not yet there:
+        total variation across slices or jointly over elements, the GPU backend, the
+        absorption correction.
+
+        Parameters
+        ----------
+        iterations : int
+            PDHG iterations: enough to converge (a few hundred), not a regulariser as
+            in SIRT.
+        tv_weight : float or "auto"
+            Weight of the total variation per tilt (0: the plain Poisson maximum
+            likelihood, which overfits the noise). It does not depend on the dose. "auto"
+            (default) picks, for each line, the weight among 0.003-0.3 whose
+            reconstruction best predicts held-out tilts (Poisson deviance, 16 slices),
+            recorded in ``metadata.Reconstruction.CrossValidation``.
+        <xray_lines>
+        <intensities>
+        <integration_windows>
+        <background_windows>
+        <gaussian_sigma>
+        <show_progressbar>
+        <rotation_axis>
+        <slices_per_block>
+        <normalise_tilts>
+        <padding_px>
+        <invalid_pixels>
+        <thickness_nm>
+
+        Returns
+        -------
+        list of Signal2D
+            As :meth:`reconstruct_sirt` (``Reconstruction.algorithm`` "Poisson-TV";
+            :meth:`quantify_cross_section` uses ``f_A`` as for SIRT).
+
+        Raises
+        ------
+        ValueError
+            Maps with negative counts (use SIRT for background-subtracted maps), a bad
+            ``tv_weight`` or ``iterations``, or what :meth:`reconstruct_sirt` refuses.
+        """
+        source = LineSource(xray_lines, intensities, integration_windows, background_windows,
+                            normalise_tilts)
+        grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
+                           thickness_nm)
+        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu")
+        if not (isinstance(tv_weight, str) and tv_weight == "auto"):
+            validate_tv_parameters(iterations, tv_weight)
+        return _poisson_tv.reconstruct_poisson_tv(self, iterations, tv_weight, source, grid,
+                                                  run)
+
+    @shared_parameters
     def reconstruct_hebt(
         self,
         adf,
@@ -427,6 +504,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         adf : Signal2D, optional
             The ADF series, needed for ``"hebt"``.
         methods : sequence of {"sirt", "hebt", "mlem"}
+            (Poisson + TV is scored by ``reconstruct_poisson_tv(tv_weight="auto")``.)
         iterations : sequence of int
         alphas : sequence of float
             HEBT weights to try.

@@ -71,8 +71,8 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, score, 
 
 def cross_validate_problem(signal, problem: Problem, *, methods, iterations, alphas, holdout,
                            score, slices, model: HebtModel, run: RunOptions,
-                           stop_early: bool = False,
-                           stop_on: str = "each_line") -> CrossValidation:
+                           stop_early: bool = False, stop_on: str = "each_line",
+                           tv_weights=()) -> CrossValidation:
     """Cross-validation of a prepared problem (its ADF for HEBT), on ``slices``."""
     backend = resolve_backend(run.backend)  # the folds run here, in memory
     layout, lines, field, sigma = problem.layout, problem.lines, problem.field, problem.sigma
@@ -94,7 +94,8 @@ def cross_validate_problem(signal, problem: Problem, *, methods, iterations, alp
         score=score, relaxation=run.relaxation, positivity=run.positivity,
         hebt_options=hebt_options, padding_px=field.record["padding_px"],
         weights=None if weights is None else weights[chosen], backend=backend,
-        stop_early=stop_early, stop_on=stop_on, half_thickness_px=field.half_thickness_px)
+        stop_early=stop_early, stop_on=stop_on, half_thickness_px=field.half_thickness_px,
+        tv_weights=tv_weights)
     result.slices = chosen.tolist()
     result.grid = field.record
     return result
@@ -136,6 +137,7 @@ def metadata_of(result: CrossValidation) -> dict:
         **{key: value for key, value in result.grid.items()},
         "best_method": result.best["method"],
         "best_alpha": float(result.best["alpha"]),
+        "best_tv_weight": float(result.best.get("tv_weight", float("nan"))),
         "best_iterations": int(result.best["iterations"]),
         # Lists, not a node: a setting's name ("HEBT alpha 0.5") is no metadata key.
         "stopped_early_settings": list(result.stopped_early),
@@ -143,6 +145,7 @@ def metadata_of(result: CrossValidation) -> dict:
         "table": {
             "method": [r["method"] for r in rows],
             "alpha": [float(r["alpha"]) for r in rows],
+            "tv_weight": [float(r.get("tv_weight", float("nan"))) for r in rows],
             "iterations": [int(r["iterations"]) for r in rows],
             "xray_line": [r["xray_line"] for r in rows],
             "score": [float(r["score"]) for r in rows],

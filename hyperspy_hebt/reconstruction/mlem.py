@@ -44,6 +44,26 @@ def _mlem_kernel(block, geometry, iterations, subsets, weighted=False,
 AUTO_MLEM_ITERATIONS = (5, 10, 20, 50, 100, 200)
 
 
+def counting_problem(signal, source: LineSource, grid: GridOptions, run: RunOptions,
+                     method: str) -> Problem:
+    """The prepared series for a Poisson method: its maps in memory and checked >= 0.
+
+    The maps are brought into memory (one pass over the spectra) to check them here,
+    naming the line, rather than in a dask block at compute time.
+    """
+    problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
+                      compute=True)
+    lowest = dask.compute(*[s.min() for s in problem.eds])
+    for line, low in zip(problem.names, lowest):
+        if low < 0:
+            raise ValueError(
+                f"The {line} map holds negative counts (lowest {float(low):g}): {method}'s "
+                "Poisson likelihood needs counts >= 0. Background-subtracted maps dip below "
+                "0 by noise: reconstruct them with reconstruct_sirt, or give maps without "
+                "background subtraction (intensities=, background_windows=None).")
+    return problem
+
+
 def reconstruct_mlem(signal, iterations, subsets: int, source: LineSource,
                      grid: GridOptions, run: RunOptions) -> list:
     """Implement :meth:`TomographicEDSSpectrum.reconstruct_mlem`.
@@ -55,18 +75,7 @@ def reconstruct_mlem(signal, iterations, subsets: int, source: LineSource,
     from .auto import AUTO_SLICES, auto_folds, cross_validate_problem, metadata_of
 
     assert not isinstance(iterations, str) or iterations == AUTO  # checked_iterations
-    # The maps are brought into memory (one pass over the spectra) to check them here,
-    # naming the line, rather than in a dask block at compute time.
-    problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
-                      compute=True)
-    lowest = dask.compute(*[s.min() for s in problem.eds])
-    for line, low in zip(problem.names, lowest):
-        if low < 0:
-            raise ValueError(
-                f"The {line} map holds negative counts (lowest {float(low):g}): ML-EM's "
-                "Poisson likelihood needs counts >= 0. Background-subtracted maps dip below "
-                "0 by noise: reconstruct them with reconstruct_sirt, or give maps without "
-                "background subtraction (intensities=, background_windows=None).")
+    problem = counting_problem(signal, source, grid, run, "ML-EM")
     if not isinstance(iterations, str):
         return mlem_of(signal, problem, iterations, subsets, run)
     result = cross_validate_problem(

@@ -22,13 +22,15 @@ _EQUATION = {
                     "f_A = sigma_ion omega p eps / M (Eq. 7)"),
     "ML-EM": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
                      "f_A = sigma_ion omega p eps / M (Eq. 7)"),
+    "Poisson-TV": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
+                          "f_A = sigma_ion omega p eps / M (Eq. 7)"),
     "HEBT": ("z_A", "Yuan et al. 2021 Eq. 18: C_A = (X_A/z_A) / sum_B (X_B/z_B), "
                     "z_A = sigma_elastic / M (Eq. 14)"),
 }
 
 
 #: Algorithms whose maps are the EDS lines' own (quantified with f_A).
-EDS_ONLY = ("SIRT", "ML-EM")
+EDS_ONLY = ("SIRT", "ML-EM", "Poisson-TV")
 
 
 def _reconstruction_parameters(reconstructions):

@@ -260,7 +260,7 @@ def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
         yield pixel_major_snapshot(volume, (n_slices, g.n_z, g.n_x))
 
 
-def pixel_major_snapshot(volume: np.ndarray, shape: tuple) -> Callable[[], np.ndarray]:
+def pixel_major_snapshot(volume: np.ndarray, shape: tuple) -> Callable[..., np.ndarray]:
     """What the CPU step generators yield after each iteration.
 
     Called, it returns a C-ordered copy of the iterate shaped ``shape`` (``(..., n_z,
