@@ -129,13 +129,18 @@ def test_corrected_lazy_series_runs_on_a_cluster(series):
 
 @pytest.mark.slow
 def test_composition_passes_on_a_coarser_grid_agree_with_the_fine_ones():
-    """A 32-voxel grain (16 coarse voxels across, 0.69 of it a voxel inside its surface
+    """A 40-voxel grain (20 coarse voxels across, 0.74 of it a voxel inside its surface
     there), one detector, lazy: the default runs the composition passes on the 2x coarser
-    grid and agrees with "exact" (passes on the fine grid) within 0.13 wt% (measured;
-    0.3 asserted); both within issue 15's 1.5 wt% of the truth, from 6.5 wt% (O) off."""
+    grid and agrees with "exact" (passes on the fine grid) within 0.09 wt% (measured; 0.3
+    asserted). Both are within 0.7 wt% of the same SIRT of unabsorbed spectra (the
+    inclusion's Fe and Mg; 1.0 asserted), from 6.2 wt% (O) uncorrected. (At 32 voxels,
+    0.69 and so on the fine grid by default, the two agreed within 0.13 wt%.)"""
     detectors = [(0.0, 18.0)]
-    grain = Series(32, tuple(detectors))
+    grain = Series(40, tuple(detectors))
     s = grain.signal(lazy=True)
+    thin = grain.signal(absorbed=False)
+    reference = grain.errors_wt_percent(thin.quantify_cross_section(
+        thin.reconstruct_sirt(**SIRT)))
     plain = grain.errors_wt_percent(s.quantify_cross_section(s.reconstruct_sirt(**SIRT)))
     fast, exact = (s.reconstruct_sirt(**SIRT, absorption_correction=mode, density=3.6,
                                       detectors=detectors) for mode in (True, "exact"))
@@ -144,11 +149,13 @@ def test_composition_passes_on_a_coarser_grid_agree_with_the_fine_ones():
     assert record.composition_grid.startswith("2x coarser than the reconstruction's")
     assert exact[0].metadata.Reconstruction.Absorption.ray_factor_grid_coarsening == 1
     errors = [grain.errors_wt_percent(s.quantify_cross_section(r)) for r in (fast, exact)]
-    assert plain["inclusion"]["O"] < -5
+    assert plain["inclusion"]["O"] - reference["inclusion"]["O"] < -5
     for phase in ("matrix", "inclusion"):
         for element in ELEMENTS:
             assert abs(errors[0][phase][element] - errors[1][phase][element]) < 0.3
-            assert max(abs(e[phase][element]) for e in errors) < 1.5, (phase, element)
+            for e in errors:
+                assert abs(e[phase][element] - reference[phase][element]) < 1.0, (
+                    phase, element)
 
 
 def test_detectors_kept_apart_agree_once_corrected(series):

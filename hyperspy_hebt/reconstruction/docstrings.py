@@ -128,12 +128,12 @@ the maps, reconstruct again) until no element's mean weight fraction
 changes by more than 0.002 (at most 8 passes; refused otherwise). The
 passes only estimate the composition, so they run as SIRT on a grid
 twice as coarse (the maps binned 2 x 2) when the object is large enough
-there (at least 0.6 of it a coarse voxel inside its surface; else on the
+there (at least 0.7 of it a coarse voxel inside its surface; else on the
 reconstruction's grid, and the metadata says why); the chosen algorithm
 then runs once, at its full resolution and iterations, on the maps
 divided by the settled correction: lazy and distributed like an
 uncorrected run. Tested against passes on the reconstruction's own grid
-(``"exact"``, which costs more): within 0.13 wt% on a 32-voxel grain.
+(``"exact"``, which costs more): within 0.13 wt% on a 40-voxel grain.
 The results are thin-film equivalent (what the lines would give
 unabsorbed): quantify them as usual. Needs one line per element, a
 calibrated scan axis and numbers for ``iterations`` (and ``alpha``): run
