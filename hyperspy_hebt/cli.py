@@ -283,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
                      help="do not check the files against the .sha256 files beside them")
     loudness = rec.add_mutually_exclusive_group()
     loudness.add_argument("--quiet", action="store_true",
-                          help="print nothing but errors (no stages, no progress bar)")
+                          help="print no stages and no progress bar (errors still; the "
+                               "run's warnings are in summary.json)")
     loudness.add_argument("--verbose", action="store_true",
-                          help="also print the package's log messages (each choice made)")
+                          help="also print the package's warnings as they happen (stderr) "
+                               "and the progress bar when not on a terminal (a log file)")
     verify = command("verify", "check a result folder against the SHA-256 list in its "
                      "summary.json", "Check every file of a result folder against the size "
                      "and SHA-256 that summary.json lists; name any file changed, cut short, "
@@ -333,9 +335,6 @@ def _reconstruct(args: argparse.Namespace) -> int:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         package_log.addHandler(handler)
-        package_log.setLevel(logging.INFO)
-    elif args.quiet:
-        package_log.setLevel(logging.ERROR)
     previous = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a job scheduler, kill) unwinds like Ctrl-C, so the unfinished
@@ -358,7 +357,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
             detectors=None if args.detectors is None else [tuple(d) for d in args.detectors],
             overwrite=args.overwrite, verify_checksums=args.verify_checksums,
             progress=(lambda line: None) if args.quiet else print,
-            show_progressbar=False if args.quiet else None)
+            show_progressbar=False if args.quiet else True if args.verbose else None)
     except (ValueError, TypeError, FileNotFoundError, DataUnavailableError,
             AbsorptionNotConverged) as error:
         # The user's input or files: a message, not a traceback.
@@ -369,7 +368,6 @@ def _reconstruct(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
         if handler is not None:
             package_log.removeHandler(handler)
-        package_log.setLevel(logging.NOTSET)
     return 0
 
 
