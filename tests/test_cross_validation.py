@@ -122,7 +122,8 @@ def test_auto_settings_are_recorded(calibration):
                                   slices=1, **common)
     assert small.slices == [0]  # the paper phantom is a single slice
     line_best = small.setting("Ag_La")
-    assert set(line_best) == {"method", "alpha", "iterations"}
+    assert set(line_best) == {"method", "alpha", "tv_weight", "iterations"}
+    assert np.isnan(line_best["tv_weight"])  # no Poisson-TV scored here
     assert small.best["iterations"] in (20, 50)
     fig = small.plot()
     assert len(fig.axes) == 2
