@@ -78,6 +78,53 @@ def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iter
     return result
 
 
+def independent_channels(solve, block, geometry, weighted=False, half_thickness_px=None,
+                         columns=None, callback=None):
+    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent.
+
+    ``solve(projector, sinograms, callback=, ray_weights=, support=, columns=)`` is a
+    slice-stack kernel (``sirt``, ``mlem``, ``poisson_tv`` with their own settings bound).
+    With ``weighted`` the last channel holds ray weights shared by the others; with
+    ``half_thickness_px`` voxels farther from z = 0 are held at 0.
+    """
+    from ..tomography import get_projector
+    from ..tomography.geometry import slab_support
+
+    weights = None
+    if weighted:
+        block, weights = block[:-1], block[-1]
+    channels, slices = block.shape[:2]
+    if weights is not None:
+        weights = np.broadcast_to(weights, block.shape).reshape((channels * slices,)
+                                                                + block.shape[2:])
+    volume = solve(get_projector(geometry),
+                   block.reshape((channels * slices,) + block.shape[2:]), callback=callback,
+                   ray_weights=weights, support=slab_support(geometry, half_thickness_px),
+                   columns=columns)
+    return volume.reshape((channels, slices) + volume.shape[1:])
+
+
+def line_volumes(solve, problem, run: RunOptions, iterations: int, description: str) -> list:
+    """Every line of a prepared problem through ``solve`` (see :func:`independent_channels`).
+
+    Lazy: one graph per line (computing or saving a line runs only its own solver); eager:
+    every line in the same batches, one pass over ``W`` for all of them.
+    """
+    field = problem.field
+    weights = field.weights
+    kernel = functools.partial(independent_channels, solve, geometry=field.geometry,
+                               weighted=weights is not None,
+                               half_thickness_px=field.half_thickness_px)
+    extra = [weights] if weights is not None else []
+    blocks = functools.partial(run_blocks, kernel, geometry=field.geometry, lazy=problem.lazy,
+                               slices_per_block=run.slices_per_block, iterations=iterations,
+                               show_progressbar=run.show_progressbar, description=description)
+    if problem.lazy:
+        return [blocks(da.stack([da.asarray(c) for c in [s] + extra]), n_out=1)[0]
+                for s in problem.eds]
+    return list(blocks(np.stack(problem.eds + extra), n_out=len(problem.lines)))
+
+
 def kernel_backend(backend, lazy: bool) -> str:
     """The ``backend`` the kernels get.
 

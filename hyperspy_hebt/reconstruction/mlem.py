@@ -9,36 +9,11 @@ from __future__ import annotations
 import functools
 
 import dask
-import dask.array as da
-import numpy as np
 
-from ..tomography import get_projector
-from ..tomography.geometry import slab_support
 from ..tomography.mlem import mlem, validate_mlem_parameters
-from .blocks import base_parameters, reconstruction_signal, run_blocks
+from .blocks import base_parameters, line_volumes, reconstruction_signal
 from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem, prepare
-
-
-def _mlem_kernel(block, geometry, iterations, subsets, weighted=False,
-                 half_thickness_px=None, columns=None, callback=None):
-    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent.
-
-    With ``weighted`` the last channel holds ray weights shared by the others.
-    """
-    weights = None
-    if weighted:
-        block, weights = block[:-1], block[-1]
-    channels, slices = block.shape[:2]
-    if weights is not None:
-        weights = np.broadcast_to(weights, block.shape).reshape((channels * slices,)
-                                                                + block.shape[2:])
-    volume = mlem(get_projector(geometry),
-                  block.reshape((channels * slices,) + block.shape[2:]), iterations,
-                  subsets, callback, ray_weights=weights,
-                  support=slab_support(geometry, half_thickness_px), columns=columns)
-    return volume.reshape((channels, slices) + volume.shape[1:])
-
 
 #: Iteration counts "auto" scores (ML-EM is at its best earlier than SIRT on noisy maps).
 AUTO_MLEM_ITERATIONS = (5, 10, 20, 50, 100, 200)
@@ -97,22 +72,8 @@ def mlem_of(signal, problem: Problem, iterations: int, subsets: int, run: RunOpt
     layout, field = problem.layout, problem.field
     geometry = field.geometry
     iterations, subsets = validate_mlem_parameters(iterations, subsets, geometry.n_tilts)
-    weights = field.weights
-    kernel = functools.partial(_mlem_kernel, geometry=geometry, iterations=iterations,
-                               subsets=subsets, weighted=weights is not None,
-                               half_thickness_px=field.half_thickness_px)
-    extra = [weights] if weights is not None else []
-    if problem.lazy:
-        volumes = [run_blocks(kernel, da.stack([da.asarray(c) for c in [s] + extra]), 1,
-                              geometry, lazy=True, slices_per_block=run.slices_per_block,
-                              iterations=iterations, show_progressbar=run.show_progressbar,
-                              description="ML-EM")[0]
-                   for s in problem.eds]
-    else:
-        volumes = list(run_blocks(kernel, np.stack(problem.eds + extra), len(problem.lines),
-                                  geometry, lazy=False, slices_per_block=run.slices_per_block,
-                                  iterations=iterations, show_progressbar=run.show_progressbar,
-                                  description="ML-EM"))
+    solve = functools.partial(mlem, iterations=iterations, subsets=subsets)
+    volumes = line_volumes(solve, problem, run, iterations, "ML-EM")
     parameters = base_parameters(layout, "ML-EM", iterations, run, problem.sigma, "cpu")
     # Multiplicative updates: no relaxation, positive by construction.
     parameters.pop("relaxation")

@@ -9,36 +9,14 @@ from __future__ import annotations
 
 import functools
 
-import dask.array as da
-import numpy as np
-
-from ..tomography import get_projector
-from ..tomography.geometry import slab_support
 from ..tomography.poisson_tv import poisson_tv, validate_tv_parameters
-from .blocks import base_parameters, reconstruction_signal, run_blocks
+from .blocks import base_parameters, line_volumes, reconstruction_signal
 from .mlem import counting_problem
 from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem
 
 #: Weights per tilt that ``tv_weight="auto"`` scores (a decade in steps of about 3).
 AUTO_TV_WEIGHTS = (0.003, 0.01, 0.03, 0.1, 0.3)
-
-
-def _tv_kernel(block, geometry, iterations, tv_weight, weighted=False,
-               half_thickness_px=None, columns=None, callback=None):
-    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent."""
-    weights = None
-    if weighted:
-        block, weights = block[:-1], block[-1]
-    channels, slices = block.shape[:2]
-    if weights is not None:
-        weights = np.broadcast_to(weights, block.shape).reshape((channels * slices,)
-                                                                + block.shape[2:])
-    volume = poisson_tv(get_projector(geometry),
-                        block.reshape((channels * slices,) + block.shape[2:]), iterations,
-                        tv_weight, callback, ray_weights=weights,
-                        support=slab_support(geometry, half_thickness_px), columns=columns)
-    return volume.reshape((channels, slices) + volume.shape[1:])
 
 
 def reconstruct_poisson_tv(signal, iterations: int, tv_weight, source: LineSource,
@@ -73,24 +51,9 @@ def poisson_tv_of(signal, problem: Problem, iterations: int, tv_weight: float,
                   run: RunOptions) -> list:
     """Poisson + TV of every line of a prepared problem, as Signal2D stacks of ``signal``."""
     layout, field = problem.layout, problem.field
-    geometry = field.geometry
     iterations, tv_weight = validate_tv_parameters(iterations, tv_weight)
-    weights = field.weights
-    kernel = functools.partial(_tv_kernel, geometry=geometry, iterations=iterations,
-                               tv_weight=tv_weight, weighted=weights is not None,
-                               half_thickness_px=field.half_thickness_px)
-    extra = [weights] if weights is not None else []
-    if problem.lazy:
-        volumes = [run_blocks(kernel, da.stack([da.asarray(c) for c in [s] + extra]), 1,
-                              geometry, lazy=True, slices_per_block=run.slices_per_block,
-                              iterations=iterations, show_progressbar=run.show_progressbar,
-                              description="Poisson-TV")[0]
-                   for s in problem.eds]
-    else:
-        volumes = list(run_blocks(kernel, np.stack(problem.eds + extra), len(problem.lines),
-                                  geometry, lazy=False, slices_per_block=run.slices_per_block,
-                                  iterations=iterations, show_progressbar=run.show_progressbar,
-                                  description="Poisson-TV"))
+    solve = functools.partial(poisson_tv, iterations=iterations, tv_weight=tv_weight)
+    volumes = line_volumes(solve, problem, run, iterations, "Poisson-TV")
     parameters = base_parameters(layout, "Poisson-TV", iterations, run, problem.sigma, "cpu")
     parameters.pop("relaxation")
     parameters["positivity"] = "constraint of the problem"

@@ -10,34 +10,19 @@ import functools
 import dask.array as da
 import numpy as np
 
-from ..tomography import get_projector, sirt, validate_sirt_parameters
-from ..tomography.geometry import slab_support
+from ..tomography import sirt, validate_sirt_parameters
 from .absorption import corrected
-from .blocks import base_parameters, kernel_backend, reconstruction_signal, run_blocks
+from .blocks import (
+    base_parameters,
+    independent_channels,
+    kernel_backend,
+    line_volumes,
+    reconstruction_signal,
+    run_blocks,
+)
 from .intensities import title_of
 from .options import Absorption, GridOptions, LineSource, RunOptions
 from .problem import Problem, prepare, prepare_adf
-
-
-def _sirt_kernel(block, geometry, iterations, relaxation, positivity, weighted=False,
-                 backend="cpu", half_thickness_px=None, columns=None, callback=None):
-    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent.
-
-    With ``weighted`` the last channel holds ray weights shared by the others; with
-    ``half_thickness_px`` voxels farther from z = 0 are held at 0.
-    """
-    weights = None
-    if weighted:
-        block, weights = block[:-1], block[-1]
-    channels, slices = block.shape[:2]
-    if weights is not None:
-        weights = np.broadcast_to(weights, block.shape).reshape((channels * slices,)
-                                                                + block.shape[2:])
-    volume = sirt(get_projector(geometry), block.reshape((channels * slices,) + block.shape[2:]),
-                  iterations, relaxation, positivity, callback, ray_weights=weights,
-                  backend=backend, support=slab_support(geometry, half_thickness_px),
-                  columns=columns)
-    return volume.reshape((channels, slices) + volume.shape[1:])
 
 
 def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOptions,
@@ -61,25 +46,11 @@ def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOpti
 
 def sirt_of(signal, problem: Problem, iterations: int, run: RunOptions) -> list:
     """SIRT of every line of a prepared problem, as Signal2D stacks of ``signal``."""
-    layout, lines, lazy, field = problem.layout, problem.lines, problem.lazy, problem.field
-    backend = kernel_backend(run.backend, lazy)
-    sinograms, weights = problem.eds, field.weights
-    geometry, weighted = field.geometry, weights is not None
-    kernel = functools.partial(_sirt_kernel, geometry=geometry, iterations=iterations,
-                               relaxation=run.relaxation, positivity=run.positivity,
-                               weighted=weighted, backend=backend,
-                               half_thickness_px=field.half_thickness_px)
-    blocks = functools.partial(run_blocks, kernel, geometry=geometry, lazy=lazy,
-                               slices_per_block=run.slices_per_block, iterations=iterations,
-                               show_progressbar=run.show_progressbar, description="SIRT")
-    extra = [weights] if weighted else []
-    if lazy:
-        # One graph per line: computing or saving a line runs only its own SIRT.
-        volumes = [blocks(da.stack([da.asarray(c) for c in [s] + extra]), n_out=1)[0]
-                   for s in sinograms]
-    else:
-        # Eager: every line in the same batches, one pass over W for all of them.
-        volumes = list(blocks(np.stack(sinograms + extra), n_out=len(lines)))
+    layout, lines, field = problem.layout, problem.lines, problem.field
+    backend = kernel_backend(run.backend, problem.lazy)
+    solve = functools.partial(sirt, iterations=iterations, relaxation=run.relaxation,
+                              positivity=run.positivity, backend=backend)
+    volumes = line_volumes(solve, problem, run, iterations, "SIRT")
     parameters = base_parameters(layout, "SIRT", iterations, run, problem.sigma, backend)
     parameters.update(field.record)
     return [reconstruction_signal(signal, layout, volume, parameters, line)
@@ -96,9 +67,10 @@ def reconstruct_adf(signal, adf, iterations: int, grid: GridOptions, run: RunOpt
     layout, lazy, field = problem.layout, problem.lazy, problem.field
     backend = kernel_backend(run.backend, lazy)
     weights = field.weights
-    kernel = functools.partial(_sirt_kernel, geometry=field.geometry, iterations=iterations,
-                               relaxation=run.relaxation, positivity=run.positivity,
-                               weighted=weights is not None, backend=backend)
+    solve = functools.partial(sirt, iterations=iterations, relaxation=run.relaxation,
+                              positivity=run.positivity, backend=backend)
+    kernel = functools.partial(independent_channels, solve, geometry=field.geometry,
+                               weighted=weights is not None)
     assert problem.adf is not None
     channels = [problem.adf] + ([] if weights is None else [weights])
     stacked = da.stack([da.asarray(c) for c in channels]) if lazy else np.stack(channels)

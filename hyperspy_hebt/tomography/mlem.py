@@ -21,12 +21,13 @@ iteration count is the regularisation.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import _sparse
-from .projector import Projector
+from .projector import Projector, inverse_or_zero
 from .sirt import pixel_major_snapshot, ray_weight_columns, run_steps
 
 __all__ = ["mlem", "poisson_log_likelihood", "validate_mlem_parameters"]
@@ -85,46 +86,87 @@ def _subset_matrices(projector: Projector, subsets: int):
     return out
 
 
-def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
-                ray_weights=None, support=None):
-    """Yield, after each (OS-)EM iteration, a function that copies the iterate out."""
+@dataclass(frozen=True)
+class CountingInputs:
+    """Counts in the kernels' layout, checked, for the Poisson solvers.
+
+    Attributes
+    ----------
+    counts : numpy.ndarray
+        float32 ``(n_rays, n_slices)`` measured counts (not weighted).
+    weights : numpy.ndarray
+        float32 ``(n_rays, 1)`` (every ray weighs 1) or ``(n_rays, n_slices)``.
+    mask : numpy.ndarray
+        float32 ``(n_pixels,)``: 1 inside the support, 0 outside.
+    row_sums : numpy.ndarray
+        float32 ``(n_rays,)``: each ray's length within the support.
+    level : numpy.ndarray
+        float32 ``(n_slices,)``: the constant that, inside the support, gives each
+        slice's weighted counts (1 for a slice without counts): the solvers' start.
+    """
+
+    counts: np.ndarray
+    weights: np.ndarray
+    mask: np.ndarray
+    row_sums: np.ndarray
+    level: np.ndarray
+
+
+def counting_inputs(projector: Projector, sinograms, ray_weights=None,
+                    support=None) -> CountingInputs:
+    """Check ``sinograms`` as counts (finite, >= 0) and lay them out for the kernels.
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, NaN or infinite values, negative counts, or ray weights outside
+        [0, 1].
+    """
     g = projector.geometry
     sinograms = np.asarray(sinograms)
     if sinograms.ndim != 3 or sinograms.shape[1:] != (g.n_tilts, g.n_detector):
         raise ValueError(f"sinograms must have shape (n_slices, {g.n_tilts}, "
                          f"{g.n_detector}), got {sinograms.shape}.")
     if not np.isfinite(sinograms).all():
-        raise ValueError("sinograms contain NaN or infinite values; ML-EM would spread "
-                         "them over the whole slice.")
+        raise ValueError("sinograms contain NaN or infinite values; the solver would "
+                         "spread them over the whole slice.")
     if (sinograms < 0).any():
         raise ValueError(
             f"sinograms hold negative values (lowest {float(sinograms.min()):g}): the "
             "Poisson likelihood needs counts >= 0. Background-subtracted maps can dip "
             "below 0 by noise; reconstruct them with SIRT, or clip them knowingly.")
     n_slices = sinograms.shape[0]
-    measured = np.ascontiguousarray(sinograms.reshape(n_slices, g.n_rays).T, np.float32)
+    counts = np.ascontiguousarray(sinograms.reshape(n_slices, g.n_rays).T, np.float32)
     weights = ray_weight_columns(ray_weights, sinograms.shape, g.n_rays)
-    if weights is not None:
-        measured = measured * weights
+    weights = np.ones((g.n_rays, 1), np.float32) if weights is None else weights
     mask = (np.ones(g.n_pixels, np.float32) if support is None
             else np.asarray(support, np.float32).reshape(-1))
     if mask.shape != (g.n_pixels,):
         raise ValueError(f"support must be ({g.n_z}, {g.n_x}), got {np.shape(support)}.")
+    row_sums = np.asarray(projector.matrix @ mask, np.float32)
+    level = (weights * counts).sum(axis=0) / np.maximum(
+        (weights * row_sums[:, None]).sum(axis=0), 1e-30)
+    level = np.where(level > 0, level, 1.0).astype(np.float32)
+    return CountingInputs(counts, weights, mask, row_sums, level)
+
+
+def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
+                ray_weights=None, support=None):
+    """Yield, after each (OS-)EM iteration, a function that copies the iterate out."""
+    g = projector.geometry
+    inputs = counting_inputs(projector, sinograms, ray_weights, support)
+    n_slices = inputs.counts.shape[1]
+    measured = inputs.counts * inputs.weights
     parts = []
     for rays, rows, transposed in _subset_matrices(projector, subsets):
-        ray_weight = (np.ones((rays.size, 1), np.float32) if weights is None
-                      else np.ascontiguousarray(weights[rays]))
+        ray_weight = np.ascontiguousarray(inputs.weights[rays])
         sensitivity = np.empty((g.n_pixels, ray_weight.shape[1]), np.float32)
         _sparse.csr_matmat(transposed, ray_weight, sensitivity)
-        inverse = np.ascontiguousarray(
-            np.where(sensitivity > 0, 1.0 / np.where(sensitivity > 0, sensitivity, 1), 0.0)
-            * mask[:, None], dtype=np.float32)
+        inverse = np.ascontiguousarray(inverse_or_zero(sensitivity) * inputs.mask[:, None])
         parts.append((rows, transposed, np.ascontiguousarray(measured[rays]), inverse))
     # Start: the constant that gives each slice's counts through the whole system.
-    row_sums = np.asarray(projector.matrix @ mask, np.float32)
-    weight_sums = (row_sums[:, None] if weights is None else weights * row_sums[:, None])
-    total = measured.sum(axis=0) / np.maximum(weight_sums.sum(axis=0), 1e-30)
-    volume = np.ascontiguousarray(mask[:, None] * total[None, :], dtype=np.float32)
+    volume = np.ascontiguousarray(inputs.mask[:, None] * inputs.level[None, :],
+                                  dtype=np.float32)
     ratio_buffers = [np.empty((part[2].shape[0], n_slices), np.float32) for part in parts]
     while True:
         for (rows, transposed, counts, inverse), ratio in zip(parts, ratio_buffers):

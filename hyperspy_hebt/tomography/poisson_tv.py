@@ -27,8 +27,9 @@ import numba
 import numpy as np
 
 from . import _sparse
-from .projector import Projector
-from .sirt import pixel_major_snapshot, ray_weight_columns, run_steps
+from .mlem import counting_inputs
+from .projector import Projector, inverse_or_zero
+from .sirt import pixel_major_snapshot, run_steps
 
 __all__ = ["poisson_tv", "validate_tv_parameters"]
 
@@ -120,37 +121,16 @@ def _poisson_tv_steps(projector: Projector, sinograms: np.ndarray, tv_weight: fl
                       ray_weights=None, support=None):
     """Yield, after each PDHG iteration, a function that copies the iterate out."""
     g = projector.geometry
-    sinograms = np.asarray(sinograms)
-    if sinograms.ndim != 3 or sinograms.shape[1:] != (g.n_tilts, g.n_detector):
-        raise ValueError(f"sinograms must have shape (n_slices, {g.n_tilts}, "
-                         f"{g.n_detector}), got {sinograms.shape}.")
-    if not np.isfinite(sinograms).all():
-        raise ValueError("sinograms contain NaN or infinite values.")
-    if (sinograms < 0).any():
-        raise ValueError(
-            f"sinograms hold negative values (lowest {float(sinograms.min()):g}): the "
-            "Poisson likelihood needs counts >= 0; reconstruct background-subtracted maps "
-            "with SIRT.")
-    n_slices = sinograms.shape[0]
-    counts = np.ascontiguousarray(sinograms.reshape(n_slices, g.n_rays).T, np.float32)
-    weights = ray_weight_columns(ray_weights, sinograms.shape, g.n_rays)
-    weights = np.ones((g.n_rays, 1), np.float32) if weights is None else weights
-    mask = (np.ones(g.n_pixels, np.float32) if support is None
-            else np.asarray(support, np.float32).reshape(-1))
-    if mask.shape != (g.n_pixels,):
-        raise ValueError(f"support must be ({g.n_z}, {g.n_x}), got {np.shape(support)}.")
-    row_sums = np.asarray(projector.matrix @ mask, np.float32)
-    sigma = np.where(row_sums > 0, 1.0 / np.where(row_sums > 0, row_sums, 1), 0.0)
-    sigma = sigma.astype(np.float32)
+    inputs = counting_inputs(projector, sinograms, ray_weights, support)
+    weights, mask, level = inputs.weights, inputs.mask, inputs.level
+    n_slices = level.size
+    sigma = inverse_or_zero(inputs.row_sums)
     tau = (mask / (np.asarray(projector.column_sums, np.float32) + 4.0)).astype(np.float32)
     bound = np.float32(tv_weight * g.n_tilts)
     # Each slice in units of the constant that gives its counts (ML-EM's start): the
     # minimiser scales with the counts but PDHG's steps do not, so without this the
     # iterations needed would grow with the dose.
-    level = (weights * counts).sum(axis=0) / np.maximum(
-        (weights * row_sums[:, None]).sum(axis=0), 1e-30)
-    level = np.where(level > 0, level, 1.0).astype(np.float32)
-    counts = np.ascontiguousarray(counts / level[None, :], dtype=np.float32)
+    counts = np.ascontiguousarray(inputs.counts / level[None, :], dtype=np.float32)
     volume = np.ascontiguousarray(np.repeat(mask[:, None], n_slices, axis=1), np.float32)
     x_bar = volume.copy()
     dual = np.zeros((g.n_rays, n_slices), np.float32)
