@@ -376,54 +376,37 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
             totals[key] = totals.get(key, 0.0) + scorer(truth, prediction)
 
     stopped = {}
+    def lines_run(label, parameter, steps_of):
+        """Run and score a kernel that reconstructs every line's maps independently.
+
+        ``steps_of(projector, stacked maps, ray weights)`` gives its step generator.
+        """
+        def steps(fold):
+            stacked = fold.train_eds.reshape((k * n_slices,) + fold.train_eds.shape[2:])
+            ray_weights = (None if fold.train_weights is None
+                           else np.tile(fold.train_weights, (k, 1, 1)))
+            return steps_of(fold.train_projector, stacked, ray_weights)
+
+        def score(fold, n, snapshot):
+            predictions = _held_out(fold.test_projector, snapshot, k * n_slices)
+            record(fold, label, parameter, n,
+                   predictions.reshape(k, n_slices, fold.n_held, n_det))
+
+        return _lockstep([steps(f) for f in folds], folds, iterations, score, totals,
+                         (label, parameter), names, stop_early, stop_on)
+
     if "sirt" in methods:
-        def sirt_steps(fold):
-            stacked = fold.train_eds.reshape((k * n_slices,) + fold.train_eds.shape[2:])
-            ray_weights = (None if fold.train_weights is None
-                           else np.tile(fold.train_weights, (k, 1, 1)))
-            return _sirt_steps(fold.train_projector, stacked, float(relaxation), positivity,
-                               ray_weights, backend, support)
-
-        def score_sirt(fold, n, snapshot):
-            predictions = _held_out(fold.test_projector, snapshot, k * n_slices)
-            record(fold, "SIRT", None, n, predictions.reshape(k, n_slices, fold.n_held,
-                                                               n_det))
-
-        stopped["SIRT"] = _lockstep([sirt_steps(f) for f in folds], folds, iterations,
-                                    score_sirt, totals, ("SIRT", None), names, stop_early,
-                                    stop_on)
+        stopped["SIRT"] = lines_run("SIRT", None, lambda projector, stacked, w: _sirt_steps(
+            projector, stacked, float(relaxation), positivity, w, backend, support))
     if "mlem" in methods:
-        def mlem_steps(fold):
-            stacked = fold.train_eds.reshape((k * n_slices,) + fold.train_eds.shape[2:])
-            ray_weights = (None if fold.train_weights is None
-                           else np.tile(fold.train_weights, (k, 1, 1)))
-            return _mlem_steps(fold.train_projector, stacked, 1, ray_weights, support)
-
-        def score_mlem(fold, n, snapshot):
-            predictions = _held_out(fold.test_projector, snapshot, k * n_slices)
-            record(fold, "ML-EM", None, n, predictions.reshape(k, n_slices, fold.n_held,
-                                                                n_det))
-
-        stopped["ML-EM"] = _lockstep([mlem_steps(f) for f in folds], folds, iterations,
-                                     score_mlem, totals, ("ML-EM", None), names, stop_early,
-                                     stop_on)
+        stopped["ML-EM"] = lines_run("ML-EM", None, lambda projector, stacked, w: _mlem_steps(
+            projector, stacked, 1, w, support))
     if "poisson_tv" in methods:
         for tv_weight in tv_weights:
-            def tv_steps(fold, tv_weight=tv_weight):
-                stacked = fold.train_eds.reshape((k * n_slices,) + fold.train_eds.shape[2:])
-                ray_weights = (None if fold.train_weights is None
-                               else np.tile(fold.train_weights, (k, 1, 1)))
-                return _poisson_tv_steps(fold.train_projector, stacked, tv_weight,
-                                         ray_weights, support)
-
-            def score_tv(fold, n, snapshot, tv_weight=tv_weight):
-                predictions = _held_out(fold.test_projector, snapshot, k * n_slices)
-                record(fold, "Poisson-TV", tv_weight, n,
-                       predictions.reshape(k, n_slices, fold.n_held, n_det))
-
-            stopped[f"Poisson-TV weight {tv_weight:g}"] = _lockstep(
-                [tv_steps(f) for f in folds], folds, iterations, score_tv, totals,
-                ("Poisson-TV", tv_weight), names, stop_early, stop_on)
+            stopped[f"Poisson-TV weight {tv_weight:g}"] = lines_run(
+                "Poisson-TV", tv_weight,
+                lambda projector, stacked, w, tv_weight=tv_weight: _poisson_tv_steps(
+                    projector, stacked, tv_weight, w, support))
     if "hebt" in methods:
         for fold in folds:
             fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(
