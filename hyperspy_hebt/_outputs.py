@@ -12,12 +12,13 @@ run's results is never written into.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
+
+from .checksums import file_sha256
 
 #: The file that marks a folder as a run's results (written last).
 SUMMARY = "summary.json"
@@ -80,12 +81,8 @@ def manifest(folder: Path) -> list:
     """Every file under ``folder``: its path relative to it, size in bytes and SHA-256."""
     files = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with open(path, "rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
         files.append({"path": path.relative_to(folder).as_posix(),
-                      "bytes": path.stat().st_size, "sha256": digest.hexdigest()})
+                      "bytes": path.stat().st_size, "sha256": file_sha256(path)})
     return files
 
 

@@ -21,7 +21,8 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["CHECKSUM_SUFFIX", "ChecksumMismatch", "verify_checksum", "write_checksum"]
+__all__ = ["CHECKSUM_SUFFIX", "ChecksumMismatch", "file_sha256", "verify_checksum",
+           "write_checksum"]
 
 #: Suffix of the checksum file beside a file or folder.
 CHECKSUM_SUFFIX = ".sha256"
@@ -33,7 +34,8 @@ class ChecksumMismatch(ValueError):
     """A file differs from the checksum written beside it (damaged or changed since)."""
 
 
-def _digest(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while block := stream.read(_BLOCK_BYTES):
@@ -79,7 +81,7 @@ def write_checksum(path: str | os.PathLike) -> Path:
     members = _members(path)
     if not members:
         raise ValueError(f"{path} is an empty folder: nothing to write a checksum of.")
-    lines = [f"{_digest(m)}  {m.relative_to(path.parent).as_posix()}\n" for m in members]
+    lines = [f"{file_sha256(m)}  {m.relative_to(path.parent).as_posix()}\n" for m in members]
     sidecar = _sidecar(path)
     temporary = sidecar.with_name(sidecar.name + ".partial")
     temporary.write_text("".join(lines), encoding="utf-8")
@@ -141,7 +143,7 @@ def verify_checksum(path: str | os.PathLike) -> bool:
     for extra in sorted(set(present) - set(expected)):
         raise ChecksumMismatch(f"{present[extra]} is not listed in {sidecar}. " + remedy)
     for key, member in present.items():
-        if _digest(member) != expected[key]:
+        if file_sha256(member) != expected[key]:
             raise ChecksumMismatch(f"{member} does not match its SHA-256 in {sidecar}. "
                                    + remedy)
     return True

@@ -28,6 +28,20 @@ def make_series(n_x=16, n_slices=3, tilts=TILTS, lazy=False, noise=True, seed=0)
     )
 
 
+def counting_phantom(n: int = 48, n_tilts: int = 29, seed: int = 0):
+    """The paper's core-shell slice (2 slices) at a few counts per pixel, for the Poisson
+    solvers: ``(truth, projector, noiseless counts, Poisson counts)``."""
+    from hyperspy_hebt.simulation import core_shell_phantom
+    from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+
+    core, shell = core_shell_phantom(n, 2)
+    truth = (3.0 * (0.2 * core + 0.8 * shell)).astype(np.float32)
+    projector = get_projector(ParallelBeamGeometry(tuple(np.linspace(-70, 70, n_tilts)), n))
+    clean = projector.forward(truth)
+    noisy = np.random.default_rng(seed).poisson(clean).astype(np.float32)
+    return truth, projector, clean, noisy
+
+
 def count_block_reads(signal) -> list:
     """Make a lazy signal record every block of its data that is read; return the record."""
     reads = []

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-from helpers import make_series
+from helpers import counting_phantom, make_series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperspy_hebt.simulation import core_shell_phantom
 from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector, sirt
 from hyperspy_hebt.tomography.mlem import mlem, poisson_log_likelihood
 
@@ -43,13 +42,7 @@ def test_every_iteration_raises_the_likelihood_and_keeps_the_counts(n, n_tilts, 
 @pytest.fixture(scope="module")
 def phantom():
     """The paper's core-shell slice at 48 px, 29 tilts, noiseless and Poisson."""
-    n = 48
-    core, shell = core_shell_phantom(n, 2)
-    truth = (3.0 * (0.2 * core + 0.8 * shell)).astype(np.float32)
-    projector = get_projector(ParallelBeamGeometry(tuple(np.linspace(-70, 70, 29)), n))
-    clean = projector.forward(truth)
-    noisy = np.random.default_rng(0).poisson(clean).astype(np.float32)
-    return truth, projector, clean, noisy
+    return counting_phantom()
 
 
 def _error(volume, truth):

@@ -3,11 +3,10 @@ reconstruct_poisson_tv (reconstruction.poisson_tv)."""
 
 import numpy as np
 import pytest
-from helpers import make_series
+from helpers import counting_phantom, make_series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperspy_hebt.simulation import core_shell_phantom
 from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector, sirt
 from hyperspy_hebt.tomography.mlem import mlem, poisson_log_likelihood
 from hyperspy_hebt.tomography.poisson_tv import poisson_tv
@@ -16,11 +15,7 @@ from hyperspy_hebt.tomography.poisson_tv import poisson_tv
 @pytest.fixture(scope="module")
 def phantom():
     """The paper's core-shell slice at 48 px, 29 tilts, Poisson counts of a few per pixel."""
-    n = 48
-    core, shell = core_shell_phantom(n, 2)
-    truth = (3.0 * (0.2 * core + 0.8 * shell)).astype(np.float32)
-    projector = get_projector(ParallelBeamGeometry(tuple(np.linspace(-70, 70, 29)), n))
-    noisy = np.random.default_rng(0).poisson(projector.forward(truth)).astype(np.float32)
+    truth, projector, _, noisy = counting_phantom()
     return truth, projector, noisy
 
 

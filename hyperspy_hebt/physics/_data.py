@@ -11,11 +11,12 @@ from instead (the same three files, verified the same way).
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
+
+from ..checksums import file_sha256
 
 DATA_DIR_VARIABLE = "HYPERSPY_HEBT_DATA_DIR"
 EPQ_COMMIT = "6af85b6dbb0d128a879830db045aea12206d7d41"
@@ -44,14 +45,6 @@ def data_folder() -> tuple[Path, str]:
     return PACKAGED_DIR, "the copy shipped with hyperspy_hebt"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verified_path(name: str) -> Path:
     folder, origin = data_folder()
     path = folder / name
@@ -62,7 +55,7 @@ def _verified_path(name: str) -> Path:
             f"commit {EPQ_COMMIT}, folder {EPQ_FOLDER}), or unset {DATA_DIR_VARIABLE} to "
             "use the copy shipped with the package."
         )
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != REGISTRY[name]:
         raise DataUnavailableError(
             f"{path} has SHA-256 {actual}, expected {REGISTRY[name]} (NIST EPQ commit "
