@@ -23,6 +23,7 @@ from .reconstruction.options import (
     Absorption,
     Alpha,
     Backend,
+    Bootstrap,
     GridOptions,
     HebtModel,
     Iterations,
@@ -143,6 +144,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         density: float | None = None,
         detectors: Sequence | None = None,
         detector_efficiency=1.0,
+        uncertainty: int = 0,
+        random_state: int | None = None,
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by SIRT (paper Eq. 10-11).
 
@@ -173,6 +176,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         <detectors>
         <detector_efficiency>
             Here only for ``absorption_correction``'s quantification.
+        <uncertainty>
+        <random_state>
 
         Returns
         -------
@@ -189,7 +194,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
-        run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend)
+        run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend,
+                         Bootstrap.of(uncertainty, random_state))
         absorption = Absorption(absorption_correction, density, detectors)
         count = checked_iterations(iterations, run.relaxation)
         if isinstance(count, str):  # "auto"
@@ -216,6 +222,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         padding_px: Padding = "auto",
         invalid_pixels="auto",
         thickness_nm: float | None = None,
+        uncertainty: int = 0,
+        random_state: int | None = None,
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by ML-EM (Poisson likelihood).
 
@@ -248,6 +256,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         <padding_px>
         <invalid_pixels>
         <thickness_nm>
+        <uncertainty>
+            The repeats are Poisson counts of the fitted projections (the model ML-EM
+            fits): maps without background subtraction.
+        <random_state>
 
         Returns
         -------
@@ -265,7 +277,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
-        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu")
+        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu",
+                         Bootstrap.of(uncertainty, random_state))
         count = checked_iterations(iterations)
         return _mlem.reconstruct_mlem(self, count, subsets, source, grid, run)
 
@@ -286,6 +299,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         padding_px: Padding = "auto",
         invalid_pixels="auto",
         thickness_nm: float | None = None,
+        uncertainty: int = 0,
+        random_state: int | None = None,
     ) -> list:
         """Reconstruct each line by Poisson likelihood + total variation (low dose).
 
@@ -322,6 +337,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         <padding_px>
         <invalid_pixels>
         <thickness_nm>
+        <uncertainty>
+            The repeats are Poisson counts of the fitted projections: maps without
+            background subtraction. Each repeat is reconstructed at the chosen weight.
+        <random_state>
 
         Returns
         -------
@@ -339,7 +358,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
-        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu")
+        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu",
+                         Bootstrap.of(uncertainty, random_state))
         if not (isinstance(tv_weight, str) and tv_weight == "auto"):
             validate_tv_parameters(iterations, tv_weight)
         return _poisson_tv.reconstruct_poisson_tv(self, iterations, tv_weight, source, grid,
@@ -697,6 +717,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         composition_units: str = "weight",
         detector_efficiency=1.0,
         regions=None,
+        factor_uncertainty: Sequence[float] | dict | float | None = None,
     ) -> list:
         """Turn reconstructed line intensities into weight fractions (paper Eq. 12 / 18).
 
@@ -734,6 +755,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             The table (voxels, mean and spread per element) goes into every map's
             ``metadata.Quantification.Regions``. Lazy results compute nothing: call
             :func:`hyperspy_hebt.regions.composition_table` on them once computed.
+        factor_uncertainty : float, sequence or dict, optional
+            Relative standard uncertainty of the factors (0.05 = 5 %; one for all, one
+            per line in order, or a dict keyed by line or element), added to the
+            fractions' variance. None (default): not included, and the record says so
+            (the computed factors come with no stated uncertainty).
 
         Returns
         -------
@@ -742,13 +768,18 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             their metadata plus a ``Quantification`` node (method, factor and
             units, beam energy, threshold and how it was found, units, and the
             regions' table). For lazy input the ESF threshold is fitted when the
-            data are computed.
+            data are computed. When the reconstructions carry a variance
+            (``uncertainty=`` of the reconstruct methods), each fraction map carries
+            its own in ``metadata.Signal.Noise_properties.variance``: first-order
+            propagation, the lines independent, conditional on the threshold (0
+            outside); how, in ``Quantification.Uncertainty``.
 
         Raises
         ------
         ValueError
             Reconstructions of mixed algorithms or geometries, a bad threshold,
-            units or factors, or ``regions`` with lazy reconstructions.
+            units, factors or ``factor_uncertainty``, ``regions`` with lazy
+            reconstructions, or a variance on some reconstructions and not others.
         """
         if regions is not None and any(getattr(r, "_lazy", False) for r in reconstructions):
             raise ValueError(
@@ -758,6 +789,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         fractions = _quantification.quantify_cross_section(
             self, reconstructions, factors=factors, threshold=threshold,
             composition_units=composition_units, detector_efficiency=detector_efficiency,
+            factor_uncertainty=factor_uncertainty,
         )
         if regions is not None:
             from .regions import composition_table

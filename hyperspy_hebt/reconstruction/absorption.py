@@ -224,8 +224,13 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem, int], 
     del first, passes, result.volumes[:], result.fractions[:]
     thin = grid.interpolate_rays(result.thin)
     factors = factors_of(grid.interpolate_rays(result.detected), thin)
+    # The maps' variance scales with the square of the division; the factors' own noise
+    # (they come from the data's composition) is not in the bootstrap.
+    variance = None if problem.variance is None else [
+        _divided(v, c * c) for v, c in zip(problem.variance, factors)]
     out = run_algorithm(replace(problem, eds=[_divided(p, c) for p, c in
-                                              zip(problem.eds, factors)]), iterations)
+                                              zip(problem.eds, factors)], variance=variance),
+                        iterations)
     history = result.history
     coarse = grid.coarse_geometry
     record = {

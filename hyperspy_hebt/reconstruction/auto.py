@@ -171,7 +171,7 @@ def auto_sirt(signal, source: LineSource, grid: GridOptions, run: RunOptions) ->
     folds = auto_folds(len(signal.tilt_angles))
     # One preparation (lazy: one pass over the spectra) for the scores and the results.
     problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
-                      compute=True)
+                      compute=True, variance=run.bootstrap is not None)
     result = cross_validate_problem(
         signal, problem, methods=("sirt",), iterations=AUTO_ITERATIONS, alphas=(),
         holdout=folds, score="poisson", slices=AUTO_SLICES, model=HebtModel(), run=run,

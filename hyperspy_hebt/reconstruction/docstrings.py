@@ -154,6 +154,24 @@ turns the specimen toward, 90 along the tilt axis (exspy's convention).
 None reads them from the file: Velox's per-detector list in
 ``original_metadata`` (a Super-X: four at 18 deg), else
 ``Acquisition_instrument.TEM.Detector.EDS``."""),
+    "uncertainty": ("int", """\
+0 (default): none. A number of replicates (20 or more): each returned
+reconstruction gets a per-voxel variance in
+``metadata.Signal.Noise_properties.variance`` (HyperSpy's place for it;
+its square root is the standard deviation), by a parametric bootstrap:
+the reconstruction's own projections plus the maps' noise (Poisson
+statistics of the spectra through the integration, or the given maps'
+``Noise_properties.variance``), drawn ``uncertainty`` times and each
+reconstructed like the data. It costs ``uncertainty + 1`` more
+reconstructions. Tested calibrated: across independent noise
+realisations of a phantom the spread matches the predicted standard
+deviation within 20 % in the particle's interior. It holds the noise
+only, not bias (a semi-converged blur, the missing wedge) nor systematic
+errors; :meth:`quantify_cross_section` carries it into the weight
+fractions. How: ``metadata.Reconstruction.Uncertainty``."""),
+    "random_state": ("int, optional", """\
+Seed of the bootstrap's noise (``uncertainty``); None draws one. The
+seed used is recorded, and eager and lazy runs with one seed agree."""),
 }
 
 

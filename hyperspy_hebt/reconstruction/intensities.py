@@ -19,6 +19,10 @@ class LineIntensity:
     xray_line: str
     data: object  # numpy or dask array, navigation-shaped
     provenance: dict
+    #: Variance of ``data`` (counts squared, navigation-shaped or a number), when known:
+    #: the spectra's Poisson statistics through the integration, or the user's
+    #: ``metadata.Signal.Noise_properties.variance``.
+    variance: object = None
 
 
 def resolve_xray_lines(signal, xray_lines) -> list:
@@ -49,11 +53,13 @@ def resolve_xray_lines(signal, xray_lines) -> list:
     return list(lines)
 
 
-def line_intensities(signal, xray_lines, intensities, integration_windows, background_windows):
+def line_intensities(signal, xray_lines, intensities, integration_windows, background_windows,
+                     variance: bool = False):
     """Return line-intensity maps, one per X-ray line, navigation-shaped.
 
     ``intensities`` may also hold :class:`LineIntensity` objects, passed through with their
-    provenance.
+    provenance. With ``variance`` integrated maps also get their Poisson variance
+    (:func:`integration_variance`); the user's maps carry theirs when they have one.
     """
     nav_shape = signal.data.shape[:-1]
     if intensities is not None:
@@ -103,6 +109,9 @@ def line_intensities(signal, xray_lines, intensities, integration_windows, backg
         plot_result=False,
     )
     units = signal.axes_manager.signal_axes[0].units
+    variances = [None] * len(lines)
+    if variance:
+        variances = integration_variance(signal, lines, windows, background_windows, maps)
     out = []
     for i, (line, image) in enumerate(zip(lines, maps)):
         provenance = {
@@ -113,7 +122,44 @@ def line_intensities(signal, xray_lines, intensities, integration_windows, backg
         if background_windows is not None:
             provenance["background_windows"] = [float(v) for v in background_windows[i]]
             warn_negative(line, image.data, "background-subtracted")
-        out.append(LineIntensity(line, image.data, provenance))
+        out.append(LineIntensity(line, image.data, provenance, variances[i]))
+    return out
+
+
+def background_scale(signal, window, background_window) -> float:
+    """The factor exspy multiplies the two background windows' summed counts by.
+
+    ``get_lines_intensity`` subtracts ``(B1 + B2) * c`` with ``c`` the line window's width
+    over the background windows' total width, in channels, as computed here.
+    """
+    axis = signal.axes_manager.signal_axes[0]
+    i = [float(axis.value2index(v)) for v in list(background_window) + list(window)]
+    return (i[5] - i[4]) / ((i[1] - i[0]) + (i[3] - i[2]))
+
+
+def integration_variance(signal, lines, windows, background_windows, net_maps) -> list:
+    """Poisson variance of integrated line maps, from the spectra's own counts.
+
+    Channels are independent Poisson counts, so the variance of ``W - c (B1 + B2)`` is
+    ``W + c^2 (B1 + B2)``: the line window's counts plus ``c`` times the subtracted
+    background (``W - net``). Observed counts are an unbiased estimate of their
+    expected value, so this is unbiased too, including in pixels with few counts.
+
+    Returns
+    -------
+    list
+        One navigation-shaped array per line (numpy or dask, as the maps), counts
+        squared.
+    """
+    if background_windows is None:
+        return [image.data for image in net_maps]
+    gross = signal.get_lines_intensity(
+        xray_lines=lines, integration_windows=[list(map(float, w)) for w in windows],
+        background_windows=None, plot_result=False)
+    out = []
+    for window, background, total, net in zip(windows, background_windows, gross, net_maps):
+        scale = background_scale(signal, window, background)
+        out.append(total.data + scale * (total.data - net.data))
     return out
 
 
@@ -256,8 +302,31 @@ def _user_intensities(signal, xray_lines, intensities, nav_shape):
             provenance = {"source": "integration",
                           **item.metadata.get_item(LINE_INTEGRATION).as_dictionary()}
         warn_negative(line, data, provenance["source"])
-        out.append(LineIntensity(str(line), data, provenance))
+        out.append(LineIntensity(str(line), data, provenance, _user_variance(item, line, i)))
     return out
+
+
+def _user_variance(item, line, index):
+    """A user's map's ``metadata.Signal.Noise_properties.variance`` (array or number), or None."""
+    from hyperspy.signal import BaseSignal
+
+    if not isinstance(item, BaseSignal):
+        return None
+    variance = item.metadata.get_item("Signal.Noise_properties.variance")
+    if variance is None:
+        return None
+    data = variance.data if isinstance(variance, BaseSignal) else variance
+    if np.ndim(data) and tuple(np.shape(data)) != tuple(item.data.shape):
+        raise ValueError(
+            f"intensities[{index}] ({line}): metadata.Signal.Noise_properties.variance has "
+            f"shape {tuple(np.shape(data))}, the map {tuple(item.data.shape)}; give one "
+            "variance per pixel or one number.")
+    if not isinstance(data, da.Array) and not (np.all(np.isfinite(data))
+                                               and np.all(np.asarray(data) >= 0)):
+        raise ValueError(
+            f"intensities[{index}] ({line}): metadata.Signal.Noise_properties.variance must "
+            "be finite and >= 0 (counts squared).")
+    return data
 
 
 def adf_series(signal, adf):
@@ -363,5 +432,7 @@ def normalise_per_tilt(lines, tilt_index: int):
         shape = [1] * data.ndim
         shape[tilt_index] = -1
         provenance = dict(line.provenance, tilt_normalisation=factors.tolist())
-        out.append(LineIntensity(line.xray_line, data * factors.reshape(shape), provenance))
+        factors = factors.reshape(shape)
+        variance = None if line.variance is None else line.variance * factors**2
+        out.append(LineIntensity(line.xray_line, data * factors, provenance, variance))
     return out

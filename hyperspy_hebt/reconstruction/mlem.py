@@ -14,6 +14,7 @@ from ..tomography.mlem import mlem, validate_mlem_parameters
 from .blocks import base_parameters, line_volumes, reconstruction_signal
 from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem, prepare
+from .uncertainty import add_uncertainty
 
 #: Iteration counts "auto" scores (ML-EM is at its best earlier than SIRT on noisy maps).
 AUTO_MLEM_ITERATIONS = (5, 10, 20, 50, 100, 200)
@@ -36,6 +37,15 @@ def counting_problem(signal, source: LineSource, grid: GridOptions, run: RunOpti
                 "Poisson likelihood needs counts >= 0. Background-subtracted maps dip below "
                 "0 by noise: reconstruct them with reconstruct_sirt, or give maps without "
                 "background subtraction (intensities=, background_windows=None).")
+    if run.bootstrap is not None:
+        subtracted = [line.xray_line for line in problem.lines
+                      if "background_windows" in line.provenance]
+        if subtracted:
+            raise ValueError(
+                f"uncertainty: {method}'s bootstrap repeats the maps as Poisson counts, but "
+                f"the maps of {subtracted} had a background subtracted (their variance is "
+                "larger than their counts): reconstruct them with reconstruct_sirt "
+                "(uncertainty=...) or integrate without background_windows.")
     return problem
 
 
@@ -83,5 +93,6 @@ def mlem_of(signal, problem: Problem, iterations: int, subsets: int, run: RunOpt
         f"; ordered subsets, Hudson and Larkin 1994: {subsets} interleaved groups of "
         "tilts)" if subsets > 1 else ")")
     parameters.update(field.record)
-    return [reconstruction_signal(signal, layout, volume, parameters, line)
-            for volume, line in zip(volumes, problem.lines)]
+    return add_uncertainty([reconstruction_signal(signal, layout, volume, parameters, line)
+                            for volume, line in zip(volumes, problem.lines)],
+                           solve, problem, run, iterations, "ML-EM", poisson=True)

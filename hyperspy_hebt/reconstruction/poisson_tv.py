@@ -14,6 +14,7 @@ from .blocks import base_parameters, line_volumes, reconstruction_signal
 from .mlem import counting_problem
 from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem
+from .uncertainty import add_uncertainty
 
 #: Weights per tilt that ``tv_weight="auto"`` scores (a decade in steps of about 3).
 AUTO_TV_WEIGHTS = (0.003, 0.01, 0.03, 0.1, 0.3)
@@ -62,5 +63,6 @@ def poisson_tv_of(signal, problem: Problem, iterations: int, tv_weight: float,
         "Poisson negative log-likelihood + tv_weight x n_tilts x isotropic total variation "
         "of each slice (z, x), x >= 0; preconditioned PDHG (Chambolle and Pock 2011)")
     parameters.update(field.record)
-    return [reconstruction_signal(signal, layout, volume, parameters, line)
-            for volume, line in zip(volumes, problem.lines)]
+    return add_uncertainty([reconstruction_signal(signal, layout, volume, parameters, line)
+                            for volume, line in zip(volumes, problem.lines)],
+                           solve, problem, run, iterations, "Poisson-TV", poisson=True)

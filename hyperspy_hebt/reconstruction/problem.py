@@ -106,6 +106,9 @@ class Problem:
     field : Field
         Grid geometry (with its padding), weights of the pixels with valid data,
         the slab support and the record of how each was chosen.
+    variance : list or None
+        Variance of each ``raw`` stack (counts squared, same layout), when asked for
+        (``prepare(..., variance=True)``, for the bootstrap of :mod:`.uncertainty`).
     """
 
     layout: TiltSeriesLayout
@@ -116,6 +119,7 @@ class Problem:
     lazy: bool
     sigma: tuple | None
     field: Field
+    variance: list | None = None
 
     @property
     def names(self) -> list:
@@ -125,7 +129,8 @@ class Problem:
     def only(self, index: int) -> Problem:
         """The same problem with line ``index`` alone (same grid, same weights)."""
         return replace(self, lines=[self.lines[index]], raw=[self.raw[index]],
-                       eds=[self.eds[index]])
+                       eds=[self.eds[index]],
+                       variance=None if self.variance is None else [self.variance[index]])
 
     @property
     def valid_pixels(self) -> np.ndarray | None:
@@ -136,7 +141,7 @@ class Problem:
 
 def prepare(signal, adf=None, source: LineSource | None = None,
             grid: GridOptions | None = None, *, slices_per_block: int = 64,
-            compute: bool = False) -> Problem:
+            compute: bool = False, variance: bool = False) -> Problem:
     """Prepare ``signal`` (and ``adf``) for the kernels, reading the spectra once.
 
     Parameters
@@ -156,6 +161,10 @@ def prepare(signal, adf=None, source: LineSource | None = None,
         Bring lazy maps into memory (one pass over the spectra), filtered ones too,
         kept usable as dask arrays chunked by slices. Lazy maps are brought in
         anyway when ``padding_px="auto"`` has to look at them.
+    variance : bool
+        Also the maps' variance (``Problem.variance``): Poisson statistics of the
+        spectra through the integration, or the given maps'
+        ``metadata.Signal.Noise_properties.variance``.
 
     Returns
     -------
@@ -180,7 +189,8 @@ def prepare(signal, adf=None, source: LineSource | None = None,
     refuse_non_real(signal.data, "the spectra")
     adf_data = None if adf is None else adf_series(signal, adf)  # checks its dtype too
     lines = line_intensities(signal, source.xray_lines, source.intensities,
-                             source.integration_windows, source.background_windows)
+                             source.integration_windows, source.background_windows,
+                             variance=variance)
     for line in lines:
         refuse_non_real(line.data, f"the {line.xray_line} map")
     if source.normalise_tilts:
@@ -189,15 +199,20 @@ def prepare(signal, adf=None, source: LineSource | None = None,
         isinstance(line.data, da.Array) for line in lines)
     weights, record = invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block)
     raw = [layout.to_stack(line.data) for line in lines]
+    variances = map_variances(lines, layout) if variance else []
     adf_stack = None if adf_data is None else filtered_sinograms(
         layout.to_stack(adf_data), None, lazy, slices_per_block)
     if lazy and (compute or isinstance(padding_px, str)):
         # The maps are small: computed once (for a fit or the padding check), with
         # every graph built on them, the spectra are read a single time.
-        computed = in_memory(raw + ([] if adf_stack is None else [adf_stack]),
+        computed = in_memory(raw + variances + ([] if adf_stack is None else [adf_stack]),
                              slices_per_block)
         raw = computed[:len(raw)]
+        variances = computed[len(raw):len(raw) + len(variances)]
         adf_stack = None if adf_stack is None else computed[-1]
+    elif lazy:
+        variances = [da.asarray(v).astype(np.float32).rechunk({0: slices_per_block, 1: -1, 2: -1})
+                     for v in variances]
     if not lazy or compute or isinstance(padding_px, str):  # the maps are in memory
         refuse_dead_tilts(raw, layout.tilt_angles_deg)
         for line, stack in zip(lines, raw):
@@ -212,7 +227,34 @@ def prepare(signal, adf=None, source: LineSource | None = None,
     eds = [filtered_sinograms(stack, sigma, lazy, slices_per_block, weights) for stack in raw]
     if lazy and compute:
         eds = in_memory(eds, slices_per_block)
-    return Problem(layout, lines, raw, eds, adf_stack, lazy, sigma, field)
+    return Problem(layout, lines, raw, eds, adf_stack, lazy, sigma, field,
+                   variances if variance else None)
+
+
+def map_variances(lines, layout) -> list:
+    """Each line's variance as a stack like its map (float32), or an error naming the line.
+
+    Raises
+    ------
+    ValueError
+        A line has no known variance (a user's map without
+        ``metadata.Signal.Noise_properties.variance``).
+    """
+    out = []
+    for line in lines:
+        if line.variance is None:
+            raise ValueError(
+                f"The {line.xray_line} map has no known variance, which the uncertainty "
+                "needs: give intensities carrying metadata.Signal.Noise_properties.variance "
+                "(e.g. estimate_poissonian_noise_variance() on maps of plain counts), or let "
+                "the spectra be integrated (intensities=None).")
+        variance = line.variance
+        if np.ndim(variance) == 0:
+            variance = np.full(np.shape(line.data), float(variance), np.float32)
+        stack = layout.to_stack(variance)
+        out.append(stack.astype(np.float32) if isinstance(stack, da.Array)
+                   else np.ascontiguousarray(stack, dtype=np.float32))
+    return out
 
 
 _VIEW_LOCK = threading.Lock()

@@ -13,6 +13,7 @@ from ..quantification import (
     composition_fractions,
     composition_fractions_of,
     esf_threshold,
+    fraction_variances,
     normalised_total,
     total_of,
 )
@@ -155,8 +156,66 @@ def _factors(lines, elements, algorithm, beam_energy_kev, factors, detector_effi
     return values, "user"
 
 
+def _variances(reconstructions) -> list | None:
+    """Each reconstruction's ``Noise_properties.variance`` data, or None when none has one."""
+    from hyperspy.signal import BaseSignal
+
+    found = [rec.metadata.get_item("Signal.Noise_properties.variance")
+             for rec in reconstructions]
+    if all(v is None for v in found):
+        return None
+    missing = [i for i, v in enumerate(found) if v is None]
+    if missing:
+        raise ValueError(
+            f"reconstructions {missing} have no metadata.Signal.Noise_properties.variance and "
+            "the others have one: the fractions' variance needs every line's. Reconstruct "
+            "every line with uncertainty=, or delete the variances "
+            "(rec.metadata.Signal.Noise_properties.del_item('variance')).")
+    out = []
+    for rec, variance in zip(reconstructions, found):
+        data = variance.data if isinstance(variance, BaseSignal) else variance
+        if np.ndim(data) == 0:
+            data = np.full(rec.data.shape, float(data), np.float32)
+        if tuple(np.shape(data)) != tuple(rec.data.shape):
+            raise ValueError(
+                f"{rec.metadata.General.title}: its Noise_properties.variance has shape "
+                f"{tuple(np.shape(data))}, the reconstruction {tuple(rec.data.shape)}.")
+        out.append(data)
+    return out
+
+
+def _relative_uncertainty(factor_uncertainty, lines, elements) -> np.ndarray | None:
+    """``factor_uncertainty`` as one relative value per line, checked."""
+    if factor_uncertainty is None:
+        return None
+    if isinstance(factor_uncertainty, dict):
+        values = []
+        for line, element in zip(lines, elements):
+            key = line if line in factor_uncertainty else element
+            if key not in factor_uncertainty:
+                raise ValueError(f"factor_uncertainty has no entry for {line} (keys may be "
+                                 f"lines or elements); it has {sorted(factor_uncertainty)}.")
+            values.append(factor_uncertainty[key])
+    elif isinstance(factor_uncertainty, Real):
+        values = [factor_uncertainty] * len(lines)
+    else:
+        values = list(factor_uncertainty)
+        if len(values) != len(lines):
+            raise ValueError(f"factor_uncertainty has {len(values)} values for {len(lines)} "
+                             f"lines {lines}.")
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        array = np.full(len(lines), np.nan)
+    if not np.all(np.isfinite(array)) or np.any(array < 0) or np.any(array >= 1):
+        raise ValueError(f"factor_uncertainty must be relative standard uncertainties in "
+                         f"[0, 1) (0.05 = 5 %), got {factor_uncertainty!r}.")
+    return array
+
+
 def quantify_cross_section(signal, reconstructions, *, factors, threshold, composition_units,
-                           detector_efficiency, overwrite_reconstructions=False):
+                           detector_efficiency, factor_uncertainty=None,
+                           overwrite_reconstructions=False):
     """Implementation of :meth:`TomographicEDSSpectrum.quantify_cross_section`.
 
     ``overwrite_reconstructions=True`` (in-memory reconstructions only) writes the
@@ -181,6 +240,8 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
     beam_energy_kev = _beam_energy(signal, reconstructions)
     values, source = _factors(lines, elements, algorithm, beam_energy_kev, factors,
                               detector_efficiency)
+    relative = _relative_uncertainty(factor_uncertainty, lines, elements)
+    variances = _variances(reconstructions)
     lazy = any(rec._lazy for rec in reconstructions)
     if overwrite_reconstructions and lazy:
         raise ValueError("overwrite_reconstructions needs reconstructions in memory.")
@@ -201,6 +262,9 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
             threshold_info["threshold"] = float(threshold)
         fractions = composition_fractions(stack, values, threshold_value,
                                           atomic_weights=weights)
+        if variances is not None:
+            variances = fraction_variances(stack, variances, values, threshold_value,
+                                           weights, relative)
     else:
         # In memory: block by block, no stacked copy (bounded temporaries).
         volumes = [np.asarray(rec.data) for rec in reconstructions]
@@ -212,6 +276,9 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
             threshold_info["esf_fit"] = fit.parameters
         elif threshold is not None:
             threshold_info["threshold"] = float(threshold)
+        if variances is not None:  # before the fractions may take the volumes' memory
+            variances = fraction_variances(volumes, variances, values, threshold_value,
+                                           weights, relative)
         fractions = composition_fractions_of(
             volumes, values, threshold_value, atomic_weights=weights,
             out=volumes if overwrite_reconstructions and all(
@@ -221,7 +288,14 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
     units = f"{composition_units} fraction"
     out = []
     for i, (rec, line, element) in enumerate(zip(reconstructions, lines, elements)):
-        metadata = copy.deepcopy(rec.metadata.as_dictionary())
+        metadata = rec.metadata.as_dictionary()
+        # The reconstruction's variance is not the fraction's (and is a whole volume).
+        noise = metadata.get("Signal", {}).get("Noise_properties", {})
+        for key in ("variance", "_sig_variance"):
+            noise.pop(key, None)
+        if "Signal" in metadata and not noise:
+            metadata["Signal"].pop("Noise_properties", None)
+        metadata = copy.deepcopy(metadata)
         metadata.pop("_HyperSpy", None)
         metadata["General"]["title"] = f"{element} {units} ({algorithm})"
         metadata.setdefault("Signal", {})["quantity"] = f"{element} {units} (0-1)"
@@ -245,6 +319,23 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
                 metadata["Quantification"]["detector_model"] = repr(detector_efficiency)
         axes = [a.get_axis_dictionary() for a in rec.axes_manager._axes]
         cls = LazySignal2D if lazy else Signal2D
+        if variances is not None:
+            metadata["Quantification"]["Uncertainty"] = _uncertainty_record(relative, lines)
+            metadata["Signal"]["Noise_properties"] = {"variance": cls(
+                variances[i], axes=axes,
+                metadata={"General": {"title": f"Variance of {element} {units}"},
+                          "Signal": {"quantity": f"variance of {element} {units}"}})}
         out.append(cls(fractions[i], axes=axes, metadata=metadata,
                        original_metadata=rec.original_metadata.as_dictionary()))
     return out
+
+
+def _uncertainty_record(relative, lines) -> dict:
+    return {
+        "propagation": "first order (delta method) from the reconstructions' "
+                       "Noise_properties.variance, lines independent, conditional on the "
+                       "threshold (0 outside)",
+        "factor_uncertainty": ("not included (none given)" if relative is None
+                               else dict(zip(lines, map(float, relative)))),
+        "variance": "metadata.Signal.Noise_properties.variance (fractions squared)",
+    }

@@ -23,6 +23,7 @@ from .blocks import (
 from .intensities import title_of
 from .options import Absorption, GridOptions, LineSource, RunOptions
 from .problem import Problem, prepare, prepare_adf
+from .uncertainty import add_uncertainty
 
 
 def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOptions,
@@ -36,7 +37,7 @@ def reconstruct_sirt(signal, iterations: int, source: LineSource, grid: GridOpti
     iterations = validate_sirt_parameters(iterations, run.relaxation)[0]
     correct = absorption is not None and bool(absorption.correction)
     problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
-                      compute=correct)
+                      compute=correct, variance=run.bootstrap is not None)
     if correct:
         assert absorption is not None
         return corrected(signal, problem, lambda p, count: sirt_of(signal, p, count, run),
@@ -53,8 +54,9 @@ def sirt_of(signal, problem: Problem, iterations: int, run: RunOptions) -> list:
     volumes = line_volumes(solve, problem, run, iterations, "SIRT")
     parameters = base_parameters(layout, "SIRT", iterations, run, problem.sigma, backend)
     parameters.update(field.record)
-    return [reconstruction_signal(signal, layout, volume, parameters, line)
-            for volume, line in zip(volumes, lines)]
+    return add_uncertainty([reconstruction_signal(signal, layout, volume, parameters, line)
+                            for volume, line in zip(volumes, lines)],
+                           solve, problem, run, iterations, "SIRT", poisson=False)
 
 
 def reconstruct_adf(signal, adf, iterations: int, grid: GridOptions, run: RunOptions):
