@@ -358,11 +358,17 @@ class Bootstrap:
         object.__setattr__(self, "replicates", int(count))
         seed = self.random_state
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)
+            seed = int(np.random.default_rng().integers(2**63))
         elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
                 or seed < 0:
             raise ValueError(f"random_state must be None or an integer >= 0, got {seed!r}.")
         object.__setattr__(self, "random_state", int(seed))
+
+    @property
+    def seed(self) -> int:
+        """The seed drawn from (``random_state``, or the one drawn for None)."""
+        assert self.random_state is not None  # set in __post_init__
+        return self.random_state
 
     @classmethod
     def of(cls, uncertainty, random_state) -> Bootstrap | None:

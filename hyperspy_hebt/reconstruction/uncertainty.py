@@ -160,7 +160,7 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
         for line in range(len(problem.lines)):
             single = problem.only(line)
             repeats = [volumes(replace(single, eds=replicate_maps(
-                single, [fitted[line]], b, bootstrap.random_state, poisson, [line])))[0]
+                single, [fitted[line]], b, bootstrap.seed, poisson, [line])))[0]
                 for b in range(count)]
             out.append(_sample_variance(repeats))
         return out
@@ -171,7 +171,7 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
                      desc=f"{description} bootstrap", leave=False) as bar:
         for b in range(count):
             repeat = np.stack(volumes(replace(problem, eds=replicate_maps(
-                problem, fitted, b, bootstrap.random_state, poisson,
+                problem, fitted, b, bootstrap.seed, poisson,
                 list(range(len(fitted)))))))
             if first is None:
                 first, sums, squares = repeat, np.zeros_like(repeat), np.zeros_like(repeat)
@@ -200,7 +200,7 @@ def record(bootstrap: Bootstrap, poisson: bool) -> dict:
     return {
         "method": "parametric bootstrap about the fitted projections",
         "replicates": count,
-        "seed": bootstrap.random_state,
+        "seed": bootstrap.seed,
         "noise": ("Poisson counts of mean the fitted projections" if poisson else
                   "Gaussian, the measured maps' variance (Poisson statistics of the spectra "
                   "through the integration, or the maps' Noise_properties.variance)"),
