@@ -29,14 +29,6 @@ def counting_problem(signal, source: LineSource, grid: GridOptions, run: RunOpti
     """
     problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
                       compute=True)
-    lowest = dask.compute(*[s.min() for s in problem.eds])
-    for line, low in zip(problem.names, lowest):
-        if low < 0:
-            raise ValueError(
-                f"The {line} map holds negative counts (lowest {float(low):g}): {method}'s "
-                "Poisson likelihood needs counts >= 0. Background-subtracted maps dip below "
-                "0 by noise: reconstruct them with reconstruct_sirt, or give maps without "
-                "background subtraction (intensities=, background_windows=None).")
     if run.bootstrap is not None:
         subtracted = [line.xray_line for line in problem.lines
                       if "background_windows" in line.provenance]
@@ -46,6 +38,14 @@ def counting_problem(signal, source: LineSource, grid: GridOptions, run: RunOpti
                 f"the maps of {subtracted} had a background subtracted (their variance is "
                 "larger than their counts): reconstruct them with reconstruct_sirt "
                 "(uncertainty=...) or integrate without background_windows.")
+    lowest = dask.compute(*[s.min() for s in problem.eds])
+    for line, low in zip(problem.names, lowest):
+        if low < 0:
+            raise ValueError(
+                f"The {line} map holds negative counts (lowest {float(low):g}): {method}'s "
+                "Poisson likelihood needs counts >= 0. Background-subtracted maps dip below "
+                "0 by noise: reconstruct them with reconstruct_sirt, or give maps without "
+                "background subtraction (intensities=, background_windows=None).")
     return problem
 
 

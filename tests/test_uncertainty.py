@@ -1,0 +1,198 @@
+"""Per-voxel uncertainty (issue 16): the bootstrap's variance against the spread of repeats.
+
+Calibration: independent noise realisations of one phantom (spectra simulated with other
+seeds), reconstructed and quantified like the data, give each voxel's actual spread; the
+bootstrap of one realisation must predict it within 20 % (the issue's bound) in the
+particle's interior.
+"""
+
+import logging
+
+import hyperspy.api as hs
+import numpy as np
+import pytest
+from helpers import make_series
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+
+from hyperspy_hebt.quantification import composition_fractions, fraction_variances
+from hyperspy_hebt.simulation import core_shell_phantom
+
+N_X, N_SLICES = 24, 4
+#: Independent realisations for the actual spread: the RMS over ~700 interior voxels of a
+#: 24-sample standard deviation is good to a few percent, well inside the 20 % bound.
+REALISATIONS = 24
+#: Measured (session 9): the ratios were 0.97-1.05 for the volumes and 0.88-1.03 for the
+#: fractions, at this dose and at 20x less. The issue asks for 20 %.
+CALIBRATION = 0.2
+
+
+def _interior():
+    core, shell = core_shell_phantom(N_X, N_SLICES)
+    # Two voxels inside the particle's surface, slice by slice.
+    return ndi.binary_erosion((core + shell) > 0.5, structure=np.ones((1, 3, 3)), iterations=2)
+
+
+def _variances(signals):
+    return np.stack([s.metadata.Signal.Noise_properties.variance.data for s in signals])
+
+
+def _ratio(predicted_variance, actual_std, interior):
+    """RMS predicted standard deviation over RMS actual one, interior voxels of each line."""
+    return [float(np.sqrt(predicted_variance[i][interior].mean()
+                          / (actual_std[i][interior] ** 2).mean()))
+            for i in range(len(actual_std))]
+
+
+RECONSTRUCT = {
+    "sirt": lambda s, **kw: s.reconstruct_sirt(iterations=20, padding_px=0, **kw),
+    "mlem": lambda s, **kw: s.reconstruct_mlem(iterations=20, padding_px=0, **kw),
+    "poisson_tv": lambda s, **kw: s.reconstruct_poisson_tv(iterations=150, tv_weight=0.03,
+                                                           padding_px=0, **kw),
+}
+
+
+@pytest.mark.parametrize("method, dose", [("sirt", 1.0), ("sirt", 0.05), ("mlem", 0.05),
+                                          ("poisson_tv", 0.05)])
+def test_bootstrap_predicts_the_spread_of_independent_repeats(method, dose, caplog):
+    caplog.set_level(logging.ERROR)  # the Au_Ma window's Au_Mb warning, every repeat
+    reconstruct = RECONSTRUCT[method]
+    volumes, fractions = [], []
+    for seed in range(REALISATIONS):
+        series = make_series(N_X, N_SLICES, seed=100 + seed, dose=dose)
+        recs = reconstruct(series)
+        volumes.append(np.stack([r.data for r in recs]))
+        fractions.append(np.stack([f.data for f in
+                                   series.quantify_cross_section(recs, threshold=1.0)]))
+    series = make_series(N_X, N_SLICES, seed=7, dose=dose)
+    recs = reconstruct(series, uncertainty=24, random_state=0)
+    quantified = series.quantify_cross_section(recs, threshold=1.0)
+    interior = _interior()
+    volume_ratio = _ratio(_variances(recs), np.std(volumes, axis=0, ddof=1), interior)
+    fraction_ratio = _ratio(_variances(quantified), np.std(fractions, axis=0, ddof=1),
+                            interior)
+    assert np.allclose(volume_ratio, 1, atol=CALIBRATION), volume_ratio
+    assert np.allclose(fraction_ratio, 1, atol=CALIBRATION), fraction_ratio
+
+
+def test_lazy_equals_eager_and_the_seed_is_recorded():
+    eager = make_series(N_X, 3)
+    lazy = make_series(N_X, 3, lazy=True)
+    before = eager.data.copy()
+    recs = eager.reconstruct_sirt(iterations=10, padding_px=0, uncertainty=4, random_state=5)
+    lazy_recs = lazy.reconstruct_sirt(iterations=10, padding_px=0, uncertainty=4,
+                                      random_state=5, slices_per_block=2)
+    assert lazy_recs[0]._lazy
+    variance = lazy_recs[0].metadata.Signal.Noise_properties.variance
+    assert variance._lazy
+    # Same noise whatever the chunks: one generator per (seed, line, repeat, slice).
+    np.testing.assert_array_equal(variance.data.compute(), _variances(recs)[0])
+    record = recs[0].metadata.Reconstruction.Uncertainty
+    assert record.seed == 5 and record.replicates == 4
+    np.testing.assert_array_equal(eager.data, before)
+    drawn = eager.reconstruct_sirt(iterations=10, padding_px=0, uncertainty=3)
+    seed = drawn[0].metadata.Reconstruction.Uncertainty.seed
+    again = eager.reconstruct_sirt(iterations=10, padding_px=0, uncertainty=3,
+                                   random_state=seed)
+    np.testing.assert_array_equal(_variances(drawn), _variances(again))
+    fractions = lazy.quantify_cross_section(lazy_recs, threshold=1.0)
+    np.testing.assert_allclose(
+        fractions[0].metadata.Signal.Noise_properties.variance.data.compute(),
+        _variances(eager.quantify_cross_section(recs, threshold=1.0))[0], atol=1e-6)
+
+
+def test_the_variance_is_saved_and_loaded_with_the_reconstruction(tmp_path):
+    series = make_series(N_X, 3)
+    recs = series.reconstruct_sirt(iterations=10, padding_px=0, uncertainty=3, random_state=1)
+    fractions = series.quantify_cross_section(recs)
+    for name, signal in (("volume", recs[0]), ("fraction", fractions[0])):
+        path = tmp_path / f"{name}.hspy"
+        signal.save(path)
+        loaded = hs.load(path)
+        np.testing.assert_array_equal(loaded.metadata.Signal.Noise_properties.variance.data,
+                                      signal.metadata.Signal.Noise_properties.variance.data)
+    assert fractions[0].metadata.Quantification.Uncertainty.factor_uncertainty.startswith("not")
+
+
+def test_maps_without_a_known_variance_are_refused_naming_the_line():
+    series = make_series(N_X, 3)
+    maps = series.get_lines_intensity(xray_lines=["Ag_La", "Au_Ma"])
+    with pytest.raises(ValueError, match="Ag_La map has no known variance"):
+        series.reconstruct_sirt(iterations=5, intensities=maps, uncertainty=3)
+    for image in maps:
+        image.estimate_poissonian_noise_variance()
+    recs = series.reconstruct_sirt(iterations=5, intensities=maps, uncertainty=3,
+                                   random_state=0, padding_px=0)
+    integrated = series.reconstruct_sirt(iterations=5, uncertainty=3, random_state=0,
+                                         padding_px=0)
+    # The spectra's own Poisson variance is the plain counts without background windows.
+    np.testing.assert_allclose(_variances(recs), _variances(integrated), rtol=1e-5)
+
+
+def test_background_windows_add_their_counts_to_the_variance():
+    from hyperspy_hebt.reconstruction.intensities import background_scale, line_intensities
+
+    series = make_series(N_X, 3)
+    lines = ["Ag_La"]
+    windows = series.estimate_integration_windows(windows_width=2.0, xray_lines=lines)
+    background = series.estimate_background_windows(xray_lines=lines)
+    (line,) = line_intensities(series, lines, None, windows, background, variance=True)
+    gross = series.get_lines_intensity(xray_lines=lines, integration_windows=windows)[0].data
+    scale = background_scale(series, windows[0], background[0])
+    # Var(W - c (B1 + B2)) = W + c^2 (B1 + B2), with c (B1 + B2) = W - net.
+    np.testing.assert_allclose(line.variance, gross + scale * (gross - line.data), rtol=1e-6)
+    assert np.all(line.variance >= gross)
+
+
+def test_bad_uncertainty_settings_are_refused():
+    series = make_series(N_X, 3)
+    for bad in (1, True, 2.5, "auto"):
+        with pytest.raises(ValueError, match="uncertainty must be 0"):
+            series.reconstruct_sirt(iterations=5, uncertainty=bad)
+    with pytest.raises(ValueError, match="random_state seeds"):
+        series.reconstruct_sirt(iterations=5, random_state=3)
+    with pytest.raises(ValueError, match="random_state must be"):
+        series.reconstruct_sirt(iterations=5, uncertainty=3, random_state=-1)
+    with pytest.raises(ValueError, match="had a background subtracted"):
+        series.reconstruct_mlem(iterations=5, uncertainty=3, background_windows="auto")
+
+
+def test_quantification_refuses_a_variance_on_some_lines_only():
+    series = make_series(N_X, 3)
+    recs = series.reconstruct_sirt(iterations=5, padding_px=0, uncertainty=3, random_state=0)
+    plain = series.reconstruct_sirt(iterations=5, padding_px=0)
+    with pytest.raises(ValueError, match=r"reconstructions \[1\] have no"):
+        series.quantify_cross_section([recs[0], plain[1]])
+    with pytest.raises(ValueError, match="factor_uncertainty must be"):
+        series.quantify_cross_section(recs, factor_uncertainty=[0.1, -0.1])
+    with pytest.raises(ValueError, match="factor_uncertainty has no entry for Au_Ma"):
+        series.quantify_cross_section(recs, factor_uncertainty={"Ag": 0.05})
+    with_factors = series.quantify_cross_section(recs, factor_uncertainty={"Ag": 0.05,
+                                                                          "Au": 0.05})
+    without = series.quantify_cross_section(recs)
+    inside = without[0].data > 0
+    assert np.all(_variances(with_factors)[:, inside] > _variances(without)[:, inside])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_elements=st.integers(2, 4), atomic=st.booleans())
+def test_first_order_variance_matches_monte_carlo_for_small_noise(seed, n_elements, atomic):
+    """The delta method is exact to first order: at 1 % noise it matches sampling."""
+    rng = np.random.default_rng(seed)
+    volumes = rng.uniform(0.5, 2.0, (n_elements, 5))
+    factors = rng.uniform(0.5, 2.0, n_elements)
+    weights = rng.uniform(10, 200, n_elements) if atomic else None
+    relative = rng.uniform(0, 0.01, n_elements)
+    variances = (0.01 * volumes) ** 2
+    predicted = np.stack(fraction_variances(list(volumes), list(variances), factors,
+                                            atomic_weights=weights,
+                                            factor_uncertainty=relative))
+    draws = 4000
+    noisy = volumes + rng.standard_normal((draws,) + volumes.shape) * np.sqrt(variances)
+    noisy_factors = factors * (1 + relative * rng.standard_normal((draws, n_elements)))
+    sampled = np.stack([composition_fractions(v, f, atomic_weights=weights)
+                        for v, f in zip(noisy, noisy_factors)]).var(axis=0)
+    # 4000 draws: a sample variance is good to sqrt(2/4000) = 2.2 %; 4 sigma, plus the
+    # second-order terms at 1 % noise.
+    np.testing.assert_allclose(predicted, sampled, rtol=0.12)
