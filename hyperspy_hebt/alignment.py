@@ -581,7 +581,18 @@ def normalise_tilt_totals(intensities):
                 "check the spectrum."
             )
         factors = totals.mean() / totals
-        scaled = data * factors.reshape((-1,) + (1,) * (data.ndim - 1))
-        out.append(_with_data(signal, scaled, "Normalisation",
-                              {"method": "equal total per tilt", "factors": factors.tolist()}))
+        shape = (-1,) + (1,) * (data.ndim - 1)
+        scaled = _with_data(signal, data * factors.reshape(shape), "Normalisation",
+                            {"method": "equal total per tilt", "factors": factors.tolist()})
+        variance = signal.metadata.get_item("Signal.Noise_properties.variance")
+        if variance is not None:  # scaled counts: the variance scales with the square
+            from hyperspy.signal import BaseSignal
+
+            values = (variance.data if isinstance(variance, BaseSignal)
+                      else np.broadcast_to(np.asarray(variance, float), data.shape))
+            holder = variance if isinstance(variance, BaseSignal) else signal
+            scaled.metadata.set_item("Signal.Noise_properties.variance",
+                                     holder._deepcopy_with_new_data(
+                                         values * (factors**2).reshape(shape)))
+        out.append(scaled)
     return out

@@ -271,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
                      dest="detectors", metavar=("AZIMUTH", "ELEVATION"),
                      help="an EDS detector's azimuth and elevation in degrees for "
                           "--absorption (repeat for several; default: the files' metadata)")
+    rec.add_argument("--uncertainty", type=int, default=0, metavar="N",
+                     help="per-voxel uncertainty from N bootstrap replicates (20 or more; "
+                          "about N+1 times the reconstruction time; SIRT only): variances "
+                          "saved with every volume and fraction map, voxel_uncertainty in "
+                          "the composition table")
     rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),
                      help='where the reconstructions run: "cupy" needs CuPy and a CUDA GPU, '
                           '"auto" takes one when present')
@@ -356,6 +361,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
             density=args.density,
             detectors=None if args.detectors is None else [tuple(d) for d in args.detectors],
             overwrite=args.overwrite, verify_checksums=args.verify_checksums,
+            uncertainty=args.uncertainty,
             progress=(lambda line: None) if args.quiet else print,
             show_progressbar=False if args.quiet else True if args.verbose else None)
     except (ValueError, TypeError, FileNotFoundError, DataUnavailableError,

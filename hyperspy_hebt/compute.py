@@ -29,7 +29,8 @@ def compute_together(signals: Sequence) -> list:
     Returns
     -------
     list
-        Eager signals of the same classes, axes and metadata.
+        Eager signals of the same classes, axes and metadata; a lazy
+        ``metadata.Signal.Noise_properties.variance`` is computed in the same pass.
     """
     from hyperspy.signal import BaseSignal
 
@@ -37,15 +38,28 @@ def compute_together(signals: Sequence) -> list:
     for i, signal in enumerate(signals):
         if not isinstance(signal, BaseSignal):
             raise TypeError(f"signals[{i}] must be a HyperSpy signal, got {type(signal).__name__}.")
-    arrays = _store_together([signal.data for signal in signals])
+    # Their variances (reconstructions with uncertainty=) are computed in the same pass.
+    variances = [signal.metadata.get_item("Signal.Noise_properties.variance")
+                 for signal in signals]
+    with_variance = [i for i, v in enumerate(variances) if isinstance(v, BaseSignal)]
+    arrays = _store_together([signal.data for signal in signals]
+                             + [variances[i].data for i in with_variance])
+    computed = dict(zip(with_variance, arrays[len(signals):]))
     out = []
-    for signal, array in zip(signals, arrays):
-        eager = signal._deepcopy_with_new_data(array)
-        if eager._lazy:
-            eager._lazy = False
-            eager._assign_subclass()
+    for i, (signal, array) in enumerate(zip(signals, arrays)):
+        eager = _eager(signal._deepcopy_with_new_data(array))
+        if i in computed:
+            eager.metadata.set_item("Signal.Noise_properties.variance",
+                                    _eager(variances[i]._deepcopy_with_new_data(computed[i])))
         out.append(eager)
     return out
+
+
+def _eager(signal):
+    if signal._lazy:
+        signal._lazy = False
+        signal._assign_subclass()
+    return signal
 
 
 def _store_together(arrays: list) -> list:

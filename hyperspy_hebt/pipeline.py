@@ -32,8 +32,8 @@ from .diagnostics import AS_RECORDED_KEY, CLIPPED_FRACTION_LIMIT, adf_as_recorde
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
 from .line_survey import sum_spectrum_of, survey_lines
-from .reconstruction.intensities import LINE_INTEGRATION
-from .reconstruction.options import Absorption
+from .reconstruction.intensities import LINE_INTEGRATION, integration_variance
+from .reconstruction.options import Absorption, Bootstrap
 from .reconstruction.quantify import quantify_cross_section
 from .regions import composition_figure, composition_table, parse_rule
 from .tilt_series import rebin_keeping_tilts
@@ -141,6 +141,7 @@ def reconstruct_files(
     progress=print,
     show_progressbar: bool | None = None,
     verify_checksums: bool = True,
+    uncertainty: int = 0,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
 
@@ -218,6 +219,13 @@ def reconstruct_files(
     verify_checksums : bool
         Check the files against the ``.sha256`` files beside them (see
         :func:`load_tilt_series`); what was checked goes into the summary.
+    uncertainty : int
+        0 (default): none. A number of bootstrap replicates (20 or more): every volume
+        and weight-fraction map carries its per-voxel variance (see
+        ``reconstruct_sirt``), the composition table each element's
+        ``voxel_uncertainty``; about ``uncertainty + 1`` times the reconstruction's
+        time. SIRT only (``method="sirt"``, or "auto" without ADF images), with
+        integrated maps (not ``fit_lines``).
 
     Returns
     -------
@@ -232,7 +240,8 @@ def reconstruct_files(
     ValueError
         An unknown method, a bad alpha, iterations or bin factor, no element or
         line, HEBT, alignment or registration without ADF images; an ``out_dir``
-        that is a file, holds a previous run (without ``overwrite``) or other files.
+        that is a file, holds a previous run (without ``overwrite``) or other files;
+        ``uncertainty`` with HEBT or ``fit_lines``.
     """
     if method not in ("auto", "hebt", "sirt"):
         raise ValueError(f"method must be 'auto', 'hebt' or 'sirt', got {method!r}.")
@@ -241,6 +250,12 @@ def reconstruct_files(
                          "replace the files' own list).")
     if isinstance(bin_factor, bool) or int(bin_factor) != bin_factor or bin_factor < 1:
         raise ValueError(f"bin_factor must be a positive integer, got {bin_factor!r}.")
+    Bootstrap.of(uncertainty, None)  # checks the count
+    if uncertainty and method == "hebt":
+        raise ValueError(_NO_HEBT_UNCERTAINTY)
+    if uncertainty and fit_lines:
+        raise ValueError("uncertainty needs the maps' variance, which fitted lines do not "
+                         "give yet: integrate the lines (fit_lines=False).")
     settings = _Settings(
         paths=paths, elements=elements, xray_lines=xray_lines, method=method,
         alpha=_auto_or(alpha, float, "alpha"),
@@ -252,7 +267,8 @@ def reconstruct_files(
         tilt_from=tilt_from, adf_paths=adf_paths, padding_px=padding_px,
         fit_lines=fit_lines, backend=backend, regions=regions, thickness_nm=thickness_nm,
         absorption=Absorption(absorption_correction, density, detectors),
-        show_progressbar=show_progressbar, verify_checksums=verify_checksums)
+        show_progressbar=show_progressbar, verify_checksums=verify_checksums,
+        uncertainty=int(uncertainty))
     stage = _Stages(progress)
     collected = _Collected()
     logger = logging.getLogger("hyperspy_hebt")
@@ -295,6 +311,13 @@ class _Settings:
     absorption: Absorption
     show_progressbar: bool | None
     verify_checksums: bool
+    uncertainty: int
+
+
+_NO_HEBT_UNCERTAINTY = (
+    "uncertainty is not available for HEBT yet (its lines share the ADF term, so their "
+    "noise is correlated and the fractions' propagation needs their covariance): pass "
+    "method='sirt' (--method sirt) with it.")
 
 
 def _run(settings: _Settings, writer: ResultWriter, stage: _Stages, collected) -> dict:
@@ -356,6 +379,9 @@ def _load(settings: _Settings, stage):
         method = "hebt" if adf is not None else "sirt"
         if method == "sirt":
             stage("No ADF images in the files: EDS-only SIRT")
+    if method == "hebt" and settings.uncertainty:
+        raise ValueError(_NO_HEBT_UNCERTAINTY + " The files hold ADF images, so the default "
+                         "method is HEBT's automatic choice.")
     if (method == "hebt" or settings.align or settings.register) and adf is None:
         raise ValueError(
             "HEBT, alignment and registration need the ADF images, and the files hold "
@@ -427,10 +453,19 @@ def _line_maps(series, settings: _Settings, summary: dict, stage) -> list:
         stage(f"Line intensities fitted; check: {check.verdict}")
     else:
         background = settings.background_windows == "auto"
-        maps = series.get_lines_intensity(
-            integration_windows=settings.integration_windows,
-            background_windows=series.estimate_background_windows() if background else None)
-        for image in maps:
+        lines = series._parse_xray_lines(None, True, ("a",))  # exspy's default lines
+        windows = [list(map(float, w)) for w in series.estimate_integration_windows(
+            windows_width=settings.integration_windows, xray_lines=lines)]
+        background_windows = (series.estimate_background_windows(xray_lines=lines)
+                              if background else None)
+        maps = series.get_lines_intensity(xray_lines=lines, integration_windows=windows,
+                                          background_windows=background_windows)
+        variances = (integration_variance(series, lines, windows, background_windows, maps)
+                     if settings.uncertainty else [None] * len(maps))
+        for image, variance in zip(maps, variances):
+            if variance is not None:  # the spectra's Poisson statistics, for the bootstrap
+                image.metadata.set_item("Signal.Noise_properties.variance",
+                                        image._deepcopy_with_new_data(variance))
             # Window sums of counts: the reconstructions check them as such (a negative
             # offset or spike in the spectra is refused, not reconstructed).
             image.metadata.set_item(LINE_INTEGRATION, {
@@ -467,6 +502,8 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
     if absorption.correction and not automatic:
         common.update(absorption_correction=absorption.mode, density=absorption.density,
                       detectors=absorption.detectors)
+    if settings.uncertainty:
+        common["uncertainty"] = settings.uncertainty
     if method == "hebt":
         reconstructions = series.reconstruct_hebt(adf, alpha=alpha, **common)
     else:
@@ -489,6 +526,10 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
         stage(f"HEBT alpha {record.alpha:g}; response ratios {summary['response_ratios']}, "
               f"R^2 {summary['response_ratio_r_squared']:.3f}; model check: "
               f"{record.Diagnostics.verdict}")
+    if record.has_item("Uncertainty"):
+        summary["uncertainty"] = record.Uncertainty.as_dictionary()
+        stage(f"Per-voxel uncertainty: {record.Uncertainty.replicates} bootstrap replicates "
+              f"(seed {record.Uncertainty.seed})")
     summary.update(padding_px=record.padding_px, padding_reason=record.padding_reason,
                    invalid_pixel_fraction=record.invalid_pixel_fraction,
                    backend=record.backend, support=record.support,
@@ -562,10 +603,18 @@ def _in_memory(maps, total):
     read again).
     """
     lazy = [i for i, m in enumerate(maps) if m._lazy]
-    computed = dask.compute(total, *[maps[i].data for i in lazy])
+    variances = [maps[i].metadata.get_item("Signal.Noise_properties.variance") for i in lazy]
+    with_variance = [k for k, v in enumerate(variances) if v is not None and v._lazy]
+    computed = dask.compute(total, *[maps[i].data for i in lazy],
+                            *[variances[k].data for k in with_variance])
     maps = list(maps)
-    for i, data in zip(lazy, computed[1:]):
+    for k, (i, data) in enumerate(zip(lazy, computed[1:1 + len(lazy)])):
         maps[i] = maps[i]._deepcopy_with_new_data(da.from_array(data, chunks=data.shape))
+        if k in with_variance:
+            values = computed[1 + len(lazy) + with_variance.index(k)]
+            maps[i].metadata.set_item(
+                "Signal.Noise_properties.variance",
+                variances[k]._deepcopy_with_new_data(da.from_array(values, chunks=values.shape)))
     return maps, np.asarray(computed[0])
 
 

@@ -138,9 +138,17 @@ def composition_table(fractions: Sequence,
     -------
     dict
         ``{region: {"voxels": n, "rule": ..., "mean": {el: m}, "std": {el: s}}}``;
-        an empty region has ``None`` means, and says so in ``"note"``.
+        an empty region has ``None`` means, and says so in ``"note"``. ``"std"`` is the
+        spread of the voxels' values over the region. When the fractions carry a
+        variance (``uncertainty=``), also ``"voxel_uncertainty": {el: u}``: the RMS of
+        the voxels' own standard deviations over the region (how sure one voxel is; the
+        mean's uncertainty is smaller, by how much depends on the noise's correlation
+        between voxels, which is not computed), over the voxels where it is defined,
+        and ``"voxel_uncertainty_undefined_share"``: the share where it is not (NaN:
+        too noisy for a first-order propagation).
     """
     elements, volumes = _volumes(fractions)
+    variances = _variances(fractions)
     if regions is None:
         regions = ["inside"]
     if isinstance(regions, str):
@@ -162,8 +170,25 @@ def composition_table(fractions: Sequence,
                 mean[element] = float(values.mean(dtype=np.float64))
                 std[element] = float(values.std(dtype=np.float64))
             entry.update(mean=mean, std=std)
+            if variances is not None:
+                defined = np.isfinite(variances[0][mask])
+                entry["voxel_uncertainty"] = {
+                    element: (float(np.sqrt(variance[mask][defined].mean(dtype=np.float64)))
+                              if defined.any() else None)
+                    for element, variance in zip(elements, variances)}
+                entry["voxel_uncertainty_undefined_share"] = float(1 - defined.mean())
         table[str(name)] = entry
     return table
+
+
+def _variances(fractions) -> list | None:
+    """Each fraction's variance data (computed), or None unless every fraction has one."""
+    from hyperspy.signal import BaseSignal
+
+    found = [f.metadata.get_item("Signal.Noise_properties.variance") for f in fractions]
+    if not all(isinstance(v, BaseSignal) for v in found):
+        return None
+    return [np.asarray(v.data.compute() if v._lazy else v.data) for v in found]
 
 
 def composition_figure(table: dict, units: str = "weight fraction"):

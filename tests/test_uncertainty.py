@@ -39,9 +39,14 @@ def _variances(signals):
 
 
 def _ratio(predicted_variance, actual_std, interior):
-    """RMS predicted standard deviation over RMS actual one, interior voxels of each line."""
-    return [float(np.sqrt(predicted_variance[i][interior].mean()
-                          / (actual_std[i][interior] ** 2).mean()))
+    """RMS predicted standard deviation over RMS actual one, interior voxels of each line.
+
+    Over the voxels with a defined (finite) prediction; at most a third may lack one.
+    """
+    defined = interior & np.all(np.isfinite(predicted_variance), axis=0)
+    assert defined.sum() >= 2 / 3 * interior.sum()
+    return [float(np.sqrt(predicted_variance[i][defined].mean()
+                          / (actual_std[i][defined] ** 2).mean()))
             for i in range(len(actual_std))]
 
 
@@ -196,3 +201,12 @@ def test_first_order_variance_matches_monte_carlo_for_small_noise(seed, n_elemen
     # 4000 draws: a sample variance is good to sqrt(2/4000) = 2.2 %; 4 sigma, plus the
     # second-order terms at 1 % noise.
     np.testing.assert_allclose(predicted, sampled, rtol=0.12)
+
+
+def test_fractions_of_a_denominator_lost_in_noise_have_no_first_order_variance():
+    volumes = [np.array([10.0, 10.0]), np.array([10.0, 1.0])]
+    # The second voxel's total (11) has a standard deviation of 14: a ratio of it has no
+    # first-order variance; the first (20, sd 1.4) has one.
+    variances = [np.array([1.0, 100.0]), np.array([1.0, 100.0])]
+    result = fraction_variances(volumes, variances, [1.0, 1.0])
+    assert np.isfinite(result[0][0]) and np.isnan(result[0][1]) and np.isnan(result[1][1])

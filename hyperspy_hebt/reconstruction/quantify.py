@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import physics
 from ..quantification import (
+    MAX_RELATIVE_DENOMINATOR_STD,
     composition_fractions,
     composition_fractions_of,
     esf_threshold,
@@ -334,7 +335,9 @@ def _uncertainty_record(relative, lines) -> dict:
     return {
         "propagation": "first order (delta method) from the reconstructions' "
                        "Noise_properties.variance, lines independent, conditional on the "
-                       "threshold (0 outside)",
+                       "threshold (0 outside); NaN where the standard deviation of "
+                       "sum_B X_B/f_B exceeds "
+                       f"{MAX_RELATIVE_DENOMINATOR_STD} of it (no first-order variance)",
         "factor_uncertainty": ("not included (none given)" if relative is None
                                else dict(zip(lines, map(float, relative)))),
         "variance": "metadata.Signal.Noise_properties.variance (fractions squared)",
