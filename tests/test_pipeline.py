@@ -144,3 +144,46 @@ def test_command_line_errors_are_messages(folder, tmp_path, capsys):
         main(["reconstruct", str(folder / "tilt_*.hspy"), "--padding", "abc"])
     assert "argument --padding: expected an integer or 'auto', got 'abc'" in \
         capsys.readouterr().err
+
+
+def test_uncertainty_through_the_files(folder, tmp_path, monkeypatch):
+    """--uncertainty: the maps' variance made in the same pass over the spectra, saved with
+    every volume, tabulated; refused with HEBT and with fitted lines."""
+    from helpers import count_block_reads
+
+    from hyperspy_hebt import pipeline
+
+    loaded = {}
+
+    def counting_loader(*args, **kwargs):
+        series, adf = load_tilt_series(*args, **kwargs)
+        loaded["reads"], loaded["blocks"] = count_block_reads(series), series.data.npartitions
+        return series, adf
+
+    monkeypatch.setattr(pipeline, "load_tilt_series", counting_loader)
+    out = tmp_path / "results"
+    assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--tilt-from", "filename",
+                 "--elements", "Ag", "Au", "--method", "sirt", "--iterations", "10",
+                 "--bin", "2", "--normalise", "--uncertainty", "3", "--quiet",
+                 "--out", str(out)]) == 0
+    assert len(loaded["reads"]) == loaded["blocks"]  # each block of spectra read once
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["uncertainty"]["replicates"] == 3
+    inside = summary["composition"]["inside"]
+    assert all(0 < value < 0.5 for value in inside["voxel_uncertainty"].values())
+    for name in ("Au_weight_fraction_SIRT.zspy", "SIRT_reconstruction_of_Au_Ma.zspy"):
+        volume = hs.load(out / name)
+        variance = volume.metadata.Signal.Noise_properties.variance
+        assert variance.data.shape == volume.data.shape
+        assert np.nanmax(variance.data) > 0
+    with pytest.raises(ValueError, match="not available for HEBT"):
+        reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path / "hebt",
+                          adf_paths=str(folder / "adf_tilt_*.hspy"), elements=["Ag", "Au"],
+                          tilt_from="filename", uncertainty=3, progress=lambda line: None)
+    with pytest.raises(ValueError, match="fitted lines"):
+        reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path / "fit", elements=["Ag", "Au"],
+                          method="sirt", fit_lines=True, uncertainty=3,
+                          tilt_from="filename")
+    with pytest.raises(ValueError, match="uncertainty must be 0"):
+        reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path / "one", elements=["Ag"],
+                          uncertainty=1, tilt_from="filename")
