@@ -15,13 +15,17 @@ and peak resident memory, ``ru_maxrss`` of the child):
   integrate 1-FWHM windows, ``reconstruct_sirt(iterations=50)``, quantify, save the
   volumes as ``.zspy`` (no automatic choice, no survey, no figures);
 - with ``--absorption``, also that script with ``absorption_correction=True`` (density
-  3.0 g/cm^3, the detector from the files' metadata; issue 15 allows 3x the reference).
+  3.0 g/cm^3, the detector from the files' metadata; issue 15 allows 3x the reference);
+- with ``--uncertainty N``, also that script with ``uncertainty=N`` (the per-voxel
+  variance of every volume and fraction by an N-replicate bootstrap; about N + 1 times
+  the reconstruction's work, in bounded memory).
 
 Targets (issue 12): the CLI under 2 minutes wall on 2 cores and under 1.5 GB peak RSS.
 Figures as measured, and the ratio to the reference of the same run.
 
 Run:  python benchmarks/real_pipeline.py [--size 256] [--slices 256] [--tilts 16]
-      [--channels 2048] [--folder /tmp/hebt_real_pipeline] [--keep]
+      [--channels 2048] [--folder /tmp/hebt_real_pipeline] [--keep] [--absorption]
+      [--uncertainty N] [--skip-cli]
 """
 
 from __future__ import annotations
@@ -98,6 +102,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the series if present")
     parser.add_argument("--absorption", action="store_true",
                         help="also time the reference script with absorption_correction")
+    parser.add_argument("--uncertainty", type=int, default=0, metavar="N",
+                        help="also time the reference script with uncertainty=N")
     parser.add_argument("--skip-cli", action="store_true",
                         help="time only the plain script (and --absorption), not the CLI")
     args = parser.parse_args()
@@ -124,6 +130,11 @@ def main() -> int:
         absorption = child([sys.executable, "-c",
                             reference_script("absorption_correction=True, density=3.0"),
                             str(data), str(folder / "absorption")])
+    uncertainty = None
+    if args.uncertainty:
+        uncertainty = child([sys.executable, "-c",
+                             reference_script(f"uncertainty={args.uncertainty}"),
+                             str(data), str(folder / "uncertainty")])
     runs = [("plain script (SIRT n 50, save)", reference)]
     summary, cli = None, None
     if not args.skip_cli:
@@ -140,6 +151,8 @@ def main() -> int:
                  (f"CLI defaults + --thickness {thickness_nm:g}", thick)]
     if absorption is not None:
         runs.append(("plain script + absorption_correction (density 3.0)", absorption))
+    if uncertainty is not None:
+        runs.append((f"plain script + uncertainty={args.uncertainty}", uncertainty))
     print(f"\nseries {args.tilts} x {args.slices} x {args.size} x {args.channels} "
           f"({gigabytes:.1f} GB as float32); 2-core machine\n")
     print("| run | wall (s) | peak RSS (GB) | wall / reference |")
