@@ -24,105 +24,164 @@ which are taken as exact).
 
 from __future__ import annotations
 
-import functools
-from dataclasses import replace
+from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
 
-from ..filtering import filtered_sinograms
-from .blocks import block_slices, independent_channels, line_volumes
+from ..filtering import TRUNCATE, filtered_sinograms
+from ..tomography import ParallelBeamGeometry
+from .blocks import block_slices
 from .options import Bootstrap, RunOptions
 from .problem import Problem
 
-_META = np.empty((0, 0, 0, 0), np.float32)
+_META = np.empty((0, 0, 0), np.float32)
 
 
-def _projections_kernel(solve, block, geometry, weighted, half_thickness_px):
-    """(channels [+ 1], slices, T, D) -> the reconstructions projected (weights dropped)."""
-    from ..tomography import get_projector
-
-    volumes = independent_channels(solve, block, geometry, weighted, half_thickness_px)
-    channels, slices = volumes.shape[:2]
-    projected = get_projector(geometry).forward(
-        volumes.reshape((channels * slices,) + volumes.shape[2:]))
-    return projected.reshape((channels, slices) + projected.shape[1:])
+def _halo(sigma) -> int:
+    """Neighbouring slices the maps' filter reaches (0 without a filter along the slices)."""
+    if sigma is None or not sigma[0]:
+        return 0
+    return int(TRUNCATE * sigma[0] + 0.5)
 
 
-def fitted_projections(solve, problem: Problem, run: RunOptions) -> list:
-    """Each line's reconstruction, projected: ``W x`` with ``x`` on the whole padded grid.
+def _noise(source, *, ids, seed, line, replicate, poisson):
+    """Noise of a run of slices: Poisson counts of mean ``source``, or N(0, ``source``).
 
-    Numpy stacks for an eager problem, dask graphs (one per line, chunked by slices)
-    for a lazy one.
+    One generator per slice, seeded by its number in the whole stack (``ids``), so a
+    slice's noise does not depend on the run it is drawn in.
     """
-    field = problem.field
-    weights = field.weights
-    kernel = functools.partial(_projections_kernel, solve, geometry=field.geometry,
-                               weighted=weights is not None,
-                               half_thickness_px=field.half_thickness_px)
-    extra = [] if weights is None else [weights]
-    per_block = block_slices(run.slices_per_block, field.geometry, len(problem.eds))
-    if problem.lazy:
-        out = []
-        for stack in problem.eds:
-            stacked = da.stack([da.asarray(c) for c in [stack] + extra]).rechunk(
-                {0: -1, 1: per_block, 2: -1, 3: -1})
-            chunks = ((1,),) + stacked.chunks[1:]
-            out.append(stacked.map_blocks(kernel, chunks=chunks, dtype=np.float32,
-                                          meta=_META)[0])
-        return out
-    stacked = np.stack([np.asarray(c, np.float32) for c in problem.eds + extra])
-    result = np.empty((len(problem.eds),) + stacked.shape[1:], np.float32)
-    for start in range(0, stacked.shape[1], per_block):
-        block = slice(start, start + per_block)
-        result[:, block] = kernel(stacked[:, block])
-    return list(result)
-
-
-def _noise(block, *, seed, line, replicate, poisson, block_info=None):
-    """Noise of one run of slices: Poisson counts of mean ``block``, or N(0, ``block``).
-
-    One generator per slice, seeded by its index in the whole stack, so a run's noise
-    does not depend on how the stack is chunked.
-    """
-    first = 0 if block_info is None else block_info[0]["array-location"][0][0]
-    out = np.empty(block.shape, np.float32)
-    for i in range(block.shape[0]):
-        rng = np.random.default_rng([seed, line, replicate, first + i])
+    out = np.empty(source.shape, np.float32)
+    for i, slice_id in enumerate(ids):
+        rng = np.random.default_rng([seed, line, replicate, int(slice_id)])
         if poisson:
-            out[i] = rng.poisson(np.maximum(block[i], 0.0))
+            out[i] = rng.poisson(np.maximum(source[i], 0.0))
         else:
-            out[i] = rng.standard_normal(block.shape[1:]) * np.sqrt(block[i])
+            out[i] = rng.standard_normal(source.shape[1:]) * np.sqrt(source[i])
     return out
 
 
-def replicate_maps(problem: Problem, fitted: list, replicate: int, seed: int, poisson: bool,
-                   line_ids: list) -> list:
-    """The maps (filtered like ``problem.eds``) of one bootstrap repeat of the measurement.
+@dataclass(frozen=True)
+class _Settings:
+    """What every run of slices shares: the solver, grid, filter and noise."""
 
-    ``line_ids`` number the problem's lines in the whole series (they seed the noise).
+    solve: object  # slice-stack kernel with its settings bound (see blocks.line_volumes)
+    geometry: ParallelBeamGeometry
+    half_thickness_px: float | None
+    sigma: tuple | None
+    bootstrap: Bootstrap
+    poisson: bool
+
+
+def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: slice,
+                     line_ids) -> np.ndarray:
+    """Per-voxel variance of the reconstructions of one run of slices.
+
+    Parameters
+    ----------
+    maps : numpy.ndarray
+        ``(channels, slices, T, D)`` filtered maps, the run with ``halo`` neighbours each
+        side (as many as the filter reaches).
+    variance : numpy.ndarray or None
+        The maps' unfiltered variance, same shape (None for Poisson repeats).
+    weights : numpy.ndarray or None
+        ``(slices, T, D)`` ray weights, same slices.
+    ids : numpy.ndarray
+        The slices' numbers in the whole stack.
+    core : slice
+        The run's own slices within ``slices``.
+    line_ids : sequence of int
+        The channels' numbers among the series' lines.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(channels, core slices, n_z, n_detector)`` float32.
     """
-    out = []
-    weights = problem.field.weights
-    slices_per_block = problem.eds[0].chunksize[0] if problem.lazy else 1
-    for index, mean in enumerate(fitted):
-        source = mean if poisson else problem.variance[index]  # type: ignore[index]
-        draw = functools.partial(_noise, seed=seed, line=line_ids[index],
-                                 replicate=replicate, poisson=poisson)
-        if problem.lazy:
-            source = da.asarray(source).rechunk({0: slices_per_block, 1: -1, 2: -1})
-            noise = source.map_blocks(draw, dtype=np.float32)
+    from ..tomography import get_projector
+    from ..tomography.geometry import slab_support
+
+    geometry = settings.geometry
+    assert geometry.n_x is not None and geometry.n_z is not None  # set by the geometry
+    projector = get_projector(geometry)
+    support = slab_support(geometry, settings.half_thickness_px)
+    columns = None
+    if geometry.n_x != geometry.n_detector:  # the scan's columns of a padded grid
+        start = (geometry.n_x - geometry.n_detector) // 2
+        columns = slice(start, start + geometry.n_detector)
+
+    def reconstruct(stacks, ray_weights, keep):
+        flat = stacks.reshape((-1,) + stacks.shape[2:])
+        if ray_weights is not None:
+            ray_weights = np.broadcast_to(ray_weights, stacks.shape).reshape(flat.shape)
+        volumes = settings.solve(projector, flat, ray_weights=ray_weights,  # type: ignore[operator]
+                                 support=support, columns=keep)
+        return volumes.reshape(stacks.shape[:2] + volumes.shape[1:])
+
+    # The fitted projections: the reconstruction of the whole padded grid, projected.
+    fitted = projector.forward(
+        reconstruct(maps, weights, None).reshape((-1, geometry.n_z, geometry.n_x))
+    ).reshape(maps.shape)
+    core_weights = None if weights is None else weights[core]
+    bootstrap = settings.bootstrap
+    count = bootstrap.replicates
+    first = sums = squares = None
+    for replicate in range(count):
+        repeat = np.empty(fitted[:, core].shape, np.float32)
+        for channel, line in enumerate(line_ids):
+            source = fitted[channel] if settings.poisson else variance[channel]
+            noise = _noise(source, ids=ids, seed=bootstrap.seed, line=line,
+                           replicate=replicate, poisson=settings.poisson)
+            filtered = filtered_sinograms(noise, settings.sigma, False, 1, weights)[core]
+            repeat[channel] = filtered if settings.poisson else fitted[channel, core] + filtered
+        volumes = reconstruct(repeat, core_weights, columns)
+        if first is None:
+            first, sums, squares = volumes, np.zeros_like(volumes), np.zeros_like(volumes)
         else:
-            noise = draw(np.asarray(source, np.float32))
-        filtered = filtered_sinograms(noise, problem.sigma, problem.lazy, slices_per_block,
-                                      weights)
-        out.append(filtered if poisson else mean + filtered)
-    return out
+            # About the first repeat (the spread is shift-invariant; centring keeps the
+            # float32 sums exact enough).
+            volumes -= first
+            sums += volumes  # type: ignore[operator]
+            squares += volumes * volumes  # type: ignore[operator]
+    assert sums is not None and squares is not None
+    return np.maximum((squares - sums * sums / count) / (count - 1), 0.0).astype(np.float32)
+
+
+def _lazy_block(settings, maps, variance, weights, ids, *, line, block_info=None):
+    """:func:`_bootstrap_block` as a dask block of one line.
+
+    The run's own slices come from the output's location, its halo from the slice numbers.
+    """
+    assert block_info is not None
+    start, stop = block_info[None]["array-location"][0]
+    ids = ids.ravel()
+    offset = int(start - ids[0])
+    core = slice(offset, offset + int(stop - start))
+    return _bootstrap_block(settings, maps[None], None if variance is None else variance[None],
+                            weights, ids, core, [line])[0]
+
+
+def _runs(n_slices: int, per_block: int, halo: int) -> tuple:
+    """Runs of at most ``per_block`` slices, each at least ``halo`` long.
+
+    dask's overlap would otherwise merge the short ones, and the runs would no longer be the
+    output's blocks; a short last run joins the one before it.
+    """
+    sizes = [min(per_block, n_slices - start) for start in range(0, n_slices, per_block)]
+    if len(sizes) > 1 and sizes[-1] < halo:
+        sizes[-2:] = [sizes[-2] + sizes[-1]]
+    if len(sizes) > 1 and min(sizes) < halo:  # runs shorter than the halo: one run
+        sizes = [n_slices]
+    return tuple(sizes)
 
 
 def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: int,
                         description: str, poisson: bool) -> list:
     """Per-voxel variance of each line's reconstruction, over ``run.bootstrap`` repeats.
+
+    One task per run of slices does it all (fit, repeats, variance), so memory is a run's
+    maps and three of its volumes, eager or lazy: the run's neighbours within the filter's
+    reach come along so that each repeat's noise is filtered as across the whole stack.
 
     Parameters
     ----------
@@ -133,7 +192,7 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     run : RunOptions
         With ``bootstrap`` set.
     iterations : int
-        For the progress bar.
+        The method's iterations (the progress bar's units).
     description : str
         The method's name, for the progress bar.
     poisson : bool
@@ -148,50 +207,60 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     """
     from hyperspy.external.progressbar import progressbar
 
-    bootstrap = run.bootstrap
-    assert bootstrap is not None
-    quiet = replace(run, show_progressbar=False, bootstrap=None)
-    count = bootstrap.replicates
-    volumes = functools.partial(line_volumes, solve, run=quiet, iterations=iterations,
-                                description=description)
-    fitted = fitted_projections(solve, problem, quiet)
+    assert run.bootstrap is not None
+    field = problem.field
+    geometry = field.geometry
+    settings = _Settings(solve, geometry, field.half_thickness_px, problem.sigma,
+                         run.bootstrap, poisson)
+    halo = _halo(problem.sigma)
+    n_lines, n_slices = len(problem.lines), problem.layout.n_slices
+    per_block = block_slices(run.slices_per_block, geometry, 3 * n_lines)
+    weights = field.weights
     if problem.lazy:
         out = []
-        for line in range(len(problem.lines)):
-            single = problem.only(line)
-            repeats = [volumes(replace(single, eds=replicate_maps(
-                single, [fitted[line]], b, bootstrap.seed, poisson, [line])))[0]
-                for b in range(count)]
-            out.append(_sample_variance(repeats))
+        for line in range(n_lines):
+            # Slice numbers as (slices, 1, 1): map_blocks lines inputs up by their last axes.
+            inputs = [problem.eds[line], None if poisson else problem.variance[line],  # type: ignore[index]
+                      weights, np.arange(n_slices).reshape(-1, 1, 1)]
+            runs = _runs(n_slices, per_block, halo)
+            chunked = [None if a is None else da.asarray(a).rechunk((runs, -1, -1))
+                       for a in inputs]
+            chunks = (runs, (geometry.n_z,), (geometry.n_detector,))
+            if halo and len(runs) > 1:
+                chunked = [None if a is None else da.overlap.overlap(
+                    a, depth={i: halo if i == 0 else 0 for i in range(a.ndim)},
+                    boundary="none") for a in chunked]
+            present = [a for a in chunked if a is not None]
+            slots = [a is not None for a in chunked]
+
+            def block(*arrays, slots=slots, line=line, block_info=None):
+                given = iter(arrays)
+                args = [next(given) if slot else None for slot in slots]
+                return _lazy_block(settings, *args, line=line, block_info=block_info)
+
+            # map_blocks pairs blocks by position: the halo'd inputs' runs with the output's.
+            out.append(da.map_blocks(block, *present, chunks=chunks, dtype=np.float32,
+                                     meta=_META))
         return out
-    # Eager: a running sum about the first repeat (the spread is shift-invariant; centring
-    # keeps float32 sums exact enough), two volumes held besides the current repeat.
-    first = sums = squares = None
-    with progressbar(total=count, disable=not run.show_progressbar,
-                     desc=f"{description} bootstrap", leave=False) as bar:
-        for b in range(count):
-            repeat = np.stack(volumes(replace(problem, eds=replicate_maps(
-                problem, fitted, b, bootstrap.seed, poisson,
-                list(range(len(fitted)))))))
-            if first is None:
-                first, sums, squares = repeat, np.zeros_like(repeat), np.zeros_like(repeat)
-            else:
-                repeat -= first
-                sums += repeat
-                squares += repeat * repeat
+    maps = np.stack([np.asarray(m, np.float32) for m in problem.eds])
+    variance = None if poisson else np.stack(
+        [np.asarray(v, np.float32) for v in problem.variance])  # type: ignore[union-attr]
+    weights = None if weights is None else np.asarray(weights, np.float32)
+    assert geometry.n_z is not None  # set by the geometry
+    result = np.empty((n_lines, n_slices, geometry.n_z, geometry.n_detector), np.float32)
+    starts = range(0, n_slices, per_block)
+    with progressbar(total=len(starts), disable=not run.show_progressbar,
+                     desc=f"{description} bootstrap ({run.bootstrap.replicates} x "
+                          f"{iterations} iterations)", leave=False) as bar:
+        for start in starts:
+            stop = min(n_slices, start + per_block)
+            low, high = max(0, start - halo), min(n_slices, stop + halo)
+            result[:, start:stop] = _bootstrap_block(
+                settings, maps[:, low:high], None if variance is None else variance[:, low:high],
+                None if weights is None else weights[low:high], np.arange(low, high),
+                slice(start - low, stop - low), list(range(n_lines)))
             bar.update(1)
-    assert sums is not None and squares is not None
-    return list(np.maximum((squares - sums * sums / count) / (count - 1), 0.0))
-
-
-def _sample_variance(repeats: list):
-    """Per-voxel sample variance of dask volumes, summed about the first."""
-    first = repeats[0]
-    deviations = [r - first for r in repeats[1:]]
-    sums = functools.reduce(lambda a, b: a + b, deviations)
-    squares = functools.reduce(lambda a, b: a + b, [d * d for d in deviations])
-    count = len(repeats)
-    return da.maximum((squares - sums * sums / count) / (count - 1), 0.0).astype(np.float32)
+    return list(result)
 
 
 def record(bootstrap: Bootstrap, poisson: bool) -> dict:
