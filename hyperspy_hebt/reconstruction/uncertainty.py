@@ -31,7 +31,7 @@ import numpy as np
 
 from ..filtering import TRUNCATE, filtered_sinograms
 from ..tomography import ParallelBeamGeometry
-from .blocks import block_slices
+from .blocks import BLOCK_VOLUME_BYTES
 from .options import Bootstrap, RunOptions
 from .problem import Problem
 
@@ -214,8 +214,13 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
                          run.bootstrap, poisson)
     halo = _halo(problem.sigma)
     n_lines, n_slices = len(problem.lines), problem.layout.n_slices
-    per_block = block_slices(run.slices_per_block, geometry, 3 * n_lines)
     weights = field.weights
+    assert geometry.n_x is not None and geometry.n_z is not None  # set by the geometry
+    # A run holds, per line it works on (every line eager, one a task lazy), the solver's
+    # iterate on the whole grid and three volumes cropped to the scan.
+    per_slice = ((geometry.n_x + 3 * geometry.n_detector) * geometry.n_z * 4
+                 * (1 if problem.lazy else n_lines))
+    per_block = max(1, min(run.slices_per_block, BLOCK_VOLUME_BYTES // per_slice))
     if problem.lazy:
         out = []
         for line in range(n_lines):
@@ -246,7 +251,6 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     variance = None if poisson else np.stack(
         [np.asarray(v, np.float32) for v in problem.variance])  # type: ignore[union-attr]
     weights = None if weights is None else np.asarray(weights, np.float32)
-    assert geometry.n_z is not None  # set by the geometry
     result = np.empty((n_lines, n_slices, geometry.n_z, geometry.n_detector), np.float32)
     starts = range(0, n_slices, per_block)
     with progressbar(total=len(starts), disable=not run.show_progressbar,
