@@ -499,10 +499,18 @@ def fraction_variances(volumes, variances, factors, threshold=None, atomic_weigh
                  else np.asarray(factor_uncertainty, float) ** 2)
     limit = 0.0 if threshold is None else threshold
     if any(isinstance(v, da.Array) for v in list(volumes) + list(variances)):
-        stacked = da.stack([da.asarray(v) for v in volumes])
-        spread = da.stack([da.asarray(v) for v in variances])
-        result = _fraction_variance_block(stacked, spread, factors, weights, relative2, limit)
-        return [result[i].astype(np.float32) for i in range(count)]
+        # Each dask block through the in-memory path below: its float64 temporaries stay
+        # a few runs of rows, not whole blocks of every element.
+        stacked = da.stack([da.asarray(v) for v in volumes]).rechunk({0: -1})
+        spread = da.stack([da.asarray(v) for v in variances]).rechunk(stacked.chunks)
+
+        def per_block(values, variance, threshold):
+            return np.stack(fraction_variances(list(values), list(variance), factors,
+                                               float(threshold), atomic_weights,
+                                               factor_uncertainty))
+
+        result = da.map_blocks(per_block, stacked, spread, limit, dtype=np.float32)
+        return [result[i] for i in range(count)]
     shape = np.shape(volumes[0])
     out = [np.empty(shape, np.float32) for _ in range(count)]
     rows = shape[0] if shape else 1
