@@ -12,7 +12,7 @@ and with its own cross-validated choice ("auto"):
 - HEBT, the same filter, alpha 0.5-0.95 x 100 / 200 iterations / ``alpha`` and
   ``iterations`` "auto" (its automatic choice may fall back to SIRT);
 - ML-EM, unfiltered counts, iterations 5-100 / "auto";
-- Poisson + TV, unfiltered counts, 300 iterations, tv_weight 0.003-0.3 / "auto".
+- Poisson + TV, unfiltered counts, 300 iterations, tv_weight 0.003-1 / "auto".
 
 The RMSE is over the whole slice and both elements (``sqrt`` of the mean of the weight
 fractions' squared error, as the study's ``mse_weight_fraction``), averaged over the
@@ -46,7 +46,7 @@ def runs(series, adf, lines, sigma, quick: bool):
     alphas = (0.8, 0.9) if quick else (0.5, 0.7, 0.8, 0.9, 0.95)
     hebt_counts = (100,) if quick else (100, 200)
     mlem_counts = (10, 20, 50) if quick else (5, 10, 20, 50, 100)
-    weights = (0.01, 0.03, 0.1) if quick else (0.003, 0.01, 0.03, 0.1, 0.3)
+    weights = (0.03, 0.1, 0.3) if quick else (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
     filtered = dict(intensities=series.line_maps, xray_lines=lines, gaussian_sigma=sigma,
                     show_progressbar=False)
     counts = dict(intensities=series.line_maps, xray_lines=lines, show_progressbar=False)

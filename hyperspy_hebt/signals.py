@@ -321,9 +321,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         tv_weight : float or "auto"
             Weight of the total variation per tilt (0: the plain Poisson maximum
             likelihood, which overfits the noise). It does not depend on the dose. "auto"
-            (default) picks, for each line, the weight among 0.003-0.3 whose
+            (default) picks, for each line, the weight among 0.003-1 whose
             reconstruction best predicts held-out tilts (Poisson deviance, 16 slices),
-            recorded in ``metadata.Reconstruction.CrossValidation``: 5 weights x 4
+            recorded in ``metadata.Reconstruction.CrossValidation``: 6 weights x 4
             folds, each ``iterations`` long on 16 slices, before the reconstruction.
         <xray_lines>
         <intensities>
