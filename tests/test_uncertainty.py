@@ -186,6 +186,13 @@ def test_quantification_refuses_a_variance_on_some_lines_only():
         series.quantify_cross_section(recs, factor_uncertainty=[0.1, -0.1])
     with pytest.raises(ValueError, match="factor_uncertainty has no entry for Au_Ma"):
         series.quantify_cross_section(recs, factor_uncertainty={"Ag": 0.05})
+    relabelled = [r.deepcopy() for r in recs]  # HEBT's lines share the ADF term
+    for rec in relabelled:
+        rec.metadata.Reconstruction.algorithm = "HEBT"
+    with pytest.raises(ValueError, match="share the ADF"):
+        series.quantify_cross_section(relabelled)
+    with pytest.raises(ValueError, match="these carry none"):
+        series.quantify_cross_section(plain, factor_uncertainty=0.05)
     with_factors = series.quantify_cross_section(recs, factor_uncertainty={"Ag": 0.05,
                                                                           "Au": 0.05})
     without = series.quantify_cross_section(recs)

@@ -243,6 +243,15 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
                               detector_efficiency)
     relative = _relative_uncertainty(factor_uncertainty, lines, elements)
     variances = _variances(reconstructions)
+    if relative is not None and variances is None:
+        raise ValueError(
+            "factor_uncertainty is added to the reconstructions' variance, and these carry "
+            "none: reconstruct with uncertainty= (SIRT, ML-EM, Poisson + TV).")
+    if variances is not None and algorithm not in EDS_ONLY:
+        raise ValueError(
+            f"The {algorithm} reconstructions carry a variance, but their lines share the ADF "
+            "term: their noise is correlated and a propagation that takes the lines as "
+            "independent would be wrong. Delete the variances to quantify them.")
     lazy = any(rec._lazy for rec in reconstructions)
     if overwrite_reconstructions and lazy:
         raise ValueError("overwrite_reconstructions needs reconstructions in memory.")
