@@ -33,6 +33,24 @@ def folder(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def loaded(monkeypatch):
+    """The blocks of spectra the run reads, filled in when it loads the series."""
+    from helpers import count_block_reads
+
+    from hyperspy_hebt import pipeline
+
+    record = {}
+
+    def counting_loader(*args, **kwargs):
+        series, adf = load_tilt_series(*args, **kwargs)
+        record["reads"], record["blocks"] = count_block_reads(series), series.data.npartitions
+        return series, adf
+
+    monkeypatch.setattr(pipeline, "load_tilt_series", counting_loader)
+    return record
+
+
 @pytest.mark.slow
 def test_command_line_writes_everything(folder, tmp_path, capsys):
     out = tmp_path / "results"
@@ -102,22 +120,10 @@ def test_sirt_without_alignment_and_errors(folder, tmp_path):
                           bin_factor=0)
 
 
-def test_defaults_choose_and_say_why(folder, tmp_path, monkeypatch):
+def test_defaults_choose_and_say_why(folder, tmp_path, loaded):
     """The CLI's defaults (method, alpha and iterations "auto") on the HEBT-friendly
     simulation, with the ADF files: the choice, its reason and the verdict are kept;
     the spectra are read once (line survey, line maps and every reconstruction)."""
-    from helpers import count_block_reads
-
-    from hyperspy_hebt import pipeline
-
-    loaded = {}
-
-    def counting_loader(*args, **kwargs):
-        series, adf = load_tilt_series(*args, **kwargs)
-        loaded["reads"], loaded["blocks"] = count_block_reads(series), series.data.npartitions
-        return series, adf
-
-    monkeypatch.setattr(pipeline, "load_tilt_series", counting_loader)
     summary = reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path,
                                 adf_paths=str(folder / "adf_tilt_*.hspy"),
                                 elements=["Ag", "Au"], bin_factor=2, tilt_from="filename",
@@ -146,21 +152,9 @@ def test_command_line_errors_are_messages(folder, tmp_path, capsys):
         capsys.readouterr().err
 
 
-def test_uncertainty_through_the_files(folder, tmp_path, monkeypatch):
+def test_uncertainty_through_the_files(folder, tmp_path, loaded):
     """--uncertainty: the maps' variance made in the same pass over the spectra, saved with
     every volume, tabulated; refused with HEBT and with fitted lines."""
-    from helpers import count_block_reads
-
-    from hyperspy_hebt import pipeline
-
-    loaded = {}
-
-    def counting_loader(*args, **kwargs):
-        series, adf = load_tilt_series(*args, **kwargs)
-        loaded["reads"], loaded["blocks"] = count_block_reads(series), series.data.npartitions
-        return series, adf
-
-    monkeypatch.setattr(pipeline, "load_tilt_series", counting_loader)
     out = tmp_path / "results"
     assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--tilt-from", "filename",
                  "--elements", "Ag", "Au", "--method", "sirt", "--iterations", "10",
