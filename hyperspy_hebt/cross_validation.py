@@ -67,8 +67,8 @@ class CrossValidation:
     ----------
     rows : list of dict
         ``method``, ``alpha`` (HEBT's; NaN for the others), ``tv_weight``
-        (Poisson-TV's; NaN for the others), ``iterations``, ``xray_line``, ``score``
-        (mean over folds; lower is better).
+        (Poisson-TV's and joint Poisson-TV's; NaN for the others), ``iterations``,
+        ``xray_line``, ``score`` (mean over folds; lower is better).
     best_per_line : dict
         Line -> the row with the lowest score for that line.
     best : dict
@@ -188,7 +188,15 @@ class _Fold:
 
 
 #: What :func:`cross_validate_stacks` can score.
-METHODS = ("sirt", "hebt", "mlem", "poisson_tv")
+METHODS = ("sirt", "hebt", "mlem", "poisson_tv", "joint_tv")
+
+
+#: The label of the rows of ``"joint_tv"``: Poisson + total variation joint over the lines
+#: (:func:`hyperspy_hebt.tomography.poisson_tv.poisson_tv` with ``joint_channels``).
+JOINT_TV = "Joint Poisson-TV"
+
+#: Row labels whose setting is a total-variation weight.
+TV_METHODS = ("Poisson-TV", JOINT_TV)
 
 
 #: Early stopping: a run stops once its score has been worse than its best at this
@@ -280,7 +288,10 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     methods : sequence of {"sirt", "hebt", "mlem", "poisson_tv"}
         ``"mlem"``: ML-EM (:mod:`hyperspy_hebt.tomography.mlem`), scored like SIRT;
         ``"poisson_tv"``: Poisson likelihood + total variation
-        (:mod:`hyperspy_hebt.tomography.poisson_tv`) at each of ``tv_weights``.
+        (:mod:`hyperspy_hebt.tomography.poisson_tv`) at each of ``tv_weights``;
+        ``"joint_tv"``: the same with one total variation joint over the lines (rows
+        ``"Joint Poisson-TV"``: its lines are reconstructed together, so its setting is
+        ``best``'s, summed over lines).
     iterations : sequence of int
     alphas : sequence of float
         HEBT weights to try.
@@ -318,7 +329,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         Slab support: voxels farther than this from z = 0 are held at 0, as in the
         reconstructions with ``thickness_nm``.
     tv_weights : sequence of float
-        The total-variation weights ``"poisson_tv"`` tries (its rows' ``tv_weight``).
+        The total-variation weights ``"poisson_tv"`` and ``"joint_tv"`` try (their rows'
+        ``tv_weight``).
 
     Returns
     -------
@@ -328,8 +340,9 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be drawn from {METHODS}, got {methods}.")
-    if "poisson_tv" in methods and not len(tv_weights):
-        raise ValueError("poisson_tv needs tv_weights to try, e.g. (0.01, 0.03, 0.1).")
+    for tv_method in ("poisson_tv", "joint_tv"):
+        if tv_method in methods and not len(tv_weights):
+            raise ValueError(f"{tv_method} needs tv_weights to try, e.g. (0.01, 0.03, 0.1).")
     tv_weights = [validate_tv_parameters(1, w)[1] for w in tv_weights]
     if "hebt" in methods and adf is None:
         raise ValueError("HEBT needs the ADF series: pass adf, or methods=('sirt',).")
@@ -407,6 +420,13 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                 "Poisson-TV", tv_weight,
                 lambda projector, stacked, w, tv_weight=tv_weight: _poisson_tv_steps(
                     projector, stacked, tv_weight, w, support))
+    if "joint_tv" in methods:
+        # Every line in one run: the stacked maps are channel-major, as the kernel expects.
+        for tv_weight in tv_weights:
+            stopped[f"Joint Poisson-TV weight {tv_weight:g}"] = lines_run(
+                JOINT_TV, tv_weight,
+                lambda projector, stacked, w, tv_weight=tv_weight: _poisson_tv_steps(
+                    projector, stacked, tv_weight, w, support, joint_channels=k))
     if "hebt" in methods:
         for fold in folds:
             fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(
@@ -435,7 +455,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     def setting(method, parameter):
         """A setting's alpha (HEBT) and tv_weight (Poisson-TV), NaN where none."""
         return {"alpha": parameter if method == "HEBT" else float("nan"),
-                "tv_weight": parameter if method == "Poisson-TV" else float("nan")}
+                "tv_weight": parameter if method in TV_METHODS else float("nan")}
 
     rows = [{"method": m, **setting(m, a), "iterations": n, "xray_line": line,
              "score": total / n_folds}

@@ -80,10 +80,12 @@ def run_blocks(kernel, stacked, n_out, geometry, *, lazy, slices_per_block, iter
 
 def independent_channels(solve, block, geometry, weighted=False, half_thickness_px=None,
                          columns=None, callback=None):
-    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), channels independent.
+    """(channels [+ 1], slices, T, D) -> (channels, slices, Z, X), one kernel call.
 
     ``solve(projector, sinograms, callback=, ray_weights=, support=, columns=)`` is a
-    slice-stack kernel (``sirt``, ``mlem``, ``poisson_tv`` with their own settings bound).
+    slice-stack kernel (``sirt``, ``mlem``, ``poisson_tv`` with their own settings bound);
+    it gets the channels' slices channel-major, and treats them as independent unless its
+    settings couple them (``poisson_tv``'s ``joint_channels``).
     With ``weighted`` the last channel holds ray weights shared by the others; with
     ``half_thickness_px`` voxels farther from z = 0 are held at 0.
     """
@@ -104,11 +106,13 @@ def independent_channels(solve, block, geometry, weighted=False, half_thickness_
     return volume.reshape((channels, slices) + volume.shape[1:])
 
 
-def line_volumes(solve, problem, run: RunOptions, iterations: int, description: str) -> list:
+def line_volumes(solve, problem, run: RunOptions, iterations: int, description: str,
+                 joint: bool = False) -> list:
     """Every line of a prepared problem through ``solve`` (see :func:`independent_channels`).
 
-    Lazy: one graph per line (computing or saving a line runs only its own solver); eager:
-    every line in the same batches, one pass over ``W`` for all of them.
+    Lazy: one graph per line (computing or saving a line runs only its own solver), or with
+    ``joint`` (a solver that couples the lines) one graph for all of them; eager: every line
+    in the same batches, one pass over ``W`` for all of them.
     """
     field = problem.field
     weights = field.weights
@@ -119,6 +123,10 @@ def line_volumes(solve, problem, run: RunOptions, iterations: int, description: 
     blocks = functools.partial(run_blocks, kernel, geometry=field.geometry, lazy=problem.lazy,
                                slices_per_block=run.slices_per_block, iterations=iterations,
                                show_progressbar=run.show_progressbar, description=description)
+    if problem.lazy and joint:
+        stacked = blocks(da.stack([da.asarray(c) for c in problem.eds + extra]),
+                         n_out=len(problem.lines))
+        return [stacked[i] for i in range(len(problem.lines))]
     if problem.lazy:
         return [blocks(da.stack([da.asarray(c) for c in [s] + extra]), n_out=1)[0]
                 for s in problem.eds]

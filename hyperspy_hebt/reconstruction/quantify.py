@@ -26,13 +26,23 @@ _EQUATION = {
                      "f_A = sigma_ion omega p eps / M (Eq. 7)"),
     "Poisson-TV": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
                           "f_A = sigma_ion omega p eps / M (Eq. 7)"),
+    "Joint Poisson-TV": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
+                                "f_A = sigma_ion omega p eps / M (Eq. 7)"),
     "HEBT": ("z_A", "Yuan et al. 2021 Eq. 18: C_A = (X_A/z_A) / sum_B (X_B/z_B), "
                     "z_A = sigma_elastic / M (Eq. 14)"),
 }
 
 
 #: Algorithms whose maps are the EDS lines' own (quantified with f_A).
-EDS_ONLY = ("SIRT", "ML-EM", "Poisson-TV")
+EDS_ONLY = ("SIRT", "ML-EM", "Poisson-TV", "Joint Poisson-TV")
+
+#: Algorithms whose lines' variances are independent (each line reconstructed by itself):
+#: the first-order propagation into fractions holds for them only.
+INDEPENDENT_LINES = ("SIRT", "ML-EM", "Poisson-TV")
+
+#: Why the others' lines are correlated.
+_CORRELATION = {"HEBT": "their lines share the ADF term",
+                "Joint Poisson-TV": "their lines share one total variation"}
 
 
 def _reconstruction_parameters(reconstructions):
@@ -247,11 +257,11 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
         raise ValueError(
             "factor_uncertainty is added to the reconstructions' variance, and these carry "
             "none: reconstruct with uncertainty= (SIRT, ML-EM, Poisson + TV).")
-    if variances is not None and algorithm not in EDS_ONLY:
+    if variances is not None and algorithm not in INDEPENDENT_LINES:
         raise ValueError(
-            f"The {algorithm} reconstructions carry a variance, but their lines share the ADF "
-            "term: their noise is correlated and a propagation that takes the lines as "
-            "independent would be wrong. Delete the variances to quantify them.")
+            f"The {algorithm} reconstructions carry a variance, but {_CORRELATION[algorithm]}: "
+            "their noise is correlated and a propagation that takes the lines as independent "
+            "would be wrong. Delete the variances to quantify them.")
     lazy = any(rec._lazy for rec in reconstructions)
     if overwrite_reconstructions and lazy:
         raise ValueError("overwrite_reconstructions needs reconstructions in memory.")

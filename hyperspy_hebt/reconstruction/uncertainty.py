@@ -35,7 +35,7 @@ from .blocks import BLOCK_VOLUME_BYTES
 from .options import Bootstrap, RunOptions
 from .problem import Problem
 
-_META = np.empty((0, 0, 0), np.float32)
+_META4 = np.empty((0, 0, 0, 0), np.float32)
 
 
 def _halo(sigma) -> int:
@@ -147,18 +147,18 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
     return np.maximum((squares - sums * sums / count) / (count - 1), 0.0).astype(np.float32)
 
 
-def _lazy_block(settings, maps, variance, weights, ids, *, line, block_info=None):
-    """:func:`_bootstrap_block` as a dask block of one line.
+def _lazy_block(settings, maps, variance, weights, ids, *, lines, block_info=None):
+    """:func:`_bootstrap_block` as a dask block ``(lines, slices, n_z, n_detector)``.
 
-    The run's own slices come from the output's location, its halo from the slice numbers.
+    The run's own slices come from the output's location (its second axis), its halo from
+    the slice numbers.
     """
     assert block_info is not None
-    start, stop = block_info[None]["array-location"][0]
+    start, stop = block_info[None]["array-location"][1]
     ids = ids.ravel()
     offset = int(start - ids[0])
     core = slice(offset, offset + int(stop - start))
-    return _bootstrap_block(settings, maps[None], None if variance is None else variance[None],
-                            weights, ids, core, [line])[0]
+    return _bootstrap_block(settings, maps, variance, weights, ids, core, lines)
 
 
 def _runs(n_slices: int, per_block: int, halo: int) -> tuple:
@@ -176,7 +176,7 @@ def _runs(n_slices: int, per_block: int, halo: int) -> tuple:
 
 
 def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: int,
-                        description: str, poisson: bool) -> list:
+                        description: str, poisson: bool, joint: bool = False) -> list:
     """Per-voxel variance of each line's reconstruction, over ``run.bootstrap`` repeats.
 
     One task per run of slices does it all (fit, repeats, variance), so memory is a run's
@@ -198,6 +198,9 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     poisson : bool
         Poisson repeats of the fitted counts (ML-EM, Poisson + TV) instead of Gaussian
         noise of the maps' variance (SIRT).
+    joint : bool
+        ``solve`` couples the lines (joint total variation): every line in the same task,
+        lazy too.
 
     Returns
     -------
@@ -216,36 +219,46 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     n_lines, n_slices = len(problem.lines), problem.layout.n_slices
     weights = field.weights
     assert geometry.n_x is not None and geometry.n_z is not None  # set by the geometry
-    # A run holds, per line it works on (every line eager, one a task lazy), the solver's
-    # iterate on the whole grid and three volumes cropped to the scan.
+    # Lines reconstructed together: all of them for a solver that couples them (``joint``),
+    # else one each when lazy (a task a line) and all of them eager (one pass over W).
+    groups = ([list(range(n_lines))] if joint or not problem.lazy
+              else [[line] for line in range(n_lines)])
+    # A run holds, per line it works on, the solver's iterate on the whole grid and three
+    # volumes cropped to the scan.
     per_slice = ((geometry.n_x + 3 * geometry.n_detector) * geometry.n_z * 4
-                 * (1 if problem.lazy else n_lines))
+                 * len(groups[0]))
     per_block = max(1, min(run.slices_per_block, BLOCK_VOLUME_BYTES // per_slice))
     if problem.lazy:
+        runs = _runs(n_slices, per_block, halo)
+        chunks = (runs, (geometry.n_z,), (geometry.n_detector,))
         out = []
-        for line in range(n_lines):
-            # Slice numbers as (slices, 1, 1): map_blocks lines inputs up by their last axes.
-            inputs = [problem.eds[line], None if poisson else problem.variance[line],  # type: ignore[index]
-                      weights, np.arange(n_slices).reshape(-1, 1, 1)]
-            runs = _runs(n_slices, per_block, halo)
-            chunked = [None if a is None else da.asarray(a).rechunk((runs, -1, -1))
-                       for a in inputs]
-            chunks = (runs, (geometry.n_z,), (geometry.n_detector,))
+        for group in groups:
+            n = len(group)
+            # One (slices, ...) input per line and map, so that every input's slices are its
+            # first axis; the slice numbers as (slices, 1, 1): map_blocks lines inputs up by
+            # their last axes.
+            inputs = ([problem.eds[line] for line in group]
+                      + ([] if poisson else [problem.variance[line] for line in group])  # type: ignore[index]
+                      + ([] if weights is None else [weights])
+                      + [np.arange(n_slices).reshape(-1, 1, 1)])
+            chunked = [da.asarray(a).rechunk((runs, -1, -1)) for a in inputs]
             if halo and len(runs) > 1:
-                chunked = [None if a is None else da.overlap.overlap(
-                    a, depth={i: halo if i == 0 else 0 for i in range(a.ndim)},
-                    boundary="none") for a in chunked]
-            present = [a for a in chunked if a is not None]
-            slots = [a is not None for a in chunked]
+                chunked = [da.overlap.overlap(a, depth={0: halo, 1: 0, 2: 0}, boundary="none")
+                           for a in chunked]
 
-            def block(*arrays, slots=slots, line=line, block_info=None):
-                given = iter(arrays)
-                args = [next(given) if slot else None for slot in slots]
-                return _lazy_block(settings, *args, line=line, block_info=block_info)
+            def block(*arrays, group=group, n=n, block_info=None):
+                maps = np.stack(arrays[:n])
+                rest = arrays[n:]
+                variance = None if poisson else np.stack(rest[:n])
+                rest = rest if poisson else rest[n:]
+                ray_weights = None if weights is None else rest[0]
+                return _lazy_block(settings, maps, variance, ray_weights, rest[-1],
+                                   lines=group, block_info=block_info)
 
             # map_blocks pairs blocks by position: the halo'd inputs' runs with the output's.
-            out.append(da.map_blocks(block, *present, chunks=chunks, dtype=np.float32,
-                                     meta=_META))
+            stacked = da.map_blocks(block, *chunked, new_axis=0, chunks=((n,),) + chunks,
+                                    dtype=np.float32, meta=_META4)
+            out.extend(stacked[i] for i in range(n))
         return out
     maps = np.stack([np.asarray(m, np.float32) for m in problem.eds])
     variance = None if poisson else np.stack(
@@ -301,10 +314,11 @@ def attach(signals: list, variances: list, parameters: dict) -> None:
 
 
 def add_uncertainty(signals: list, solve, problem: Problem, run: RunOptions, iterations: int,
-                    description: str, poisson: bool) -> list:
+                    description: str, poisson: bool, joint: bool = False) -> list:
     """Attach the bootstrap's per-voxel variance to ``signals`` when ``run.bootstrap`` asks."""
     if run.bootstrap is None:
         return signals
-    variances = bootstrap_variances(solve, problem, run, iterations, description, poisson)
+    variances = bootstrap_variances(solve, problem, run, iterations, description, poisson,
+                                    joint)
     attach(signals, variances, record(run.bootstrap, poisson))
     return signals
