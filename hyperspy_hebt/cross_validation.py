@@ -22,6 +22,7 @@ import numpy as np
 from .filtering import filtered_sinograms
 from .tomography import ParallelBeamGeometry, fit_response_model, make_projector, validate_alpha
 from .tomography.bimodal import _hebt_steps
+from .tomography.fused import _fused_steps
 from .tomography.geometry import slab_support
 from .tomography.mlem import _mlem_steps
 from .tomography.poisson_tv import _poisson_tv_steps, validate_tv_parameters
@@ -188,15 +189,19 @@ class _Fold:
 
 
 #: What :func:`cross_validate_stacks` can score.
-METHODS = ("sirt", "hebt", "mlem", "poisson_tv", "joint_tv")
+METHODS = ("sirt", "hebt", "mlem", "poisson_tv", "joint_tv", "fused")
 
 
 #: The label of the rows of ``"joint_tv"``: Poisson + total variation joint over the lines
 #: (:func:`hyperspy_hebt.tomography.poisson_tv.poisson_tv` with ``joint_channels``).
 JOINT_TV = "Joint Poisson-TV"
 
+#: The label of the rows of ``"fused"``: the fused EDS + ADF model
+#: (:func:`hyperspy_hebt.tomography.fused.fused`).
+FUSED = "Fused"
+
 #: Row labels whose setting is a total-variation weight.
-TV_METHODS = ("Poisson-TV", JOINT_TV)
+TV_METHODS = ("Poisson-TV", JOINT_TV, FUSED)
 
 
 #: Early stopping: a run stops once its score has been worse than its best at this
@@ -273,7 +278,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                           weights=None, backend: str = "cpu",
                           stop_early: bool = False, stop_on: str = "each_line",
                           half_thickness_px: float | None = None,
-                          tv_weights=()) -> CrossValidation:
+                          tv_weights=(), fused_options: dict | None = None) -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
     Parameters
@@ -291,7 +296,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         (:mod:`hyperspy_hebt.tomography.poisson_tv`) at each of ``tv_weights``;
         ``"joint_tv"``: the same with one total variation joint over the lines (rows
         ``"Joint Poisson-TV"``: its lines are reconstructed together, so its setting is
-        ``best``'s, summed over lines).
+        ``best``'s, summed over lines); ``"fused"``: the fused EDS + ADF model at each of
+        ``tv_weights`` (rows ``"Fused"``, lines together as well).
     iterations : sequence of int
     alphas : sequence of float
         HEBT weights to try.
@@ -329,8 +335,13 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         Slab support: voxels farther than this from z = 0 are held at 0, as in the
         reconstructions with ``thickness_nm``.
     tv_weights : sequence of float
-        The total-variation weights ``"poisson_tv"`` and ``"joint_tv"`` try (their rows'
-        ``tv_weight``).
+        The total-variation weights ``"poisson_tv"``, ``"joint_tv"`` and ``"fused"`` try
+        (their rows' ``tv_weight``).
+    fused_options : dict, optional
+        For ``"fused"`` (:func:`hyperspy_hebt.tomography.fused.fused`): ``coefficients``,
+        ``gamma``, ``adf_precision``, ``joint`` and ``adf_weights`` (ADF-shaped, 0 on rays
+        left out, or None). The model is fitted beforehand, on every tilt; the held-out
+        tilts' ADF is left out of each fold's training, and only their EDS is scored.
 
     Returns
     -------
@@ -340,12 +351,15 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be drawn from {METHODS}, got {methods}.")
-    for tv_method in ("poisson_tv", "joint_tv"):
+    for tv_method in ("poisson_tv", "joint_tv", "fused"):
         if tv_method in methods and not len(tv_weights):
             raise ValueError(f"{tv_method} needs tv_weights to try, e.g. (0.01, 0.03, 0.1).")
     tv_weights = [validate_tv_parameters(1, w)[1] for w in tv_weights]
     if "hebt" in methods and adf is None:
         raise ValueError("HEBT needs the ADF series: pass adf, or methods=('sirt',).")
+    if "fused" in methods and (adf is None or fused_options is None):
+        raise ValueError("fused needs the ADF series and fused_options (coefficients, "
+                         "gamma, adf_precision, joint).")
     if score not in ("poisson", "mse"):
         raise ValueError(f"score must be 'poisson' or 'mse', got {score!r}.")
     if stop_on not in STOP_ON:
@@ -427,6 +441,29 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                 JOINT_TV, tv_weight,
                 lambda projector, stacked, w, tv_weight=tv_weight: _poisson_tv_steps(
                     projector, stacked, tv_weight, w, support, joint_channels=k))
+    if "fused" in methods:
+        assert fused_options is not None and adf is not None
+        adf_weights = fused_options.get("adf_weights")
+        for tv_weight in tv_weights:
+            def fused_run(fold, tv_weight=tv_weight):
+                stacked = fold.train_eds.reshape((k * n_slices,) + fold.train_eds.shape[2:])
+                ray_weights = (None if fold.train_weights is None
+                               else np.tile(fold.train_weights, (k, 1, 1)))
+                return _fused_steps(
+                    fold.train_projector, stacked, adf[:, fold.train],
+                    fused_options["coefficients"], fused_options["gamma"], tv_weight,
+                    fused_options["adf_precision"], ray_weights,
+                    None if adf_weights is None else adf_weights[:, fold.train], support,
+                    fused_options["joint"])
+
+            def score_fused(fold, n, snapshot, tv_weight=tv_weight):
+                predictions = _held_out(fold.test_projector, snapshot, k * n_slices)
+                record(fold, FUSED, tv_weight, n,
+                       predictions.reshape(k, n_slices, fold.n_held, n_det))
+
+            stopped[f"Fused weight {tv_weight:g}"] = _lockstep(
+                [fused_run(f) for f in folds], folds, iterations, score_fused, totals,
+                (FUSED, tv_weight), names, stop_early, stop_on)
     if "hebt" in methods:
         for fold in folds:
             fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(

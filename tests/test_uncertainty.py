@@ -230,3 +230,20 @@ def test_fractions_of_a_denominator_lost_in_noise_have_no_first_order_variance()
     variances = [np.array([1.0, 100.0]), np.array([1.0, 100.0])]
     result = fraction_variances(volumes, variances, [1.0, 1.0])
     assert np.isfinite(result[0][0]) and np.isnan(result[0][1]) and np.isnan(result[1][1])
+
+
+def test_joint_tv_bootstrap_runs_the_lines_together_eager_equals_lazy():
+    """Joint TV couples the lines, so each bootstrap task holds all of them: runs of 2 slices
+    with a filter's halo give, lazy, what the eager pass gives; fractions are refused (the
+    lines' noise is correlated through the shared term)."""
+    settings = dict(iterations=30, tv_weight=0.03, joint_tv=True, padding_px=0,
+                    uncertainty=3, random_state=4, gaussian_sigma=0.5)
+    eager = make_series(N_X, 5).reconstruct_poisson_tv(**settings, show_progressbar=False)
+    lazy = make_series(N_X, 5, lazy=True).reconstruct_poisson_tv(**settings,
+                                                                 slices_per_block=2)
+    lazy = compute_together(lazy)
+    np.testing.assert_allclose(_variances(lazy), _variances(eager), rtol=1e-5,
+                               atol=1e-6 * _variances(eager).max())
+    assert _variances(eager).min() >= 0 and _variances(eager).max() > 0
+    with pytest.raises(ValueError, match="share one total variation"):
+        make_series(N_X, 5).quantify_cross_section(eager)

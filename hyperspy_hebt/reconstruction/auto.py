@@ -72,8 +72,13 @@ def cross_validate(signal, adf, *, methods, iterations, alphas, holdout, score, 
 def cross_validate_problem(signal, problem: Problem, *, methods, iterations, alphas, holdout,
                            score, slices, model: HebtModel, run: RunOptions,
                            stop_early: bool = False, stop_on: str = "each_line",
-                           tv_weights=()) -> CrossValidation:
-    """Cross-validation of a prepared problem (its ADF for HEBT), on ``slices``."""
+                           tv_weights=(), fused_options: dict | None = None
+                           ) -> CrossValidation:
+    """Cross-validation of a prepared problem (its ADF for HEBT), on ``slices``.
+
+    ``fused_options`` as for :func:`~hyperspy_hebt.cross_validation.cross_validate_stacks`,
+    its ``adf_weights`` for the chosen slices.
+    """
     backend = resolve_backend(run.backend)  # the folds run here, in memory
     layout, lines, field, sigma = problem.layout, problem.lines, problem.field, problem.sigma
     # The folds filter their own training tilts: the unfiltered maps, in memory (one
@@ -95,7 +100,7 @@ def cross_validate_problem(signal, problem: Problem, *, methods, iterations, alp
         hebt_options=hebt_options, padding_px=field.record["padding_px"],
         weights=None if weights is None else weights[chosen], backend=backend,
         stop_early=stop_early, stop_on=stop_on, half_thickness_px=field.half_thickness_px,
-        tv_weights=tv_weights)
+        tv_weights=tv_weights, fused_options=fused_options)
     result.slices = chosen.tolist()
     result.grid = field.record
     return result

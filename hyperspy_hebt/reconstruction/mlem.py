@@ -21,13 +21,14 @@ AUTO_MLEM_ITERATIONS = (5, 10, 20, 50, 100, 200)
 
 
 def counting_problem(signal, source: LineSource, grid: GridOptions, run: RunOptions,
-                     method: str) -> Problem:
+                     method: str, adf=None) -> Problem:
     """The prepared series for a Poisson method: its maps in memory and checked >= 0.
 
     The maps are brought into memory (one pass over the spectra) to check them here,
-    naming the line, rather than in a dask block at compute time.
+    naming the line, rather than in a dask block at compute time. ``adf``: the ADF series
+    too (the fused model).
     """
-    problem = prepare(signal, None, source, grid, slices_per_block=run.slices_per_block,
+    problem = prepare(signal, adf, source, grid, slices_per_block=run.slices_per_block,
                       compute=True)
     if run.bootstrap is not None:
         subtracted = [line.xray_line for line in problem.lines

@@ -463,5 +463,6 @@ def refuse_flat_adf(adf_stack, tilt_angles_deg) -> None:
         angles = [float(a) for a in np.asarray(tilt_angles_deg)[flat]]
         raise ValueError(
             f"The ADF image has no contrast at tilt(s) {angles} deg (every pixel "
-            f"{low[flat[0]]:g}): a blank or unread frame cannot take part in HEBT's fit or "
-            "its ADF term. Drop those tilts from both series, or use reconstruct_sirt.")
+            f"{low[flat[0]]:g}): a blank or unread frame cannot take part in the ADF model's fit "
+            "or its ADF term (HEBT, the fused model). Drop those tilts from both series, or "
+            "use an EDS-only method (reconstruct_sirt, reconstruct_poisson_tv).")

@@ -28,13 +28,16 @@ _EQUATION = {
                           "f_A = sigma_ion omega p eps / M (Eq. 7)"),
     "Joint Poisson-TV": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
                                 "f_A = sigma_ion omega p eps / M (Eq. 7)"),
+    "Fused": ("f_A", "Yuan et al. 2021 Eq. 12: C_A = (X_A/f_A) / sum_B (X_B/f_B), "
+                     "f_A = sigma_ion omega p eps / M (Eq. 7)"),
     "HEBT": ("z_A", "Yuan et al. 2021 Eq. 18: C_A = (X_A/z_A) / sum_B (X_B/z_B), "
                     "z_A = sigma_elastic / M (Eq. 14)"),
 }
 
 
-#: Algorithms whose maps are the EDS lines' own (quantified with f_A).
-EDS_ONLY = ("SIRT", "ML-EM", "Poisson-TV", "Joint Poisson-TV")
+#: Algorithms whose maps are the EDS lines' own (quantified with f_A; the fused model's
+#: volumes are the lines' counts, the ADF only shaping them).
+EDS_ONLY = ("SIRT", "ML-EM", "Poisson-TV", "Joint Poisson-TV", "Fused")
 
 #: Algorithms whose lines' variances are independent (each line reconstructed by itself):
 #: the first-order propagation into fractions holds for them only.
@@ -42,7 +45,8 @@ INDEPENDENT_LINES = ("SIRT", "ML-EM", "Poisson-TV")
 
 #: Why the others' lines are correlated.
 _CORRELATION = {"HEBT": "their lines share the ADF term",
-                "Joint Poisson-TV": "their lines share one total variation"}
+                "Joint Poisson-TV": "their lines share one total variation",
+                "Fused": "their lines share the ADF term"}
 
 
 def _reconstruction_parameters(reconstructions):
