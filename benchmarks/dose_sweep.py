@@ -13,7 +13,9 @@ and with its own cross-validated choice ("auto"):
   ``iterations`` "auto" (its automatic choice may fall back to SIRT);
 - ML-EM, unfiltered counts, iterations 5-100 / "auto";
 - Poisson + TV, unfiltered counts, 300 iterations, tv_weight 0.003-1 / "auto";
-- joint Poisson + TV (one total variation over Ag and Au, ``joint_tv=True``), the same.
+- joint Poisson + TV (one total variation over Ag and Au, ``joint_tv=True``), the same;
+- the fused model (``reconstruct_fused``: Poisson EDS + the ADF, linear, + joint TV),
+  unfiltered counts and the ADF, the same weights / "auto".
 
 The RMSE is over the whole slice and both elements (``sqrt`` of the mean of the weight
 fractions' squared error, as the study's ``mse_weight_fraction``), averaged over the
@@ -22,7 +24,7 @@ the best of SIRT and HEBT; the dose at which a method reaches high-dose SIRT's R
 (log-log interpolation between the doses) at least 3x lower than the paper's.
 
 Run:  python benchmarks/dose_sweep.py [--doses 1 0.5 0.2 0.1 0.05] [--seeds 2] [--quick]
-      [--methods SIRT HEBT ML-EM Poisson-TV Joint-Poisson-TV]
+      [--methods SIRT HEBT ML-EM Poisson-TV Joint-Poisson-TV Fused]
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ def runs(series, adf, lines, sigma, quick: bool):
                                           **counts))))
     out.append(("Joint-Poisson-TV", "auto", lambda: signal.reconstruct_poisson_tv(
         iterations=300, tv_weight="auto", joint_tv=True, **counts)))
+    for weight in weights:
+        out.append(("Fused", f"w {weight}", lambda w=weight: (
+            signal.reconstruct_fused(adf, iterations=300, tv_weight=w, **counts))))
+    out.append(("Fused", "auto", lambda: signal.reconstruct_fused(
+        adf, iterations=300, tv_weight="auto", **counts)))
     return out
 
 
@@ -91,8 +98,8 @@ class _Series:
         self.line_maps = acquisition.line_intensities
 
 
-METHODS = ("SIRT", "HEBT", "ML-EM", "Poisson-TV", "Joint-Poisson-TV")
-NEW_METHODS = ("ML-EM", "Poisson-TV", "Joint-Poisson-TV")
+METHODS = ("SIRT", "HEBT", "ML-EM", "Poisson-TV", "Joint-Poisson-TV", "Fused")
+NEW_METHODS = ("ML-EM", "Poisson-TV", "Joint-Poisson-TV", "Fused")
 
 
 def dose_needed(doses, errors, target) -> float:
