@@ -167,3 +167,27 @@ def test_signal_method_refusals(series_and_adf):
     blank.data[:] = blank.data.max()
     with pytest.raises(ValueError, match="no contrast at tilt.*the fused model"):
         series.reconstruct_fused(blank, **quick)
+
+
+def test_an_adf_the_lines_do_not_explain_is_flagged(tmp_path, caplog):
+    """The simulated FIB lamella (an unlisted Pt cap, an ADF clipped at black, hot pixels):
+    the ADF fit's R^2 is about -0.13 and two lines get no coefficient; the verdict says
+    "violated", names them, and a warning is logged."""
+    import logging
+
+    from hyperspy_hebt.io import load_tilt_series
+    from hyperspy_hebt.simulation import simulate_lamella_series
+
+    simulate_lamella_series(tmp_path, n_x=32, n_slices=16,
+                            tilt_angles_deg=np.linspace(-60, 60, 12), energy_channels=1024,
+                            pixel_size_nm=10.0)
+    series, adf = load_tilt_series(str(tmp_path / "tilt_*.hspy"), tilt_from="filename",
+                                   adf_paths=str(tmp_path / "adf_tilt_*.hspy"), lazy=False,
+                                   elements=["O", "Mg", "Si", "S", "Fe"])
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        recs = series.reconstruct_fused(adf, iterations=30, tv_weight=0.1,
+                                        integration_windows=1.0, show_progressbar=False)
+    diagnostics = recs[0].metadata.Reconstruction.Diagnostics
+    assert diagnostics.verdict == "violated"
+    assert diagnostics.r_squared < 0.85
+    assert "fused model's ADF fit looks violated" in caplog.text

@@ -104,6 +104,8 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
             tv_weights=AUTO_TV_WEIGHTS)
         eds_weight = result.best["tv_weight"]
     fit = _model_fit(problem, chosen, iterations, eds_weight, gamma, adf_weights)
+    # A model that explains the ADF poorly has a large residual, so a small precision: the
+    # ADF term then weighs little by itself.
     adf_precision = float(adf_weight) / fit.residual_variance
     if tv_auto:
         options = {"coefficients": fit.coefficients, "gamma": fit.gamma,
@@ -116,7 +118,7 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
         tv_weight = result.best["tv_weight"]
         records["CrossValidation"] = metadata_of(result)
     tv_weight = validate_tv_parameters(iterations, tv_weight)[1]
-    diagnostics = _diagnostics(fit, gamma)
+    diagnostics = _diagnostics(fit, problem.names)
     if diagnostics["verdict"] != "consistent":
         _logger.warning("The fused model's ADF fit looks %s: %s. Compare with "
                         "reconstruct_poisson_tv(joint_tv=True) before trusting the fused maps.",
@@ -200,7 +202,7 @@ def _model_fit(problem: Problem, chosen, iterations: int, tv_weight: float, gamm
     return fit
 
 
-def _diagnostics(fit: AdfPowerFit, gamma) -> dict:
+def _diagnostics(fit: AdfPowerFit, names: list) -> dict:
     """Which model the data support, and how well: the R^2 of the ADF fit per gamma."""
     problems = []
     verdict = "consistent"
@@ -212,12 +214,12 @@ def _diagnostics(fit: AdfPowerFit, gamma) -> dict:
     elif fit.r_squared < R_SQUARED_DOUBTFUL:
         verdict = "doubtful"
         problems.append(f"R^2 of the ADF fit is only {fit.r_squared:.3f}")
-    zero = [i for i, q in enumerate(fit.coefficients) if q <= 0]
+    zero = [name for name, q in zip(names, fit.coefficients) if q <= 0]
     if zero:
         verdict = "violated"
-        problems.append(f"lines {zero} get no ADF coefficient (0): the ADF does not see them")
+        problems.append(f"{zero} get no ADF coefficient (0): the ADF fit does not see them")
     linear = fit.table.get(1.0, float("nan"))
-    best = max(fit.table, key=fit.table.get)
+    best = max(fit.table, key=lambda gamma: fit.table[gamma])
     return {
         "verdict": verdict,
         "problems": problems,

@@ -231,7 +231,7 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     if problem.lazy:
         runs = _runs(n_slices, per_block, halo)
         chunks = (runs, (geometry.n_z,), (geometry.n_detector,))
-        out = []
+        out: list = []
         for group in groups:
             n = len(group)
             # One (slices, ...) input per line and map, so that every input's slices are its
