@@ -30,7 +30,8 @@ def compute_together(signals: Sequence) -> list:
     -------
     list
         Eager signals of the same classes, axes and metadata; a lazy
-        ``metadata.Signal.Noise_properties.variance`` is computed in the same pass.
+        ``metadata.Signal.Noise_properties.variance`` (and the ``Covariance`` signals of
+        joint reconstructions) is computed in the same pass.
     """
     from hyperspy.signal import BaseSignal
 
@@ -38,21 +39,35 @@ def compute_together(signals: Sequence) -> list:
     for i, signal in enumerate(signals):
         if not isinstance(signal, BaseSignal):
             raise TypeError(f"signals[{i}] must be a HyperSpy signal, got {type(signal).__name__}.")
-    # Their variances (reconstructions with uncertainty=) are computed in the same pass.
-    variances = [signal.metadata.get_item("Signal.Noise_properties.variance")
-                 for signal in signals]
-    with_variance = [i for i, v in enumerate(variances) if isinstance(v, BaseSignal)]
+    # Their variances and covariances (reconstructions with uncertainty=) are computed in
+    # the same pass.
+    moments = [(i, path, holder) for i, signal in enumerate(signals)
+               for path, holder in _noise_signals(signal)]
     arrays = _store_together([signal.data for signal in signals]
-                             + [variances[i].data for i in with_variance])
-    computed = dict(zip(with_variance, arrays[len(signals):]))
-    out = []
-    for i, (signal, array) in enumerate(zip(signals, arrays)):
-        eager = _eager(signal._deepcopy_with_new_data(array))
-        if i in computed:
-            eager.metadata.set_item("Signal.Noise_properties.variance",
-                                    _eager(variances[i]._deepcopy_with_new_data(computed[i])))
-        out.append(eager)
+                             + [holder.data for _, _, holder in moments])
+    out = [_eager(signal._deepcopy_with_new_data(array))
+           for signal, array in zip(signals, arrays)]
+    for (i, path, holder), array in zip(moments, arrays[len(signals):]):
+        out[i].metadata.set_item(path, _eager(holder._deepcopy_with_new_data(array)))
     return out
+
+
+def _noise_signals(signal) -> list:
+    """``(metadata path, signal)`` of the variance and covariances a signal carries."""
+    from hyperspy.signal import BaseSignal
+
+    from .reconstruction.uncertainty import COVARIANCE_NODE
+
+    found = []
+    variance = signal.metadata.get_item("Signal.Noise_properties.variance")
+    if isinstance(variance, BaseSignal):
+        found.append(("Signal.Noise_properties.variance", variance))
+    covariances = signal.metadata.get_item(COVARIANCE_NODE)
+    if covariances is not None:
+        for name, item in covariances:
+            if isinstance(item, BaseSignal):
+                found.append((f"{COVARIANCE_NODE}.{name}", item))
+    return found
 
 
 def _eager(signal):

@@ -429,8 +429,12 @@ def composition_fractions(intensities, factors, threshold=None, atomic_weights=N
     return np.where(np.isfinite(total), fractions, normalised.dtype.type(np.nan))
 
 
-def _fraction_variance_block(volumes, variances, factors, weights, relative2, threshold):
-    """First-order variance of the fractions of stacked ``(n, ...)`` volumes (numpy or dask)."""
+def _fraction_variance_block(volumes, variances, factors, weights, relative2, threshold,
+                             covariances=None, pairs=()):
+    """First-order variance of the fractions of stacked ``(n, ...)`` volumes (numpy or dask).
+
+    ``covariances`` ``(len(pairs), ...)``: the volumes' covariance for each pair ``(i, j)``.
+    """
     shape = (-1,) + (1,) * (volumes.ndim - 1)
     total = (volumes / factors.reshape(shape)).sum(axis=0)
     scale = (1.0 / (factors * weights)).reshape(shape)
@@ -440,8 +444,15 @@ def _fraction_variance_block(volumes, variances, factors, weights, relative2, th
     inside = (total > threshold) & np.isfinite(total)
     safe = np.where(inside, denominator, 1.0)
     fractions = amounts / safe
+    # cov(u_A, S) and var S: the variances, plus each pair's covariance where given.
+    with_total = amounts_variance.copy()
     denominator_variance = amounts_variance.sum(axis=0)
-    spread = (amounts_variance * (1.0 - 2.0 * fractions)
+    for index, (i, j) in enumerate(pairs):
+        between = covariances[index] * scale[i] * scale[j]
+        with_total[i] += between
+        with_total[j] += between
+        denominator_variance = denominator_variance + 2.0 * between
+    spread = (amounts_variance - 2.0 * fractions * with_total
               + fractions * fractions * denominator_variance) / (safe * safe)
     # Where the denominator's own noise is as large as it, it comes near 0 in repeats and a
     # ratio has no first-order variance: undefined (NaN), not a confident number.
@@ -460,18 +471,21 @@ MAX_RELATIVE_DENOMINATOR_STD = 1.0
 
 
 def fraction_variances(volumes, variances, factors, threshold=None, atomic_weights=None,
-                       factor_uncertainty=None) -> list:
+                       factor_uncertainty=None, covariances=None) -> list:
     """Variance of :func:`composition_fractions` from the volumes' variances (first order).
 
     With ``u_A = X_A / (f_A w_A)`` (``w_A`` the atomic weight for atomic fractions, else
     1), ``S = sum_B u_B`` and ``C_A = u_A / S``, the delta method gives
-    ``var C_A = [var u_A (1 - 2 C_A) + C_A^2 sum_B var u_B] / S^2``, the lines' volumes
-    taken as independent (SIRT, ML-EM and Poisson + TV reconstruct each line from its own
-    counts). ``var u_A = var X_A / (f_A w_A)^2 + u_A^2 r_A^2`` with ``r_A`` a factor's
-    relative standard uncertainty. Conditional on the threshold: 0 outside, and a voxel
-    near the threshold, which noise moves in and out, is less certain than this says.
-    NaN where ``S``'s standard deviation exceeds :data:`MAX_RELATIVE_DENOMINATOR_STD`
-    times ``S`` (the ratio has no first-order variance there).
+    ``var C_A = [var u_A - 2 C_A cov(u_A, S) + C_A^2 var S] / S^2``, which for independent
+    lines (SIRT, ML-EM and Poisson + TV reconstruct each line from its own counts) is
+    ``[var u_A (1 - 2 C_A) + C_A^2 sum_B var u_B] / S^2``; ``covariances`` adds the lines'
+    covariances (joint total variation couples them). ``var u_A = var X_A / (f_A w_A)^2 +
+    u_A^2 r_A^2`` with ``r_A`` a factor's relative standard uncertainty (the factors taken
+    as independent of each other and of the counts). Conditional on the threshold: 0
+    outside, and a voxel near the threshold, which noise moves in and out, is less certain
+    than this says. NaN where ``S``'s standard deviation exceeds
+    :data:`MAX_RELATIVE_DENOMINATOR_STD` times ``S`` (the ratio has no first-order variance
+    there).
 
     Parameters
     ----------
@@ -485,6 +499,9 @@ def fraction_variances(volumes, variances, factors, threshold=None, atomic_weigh
         g/mol per element, for atomic fractions.
     factor_uncertainty : sequence of float, optional
         Relative standard uncertainty of each factor (0.05 = 5 %); None: 0.
+    covariances : dict, optional
+        ``(i, j)`` (element indices, ``i < j``) -> ``cov(X_i, X_j)`` shaped like the
+        volumes; absent pairs are taken as uncorrelated.
 
     Returns
     -------
@@ -498,18 +515,25 @@ def fraction_variances(volumes, variances, factors, threshold=None, atomic_weigh
     relative2 = (np.zeros(count) if factor_uncertainty is None
                  else np.asarray(factor_uncertainty, float) ** 2)
     limit = 0.0 if threshold is None else threshold
-    if any(isinstance(v, da.Array) for v in list(volumes) + list(variances)):
+    pairs = sorted(covariances or {})
+    between = [covariances[pair] for pair in pairs]  # type: ignore[index]
+    if any(isinstance(v, da.Array) for v in list(volumes) + list(variances) + between):
         # Each dask block through the in-memory path below: its float64 temporaries stay
         # a few runs of rows, not whole blocks of every element.
+        # The volumes, then their variances and covariances: two stacks whose first axes
+        # are one block each (map_blocks pairs the blocks of the other axes).
         stacked = da.stack([da.asarray(v) for v in volumes]).rechunk({0: -1})
-        spread = da.stack([da.asarray(v) for v in variances]).rechunk(stacked.chunks)
+        spread = da.stack([da.asarray(v) for v in list(variances) + between]).rechunk(
+            ((count + len(pairs),),) + stacked.chunks[1:])
 
-        def per_block(values, variance, threshold):
-            return np.stack(fraction_variances(list(values), list(variance), factors,
-                                               float(threshold), atomic_weights,
-                                               factor_uncertainty))
+        def per_block(values, second_moments, threshold):
+            given = {pair: c for pair, c in zip(pairs, second_moments[count:])}
+            return np.stack(fraction_variances(list(values), list(second_moments[:count]),
+                                               factors, float(threshold), atomic_weights,
+                                               factor_uncertainty, given or None))
 
-        result = da.map_blocks(per_block, stacked, spread, limit, dtype=np.float32)
+        result = da.map_blocks(per_block, stacked, spread, limit, dtype=np.float32,
+                               chunks=stacked.chunks)
         return [result[i] for i in range(count)]
     shape = np.shape(volumes[0])
     out = [np.empty(shape, np.float32) for _ in range(count)]
@@ -521,7 +545,9 @@ def fraction_variances(volumes, variances, factors, threshold=None, atomic_weigh
         result = _fraction_variance_block(
             np.stack([np.asarray(v[block], np.float64) for v in volumes]),
             np.stack([np.asarray(v[block], np.float64) for v in variances]),
-            factors, weights, relative2, limit)
+            factors, weights, relative2, limit,
+            np.stack([np.asarray(c[block], np.float64) for c in between]) if pairs else None,
+            pairs)
         for target, part in zip(out, result):
             target[block] = part
     return out

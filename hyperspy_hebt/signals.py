@@ -343,9 +343,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         <uncertainty>
             The repeats are Poisson counts of the fitted projections: maps without
             background subtraction. Each repeat is reconstructed at the chosen weight.
-            With ``joint_tv`` the lines' noise is correlated through the shared term:
-            each volume's variance is right, but :meth:`quantify_cross_section` refuses to
-            propagate them into fractions as if the lines were independent.
+            With ``joint_tv`` the lines' noise is correlated through the shared term: the
+            bootstrap also gives every pair of lines' per-voxel covariance
+            (``metadata.Signal.Noise_properties.Covariance.<other line>`` on the pair's
+            first line), which :meth:`quantify_cross_section` propagates with them.
         <random_state>
         joint_tv : bool
             False (default): each line's own total variation, lines reconstructed one by
@@ -902,8 +903,9 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             data are computed. When the reconstructions carry a variance
             (``uncertainty=`` of the reconstruct methods), each fraction map carries
             its own in ``metadata.Signal.Noise_properties.variance``: first-order
-            propagation, the lines independent, conditional on the threshold (0
-            outside); how, in ``Quantification.Uncertainty``.
+            propagation, the lines independent (or with the covariances that joint
+            reconstructions carry), conditional on the threshold (0 outside); how, in
+            ``Quantification.Uncertainty``.
 
         Raises
         ------

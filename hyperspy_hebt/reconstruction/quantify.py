@@ -40,7 +40,7 @@ _EQUATION = {
 EDS_ONLY = ("SIRT", "ML-EM", "Poisson-TV", "Joint Poisson-TV", "Fused")
 
 #: Algorithms whose lines' variances are independent (each line reconstructed by itself):
-#: the first-order propagation into fractions holds for them only.
+#: the others' propagation into fractions needs the lines' covariances.
 INDEPENDENT_LINES = ("SIRT", "ML-EM", "Poisson-TV")
 
 #: Why the others' lines are correlated.
@@ -199,6 +199,44 @@ def _variances(reconstructions) -> list | None:
     return out
 
 
+def _covariances(reconstructions, lines) -> dict | None:
+    """Every pair of lines' ``Noise_properties.Covariance`` data, or None when none is given.
+
+    A pair's covariance is on its first line's reconstruction (``uncertainty.attach``).
+
+    Raises
+    ------
+    ValueError
+        Some pairs have one and others not, or one is shaped unlike the reconstructions.
+    """
+    from hyperspy.signal import BaseSignal
+
+    from .uncertainty import COVARIANCE_NODE
+
+    found = {}
+    for i, rec in enumerate(reconstructions):
+        for j in range(i + 1, len(reconstructions)):
+            for first, other in ((rec, lines[j]), (reconstructions[j], lines[i])):
+                item = first.metadata.get_item(f"{COVARIANCE_NODE}.{other}")
+                if item is not None:
+                    found[(i, j)] = item.data if isinstance(item, BaseSignal) else item
+                    break
+    if not found:
+        return None
+    missing = [(lines[i], lines[j]) for i in range(len(lines))
+               for j in range(i + 1, len(lines)) if (i, j) not in found]
+    if missing:
+        raise ValueError(
+            f"The reconstructions carry covariances for some pairs of lines but not for "
+            f"{missing}: reconstruct every line together with uncertainty=.")
+    for (i, j), data in found.items():
+        if tuple(np.shape(data)) != tuple(reconstructions[i].data.shape):
+            raise ValueError(
+                f"The covariance of {lines[i]} with {lines[j]} has shape "
+                f"{tuple(np.shape(data))}, the reconstruction {reconstructions[i].data.shape}.")
+    return found
+
+
 def _relative_uncertainty(factor_uncertainty, lines, elements) -> np.ndarray | None:
     """``factor_uncertainty`` as one relative value per line, checked."""
     if factor_uncertainty is None:
@@ -261,11 +299,13 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
         raise ValueError(
             "factor_uncertainty is added to the reconstructions' variance, and these carry "
             "none: reconstruct with uncertainty= (SIRT, ML-EM, Poisson + TV).")
-    if variances is not None and algorithm not in INDEPENDENT_LINES:
+    covariances = _covariances(reconstructions, lines) if variances is not None else None
+    if variances is not None and algorithm not in INDEPENDENT_LINES and covariances is None:
         raise ValueError(
-            f"The {algorithm} reconstructions carry a variance, but {_CORRELATION[algorithm]}: "
-            "their noise is correlated and a propagation that takes the lines as independent "
-            "would be wrong. Delete the variances to quantify them.")
+            f"The {algorithm} reconstructions carry a variance but not the covariances "
+            f"between their lines, and {_CORRELATION[algorithm]}: their noise is correlated "
+            "and a propagation that takes the lines as independent would be wrong. Delete "
+            "the variances to quantify them.")
     lazy = any(rec._lazy for rec in reconstructions)
     if overwrite_reconstructions and lazy:
         raise ValueError("overwrite_reconstructions needs reconstructions in memory.")
@@ -288,7 +328,7 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
                                           atomic_weights=weights)
         if variances is not None:
             variances = fraction_variances(stack, variances, values, threshold_value,
-                                           weights, relative)
+                                           weights, relative, covariances)
     else:
         # In memory: block by block, no stacked copy (bounded temporaries).
         volumes = [np.asarray(rec.data) for rec in reconstructions]
@@ -302,7 +342,7 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
             threshold_info["threshold"] = float(threshold)
         if variances is not None:  # before the fractions may take the volumes' memory
             variances = fraction_variances(volumes, variances, values, threshold_value,
-                                           weights, relative)
+                                           weights, relative, covariances)
         fractions = composition_fractions_of(
             volumes, values, threshold_value, atomic_weights=weights,
             out=volumes if overwrite_reconstructions and all(
@@ -344,7 +384,8 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
         axes = [a.get_axis_dictionary() for a in rec.axes_manager._axes]
         cls = LazySignal2D if lazy else Signal2D
         if variances is not None:
-            metadata["Quantification"]["Uncertainty"] = _uncertainty_record(relative, lines)
+            metadata["Quantification"]["Uncertainty"] = _uncertainty_record(relative, lines,
+                                                                            covariances)
             metadata["Signal"]["Noise_properties"] = {"variance": cls(
                 variances[i], axes=axes,
                 metadata={"General": {"title": f"Variance of {element} {units}"},
@@ -354,10 +395,12 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
     return out
 
 
-def _uncertainty_record(relative, lines) -> dict:
+def _uncertainty_record(relative, lines, covariances=None) -> dict:
+    lines_are = ("with the lines' covariances (Noise_properties.Covariance)"
+                 if covariances else "lines independent")
     return {
         "propagation": "first order (delta method) from the reconstructions' "
-                       "Noise_properties.variance, lines independent, conditional on the "
+                       f"Noise_properties.variance, {lines_are}, conditional on the "
                        "threshold (0 outside); NaN where the standard deviation of "
                        "sum_B X_B/f_B exceeds "
                        f"{MAX_RELATIVE_DENOMINATOR_STD} of it (no first-order variance)",

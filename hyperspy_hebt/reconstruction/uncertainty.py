@@ -71,6 +71,12 @@ class _Settings:
     sigma: tuple | None
     bootstrap: Bootstrap
     poisson: bool
+    covariance: bool = False  # also every pair of channels' per-voxel covariance
+
+
+def pairs(n_lines: int) -> list:
+    """The line pairs ``(i, j)``, ``i < j``, in the order their covariances are stacked."""
+    return [(i, j) for i in range(n_lines) for j in range(i + 1, n_lines)]
 
 
 def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: slice,
@@ -96,7 +102,8 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
     Returns
     -------
     numpy.ndarray
-        ``(channels, core slices, n_z, n_detector)`` float32.
+        ``(channels, core slices, n_z, n_detector)`` float32; with ``settings.covariance``
+        the covariances of the channel pairs (:func:`pairs`) follow the variances.
     """
     from ..tomography import get_projector
     from ..tomography.geometry import slab_support
@@ -125,7 +132,8 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
     core_weights = None if weights is None else weights[core]
     bootstrap = settings.bootstrap
     count = bootstrap.replicates
-    first = sums = squares = None
+    first = sums = squares = cross = None
+    channel_pairs = pairs(len(line_ids)) if settings.covariance else []
     for replicate in range(count):
         repeat = np.empty(fitted[:, core].shape, np.float32)
         for channel, line in enumerate(line_ids):
@@ -137,14 +145,20 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
         volumes = reconstruct(repeat, core_weights, columns)
         if first is None:
             first, sums, squares = volumes, np.zeros_like(volumes), np.zeros_like(volumes)
+            cross = np.zeros((len(channel_pairs),) + volumes.shape[1:], np.float32)
         else:
             # About the first repeat (the spread is shift-invariant; centring keeps the
             # float32 sums exact enough).
             volumes -= first
             sums += volumes  # type: ignore[operator]
             squares += volumes * volumes  # type: ignore[operator]
-    assert sums is not None and squares is not None
-    return np.maximum((squares - sums * sums / count) / (count - 1), 0.0).astype(np.float32)
+            for index, (i, j) in enumerate(channel_pairs):
+                cross[index] += volumes[i] * volumes[j]  # type: ignore[index]
+    assert sums is not None and squares is not None and cross is not None
+    variances = np.maximum((squares - sums * sums / count) / (count - 1), 0.0)
+    covariances = [(cross[index] - sums[i] * sums[j] / count) / (count - 1)
+                   for index, (i, j) in enumerate(channel_pairs)]
+    return np.concatenate([variances] + [c[None] for c in covariances]).astype(np.float32)
 
 
 def _lazy_block(settings, maps, variance, weights, ids, *, lines, block_info=None):
@@ -176,7 +190,8 @@ def _runs(n_slices: int, per_block: int, halo: int) -> tuple:
 
 
 def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: int,
-                        description: str, poisson: bool, joint: bool = False) -> list:
+                        description: str, poisson: bool, joint: bool = False
+                        ) -> tuple[list, dict]:
     """Per-voxel variance of each line's reconstruction, over ``run.bootstrap`` repeats.
 
     One task per run of slices does it all (fit, repeats, variance), so memory is a run's
@@ -200,13 +215,17 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
         noise of the maps' variance (SIRT).
     joint : bool
         ``solve`` couples the lines (joint total variation): every line in the same task,
-        lazy too.
+        lazy too, and the covariance of every pair of lines as well (their noise is
+        correlated through the shared term).
 
     Returns
     -------
-    list
+    variances : list
         One variance volume per line ``(slices, n_z, n_detector)``, float32, numpy or dask
         like the reconstructions.
+    covariances : dict
+        ``(i, j)`` (``i < j``, line indices) -> their per-voxel covariance, shaped alike;
+        empty unless ``joint``.
     """
     from hyperspy.external.progressbar import progressbar
 
@@ -214,7 +233,7 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     field = problem.field
     geometry = field.geometry
     settings = _Settings(solve, geometry, field.half_thickness_px, problem.sigma,
-                         run.bootstrap, poisson)
+                         run.bootstrap, poisson, covariance=joint)
     halo = _halo(problem.sigma)
     n_lines, n_slices = len(problem.lines), problem.layout.n_slices
     weights = field.weights
@@ -224,16 +243,19 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     groups = ([list(range(n_lines))] if joint or not problem.lazy
               else [[line] for line in range(n_lines)])
     # A run holds, per line it works on, the solver's iterate on the whole grid and three
-    # volumes cropped to the scan.
-    per_slice = ((geometry.n_x + 3 * geometry.n_detector) * geometry.n_z * 4
-                 * len(groups[0]))
+    # volumes cropped to the scan; per pair of lines (joint), two more.
+    group_pairs = len(pairs(len(groups[0]))) if joint else 0
+    per_slice = ((geometry.n_x + 3 * geometry.n_detector) * len(groups[0])
+                 + 2 * geometry.n_detector * group_pairs) * geometry.n_z * 4
     per_block = max(1, min(run.slices_per_block, BLOCK_VOLUME_BYTES // per_slice))
     if problem.lazy:
         runs = _runs(n_slices, per_block, halo)
         chunks = (runs, (geometry.n_z,), (geometry.n_detector,))
         out: list = []
+        covariances: dict = {}
         for group in groups:
             n = len(group)
+            n_out = n + (len(pairs(n)) if joint else 0)
             # One (slices, ...) input per line and map, so that every input's slices are its
             # first axis; the slice numbers as (slices, 1, 1): map_blocks lines inputs up by
             # their last axes.
@@ -256,15 +278,20 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
                                    lines=group, block_info=block_info)
 
             # map_blocks pairs blocks by position: the halo'd inputs' runs with the output's.
-            stacked = da.map_blocks(block, *chunked, new_axis=0, chunks=((n,),) + chunks,
+            stacked = da.map_blocks(block, *chunked, new_axis=0, chunks=((n_out,),) + chunks,
                                     dtype=np.float32, meta=_META4)
             out.extend(stacked[i] for i in range(n))
-        return out
+            if joint:
+                covariances.update({(group[i], group[j]): stacked[n + index]
+                                    for index, (i, j) in enumerate(pairs(n))})
+        return out, covariances
     maps = np.stack([np.asarray(m, np.float32) for m in problem.eds])
     variance = None if poisson else np.stack(
         [np.asarray(v, np.float32) for v in problem.variance])  # type: ignore[union-attr]
     weights = None if weights is None else np.asarray(weights, np.float32)
-    result = np.empty((n_lines, n_slices, geometry.n_z, geometry.n_detector), np.float32)
+    line_pairs = pairs(n_lines) if joint else []
+    result = np.empty((n_lines + len(line_pairs), n_slices, geometry.n_z, geometry.n_detector),
+                      np.float32)
     starts = range(0, n_slices, per_block)
     with progressbar(total=len(starts), disable=not run.show_progressbar,
                      desc=f"{description} bootstrap ({run.bootstrap.replicates} x "
@@ -277,13 +304,21 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
                 None if weights is None else weights[low:high], np.arange(low, high),
                 slice(start - low, stop - low), list(range(n_lines)))
             bar.update(1)
-    return list(result)
+    return list(result[:n_lines]), {pair: result[n_lines + index]
+                                    for index, pair in enumerate(line_pairs)}
 
 
-def record(bootstrap: Bootstrap, poisson: bool) -> dict:
+def record(bootstrap: Bootstrap, poisson: bool, covariance: bool = False) -> dict:
     """``metadata.Reconstruction.Uncertainty``: how the variance was estimated."""
     count = bootstrap.replicates
+    extra = {}
+    if covariance:
+        extra["covariance"] = (
+            "per voxel, between every pair of lines (their noise is correlated through the "
+            "shared term): metadata.Signal.Noise_properties.Covariance.<other line> of the "
+            "pair's first line, counts squared per voxel")
     return {
+        **extra,
         "method": "parametric bootstrap about the fitted projections",
         "replicates": count,
         "seed": bootstrap.seed,
@@ -298,27 +333,50 @@ def record(bootstrap: Bootstrap, poisson: bool) -> dict:
     }
 
 
-def attach(signals: list, variances: list, parameters: dict) -> None:
-    """Give each reconstruction its variance signal and the bootstrap's record."""
+#: Where a reconstruction holds its per-voxel covariance with another line (joint methods):
+#: ``metadata.<COVARIANCE_NODE>.<other line>``, on the first line of each pair.
+COVARIANCE_NODE = "Signal.Noise_properties.Covariance"
+
+
+def _holder(signal, data, title: str, quantity: str):
+    """``data`` as a signal on ``signal``'s axes (lazy for dask data), to keep in metadata."""
     from hyperspy.signals import LazySignal2D, Signal2D
 
+    cls = LazySignal2D if isinstance(data, da.Array) else Signal2D
+    axes = [a.get_axis_dictionary() for a in signal.axes_manager._axes]
+    return cls(data, axes=axes, metadata={"General": {"title": title},
+                                          "Signal": {"quantity": quantity}})
+
+
+def attach(signals: list, variances: list, parameters: dict,
+           covariances: dict | None = None) -> None:
+    """Give each reconstruction its variance signal and the bootstrap's record.
+
+    ``covariances`` (``(i, j)`` -> data, ``i < j``) go to line ``i``'s
+    :data:`COVARIANCE_NODE`, under line ``j``'s name.
+    """
     for signal, variance in zip(signals, variances):
-        cls = LazySignal2D if isinstance(variance, da.Array) else Signal2D
-        axes = [a.get_axis_dictionary() for a in signal.axes_manager._axes]
         title = signal.metadata.General.title
-        holder = cls(variance, axes=axes,
-                     metadata={"General": {"title": f"Variance of {title}"},
-                               "Signal": {"quantity": "variance (counts squared per voxel)"}})
-        signal.metadata.set_item("Signal.Noise_properties.variance", holder)
+        signal.metadata.set_item("Signal.Noise_properties.variance", _holder(
+            signal, variance, f"Variance of {title}", "variance (counts squared per voxel)"))
         signal.metadata.set_item("Reconstruction.Uncertainty", parameters)
+    for (i, j), covariance in (covariances or {}).items():
+        first, other = signals[i], signals[j].metadata.Sample.xray_lines[0]
+        signal_title = first.metadata.General.title
+        first.metadata.set_item(f"{COVARIANCE_NODE}.{other}", _holder(
+            first, covariance, f"Covariance of {signal_title} with {other}",
+            "covariance (counts squared per voxel)"))
 
 
 def add_uncertainty(signals: list, solve, problem: Problem, run: RunOptions, iterations: int,
                     description: str, poisson: bool, joint: bool = False) -> list:
-    """Attach the bootstrap's per-voxel variance to ``signals`` when ``run.bootstrap`` asks."""
+    """Attach the bootstrap's per-voxel variance to ``signals`` when ``run.bootstrap`` asks.
+
+    ``joint``: the lines' covariances too (:func:`bootstrap_variances`).
+    """
     if run.bootstrap is None:
         return signals
-    variances = bootstrap_variances(solve, problem, run, iterations, description, poisson,
-                                    joint)
-    attach(signals, variances, record(run.bootstrap, poisson))
+    variances, covariances = bootstrap_variances(solve, problem, run, iterations, description,
+                                                 poisson, joint)
+    attach(signals, variances, record(run.bootstrap, poisson, covariance=joint), covariances)
     return signals
