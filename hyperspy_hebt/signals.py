@@ -407,6 +407,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         padding_px: Padding = "auto",
         invalid_pixels="auto",
         thickness_nm: float | None = None,
+        uncertainty: int = 0,
+        random_state: int | None = None,
     ) -> list:
         """Fused EDS + ADF reconstruction: Poisson counts, ADF as a power of the lines, TV.
 
@@ -429,8 +431,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
            EDS; the held-out tilts' ADF is left out of training too).
         4. Every slice, in blocks, lazy for a lazy series.
 
-        Part of issue 16; not yet there: its uncertainty, the absorption correction, an
-        ADF offset (subtract a dark level first), the GPU backend.
+        Part of issue 16; not yet there: the absorption correction, an ADF offset
+        (subtract a dark level first), the GPU backend.
 
         Parameters
         ----------
@@ -468,6 +470,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             Here they are left out of the EDS terms and the ADF term; saturated, clipped
             and hot ADF pixels are left out of the ADF term as well.
         <thickness_nm>
+        <uncertainty>
+            The repeats: Poisson counts of the fitted projections for the lines (maps
+            without background subtraction or filter) and, for the ADF, the fitted model
+            plus Gaussian noise of the model fit's residual variance. The lines share the
+            ADF term, so every pair's covariance is kept too
+            (``Noise_properties.Covariance``) and :meth:`quantify_cross_section`
+            propagates it.
+        <random_state>
 
         Returns
         -------
@@ -491,7 +501,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
-        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu")
+        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu",
+                         Bootstrap.of(uncertainty, random_state))
         if not isinstance(joint_tv, (bool, np.bool_)):
             raise TypeError(f"joint_tv must be True or False, got {joint_tv!r}.")
         return _fused.reconstruct_fused(self, adf, iterations, tv_weight, gamma, adf_weight,

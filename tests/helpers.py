@@ -85,3 +85,30 @@ def absorbed_grain(n: int, tilts: tuple, detectors: tuple, dose_electrons: float
             list(tilts), list(detectors), step_px=0.5)
         for i, line in enumerate(lines)}
     return phantom, counts, table, per_detector
+
+
+def interior_voxels(n_x: int, n_slices: int) -> np.ndarray:
+    """The core-shell particle's voxels two or more inside its surface, slice by slice."""
+    from scipy import ndimage as ndi
+
+    from hyperspy_hebt.simulation import core_shell_phantom
+
+    core, shell = core_shell_phantom(n_x, n_slices)
+    return ndi.binary_erosion((core + shell) > 0.5, structure=np.ones((1, 3, 3)), iterations=2)
+
+
+def variances_of(signals) -> np.ndarray:
+    """The ``Noise_properties.variance`` data of each signal, stacked."""
+    return np.stack([s.metadata.Signal.Noise_properties.variance.data for s in signals])
+
+
+def calibration_ratio(predicted_variance, actual_std, interior) -> list:
+    """RMS predicted standard deviation over RMS actual one, interior voxels of each line.
+
+    Over the voxels with a defined (finite) prediction; at most a third may lack one.
+    """
+    defined = interior & np.all(np.isfinite(predicted_variance), axis=0)
+    assert defined.sum() >= 2 / 3 * interior.sum()
+    return [float(np.sqrt(predicted_variance[i][defined].mean()
+                          / (actual_std[i][defined] ** 2).mean()))
+            for i in range(len(actual_std))]

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import make_series
+from helpers import calibration_ratio, interior_voxels, make_series, variances_of
 
 from hyperspy_hebt.simulation import project_volume, synthetic_adf_series
 from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
@@ -191,3 +191,71 @@ def test_an_adf_the_lines_do_not_explain_is_flagged(tmp_path, caplog):
     assert diagnostics.verdict == "violated"
     assert diagnostics.r_squared < 0.85
     assert "fused model's ADF fit looks violated" in caplog.text
+
+
+def test_uncertainty_with_the_adf_eager_equals_lazy_and_quantified(series_and_adf):
+    """The bootstrap repeats the lines' counts and the ADF (its model plus the fit's residual
+    noise) and keeps the lines' covariance; eager = lazy; the fractions carry a variance."""
+    from hyperspy_hebt import compute_together
+
+    series, adf = series_and_adf
+    settings = dict(iterations=40, tv_weight=0.1, padding_px=0, uncertainty=3,
+                    random_state=2)
+    eager = series.reconstruct_fused(adf, show_progressbar=False, **settings)
+    lazy = compute_together(series.as_lazy().reconstruct_fused(adf, slices_per_block=2,
+                                                               **settings))
+    noise = [r.metadata.Signal.Noise_properties for r in eager]
+    for e, z in zip(noise, [r.metadata.Signal.Noise_properties for r in lazy]):
+        np.testing.assert_allclose(z.variance.data, e.variance.data, rtol=1e-5,
+                                   atol=1e-6 * e.variance.data.max())
+    assert noise[0].variance.data.max() > 0
+    np.testing.assert_allclose(lazy[0].metadata.Signal.Noise_properties.Covariance.Au_Ma.data,
+                               noise[0].Covariance.Au_Ma.data, rtol=1e-5,
+                               atol=1e-6 * noise[0].variance.data.max())
+    assert "adf_noise" in eager[0].metadata.Reconstruction.Uncertainty
+    fractions = series.quantify_cross_section(eager, threshold=1.0)
+    inside = fractions[0].data > 0
+    spread = fractions[0].metadata.Signal.Noise_properties.variance.data[inside]
+    assert np.isfinite(spread).mean() > 0.5 and np.nanmax(spread) > 0
+    with pytest.raises(ValueError, match="unfiltered maps"):
+        series.reconstruct_fused(adf, gaussian_sigma=1.0, show_progressbar=False, **settings)
+
+
+def test_bootstrap_predicts_the_spread_of_independent_repeats(caplog):
+    """As tests/test_uncertainty.py, for the fused model at a twentieth of the dose (EDS and
+    ADF noise both drawn anew per realisation). Measured with 24 realisations and 24
+    replicates, the ADF repeated at its residual about the fused fit slice by slice:
+    predicted / actual standard deviation 1.06 and 0.98 (volumes), 1.04 and 1.04
+    (fractions); repeated at the model fit's residual variance instead (which holds the EDS
+    volumes' noise and blur too) the volumes read 1.19 and 1.24. 12 of each here (the RMS
+    over ~700 interior voxels stays good to a few percent); the issue's bound is 20 %."""
+    import logging
+
+    from hyperspy_hebt.simulation import core_shell_phantom
+
+    n_x, n_slices = 24, 4
+    caplog.set_level(logging.ERROR)
+    core, shell = core_shell_phantom(n_x, n_slices)
+    mass = (0.2 * core + 0.8 * shell) + 1.8 * (0.8 * core + 0.2 * shell)
+
+    def run(seed, **kwargs):
+        series = make_series(n_x, n_slices, seed=100 + seed, dose=0.05)
+        tilts = series.tilt_angles
+        adf = synthetic_adf_series(100 * project_volume(mass, tilts), tilts, seed=500 + seed)
+        recs = series.reconstruct_fused(adf, iterations=150, tv_weight=0.03, padding_px=0,
+                                        show_progressbar=False, **kwargs)
+        return recs, series.quantify_cross_section(recs, threshold=1.0)
+
+    volumes, fractions = [], []
+    for seed in range(12):
+        recs, quantified = run(seed)
+        volumes.append(np.stack([r.data for r in recs]))
+        fractions.append(np.stack([f.data for f in quantified]))
+    recs, quantified = run(77, uncertainty=12, random_state=0)
+    interior = interior_voxels(n_x, n_slices)
+    volume_ratio = calibration_ratio(variances_of(recs), np.std(volumes, axis=0, ddof=1),
+                                     interior)
+    fraction_ratio = calibration_ratio(variances_of(quantified),
+                                       np.std(fractions, axis=0, ddof=1), interior)
+    assert np.allclose(volume_ratio, 1, atol=0.2), volume_ratio
+    assert np.allclose(fraction_ratio, 1, atol=0.2), fraction_ratio

@@ -11,44 +11,21 @@ import logging
 import hyperspy.api as hs
 import numpy as np
 import pytest
-from helpers import make_series
+from helpers import calibration_ratio, interior_voxels, make_series, variances_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import ndimage as ndi
 
 from hyperspy_hebt import compute_together
 from hyperspy_hebt.quantification import composition_fractions, fraction_variances
-from hyperspy_hebt.simulation import core_shell_phantom
 
 N_X, N_SLICES = 24, 4
+
 #: Independent realisations for the actual spread: the RMS over ~700 interior voxels of a
 #: 24-sample standard deviation is good to a few percent, well inside the 20 % bound.
 REALISATIONS = 24
 #: Measured (session 9): the ratios were 0.97-1.05 for the volumes and 0.88-1.03 for the
 #: fractions, at this dose and at 20x less. The issue asks for 20 %.
 CALIBRATION = 0.2
-
-
-def _interior():
-    core, shell = core_shell_phantom(N_X, N_SLICES)
-    # Two voxels inside the particle's surface, slice by slice.
-    return ndi.binary_erosion((core + shell) > 0.5, structure=np.ones((1, 3, 3)), iterations=2)
-
-
-def _variances(signals):
-    return np.stack([s.metadata.Signal.Noise_properties.variance.data for s in signals])
-
-
-def _ratio(predicted_variance, actual_std, interior):
-    """RMS predicted standard deviation over RMS actual one, interior voxels of each line.
-
-    Over the voxels with a defined (finite) prediction; at most a third may lack one.
-    """
-    defined = interior & np.all(np.isfinite(predicted_variance), axis=0)
-    assert defined.sum() >= 2 / 3 * interior.sum()
-    return [float(np.sqrt(predicted_variance[i][defined].mean()
-                          / (actual_std[i][defined] ** 2).mean()))
-            for i in range(len(actual_std))]
 
 
 RECONSTRUCT = {
@@ -76,9 +53,9 @@ def test_bootstrap_predicts_the_spread_of_independent_repeats(method, dose, capl
     series = make_series(N_X, N_SLICES, seed=7, dose=dose)
     recs = reconstruct(series, uncertainty=24, random_state=0)
     quantified = series.quantify_cross_section(recs, threshold=1.0)
-    interior = _interior()
-    volume_ratio = _ratio(_variances(recs), np.std(volumes, axis=0, ddof=1), interior)
-    fraction_ratio = _ratio(_variances(quantified), np.std(fractions, axis=0, ddof=1),
+    interior = interior_voxels(N_X, N_SLICES)
+    volume_ratio = calibration_ratio(variances_of(recs), np.std(volumes, axis=0, ddof=1), interior)
+    fraction_ratio = calibration_ratio(variances_of(quantified), np.std(fractions, axis=0, ddof=1),
                             interior)
     assert np.allclose(volume_ratio, 1, atol=CALIBRATION), volume_ratio
     assert np.allclose(fraction_ratio, 1, atol=CALIBRATION), fraction_ratio
@@ -95,7 +72,7 @@ def test_lazy_equals_eager_and_the_seed_is_recorded():
     variance = lazy_recs[0].metadata.Signal.Noise_properties.variance
     assert variance._lazy
     # Same noise whatever the chunks: one generator per (seed, line, repeat, slice).
-    np.testing.assert_array_equal(variance.data.compute(), _variances(recs)[0])
+    np.testing.assert_array_equal(variance.data.compute(), variances_of(recs)[0])
     record = recs[0].metadata.Reconstruction.Uncertainty
     assert record.seed == 5 and record.replicates == 4
     np.testing.assert_array_equal(eager.data, before)
@@ -103,23 +80,23 @@ def test_lazy_equals_eager_and_the_seed_is_recorded():
     seed = drawn[0].metadata.Reconstruction.Uncertainty.seed
     again = eager.reconstruct_sirt(iterations=10, padding_px=0, uncertainty=3,
                                    random_state=seed)
-    np.testing.assert_array_equal(_variances(drawn), _variances(again))
+    np.testing.assert_array_equal(variances_of(drawn), variances_of(again))
     # With a filter along the slices, runs of 2 slices (and their filter's halo) give what
     # one run of them all gives, eager and lazy: the noise is filtered as across the stack.
     # sigma 0.5 reaches 2 slices: the runs (2, 3) each carry a halo.
     filtered = dict(iterations=10, padding_px=0, uncertainty=3, random_state=2,
                     gaussian_sigma=0.5)
-    whole = _variances(make_series(N_X, 5).reconstruct_sirt(**filtered))
+    whole = variances_of(make_series(N_X, 5).reconstruct_sirt(**filtered))
     for signal in (make_series(N_X, 5), make_series(N_X, 5, lazy=True)):
         runs = signal.reconstruct_sirt(slices_per_block=2, **filtered)
         if runs[0]._lazy:
             runs = compute_together(runs)
-        np.testing.assert_allclose(_variances(runs), whole, rtol=1e-5,
+        np.testing.assert_allclose(variances_of(runs), whole, rtol=1e-5,
                                    atol=1e-6 * whole.max())
     fractions = lazy.quantify_cross_section(lazy_recs, threshold=1.0)
     np.testing.assert_allclose(
         fractions[0].metadata.Signal.Noise_properties.variance.data.compute(),
-        _variances(eager.quantify_cross_section(recs, threshold=1.0))[0], atol=1e-6)
+        variances_of(eager.quantify_cross_section(recs, threshold=1.0))[0], atol=1e-6)
 
 
 def test_the_variance_is_saved_and_loaded_with_the_reconstruction(tmp_path):
@@ -147,7 +124,7 @@ def test_maps_without_a_known_variance_are_refused_naming_the_line():
     integrated = series.reconstruct_sirt(iterations=5, uncertainty=3, random_state=0,
                                          padding_px=0)
     # The spectra's own Poisson variance is the plain counts without background windows.
-    np.testing.assert_allclose(_variances(recs), _variances(integrated), rtol=1e-5)
+    np.testing.assert_allclose(variances_of(recs), variances_of(integrated), rtol=1e-5)
 
 
 def test_background_windows_add_their_counts_to_the_variance():
@@ -199,7 +176,7 @@ def test_quantification_refuses_a_variance_on_some_lines_only():
                                                                           "Au": 0.05})
     without = series.quantify_cross_section(recs)
     inside = without[0].data > 0
-    assert np.all(_variances(with_factors)[:, inside] > _variances(without)[:, inside])
+    assert np.all(variances_of(with_factors)[:, inside] > variances_of(without)[:, inside])
 
 
 @settings(max_examples=25, deadline=None)
@@ -248,17 +225,17 @@ def test_joint_tv_bootstrap_runs_the_lines_together_eager_equals_lazy():
     lazy_covariance = lazy[0].metadata.Signal.Noise_properties.Covariance.Au_Ma
     assert lazy_covariance._lazy and "covariance" in eager[0].metadata.Reconstruction.Uncertainty
     lazy = compute_together(lazy)
-    np.testing.assert_allclose(_variances(lazy), _variances(eager), rtol=1e-5,
-                               atol=1e-6 * _variances(eager).max())
+    np.testing.assert_allclose(variances_of(lazy), variances_of(eager), rtol=1e-5,
+                               atol=1e-6 * variances_of(eager).max())
     np.testing.assert_allclose(lazy_covariance.data.compute(), covariance.data, rtol=1e-5,
-                               atol=1e-6 * _variances(eager).max())
+                               atol=1e-6 * variances_of(eager).max())
     # Cauchy-Schwarz per voxel (sample moments obey it exactly).
-    bound = np.sqrt(np.prod(_variances(eager), axis=0))
+    bound = np.sqrt(np.prod(variances_of(eager), axis=0))
     assert np.all(np.abs(covariance.data) <= bound * (1 + 1e-4) + 1e-6)
     fractions = series.quantify_cross_section(eager, threshold=1.0)
     assert "covariances" in fractions[0].metadata.Quantification.Uncertainty.propagation
     lazy_fractions = series.quantify_cross_section(lazy, threshold=1.0)
-    np.testing.assert_allclose(_variances(lazy_fractions), _variances(fractions), atol=1e-6)
+    np.testing.assert_allclose(variances_of(lazy_fractions), variances_of(fractions), atol=1e-6)
     # Without the covariance the lines would be taken as independent: refused.
     del eager[0].metadata.Signal.Noise_properties.Covariance
     with pytest.raises(ValueError, match="not the covariances.*share one total variation"):

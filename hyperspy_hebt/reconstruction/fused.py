@@ -33,6 +33,7 @@ from .mlem import counting_problem
 from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
 from .poisson_tv import AUTO_TV_WEIGHTS
 from .problem import Problem
+from .uncertainty import AdfRepeats, add_uncertainty
 
 _logger = logging.getLogger(__name__)
 
@@ -63,6 +64,13 @@ def _fused_kernel(block, geometry, n_lines, coefficients, gamma, iterations, tv_
     return volume.reshape((n_lines, slices) + volume.shape[1:])
 
 
+def _fused_solve(projector, sinograms, *, adf, adf_weights, ray_weights=None, support=None,
+                 columns=None, callback=None, **settings):
+    """:func:`~hyperspy_hebt.tomography.fused.fused` as the bootstrap's slice-stack solver."""
+    return fused(projector, sinograms, adf, callback=callback, eds_weights=ray_weights,
+                 adf_weights=adf_weights, support=support, columns=columns, **settings)
+
+
 def _validated(gamma, adf_weight, n_lines):
     """``gamma`` ("fit" or >= 1) and ``adf_weight`` (> 0) checked, as given."""
     if not (isinstance(gamma, str) and gamma == FIT):
@@ -91,6 +99,9 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
                                adf=_required_adf(signal, adf))
     n_lines = len(problem.lines)
     _validated(gamma, adf_weight, n_lines)
+    if run.bootstrap is not None and problem.sigma is not None:
+        raise ValueError("uncertainty: the fused model's bootstrap repeats the counts as Poisson "
+                         "counts; give it unfiltered maps (gaussian_sigma=None).")
     adf_weights = _adf_weights(problem)
     chosen = _slice_selection(problem.layout.n_slices, AUTO_SLICES)
     folds = auto_folds(len(signal.tilt_angles))
@@ -151,8 +162,15 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
         "Diagnostics": diagnostics,
         **records,
     })
-    return [reconstruction_signal(signal, problem.layout, volume, parameters, line)
-            for volume, line in zip(volumes, problem.lines)]
+    out = [reconstruction_signal(signal, problem.layout, volume, parameters, line)
+           for volume, line in zip(volumes, problem.lines)]
+    solve = functools.partial(
+        _fused_solve, coefficients=tuple(map(float, fit.coefficients)), gamma=fit.gamma,
+        iterations=iterations, tv_weight=tv_weight, adf_precision=adf_precision, joint=joint)
+    repeats = AdfRepeats(tuple(map(float, fit.coefficients)), fit.gamma,
+                         fit.residual_variance)
+    return add_uncertainty(out, solve, problem, run, iterations, FUSED, poisson=True,
+                           joint=True, adf_model=repeats, adf_weights=adf_weights)
 
 
 def _adf_weights(problem: Problem) -> np.ndarray:

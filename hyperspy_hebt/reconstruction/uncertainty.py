@@ -38,6 +38,10 @@ from .problem import Problem
 _META4 = np.empty((0, 0, 0, 0), np.float32)
 
 
+#: The noise stream of the fused model's ADF repeats (the lines' are their indices).
+ADF_STREAM = 2**16
+
+
 def _halo(sigma) -> int:
     """Neighbouring slices the maps' filter reaches (0 without a filter along the slices)."""
     if sigma is None or not sigma[0]:
@@ -72,6 +76,21 @@ class _Settings:
     bootstrap: Bootstrap
     poisson: bool
     covariance: bool = False  # also every pair of channels' per-voxel covariance
+    adf_model: AdfRepeats | None = None  # the fused model's ADF channel
+
+
+@dataclass(frozen=True)
+class AdfRepeats:
+    """How the fused model's ADF is repeated: ``W sum_c q_c x_c^gamma`` plus Gaussian noise.
+
+    The noise's variance is the ADF's mean squared residual about the fused fit, slice by
+    slice; ``variance`` (the model fit's residual variance) stands in for a slice with no
+    valid ADF ray.
+    """
+
+    coefficients: tuple
+    gamma: float
+    variance: float
 
 
 def pairs(n_lines: int) -> list:
@@ -80,7 +99,7 @@ def pairs(n_lines: int) -> list:
 
 
 def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: slice,
-                     line_ids) -> np.ndarray:
+                     line_ids, adf=None, adf_weights=None) -> np.ndarray:
     """Per-voxel variance of the reconstructions of one run of slices.
 
     Parameters
@@ -98,6 +117,9 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
         The run's own slices within ``slices``.
     line_ids : sequence of int
         The channels' numbers among the series' lines.
+    adf, adf_weights : numpy.ndarray, optional
+        ``(slices, T, D)``: the fused model's ADF and its ray weights, same slices
+        (``settings.adf_model``).
 
     Returns
     -------
@@ -117,19 +139,40 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
         start = (geometry.n_x - geometry.n_detector) // 2
         columns = slice(start, start + geometry.n_detector)
 
-    def reconstruct(stacks, ray_weights, keep):
+    model = settings.adf_model
+
+    def reconstruct(stacks, ray_weights, keep, adf_stack=None, adf_w=None):
         flat = stacks.reshape((-1,) + stacks.shape[2:])
         if ray_weights is not None:
             ray_weights = np.broadcast_to(ray_weights, stacks.shape).reshape(flat.shape)
+        extra = {} if model is None else {"adf": adf_stack, "adf_weights": adf_w}
         volumes = settings.solve(projector, flat, ray_weights=ray_weights,  # type: ignore[operator]
-                                 support=support, columns=keep)
+                                 support=support, columns=keep, **extra)
         return volumes.reshape(stacks.shape[:2] + volumes.shape[1:])
 
     # The fitted projections: the reconstruction of the whole padded grid, projected.
-    fitted = projector.forward(
-        reconstruct(maps, weights, None).reshape((-1, geometry.n_z, geometry.n_x))
-    ).reshape(maps.shape)
+    whole = reconstruct(maps, weights, None, adf, adf_weights)
+    fitted = projector.forward(whole.reshape((-1, geometry.n_z, geometry.n_x))).reshape(
+        maps.shape)
+    fitted_adf = None
+    if model is not None:
+        powered = sum(q * np.maximum(whole[c], 0.0) ** model.gamma
+                      for c, q in enumerate(model.coefficients))
+        fitted_adf = projector.forward(np.asarray(powered, np.float32))
+        del powered
+        # The ADF's noise: each slice's mean squared residual about the fused fit (per
+        # slice, so that a slice's noise does not depend on its run; the model fit's
+        # residual before the reconstruction holds the EDS volumes' noise and blur too:
+        # with it the predicted spread was 1.2x the actual on the core-shell series).
+        valid = np.ones(adf.shape, bool) if adf_weights is None else adf_weights > 0
+        squares = np.where(valid, (np.asarray(adf, np.float64) - fitted_adf) ** 2, 0.0)
+        counted = valid.sum(axis=(1, 2))
+        adf_variance = np.where(counted > 0, squares.sum(axis=(1, 2)) / np.maximum(counted, 1),
+                                model.variance).astype(np.float32)[:, None, None]
+        del squares
+    del whole
     core_weights = None if weights is None else weights[core]
+    core_adf_weights = None if adf_weights is None else adf_weights[core]
     bootstrap = settings.bootstrap
     count = bootstrap.replicates
     first = sums = squares = cross = None
@@ -142,7 +185,13 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
                            replicate=replicate, poisson=settings.poisson)
             filtered = filtered_sinograms(noise, settings.sigma, False, 1, weights)[core]
             repeat[channel] = filtered if settings.poisson else fitted[channel, core] + filtered
-        volumes = reconstruct(repeat, core_weights, columns)
+        adf_repeat = None
+        if model is not None:  # its own noise stream, after the lines' (not filtered)
+            assert fitted_adf is not None
+            adf_repeat = fitted_adf[core] + _noise(
+                np.broadcast_to(adf_variance[core], fitted_adf[core].shape), ids=ids[core],
+                seed=bootstrap.seed, line=ADF_STREAM, replicate=replicate, poisson=False)
+        volumes = reconstruct(repeat, core_weights, columns, adf_repeat, core_adf_weights)
         if first is None:
             first, sums, squares = volumes, np.zeros_like(volumes), np.zeros_like(volumes)
             cross = np.zeros((len(channel_pairs),) + volumes.shape[1:], np.float32)
@@ -161,7 +210,8 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
     return np.concatenate([variances] + [c[None] for c in covariances]).astype(np.float32)
 
 
-def _lazy_block(settings, maps, variance, weights, ids, *, lines, block_info=None):
+def _lazy_block(settings, maps, variance, weights, ids, *, lines, adf=None,
+                block_info=None):
     """:func:`_bootstrap_block` as a dask block ``(lines, slices, n_z, n_detector)``.
 
     The run's own slices come from the output's location (its second axis), its halo from
@@ -172,7 +222,9 @@ def _lazy_block(settings, maps, variance, weights, ids, *, lines, block_info=Non
     ids = ids.ravel()
     offset = int(start - ids[0])
     core = slice(offset, offset + int(stop - start))
-    return _bootstrap_block(settings, maps, variance, weights, ids, core, lines)
+    adf, adf_weights = (None, None) if adf is None else adf
+    return _bootstrap_block(settings, maps, variance, weights, ids, core, lines, adf,
+                            adf_weights)
 
 
 def _runs(n_slices: int, per_block: int, halo: int) -> tuple:
@@ -190,7 +242,8 @@ def _runs(n_slices: int, per_block: int, halo: int) -> tuple:
 
 
 def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: int,
-                        description: str, poisson: bool, joint: bool = False
+                        description: str, poisson: bool, joint: bool = False,
+                        adf_model: AdfRepeats | None = None, adf_weights=None
                         ) -> tuple[list, dict]:
     """Per-voxel variance of each line's reconstruction, over ``run.bootstrap`` repeats.
 
@@ -217,6 +270,9 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
         ``solve`` couples the lines (joint total variation): every line in the same task,
         lazy too, and the covariance of every pair of lines as well (their noise is
         correlated through the shared term).
+    adf_model : AdfRepeats, optional
+        The fused model's ADF (``problem.adf``, ray weights ``adf_weights``) is repeated
+        too, and ``solve`` takes ``adf=`` and ``adf_weights=``; needs ``joint``.
 
     Returns
     -------
@@ -233,7 +289,8 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     field = problem.field
     geometry = field.geometry
     settings = _Settings(solve, geometry, field.half_thickness_px, problem.sigma,
-                         run.bootstrap, poisson, covariance=joint)
+                         run.bootstrap, poisson, covariance=joint, adf_model=adf_model)
+    assert adf_model is None or joint, "the fused model's lines are coupled by the ADF"
     halo = _halo(problem.sigma)
     n_lines, n_slices = len(problem.lines), problem.layout.n_slices
     weights = field.weights
@@ -262,6 +319,7 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
             inputs = ([problem.eds[line] for line in group]
                       + ([] if poisson else [problem.variance[line] for line in group])  # type: ignore[index]
                       + ([] if weights is None else [weights])
+                      + ([] if adf_model is None else [problem.adf, adf_weights])
                       + [np.arange(n_slices).reshape(-1, 1, 1)])
             chunked = [da.asarray(a).rechunk((runs, -1, -1)) for a in inputs]
             if halo and len(runs) > 1:
@@ -274,8 +332,9 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
                 variance = None if poisson else np.stack(rest[:n])
                 rest = rest if poisson else rest[n:]
                 ray_weights = None if weights is None else rest[0]
+                adf = None if adf_model is None else rest[-3:-1]
                 return _lazy_block(settings, maps, variance, ray_weights, rest[-1],
-                                   lines=group, block_info=block_info)
+                                   lines=group, adf=adf, block_info=block_info)
 
             # map_blocks pairs blocks by position: the halo'd inputs' runs with the output's.
             stacked = da.map_blocks(block, *chunked, new_axis=0, chunks=((n_out,),) + chunks,
@@ -289,6 +348,8 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     variance = None if poisson else np.stack(
         [np.asarray(v, np.float32) for v in problem.variance])  # type: ignore[union-attr]
     weights = None if weights is None else np.asarray(weights, np.float32)
+    adf = None if adf_model is None else np.asarray(problem.adf, np.float32)
+    adf_weights = None if adf_model is None else np.asarray(adf_weights, np.float32)
     line_pairs = pairs(n_lines) if joint else []
     result = np.empty((n_lines + len(line_pairs), n_slices, geometry.n_z, geometry.n_detector),
                       np.float32)
@@ -302,7 +363,9 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
             result[:, start:stop] = _bootstrap_block(
                 settings, maps[:, low:high], None if variance is None else variance[:, low:high],
                 None if weights is None else weights[low:high], np.arange(low, high),
-                slice(start - low, stop - low), list(range(n_lines)))
+                slice(start - low, stop - low), list(range(n_lines)),
+                None if adf is None else adf[low:high],
+                None if adf_weights is None else adf_weights[low:high])
             bar.update(1)
     return list(result[:n_lines]), {pair: result[n_lines + index]
                                     for index, pair in enumerate(line_pairs)}
@@ -369,14 +432,21 @@ def attach(signals: list, variances: list, parameters: dict,
 
 
 def add_uncertainty(signals: list, solve, problem: Problem, run: RunOptions, iterations: int,
-                    description: str, poisson: bool, joint: bool = False) -> list:
+                    description: str, poisson: bool, joint: bool = False,
+                    adf_model: AdfRepeats | None = None, adf_weights=None) -> list:
     """Attach the bootstrap's per-voxel variance to ``signals`` when ``run.bootstrap`` asks.
 
-    ``joint``: the lines' covariances too (:func:`bootstrap_variances`).
+    ``joint``: the lines' covariances too; ``adf_model``: the fused model's ADF repeated as
+    well (:func:`bootstrap_variances`).
     """
     if run.bootstrap is None:
         return signals
     variances, covariances = bootstrap_variances(solve, problem, run, iterations, description,
-                                                 poisson, joint)
-    attach(signals, variances, record(run.bootstrap, poisson, covariance=joint), covariances)
+                                                 poisson, joint, adf_model, adf_weights)
+    parameters = record(run.bootstrap, poisson, covariance=joint)
+    if adf_model is not None:
+        parameters["adf_noise"] = (
+            "Gaussian about the fitted W sum_c q_c x_c^gamma, of the ADF's mean squared "
+            "residual about the fused fit, slice by slice")
+    attach(signals, variances, parameters, covariances)
     return signals
