@@ -165,11 +165,11 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
         # residual before the reconstruction holds the EDS volumes' noise and blur too:
         # with it the predicted spread was 1.2x the actual on the core-shell series).
         valid = np.ones(adf.shape, bool) if adf_weights is None else adf_weights > 0
-        squares = np.where(valid, (np.asarray(adf, np.float64) - fitted_adf) ** 2, 0.0)
+        squared = np.where(valid, (np.asarray(adf, np.float64) - fitted_adf) ** 2, 0.0)
         counted = valid.sum(axis=(1, 2))
-        adf_variance = np.where(counted > 0, squares.sum(axis=(1, 2)) / np.maximum(counted, 1),
+        adf_variance = np.where(counted > 0, squared.sum(axis=(1, 2)) / np.maximum(counted, 1),
                                 model.variance).astype(np.float32)[:, None, None]
-        del squares
+        del squared
     del whole
     core_weights = None if weights is None else weights[core]
     core_adf_weights = None if adf_weights is None else adf_weights[core]
