@@ -17,6 +17,12 @@ estimator itself.
    lazy runs draw the same noise.
 3. Each repeat reconstructed; the per-voxel sample variance over the repeats.
 
+Solvers that couple the lines (joint total variation, the fused model) reconstruct every
+line of a repeat together, and the per-voxel covariance of every pair of lines is kept as
+well: quantification needs it, the lines' noise being correlated through the shared term.
+The fused model's ADF is repeated too: its fitted model ``W sum_c q_c x_c^gamma`` plus
+Gaussian noise of its residual about the fit, slice by slice.
+
 What it does not hold: bias (a semi-converged SIRT's blur, the missing wedge), and
 systematic errors (alignment, the physics factors, an absorption correction's factors,
 which are taken as exact).
