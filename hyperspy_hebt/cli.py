@@ -223,13 +223,21 @@ def main(argv: list[str] | None = None) -> int:
                      help="elements to reconstruct (replace the files' own list)")
     rec.add_argument("--lines", nargs="+", default=None,
                      help="X-ray lines, e.g. Fe_Ka (replace the files' own list)")
-    rec.add_argument("--method", default="auto", choices=("auto", "hebt", "sirt"),
+    rec.add_argument("--method", default="auto", choices=("auto", "hebt", "sirt", "fused"),
                      help="auto: HEBT's cross-validated choice, plain SIRT among its "
-                          "candidates (SIRT when the files hold no ADF)")
+                          "candidates (SIRT when the files hold no ADF); fused: Poisson "
+                          "counts + the ADF as a power of the lines + joint TV")
     rec.add_argument("--alpha", type=_number_or_auto(float), default="auto",
                      help="HEBT weight of the ADF term, or auto (cross-validated)")
     rec.add_argument("--iterations", type=_number_or_auto(int), default="auto",
-                     help="iterations, or auto (cross-validated)")
+                     help="iterations, or auto (cross-validated; 300 for the fused model, "
+                          "whose solver they converge)")
+    rec.add_argument("--tv-weight", type=_number_or_auto(float), default="auto",
+                     help="the fused model's total-variation weight, or auto "
+                          "(cross-validated)")
+    rec.add_argument("--gamma", type=_number_or_fit, default=1.0,
+                     help="the fused model's ADF power (1: linear, as HEBT), or fit (the "
+                          "best R^2 of 1-2)")
     rec.add_argument("--region", action="append", default=None, dest="regions",
                      help='a region to tabulate the composition of, e.g. "Pt dominates" '
                           'or "not Pt dominates" (repeat for several)')
@@ -245,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                           "(use with --align-method xcorr)")
     rec.add_argument("--register", action="store_true", help="register the ADF on the EDS")
     rec.add_argument("--normalise", action="store_true", help="equal counts per tilt")
-    rec.add_argument("--gaussian-sigma", type=float, default=0.8, metavar="PX",
+    rec.add_argument("--gaussian-sigma", type=_number_or_auto(float), default="auto",
+                     metavar="PX",
                      help="Gaussian filter of the line maps along the slices and the scan, "
-                          "in pixels (0: none)")
+                          "in pixels (0: none; auto: 0.8 for SIRT and HEBT, none for the "
+                          "fused model)")
     rec.add_argument("--fit-lines", action="store_true",
                      help="line intensities by fitting every spectrum (overlapping lines) "
                           "instead of 1-FWHM windows")
@@ -273,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                           "--absorption (repeat for several; default: the files' metadata)")
     rec.add_argument("--uncertainty", type=int, default=0, metavar="N",
                      help="per-voxel uncertainty from N bootstrap replicates (20 or more; "
-                          "about N+1 times the reconstruction time; SIRT only): variances "
+                          "about N+1 times the reconstruction time; SIRT or fused): variances "
                           "saved with every volume and fraction map, voxel_uncertainty in "
                           "the composition table")
     rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),
@@ -306,6 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reconstruct":
         return _reconstruct(args)
     return _demo(args)
+
+
+def _number_or_fit(text: str):
+    """Argparse type: a number or the word fit."""
+    if text == "fit":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'fit', got {text!r}") from None
 
 
 def _number_or_auto(kind):
@@ -352,7 +372,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
             bin_factor=args.bin, align=args.align, align_method=args.align_method,
             rotation_deg=args.rotation, axis_shift_px=args.axis_shift,
             register=args.register, normalise=args.normalise,
-            gaussian_sigma=args.gaussian_sigma or None, tilt_angles=args.tilt_angles,
+            gaussian_sigma=args.gaussian_sigma, tilt_angles=args.tilt_angles,
             tilt_from=args.tilt_from, adf_paths=args.adf, padding_px=args.padding,
             fit_lines=args.fit_lines, backend=args.backend, regions=args.regions,
             thickness_nm=args.thickness,
@@ -361,7 +381,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
             density=args.density,
             detectors=None if args.detectors is None else [tuple(d) for d in args.detectors],
             overwrite=args.overwrite, verify_checksums=args.verify_checksums,
-            uncertainty=args.uncertainty,
+            uncertainty=args.uncertainty, tv_weight=args.tv_weight, gamma=args.gamma,
             progress=(lambda line: None) if args.quiet else print,
             show_progressbar=False if args.quiet else True if args.verbose else None)
     except (ValueError, TypeError, FileNotFoundError, DataUnavailableError,

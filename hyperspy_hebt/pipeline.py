@@ -123,7 +123,7 @@ def reconstruct_files(
     axis_shift_px: float | str = 0.0,
     register: bool = False,
     normalise: bool = False,
-    gaussian_sigma: float | None = 0.8,
+    gaussian_sigma: float | str | None = "auto",
     integration_windows: float = 1.0,
     background_windows: str | None = None,
     tilt_angles: Sequence[float] | None = None,
@@ -142,6 +142,8 @@ def reconstruct_files(
     show_progressbar: bool | None = None,
     verify_checksums: bool = True,
     uncertainty: int = 0,
+    tv_weight: float | str = "auto",
+    gamma: float | str = 1.0,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
 
@@ -154,15 +156,18 @@ def reconstruct_files(
     elements, xray_lines : sequence of str, optional
         Elements (exspy picks one line each) or explicit lines; at least one. They
         **replace** the list in the files' metadata (kept in the summary).
-    method : {"auto", "hebt", "sirt"}
+    method : {"auto", "hebt", "sirt", "fused"}
         ``"auto"`` (default): HEBT's automatic choice when the files hold ADF
         images (plain SIRT is one of its candidates, and a "violated" model check
-        makes it SIRT), SIRT otherwise.
+        makes it SIRT), SIRT otherwise. ``"fused"``: ``reconstruct_fused`` (Poisson
+        counts, the ADF as a power of the lines, joint TV; needs the ADF images; its
+        model check goes to the summary).
     alpha : float or "auto"
         HEBT weight of the ADF term (``"auto"``: cross-validated, see
         ``reconstruct_hebt``).
     iterations : int or "auto"
-        Iterations of either method (``"auto"``: cross-validated).
+        Iterations of SIRT or HEBT (``"auto"``: cross-validated), or of the fused
+        model's solver (``"auto"``: 300; they converge it, they do not regularise).
     bin_factor : int
         Spatial binning of spectra and ADF images (the paper binned 2 x 2).
     align, align_method : bool, {"com", "xcorr"}
@@ -176,7 +181,10 @@ def reconstruct_files(
         Shift the ADF images onto the EDS maps first (:func:`register_adf_to_eds`).
     normalise : bool
         Equal total counts per tilt for every line (shadowing correction).
-    gaussian_sigma, integration_windows, background_windows
+    gaussian_sigma : float, None or "auto"
+        As for ``reconstruct_sirt``; ``"auto"`` (default): 0.8 px for SIRT and HEBT (the
+        paper's), none for the fused model (its likelihood is of the counts themselves).
+    integration_windows, background_windows
         As for ``reconstruct_sirt``.
     tilt_angles, tilt_from, adf_paths
         As for :func:`load_tilt_series`.
@@ -224,8 +232,12 @@ def reconstruct_files(
         and weight-fraction map carries its per-voxel variance (see
         ``reconstruct_sirt``), the composition table each element's
         ``voxel_uncertainty``; about ``uncertainty + 1`` times the reconstruction's
-        time. SIRT only (``method="sirt"``, or "auto" without ADF images), with
-        integrated maps (not ``fit_lines``).
+        time. SIRT (``method="sirt"``, or "auto" without ADF images) or the fused
+        model, with integrated maps (not ``fit_lines``).
+    tv_weight : float or "auto"
+        The fused model's total-variation weight (see ``reconstruct_fused``).
+    gamma : float or "fit"
+        The fused model's ADF power (see ``reconstruct_fused``).
 
     Returns
     -------
@@ -239,12 +251,23 @@ def reconstruct_files(
     ------
     ValueError
         An unknown method, a bad alpha, iterations or bin factor, no element or
-        line, HEBT, alignment or registration without ADF images; an ``out_dir``
-        that is a file, holds a previous run (without ``overwrite``) or other files;
-        ``uncertainty`` with HEBT or ``fit_lines``.
+        line, HEBT, the fused model, alignment or registration without ADF images; an
+        ``out_dir`` that is a file, holds a previous run (without ``overwrite``) or other
+        files; ``uncertainty`` with HEBT or ``fit_lines``; the fused model with the
+        absorption correction or the CuPy backend.
     """
-    if method not in ("auto", "hebt", "sirt"):
-        raise ValueError(f"method must be 'auto', 'hebt' or 'sirt', got {method!r}.")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if method == "fused":
+        if absorption_correction:
+            raise ValueError("The fused model has no absorption correction yet: pass "
+                             "method='sirt' or 'hebt' (--method) with it.")
+        if backend == "cupy":
+            raise ValueError("The fused model runs on the CPU only: backend='cpu' or 'auto'.")
+    if not (gaussian_sigma is None or gaussian_sigma == "auto"
+            or (isinstance(gaussian_sigma, (int, float)) and gaussian_sigma >= 0)):
+        raise ValueError(f"gaussian_sigma must be a number >= 0, None or 'auto', got "
+                         f"{gaussian_sigma!r}.")
     if not elements and not xray_lines:
         raise ValueError("Give elements or xray_lines: which signals to reconstruct (they "
                          "replace the files' own list).")
@@ -262,13 +285,14 @@ def reconstruct_files(
         iterations=_auto_or(iterations, int, "iterations"), bin_factor=int(bin_factor),
         align=align, align_method=align_method, rotation_deg=rotation_deg,
         axis_shift_px=axis_shift_px, register=register, normalise=normalise,
-        gaussian_sigma=gaussian_sigma, integration_windows=integration_windows,
+        gaussian_sigma=gaussian_sigma or None, integration_windows=integration_windows,
         background_windows=background_windows, tilt_angles=tilt_angles,
         tilt_from=tilt_from, adf_paths=adf_paths, padding_px=padding_px,
         fit_lines=fit_lines, backend=backend, regions=regions, thickness_nm=thickness_nm,
         absorption=Absorption(absorption_correction, density, detectors),
         show_progressbar=show_progressbar, verify_checksums=verify_checksums,
-        uncertainty=int(uncertainty))
+        uncertainty=int(uncertainty), tv_weight=_auto_or(tv_weight, float, "tv_weight"),
+        gamma=gamma if gamma == "fit" else float(gamma))
     stage = _Stages(progress)
     collected = _Collected()
     logger = logging.getLogger("hyperspy_hebt")
@@ -297,7 +321,7 @@ class _Settings:
     axis_shift_px: float | str
     register: bool
     normalise: bool
-    gaussian_sigma: float | None
+    gaussian_sigma: float | str | None
     integration_windows: float
     background_windows: str | None
     tilt_angles: Sequence[float] | None
@@ -312,7 +336,22 @@ class _Settings:
     show_progressbar: bool | None
     verify_checksums: bool
     uncertainty: int
+    tv_weight: float | str = "auto"
+    gamma: float | str = 1.0
 
+    def sigma_for(self, method: str):
+        """The maps' filter for ``method``: ``"auto"`` resolved (0.8 px; none when fused)."""
+        if self.gaussian_sigma == "auto":
+            return None if method == "fused" else 0.8
+        return self.gaussian_sigma
+
+
+#: What ``method`` may be.
+METHODS = ("auto", "hebt", "sirt", "fused")
+
+#: The fused model's iterations when ``iterations`` is "auto" (its solver converges; the
+#: count is not a regulariser).
+FUSED_ITERATIONS = 300
 
 _NO_HEBT_UNCERTAINTY = (
     "uncertainty is not available for HEBT yet (its lines share the ADF term, so their "
@@ -382,10 +421,10 @@ def _load(settings: _Settings, stage):
     if method == "hebt" and settings.uncertainty:
         raise ValueError(_NO_HEBT_UNCERTAINTY + " The files hold ADF images, so the default "
                          "method is HEBT's automatic choice.")
-    if (method == "hebt" or settings.align or settings.register) and adf is None:
+    if (method in ("hebt", "fused") or settings.align or settings.register) and adf is None:
         raise ValueError(
-            "HEBT, alignment and registration need the ADF images, and the files hold "
-            "none (pass adf_paths for formats that store them apart).")
+            "HEBT, the fused model, alignment and registration need the ADF images, and the "
+            "files hold none (pass adf_paths for formats that store them apart).")
     _check_before_the_run(series, settings.bin_factor, settings.regions)
     return series, adf, method
 
@@ -492,9 +531,11 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
     lines = summary["xray_lines"]
     alpha, iterations = settings.alpha, settings.iterations
     common = dict(iterations=iterations, intensities=maps, xray_lines=lines,
-                  gaussian_sigma=settings.gaussian_sigma, show_progressbar=False,
+                  gaussian_sigma=settings.sigma_for(method), show_progressbar=False,
                   padding_px=settings.padding_px, thickness_nm=settings.thickness_nm,
                   backend=resolve_backend(settings.backend))  # resolved: the blocks run here
+    if method == "fused":
+        return _fused(series, adf, common, settings, summary, stage)
     automatic = isinstance(iterations, str) or (method == "hebt" and isinstance(alpha, str))
     stage(f"Reconstructing {', '.join(lines)}" + (
         " (choosing the method and settings by cross-validation)" if automatic else ""))
@@ -543,6 +584,36 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
               f"(detectors: {applied['detectors']['source']}); share of X-rays that got "
               "out: " + ", ".join(f"{line} {share:.3f}" for line, share in
                                   applied["mean_transmitted_share"].items()))
+    with _progress_bar(settings.show_progressbar):
+        reconstructions = compute_together(reconstructions)
+    stage("Reconstructed")
+    return reconstructions
+
+
+def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage) -> list:
+    """The fused model's reconstructions, computed, with its settings and model check."""
+    common = dict(common, tv_weight=settings.tv_weight, gamma=settings.gamma,
+                  iterations=(FUSED_ITERATIONS if isinstance(settings.iterations, str)
+                              else settings.iterations))
+    del common["backend"]  # the CPU (checked)
+    if settings.uncertainty:
+        common["uncertainty"] = settings.uncertainty
+    stage(f"Reconstructing {', '.join(common['xray_lines'])} with the fused model" + (
+        " (choosing the weight by cross-validation)" if settings.tv_weight == "auto" else ""))
+    reconstructions = series.reconstruct_fused(adf, **common)
+    record = reconstructions[0].metadata.Reconstruction
+    diagnostics = record.Diagnostics.as_dictionary()
+    summary.update(algorithm=record.algorithm, iterations_used=int(record.iterations),
+                   tv_weight_used=float(record.tv_weight), gamma_used=float(record.gamma),
+                   adf_coefficients=record.adf_coefficients.as_dictionary(),
+                   fused_model=diagnostics, padding_px=record.padding_px,
+                   padding_reason=record.padding_reason,
+                   invalid_pixel_fraction=record.invalid_pixel_fraction, backend="cpu",
+                   support=record.support, thickness_nm=record.get_item("thickness_nm"))
+    stage(f"Fused model: weight {record.tv_weight:g}, gamma {record.gamma:g}, ADF fit R^2 "
+          f"{diagnostics['r_squared']:.3f}; model check: {diagnostics['verdict']}")
+    if record.has_item("Uncertainty"):
+        summary["uncertainty"] = record.Uncertainty.as_dictionary()
     with _progress_bar(settings.show_progressbar):
         reconstructions = compute_together(reconstructions)
     stage("Reconstructed")

@@ -55,7 +55,7 @@ def test_help_shows_defaults_exit_codes_and_version(capsys):
     with pytest.raises(SystemExit):
         main(["reconstruct", "--help"])
     text = capsys.readouterr().out
-    assert "(default: auto)" in text and "(default: 0.8)" in text  # --alpha, --gaussian-sigma
+    assert "(default: auto)" in text and "(default: 1.0)" in text  # --alpha, --gamma
     assert "exit codes:" in text and "130" in text
     options = [line.split()[0] for line in text.splitlines()
                if line.startswith("  --") and "help" not in line]

@@ -68,3 +68,32 @@ def test_defaults_give_an_honest_answer(lamella, tmp_path, capsys):
     assert any("chose SIRT" in w for w in summary["warnings"])
     printed = capsys.readouterr().out
     assert "Chose SIRT" in printed
+
+
+def test_fused_method_reports_the_adf_model_it_cannot_trust(lamella, tmp_path):
+    """--method fused on the same series: the unlisted cap and the clipped ADF break the
+    ADF model; the summary says so (verdict, R^2, warning) and the result is still the
+    lines' counts, quantified with f_A; the maps are not filtered (Poisson counts)."""
+    folder, _ = lamella
+    out = tmp_path / "fused"
+    assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--adf",
+                 str(folder / "adf_tilt_*.hspy"), "--tilt-from", "filename", "--elements",
+                 *LISTED, "--method", "fused", "--tv-weight", "0.1", "--iterations", "40",
+                 "--align", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["algorithm"] == "Fused" and summary["iterations_used"] == 40
+    assert summary["tv_weight_used"] == 0.1 and summary["gamma_used"] == 1.0
+    assert summary["fused_model"]["verdict"] == "violated"
+    assert summary["fused_model"]["r_squared"] < 0.85
+    assert any("fused model's ADF fit looks violated" in w for w in summary["warnings"])
+    mean = summary["composition"]["inside"]["mean"]
+    assert set(mean) == set(LISTED)
+    import hyperspy.api as hs
+
+    volume = hs.load(str(next(out.glob("*reconstruction_of_Fe*.zspy"))))
+    assert volume.metadata.Reconstruction.algorithm == "Fused"
+    assert not volume.metadata.Reconstruction.as_dictionary().get("gaussian_sigma")
+    with pytest.raises(SystemExit):
+        main(["reconstruct", str(folder / "tilt_*.hspy"), "--tilt-from", "filename",
+              "--elements", *LISTED, "--method", "fused", "--gamma", "steep",
+              "--out", str(tmp_path / "bad")])
