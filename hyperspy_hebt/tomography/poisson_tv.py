@@ -86,30 +86,34 @@ def _dual_tv(x_bar, q_z, q_x, n_z, n_x, sigma, bound, n_channels):
 
     The columns are ``n_channels`` blocks of slices (channel-major): column ``s`` of every
     block is the same slice, and their gradients share one ball (joint TV). One channel is
-    each slice's own TV.
+    each slice's own TV. The innermost loops run along the contiguous slices (vectorised).
     """
     per_channel = x_bar.shape[1] // n_channels
+    limit = bound * bound
     for z in numba.prange(n_z):
+        norm2 = np.empty(per_channel, x_bar.dtype)
         for x in range(n_x):
             p = z * n_x + x
-            for s in range(per_channel):
-                norm2 = 0.0
-                for c in range(n_channels):
-                    col = c * per_channel + s
+            below = p + n_x if z < n_z - 1 else p  # a zero difference at the far edges
+            right = p + 1 if x < n_x - 1 else p
+            norm2[:] = 0.0
+            for c in range(n_channels):
+                first = c * per_channel
+                for s in range(per_channel):
+                    col = first + s
                     here = x_bar[p, col]
-                    g_z = x_bar[p + n_x, col] - here if z < n_z - 1 else 0.0
-                    g_x = x_bar[p + 1, col] - here if x < n_x - 1 else 0.0
-                    a = q_z[p, col] + sigma * g_z
-                    b = q_x[p, col] + sigma * g_x
+                    a = q_z[p, col] + sigma * (x_bar[below, col] - here)
+                    b = q_x[p, col] + sigma * (x_bar[right, col] - here)
                     q_z[p, col] = a
                     q_x[p, col] = b
-                    norm2 += a * a + b * b
-                if norm2 > bound * bound:
-                    scale = bound / np.sqrt(norm2)
-                    for c in range(n_channels):
-                        col = c * per_channel + s
-                        q_z[p, col] *= scale
-                        q_x[p, col] *= scale
+                    norm2[s] += a * a + b * b
+            for c in range(n_channels):
+                first = c * per_channel
+                for s in range(per_channel):
+                    if norm2[s] > limit:
+                        scale = bound / np.sqrt(norm2[s])
+                        q_z[p, first + s] *= scale
+                        q_x[p, first + s] *= scale
 
 
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
