@@ -108,6 +108,15 @@ def _auto_or(value, kind, name):
     return kind(value)
 
 
+def _fit_or_power(gamma):
+    """``gamma`` as "fit" or a float (its range is checked by ``reconstruct_fused``)."""
+    if isinstance(gamma, str) and gamma == "fit":
+        return gamma
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
+        raise ValueError(f"gamma must be a number >= 1 or 'fit', got {gamma!r}.")
+    return float(gamma)
+
+
 def reconstruct_files(
     paths: str | Sequence[str],
     out_dir: str | Path,
@@ -292,7 +301,7 @@ def reconstruct_files(
         absorption=Absorption(absorption_correction, density, detectors),
         show_progressbar=show_progressbar, verify_checksums=verify_checksums,
         uncertainty=int(uncertainty), tv_weight=_auto_or(tv_weight, float, "tv_weight"),
-        gamma=gamma if gamma == "fit" else float(gamma))
+        gamma=_fit_or_power(gamma))
     stage = _Stages(progress)
     collected = _Collected()
     logger = logging.getLogger("hyperspy_hebt")

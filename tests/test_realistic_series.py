@@ -97,3 +97,12 @@ def test_fused_method_reports_the_adf_model_it_cannot_trust(lamella, tmp_path):
         main(["reconstruct", str(folder / "tilt_*.hspy"), "--tilt-from", "filename",
               "--elements", *LISTED, "--method", "fused", "--gamma", "steep",
               "--out", str(tmp_path / "bad")])
+    from hyperspy_hebt.pipeline import reconstruct_files
+
+    files = str(folder / "tilt_*.hspy")
+    for settings, match in (({"gamma": "steep"}, "gamma must be a number >= 1 or 'fit'"),
+                            ({"absorption_correction": True}, "no absorption correction"),
+                            ({"backend": "cupy"}, "CPU only")):
+        with pytest.raises(ValueError, match=match):
+            reconstruct_files(files, tmp_path / "bad", elements=LISTED, method="fused",
+                              **settings)

@@ -71,10 +71,10 @@ def _fused_solve(projector, sinograms, *, adf, adf_weights, ray_weights=None, su
                  adf_weights=adf_weights, support=support, columns=columns, **settings)
 
 
-def _validated(gamma, adf_weight, n_lines):
+def _validated(gamma, adf_weight):
     """``gamma`` ("fit" or >= 1) and ``adf_weight`` (> 0) checked, as given."""
     if not (isinstance(gamma, str) and gamma == FIT):
-        validate_fused_parameters(gamma, 1.0, np.zeros(n_lines), n_lines)
+        validate_fused_parameters(gamma, 1.0, np.zeros(1), 1)
     if isinstance(adf_weight, bool) or not isinstance(adf_weight, (int, float, np.floating)) \
             or not np.isfinite(adf_weight) or adf_weight <= 0:
         raise ValueError(f"adf_weight must be a finite number > 0 (1: the ADF's precision "
@@ -95,17 +95,16 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
 
     tv_auto = isinstance(tv_weight, str) and tv_weight == AUTO
     validate_tv_parameters(iterations, 0.0 if tv_auto else tv_weight)
+    _validated(gamma, adf_weight)  # before the spectra are read
     problem = counting_problem(signal, source, grid, run, "The fused model",
                                adf=_required_adf(signal, adf))
-    n_lines = len(problem.lines)
-    _validated(gamma, adf_weight, n_lines)
     if run.bootstrap is not None and problem.sigma is not None:
         raise ValueError("uncertainty: the fused model's bootstrap repeats the counts as Poisson "
                          "counts; give it unfiltered maps (gaussian_sigma=None).")
     adf_weights = _adf_weights(problem)
     chosen = _slice_selection(problem.layout.n_slices, AUTO_SLICES)
     folds = auto_folds(len(signal.tilt_angles))
-    eds_method = "joint_tv" if n_lines > 1 else "poisson_tv"
+    eds_method = "joint_tv" if len(problem.lines) > 1 else "poisson_tv"
     records = {}
     eds_weight = tv_weight
     if tv_auto:
