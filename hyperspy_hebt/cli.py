@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--tv-weight", type=_number_or_auto(float), default="auto",
                      help="the fused model's total-variation weight, or auto "
                           "(cross-validated)")
-    rec.add_argument("--gamma", type=_number_or_fit, default=1.0,
+    rec.add_argument("--gamma", type=_number_or_auto(float, "fit"), default=1.0,
                      help="the fused model's ADF power (1: linear, as HEBT), or fit (the "
                           "best R^2 of 1-2)")
     rec.add_argument("--region", action="append", default=None, dest="regions",
@@ -318,28 +318,18 @@ def main(argv: list[str] | None = None) -> int:
     return _demo(args)
 
 
-def _number_or_fit(text: str):
-    """Argparse type: a number or the word fit."""
-    if text == "fit":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'fit', got {text!r}") from None
-
-
-def _number_or_auto(kind):
-    """Argparse type: a number of ``kind`` or the word auto."""
+def _number_or_auto(kind, word: str = "auto"):
+    """Argparse type: a number of ``kind`` or the word ``word`` ("auto", or "fit")."""
     def parse(text: str):
-        if text == "auto":
+        if text == word:
             return text
         try:
             return kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'} or 'auto', got "
+                f"expected {'an integer' if kind is int else 'a number'} or '{word}', got "
                 f"{text!r}") from None
-    parse.__name__ = f"{kind.__name__} or auto"
+    parse.__name__ = f"{kind.__name__} or {word}"
     return parse
 
 

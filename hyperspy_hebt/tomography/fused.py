@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from . import _sparse
-from .mlem import counting_inputs
+from .mlem import counting_inputs, levels
 from .poisson_tv import (
     _channel_weights,
     _dual_poisson,
@@ -172,13 +172,6 @@ def _primal_fused(volume, x_bar, back, back_adf, q_z, q_x, n_z, n_x, column_sums
                     x_bar[p, col] = 2.0 * new - old
 
 
-def _levels(values: np.ndarray, weights: np.ndarray, row_sums: np.ndarray) -> np.ndarray:
-    """Per column: the constant that, inside the support, gives the weighted mean value."""
-    level = (weights * values).sum(axis=0) / np.maximum(
-        (weights * row_sums[:, None]).sum(axis=0), 1e-30)
-    return np.where(level > 0, level, 1.0).astype(np.float32)
-
-
 def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
                  gamma: float, tv_weight: float, adf_precision: float, eds_weights=None,
                  adf_weights=None, support=None, joint: bool = True):
@@ -200,7 +193,7 @@ def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coeffic
     adf_columns = np.ascontiguousarray(adf.reshape(n_slices, g.n_rays).T, np.float32)
     adf_w = ray_weight_columns(adf_weights, adf.shape, g.n_rays, "adf_weights")
     adf_w = np.ones((g.n_rays, 1), np.float32) if adf_w is None else adf_w
-    adf_level = _levels(adf_columns, adf_w, inputs.row_sums)
+    adf_level = levels(adf_columns, adf_w, inputs.row_sums)
     per_line = level.reshape(n_lines, n_slices)
     mean_level = per_line.mean(axis=0)
     mu = (adf_precision * adf_level.astype(float) ** 2 / mean_level).astype(np.float32)

@@ -144,10 +144,17 @@ def counting_inputs(projector: Projector, sinograms, ray_weights=None,
     if mask.shape != (g.n_pixels,):
         raise ValueError(f"support must be ({g.n_z}, {g.n_x}), got {np.shape(support)}.")
     row_sums = np.asarray(projector.matrix @ mask, np.float32)
-    level = (weights * counts).sum(axis=0) / np.maximum(
+    return CountingInputs(counts, weights, mask, row_sums, levels(counts, weights, row_sums))
+
+
+def levels(values: np.ndarray, weights: np.ndarray, row_sums: np.ndarray) -> np.ndarray:
+    """Per column: the constant that, inside the support, gives the weighted mean value.
+
+    1 for a column without a positive value (float32 ``(n_columns,)``).
+    """
+    level = (weights * values).sum(axis=0) / np.maximum(
         (weights * row_sums[:, None]).sum(axis=0), 1e-30)
-    level = np.where(level > 0, level, 1.0).astype(np.float32)
-    return CountingInputs(counts, weights, mask, row_sums, level)
+    return np.where(level > 0, level, 1.0).astype(np.float32)
 
 
 def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
