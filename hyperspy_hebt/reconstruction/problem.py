@@ -12,6 +12,7 @@ decided.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, replace
 
@@ -33,6 +34,8 @@ from .layout import TiltSeriesLayout
 from .options import GridOptions, LineSource
 
 __all__ = ["Field", "Problem", "prepare"]
+
+_logger = logging.getLogger(__name__)
 
 
 def in_memory(stacks, slices_per_block):
@@ -62,6 +65,19 @@ def invalid_weights(signal, layout, invalid_pixels, lazy, slices_per_block):
     if invalid is None:
         return None, record
     weights = np.ascontiguousarray(layout.to_stack((~invalid).astype(np.float32)))
+    empty = np.flatnonzero(~weights.any(axis=(1, 2)))
+    if empty.size:
+        # Every solver leaves a voxel that no valid ray crosses at 0: say that these zeros
+        # are no measurement, in the metadata and where the user looks.
+        name = layout.slice_axis.name if layout.slice_axis is not None else "slice"
+        record["slices_without_data"] = empty.tolist()
+        _logger.warning(
+            "%d of %d slices (%s index %s) have no valid pixel at any tilt (%s): their "
+            "voxels are 0 for want of data, not measured as empty. Leave them out of "
+            "figures and region statistics, or crop the series.", empty.size,
+            weights.shape[0], name, empty.tolist(),
+            "the alignment shifted them in from outside the images" if source == "alignment"
+            else "invalid_pixels marks them all")
     if lazy:
         weights = da.from_array(weights, chunks=(slices_per_block, -1, -1))
     return weights, record

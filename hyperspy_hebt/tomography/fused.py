@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from . import _sparse
-from .mlem import counting_inputs, levels
+from .mlem import counting_inputs, levels, observed_voxels
 from .poisson_tv import (
     _channel_weights,
     _dual_poisson,
@@ -208,8 +208,13 @@ def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coeffic
     column_sums = (np.asarray(projector.column_sums, np.float32) * mask).astype(np.float32)
     bound = np.float32(tv_weight * g.n_tilts)
     gamma32 = np.float32(gamma)
-    volume = np.ascontiguousarray(np.repeat(mask[:, None], n_lines * n_slices, axis=1),
-                                  np.float32)
+    # A voxel that no valid EDS or ADF ray crosses has no data: it starts (and, but for the
+    # total variation, stays) at 0, as SIRT's.
+    adf_observed = np.broadcast_to(observed_voxels(projector, adf_w, mask),
+                                   (g.n_pixels, n_slices))
+    volume = np.ascontiguousarray(np.maximum(
+        np.broadcast_to(inputs.observed, (g.n_pixels, n_lines * n_slices)),
+        np.tile(adf_observed, (1, n_lines))), np.float32)
     x_bar = volume.copy()
     dual = np.zeros((g.n_rays, n_lines * n_slices), np.float32)
     dual_adf = np.zeros((g.n_rays, n_slices), np.float32)

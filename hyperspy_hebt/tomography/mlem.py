@@ -103,6 +103,11 @@ class CountingInputs:
     level : numpy.ndarray
         float32 ``(n_slices,)``: the constant that, inside the support, gives each
         slice's weighted counts (1 for a slice without counts): the solvers' start.
+    observed : numpy.ndarray
+        float32 ``(n_pixels, 1)`` or ``(n_pixels, n_slices)`` (as ``weights``): 1 for a
+        voxel of the support that a ray of nonzero weight crosses, else 0. The solvers
+        start there and stay 0 elsewhere unless a prior moves them: a voxel (or a whole
+        slice, cut by alignment) without data is not given the start's made-up level.
     """
 
     counts: np.ndarray
@@ -110,6 +115,7 @@ class CountingInputs:
     mask: np.ndarray
     row_sums: np.ndarray
     level: np.ndarray
+    observed: np.ndarray
 
 
 def counting_inputs(projector: Projector, sinograms, ray_weights=None,
@@ -144,7 +150,20 @@ def counting_inputs(projector: Projector, sinograms, ray_weights=None,
     if mask.shape != (g.n_pixels,):
         raise ValueError(f"support must be ({g.n_z}, {g.n_x}), got {np.shape(support)}.")
     row_sums = np.asarray(projector.matrix @ mask, np.float32)
-    return CountingInputs(counts, weights, mask, row_sums, levels(counts, weights, row_sums))
+    return CountingInputs(counts, weights, mask, row_sums, levels(counts, weights, row_sums),
+                          observed_voxels(projector, weights, mask))
+
+
+def observed_voxels(projector: Projector, weights: np.ndarray, mask: np.ndarray
+                    ) -> np.ndarray:
+    """1 where a voxel of ``mask`` is crossed by a ray of nonzero weight, else 0.
+
+    ``weights`` float32 ``(n_rays, k)``; returns float32 ``(n_pixels, k)``.
+    """
+    crossing = np.empty((projector.geometry.n_pixels, weights.shape[1]), np.float32)
+    _sparse.csr_matmat(projector.matrix_t, np.ascontiguousarray(weights, np.float32),
+                       crossing)
+    return np.ascontiguousarray((crossing > 0) * mask[:, None], np.float32)
 
 
 def levels(values: np.ndarray, weights: np.ndarray, row_sums: np.ndarray) -> np.ndarray:
@@ -172,7 +191,7 @@ def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
         inverse = np.ascontiguousarray(inverse_or_zero(sensitivity) * inputs.mask[:, None])
         parts.append((rows, transposed, np.ascontiguousarray(measured[rays]), inverse))
     # Start: the constant that gives each slice's counts through the whole system.
-    volume = np.ascontiguousarray(inputs.mask[:, None] * inputs.level[None, :],
+    volume = np.ascontiguousarray(inputs.observed * inputs.level[None, :],
                                   dtype=np.float32)
     ratio_buffers = [np.empty((part[2].shape[0], n_slices), np.float32) for part in parts]
     while True:

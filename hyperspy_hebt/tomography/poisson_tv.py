@@ -185,7 +185,8 @@ def _poisson_tv_steps(projector: Projector, sinograms: np.ndarray, tv_weight: fl
     # minimiser scales with the counts but PDHG's steps do not, so without this the
     # iterations needed would grow with the dose.
     counts = np.ascontiguousarray(inputs.counts / level[None, :], dtype=np.float32)
-    volume = np.ascontiguousarray(np.repeat(mask[:, None], n_slices, axis=1), np.float32)
+    volume = np.array(np.broadcast_to(inputs.observed, (g.n_pixels, n_slices)), np.float32,
+                      order="C")
     x_bar = volume.copy()
     dual = np.zeros((g.n_rays, n_slices), np.float32)
     projected = np.empty_like(dual)
