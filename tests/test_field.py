@@ -302,6 +302,9 @@ def _kernel_runs(projector, counts, weights):
                                joint_channels=2),
         "fused": fused(projector, pair, 3 * counts, [1.0, 2.0], 1.5, 20, 0.1, 1.0,
                        eds_weights=pair_weights, adf_weights=weights),
+        "HEBT": hebt(projector, pair.reshape((2,) + counts.shape), 3 * counts, [1.0, 2.0],
+                     0.5, 20, eds_weights=weights, adf_weights=weights).reshape(
+                         (len(pair), N, N)),
     }
 
 
