@@ -197,13 +197,14 @@ def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
     spacing = (y_axis.scale * fy * factor, z_axis.scale * fz * factor, x_axis.scale * fx * factor)
     fig = plt.figure(figsize=(6, 6))
     ax = fig.add_subplot(projection="3d")
-    shape = None
+    shape, skipped = None, []
     for i, (signal, data) in enumerate(zip(signals, volumes)):
         data = gaussian_filter(_downsampled(data[:, depth], factor), 1.0)
         shape = data.shape
         level = 0.5 * data.max() if levels is None else levels[i]
         if not data.min() < level < data.max():
-            continue  # nothing crosses this level
+            skipped.append(signal.metadata.General.title)  # nothing crosses this level
+            continue
         step = 1
         while True:
             vertices, faces, _, _ = marching_cubes(data, level=level, spacing=spacing,
@@ -220,7 +221,11 @@ def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
            zlim=(0, shape[0] * spacing[0]), xlabel=f"x ({ux})", ylabel=f"z ({ux})",
            zlabel=f"y ({ux})")
     ax.set_box_aspect((shape[2] * spacing[2], shape[1] * spacing[1], shape[0] * spacing[0]))
-    ax.legend(loc="upper left", fontsize=8)
+    if len(skipped) < len(signals):
+        ax.legend(loc="upper left", fontsize=8)
+    if skipped:  # an empty or partial picture says why, rather than nothing
+        ax.text2D(0.02, 0.02, "no surface (flat volume): " + ", ".join(skipped),
+                  transform=ax.transAxes, fontsize=7)
     return fig
 
 
