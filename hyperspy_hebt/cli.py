@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                           "--absorption (repeat for several; default: the files' metadata)")
     rec.add_argument("--uncertainty", type=int, default=0, metavar="N",
                      help="per-voxel uncertainty from N bootstrap replicates (20 or more; "
-                          "about N+1 times the reconstruction time; SIRT or fused): variances "
+                          "about N+1 times the reconstruction time): variances "
                           "saved with every volume and fraction map, voxel_uncertainty in "
                           "the composition table")
     rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),

@@ -241,8 +241,8 @@ def reconstruct_files(
         and weight-fraction map carries its per-voxel variance (see
         ``reconstruct_sirt``), the composition table each element's
         ``voxel_uncertainty``; about ``uncertainty + 1`` times the reconstruction's
-        time. SIRT (``method="sirt"``, or "auto" without ADF images) or the fused
-        model, with integrated maps (not ``fit_lines``).
+        time. Every method, with integrated maps (not ``fit_lines``); HEBT's and the
+        fused model's lines with their covariances.
     tv_weight : float or "auto"
         The fused model's total-variation weight (see ``reconstruct_fused``).
     gamma : float or "fit"
@@ -262,7 +262,7 @@ def reconstruct_files(
         An unknown method, a bad alpha, iterations or bin factor, no element or
         line, HEBT, the fused model, alignment or registration without ADF images; an
         ``out_dir`` that is a file, holds a previous run (without ``overwrite``) or other
-        files; ``uncertainty`` with HEBT or ``fit_lines``; the fused model with the
+        files; ``uncertainty`` with ``fit_lines``; the fused model with the
         absorption correction or the CuPy backend.
     """
     if method not in METHODS:
@@ -283,8 +283,6 @@ def reconstruct_files(
     if isinstance(bin_factor, bool) or int(bin_factor) != bin_factor or bin_factor < 1:
         raise ValueError(f"bin_factor must be a positive integer, got {bin_factor!r}.")
     Bootstrap.of(uncertainty, None)  # checks the count
-    if uncertainty and method == "hebt":
-        raise ValueError(_NO_HEBT_UNCERTAINTY)
     if uncertainty and fit_lines:
         raise ValueError("uncertainty needs the maps' variance, which fitted lines do not "
                          "give yet: integrate the lines (fit_lines=False).")
@@ -362,10 +360,6 @@ METHODS = ("auto", "hebt", "sirt", "fused")
 #: count is not a regulariser).
 FUSED_ITERATIONS = 300
 
-_NO_HEBT_UNCERTAINTY = (
-    "uncertainty is not available for HEBT yet (its lines share the ADF term, so their "
-    "noise is correlated and the fractions' propagation needs their covariance): pass "
-    "method='sirt' (--method sirt) with it.")
 
 
 def _run(settings: _Settings, writer: ResultWriter, stage: _Stages, collected) -> dict:
@@ -427,9 +421,6 @@ def _load(settings: _Settings, stage):
         method = "hebt" if adf is not None else "sirt"
         if method == "sirt":
             stage("No ADF images in the files: EDS-only SIRT")
-    if method == "hebt" and settings.uncertainty:
-        raise ValueError(_NO_HEBT_UNCERTAINTY + " The files hold ADF images, so the default "
-                         "method is HEBT's automatic choice.")
     if (method in ("hebt", "fused") or settings.align or settings.register) and adf is None:
         raise ValueError(
             "HEBT, the fused model, alignment and registration need the ADF images, and the "

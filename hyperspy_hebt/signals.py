@@ -538,6 +538,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         absorption_correction: bool | str = False,
         density: float | None = None,
         detectors: Sequence | None = None,
+        uncertainty: int = 0,
+        random_state: int | None = None,
     ) -> list:
         """HAADF-EDS bimodal tomography (HEBT, paper Eq. 15-17; Zhong et al. 2017).
 
@@ -596,6 +598,15 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             response ratios are fitted again on every pass.
         <density>
         <detectors>
+        <uncertainty>
+            Here the lines are repeated together with the ADF (Gaussian about the HEBT
+            fit's ``W sum_A Xb_A``, of its residual there, slice by slice) and each repeat
+            is reconstructed by HEBT at the same alpha, iterations and response ratios (the
+            ratios' own noise is not included). The lines share the ADF term, so the
+            per-voxel covariance of every pair is kept too
+            (``Noise_properties.Covariance``), for :meth:`quantify_cross_section`. Not
+            with ``unlisted_mass``. With alpha or iterations "auto", the chosen method's.
+        <random_state>
 
         Returns
         -------
@@ -615,7 +626,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
-        run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend)
+        run = RunOptions(relaxation, positivity, show_progressbar, slices_per_block, backend,
+                         Bootstrap.of(uncertainty, random_state))
+        if run.bootstrap is not None and unlisted_mass:
+            raise ValueError("uncertainty with unlisted_mass=True is not available: the "
+                             "unlisted-mass volume is not repeated. Pass one or the other.")
         absorption = Absorption(absorption_correction, density, detectors)
         weight, count = checked_alpha(alpha), checked_iterations(iterations, run.relaxation)
         if isinstance(weight, str) or isinstance(count, str):  # "auto"

@@ -154,7 +154,7 @@ def test_command_line_errors_are_messages(folder, tmp_path, capsys):
 
 def test_uncertainty_through_the_files(folder, tmp_path, loaded):
     """--uncertainty: the maps' variance made in the same pass over the spectra, saved with
-    every volume, tabulated; refused with HEBT and with fitted lines."""
+    every volume, tabulated (HEBT's with its lines' covariance); refused with fitted lines."""
     out = tmp_path / "results"
     assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--tilt-from", "filename",
                  "--elements", "Ag", "Au", "--method", "sirt", "--iterations", "10",
@@ -170,10 +170,18 @@ def test_uncertainty_through_the_files(folder, tmp_path, loaded):
         variance = volume.metadata.Signal.Noise_properties.variance
         assert variance.data.shape == volume.data.shape
         assert np.nanmax(variance.data) > 0
-    with pytest.raises(ValueError, match="not available for HEBT"):
-        reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path / "hebt",
-                          adf_paths=str(folder / "adf_tilt_*.hspy"), elements=["Ag", "Au"],
-                          tilt_from="filename", uncertainty=3, progress=lambda line: None)
+    # HEBT: its lines repeated with the ADF, their covariance saved with the first line.
+    summary = reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path / "hebt",
+                                adf_paths=str(folder / "adf_tilt_*.hspy"),
+                                elements=["Ag", "Au"], method="hebt", alpha=0.7,
+                                iterations=10, bin_factor=2, tilt_from="filename",
+                                uncertainty=3, progress=lambda line: None)
+    assert summary["algorithm"] == "HEBT" and summary["uncertainty"]["replicates"] == 3
+    assert all(0 < value < 0.5 for value in
+               summary["composition"]["inside"]["voxel_uncertainty"].values())
+    first = hs.load(tmp_path / "hebt" / "HEBT_reconstruction_of_Ag_La.zspy")
+    covariance = first.metadata.Signal.Noise_properties.Covariance.Au_Ma
+    assert covariance.data.shape == first.data.shape
     with pytest.raises(ValueError, match="fitted lines"):
         reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path / "fit", elements=["Ag", "Au"],
                           method="sirt", fit_lines=True, uncertainty=3,

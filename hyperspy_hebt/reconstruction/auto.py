@@ -219,7 +219,8 @@ def auto_hebt(signal, adf, alpha, iterations, model: HebtModel, source: LineSour
     alphas = tuple(a for a in AUTO_ALPHAS if a > 0) if alpha == AUTO else (alpha,)
     counts = AUTO_ITERATIONS if iterations == AUTO else (iterations,)
     problem = prepare(signal, _required_adf(signal, adf), source, grid,
-                      slices_per_block=run.slices_per_block, compute=True)
+                      slices_per_block=run.slices_per_block, compute=True,
+                      variance=run.bootstrap is not None)
     check = check_of(signal, adf, problem, model)
     violated = check["verdict"] == "violated"
     methods = ("sirt",) if violated else ("sirt", "hebt")

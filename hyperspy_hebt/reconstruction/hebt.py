@@ -23,6 +23,7 @@ from .blocks import base_parameters, kernel_backend, reconstruction_signal, run_
 from .intensities import adf_series, title_of
 from .options import Absorption, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem, prepare
+from .uncertainty import AdfRepeats, add_uncertainty
 
 #: Reconstruction.signal of HEBT's ADF-only volume (mass with no listed line).
 UNLISTED_MASS = "unlisted ADF mass"
@@ -43,6 +44,24 @@ def _hebt_kernel(block, geometry, ratios, alpha, iterations, relaxation, positiv
                 adf_weights=block[k + 1] if weighted else None, extra_volume=extra_volume,
                 eds_weights=block[-1] if eds_weighted else None, backend=backend,
                 support=slab_support(geometry, half_thickness_px), columns=columns)
+
+
+def _bootstrap_solve(projector, sinograms, *, adf, adf_weights, ratios, alpha, iterations,
+                     relaxation, positivity, backend, ray_weights=None, support=None,
+                     columns=None, callback=None):
+    """HEBT of a bootstrap repeat, the lines line-major as the bootstrap stacks them.
+
+    ``sinograms`` as :func:`.uncertainty.bootstrap_variances` stacks them; the volumes alike.
+    """
+    k = len(ratios)
+    eds = sinograms.reshape((k, -1) + sinograms.shape[1:])
+    # The lines share the series' ray weights; the bootstrap repeats them per line.
+    eds_weights = None if ray_weights is None else np.asarray(ray_weights).reshape(
+        eds.shape)[0]
+    volumes = hebt(projector, eds, adf, ratios, alpha, iterations, relaxation, positivity,
+                   callback, adf_weights=adf_weights, eds_weights=eds_weights,
+                   backend=backend, support=support, columns=columns)
+    return volumes.reshape((-1,) + volumes.shape[2:])
 
 
 #: ``response_ratios`` value for ratios shaped by the cross sections (Eq. 16).
@@ -201,7 +220,8 @@ def reconstruct_hebt(signal, adf, alpha: float, iterations: int, model: HebtMode
     correct = absorption is not None and bool(absorption.correction)
     # The maps are in memory when the ratios are fitted on them.
     problem = prepare(signal, _required_adf(signal, adf), source, grid,
-                      slices_per_block=run.slices_per_block, compute=model.fitted or correct)
+                      slices_per_block=run.slices_per_block, compute=model.fitted or correct,
+                      variance=run.bootstrap is not None)
     if correct:
         assert absorption is not None
         return corrected(signal, problem,
@@ -276,11 +296,44 @@ def hebt_of(signal, adf, inputs: Problem, alpha: float, iterations: int, model: 
     parameters["adf_title"] = title_of(adf)
     out = [reconstruction_signal(signal, layout, volume, parameters, line)
            for volume, line in zip(volumes, inputs.lines)]
+    if run.bootstrap is not None:
+        out = _with_uncertainty(out, inputs, fit, alpha, iterations, run, backend)
     if unlisted_mass:
         extra = dict(parameters, signal=UNLISTED_MASS)
         out.append(reconstruction_signal(signal, layout, volumes[-1], extra, None,
                                          label="mass with no listed line (ADF only)"))
     return out
+
+
+def _with_uncertainty(out: list, inputs: Problem, fit: ResponseModel, alpha: float,
+                      iterations: int, run: RunOptions, backend: str) -> list:
+    """The bootstrap's variances and the lines' covariances, attached to ``out``.
+
+    The EDS maps are repeated as SIRT's (Gaussian, the maps' variance) about ``W Xb_A /
+    r_A``, the ADF about ``W sum_A Xb_A`` with its residual there; every repeat is
+    reconstructed by HEBT with the same ratios, alpha and iterations (the ratios' own noise
+    is not in it).
+    """
+    k = len(inputs.lines)
+    solve = functools.partial(_bootstrap_solve, ratios=tuple(fit.ratios), alpha=alpha,
+                              iterations=iterations, relaxation=run.relaxation,
+                              positivity=run.positivity, backend=backend)
+    adf = inputs.adf
+    assert adf is not None  # prepare() was given the ADF
+    if fit.offset:
+        adf = adf - fit.offset
+    valid = fit.valid
+    adf_weights = (valid.astype(np.float32) if valid is not None
+                   else da.ones_like(adf, dtype=np.float32) if isinstance(adf, da.Array)
+                   else np.ones(np.shape(adf), np.float32))
+    model = AdfRepeats(
+        (1.0,) * k, 1.0, 0.0,
+        description="Gaussian about the fitted W sum_A Xb_A (HEBT's linear model, offset "
+                    "subtracted), of the ADF's mean squared residual about the HEBT fit, "
+                    "slice by slice; the response ratios held at the data's")
+    return add_uncertainty(out, solve, replace(inputs, adf=adf), run, iterations, "HEBT",
+                           poisson=False, joint=True, adf_model=model, adf_weights=adf_weights,
+                           channel_scales=fit.ratios, units="ADF units (Xb_A)")
 
 
 def check_hebt_model(signal, adf, model: HebtModel, source: LineSource,

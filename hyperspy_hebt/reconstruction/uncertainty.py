@@ -17,11 +17,13 @@ estimator itself.
    lazy runs draw the same noise.
 3. Each repeat reconstructed; the per-voxel sample variance over the repeats.
 
-Solvers that couple the lines (joint total variation, the fused model) reconstruct every
-line of a repeat together, and the per-voxel covariance of every pair of lines is kept as
-well: quantification needs it, the lines' noise being correlated through the shared term.
-The fused model's ADF is repeated too: its fitted model ``W sum_c q_c x_c^gamma`` plus
-Gaussian noise of its residual about the fit, slice by slice.
+Solvers that couple the lines (joint total variation, HEBT, the fused model) reconstruct
+every line of a repeat together, and the per-voxel covariance of every pair of lines is
+kept as well: quantification needs it, the lines' noise being correlated through the
+shared term. The ADF of HEBT and of the fused model is repeated too: its fitted model
+(``W sum_A Xb_A`` for HEBT, ``W sum_c q_c x_c^gamma`` for the fused model) plus Gaussian
+noise of its residual about the fit, slice by slice. HEBT's volumes are on the ADF's
+scale (``Xb_A``): its fitted EDS projections are ``W Xb_A / r_A``, in the maps' units.
 
 What it does not hold: bias (a semi-converged SIRT's blur, the missing wedge), and
 systematic errors (alignment, the physics factors, an absorption correction's factors,
@@ -82,21 +84,24 @@ class _Settings:
     bootstrap: Bootstrap
     poisson: bool
     covariance: bool = False  # also every pair of channels' per-voxel covariance
-    adf_model: AdfRepeats | None = None  # the fused model's ADF channel
+    adf_model: AdfRepeats | None = None  # the ADF channel (HEBT, the fused model)
+    channel_scales: tuple | None = None  # volumes per map unit (HEBT's r_A); None: 1
 
 
 @dataclass(frozen=True)
 class AdfRepeats:
-    """How the fused model's ADF is repeated: ``W sum_c q_c x_c^gamma`` plus Gaussian noise.
+    """How the ADF is repeated: ``W sum_c q_c x_c^gamma`` plus Gaussian noise.
 
-    The noise's variance is the ADF's mean squared residual about the fused fit, slice by
-    slice; ``variance`` (the model fit's residual variance) stands in for a slice with no
-    valid ADF ray.
+    The noise's variance is the ADF's mean squared residual about the method's fit, slice
+    by slice; ``variance`` stands in for a slice with no valid ADF ray (where the ADF
+    weighs nothing). ``description`` says what was done, for the metadata.
     """
 
     coefficients: tuple
     gamma: float
     variance: float
+    description: str = ("Gaussian about the fitted W sum_c q_c x_c^gamma, of the ADF's mean "
+                        "squared residual about the fused fit, slice by slice")
 
 
 def pairs(n_lines: int) -> list:
@@ -160,6 +165,10 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
     whole = reconstruct(maps, weights, None, adf, adf_weights)
     fitted = projector.forward(whole.reshape((-1, geometry.n_z, geometry.n_x))).reshape(
         maps.shape)
+    if settings.channel_scales is not None:  # back to the maps' units (0 for a scale of 0)
+        scales = np.asarray(settings.channel_scales, np.float32)[:, None, None, None]
+        fitted = np.where(scales > 0, fitted / np.where(scales > 0, scales, 1.0),
+                          0.0).astype(np.float32)
     fitted_adf = None
     if model is not None:
         powered = sum(q * np.maximum(whole[c], 0.0) ** model.gamma
@@ -249,8 +258,8 @@ def _runs(n_slices: int, per_block: int, halo: int) -> tuple:
 
 def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: int,
                         description: str, poisson: bool, joint: bool = False,
-                        adf_model: AdfRepeats | None = None, adf_weights=None
-                        ) -> tuple[list, dict]:
+                        adf_model: AdfRepeats | None = None, adf_weights=None,
+                        channel_scales=None) -> tuple[list, dict]:
     """Per-voxel variance of each line's reconstruction, over ``run.bootstrap`` repeats.
 
     One task per run of slices does it all (fit, repeats, variance), so memory is a run's
@@ -277,8 +286,11 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
         lazy too, and the covariance of every pair of lines as well (their noise is
         correlated through the shared term).
     adf_model : AdfRepeats, optional
-        The fused model's ADF (``problem.adf``, ray weights ``adf_weights``) is repeated
-        too, and ``solve`` takes ``adf=`` and ``adf_weights=``; needs ``joint``.
+        The ADF (``problem.adf``, ray weights ``adf_weights``) is repeated too, and
+        ``solve`` takes ``adf=`` and ``adf_weights=``; needs ``joint``.
+    channel_scales : sequence of float, optional
+        Per line, the volumes' units per map unit (HEBT's response ratios: its volumes
+        are on the ADF's scale); None: the volumes are in the maps' units.
 
     Returns
     -------
@@ -295,8 +307,10 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
     field = problem.field
     geometry = field.geometry
     settings = _Settings(solve, geometry, field.half_thickness_px, problem.sigma,
-                         run.bootstrap, poisson, covariance=joint, adf_model=adf_model)
-    assert adf_model is None or joint, "the fused model's lines are coupled by the ADF"
+                         run.bootstrap, poisson, covariance=joint, adf_model=adf_model,
+                         channel_scales=None if channel_scales is None
+                         else tuple(map(float, channel_scales)))
+    assert adf_model is None or joint, "the lines are coupled by the ADF"
     halo = _halo(problem.sigma)
     n_lines, n_slices = len(problem.lines), problem.layout.n_slices
     weights = field.weights
@@ -377,15 +391,19 @@ def bootstrap_variances(solve, problem: Problem, run: RunOptions, iterations: in
                                     for index, pair in enumerate(line_pairs)}
 
 
-def record(bootstrap: Bootstrap, poisson: bool, covariance: bool = False) -> dict:
-    """``metadata.Reconstruction.Uncertainty``: how the variance was estimated."""
+def record(bootstrap: Bootstrap, poisson: bool, covariance: bool = False,
+           units: str = "counts") -> dict:
+    """``metadata.Reconstruction.Uncertainty``: how the variance was estimated.
+
+    ``units``: the volumes' (``counts``; HEBT's are on the ADF's scale).
+    """
     count = bootstrap.replicates
     extra = {}
     if covariance:
         extra["covariance"] = (
             "per voxel, between every pair of lines (their noise is correlated through the "
             "shared term): metadata.Signal.Noise_properties.Covariance.<other line> of the "
-            "pair's first line, counts squared per voxel")
+            f"pair's first line, {units} squared per voxel")
     return {
         **extra,
         "method": "parametric bootstrap about the fitted projections",
@@ -395,7 +413,7 @@ def record(bootstrap: Bootstrap, poisson: bool, covariance: bool = False) -> dic
                   "Gaussian, the measured maps' variance (Poisson statistics of the spectra "
                   "through the integration, or the maps' Noise_properties.variance)"),
         "variance": "metadata.Signal.Noise_properties.variance: sample variance per voxel "
-                    "over the replicates, counts squared per voxel",
+                    f"over the replicates, {units} squared per voxel",
         "relative_precision_of_std": float(1.0 / np.sqrt(2.0 * (count - 1))),
         "not_included": "bias (semi-convergence blur, the missing wedge) and systematic "
                         "errors (alignment, physics factors, absorption factors)",
@@ -418,7 +436,7 @@ def _holder(signal, data, title: str, quantity: str):
 
 
 def attach(signals: list, variances: list, parameters: dict,
-           covariances: dict | None = None) -> None:
+           covariances: dict | None = None, units: str = "counts") -> None:
     """Give each reconstruction its variance signal and the bootstrap's record.
 
     ``covariances`` (``(i, j)`` -> data, ``i < j``) go to line ``i``'s
@@ -427,32 +445,32 @@ def attach(signals: list, variances: list, parameters: dict,
     for signal, variance in zip(signals, variances):
         title = signal.metadata.General.title
         signal.metadata.set_item("Signal.Noise_properties.variance", _holder(
-            signal, variance, f"Variance of {title}", "variance (counts squared per voxel)"))
+            signal, variance, f"Variance of {title}", f"variance ({units} squared per voxel)"))
         signal.metadata.set_item("Reconstruction.Uncertainty", parameters)
     for (i, j), covariance in (covariances or {}).items():
         first, other = signals[i], signals[j].metadata.Sample.xray_lines[0]
         signal_title = first.metadata.General.title
         first.metadata.set_item(f"{COVARIANCE_NODE}.{other}", _holder(
             first, covariance, f"Covariance of {signal_title} with {other}",
-            "covariance (counts squared per voxel)"))
+            f"covariance ({units} squared per voxel)"))
 
 
 def add_uncertainty(signals: list, solve, problem: Problem, run: RunOptions, iterations: int,
                     description: str, poisson: bool, joint: bool = False,
-                    adf_model: AdfRepeats | None = None, adf_weights=None) -> list:
+                    adf_model: AdfRepeats | None = None, adf_weights=None,
+                    channel_scales=None, units: str = "counts") -> list:
     """Attach the bootstrap's per-voxel variance to ``signals`` when ``run.bootstrap`` asks.
 
-    ``joint``: the lines' covariances too; ``adf_model``: the fused model's ADF repeated as
-    well (:func:`bootstrap_variances`).
+    ``joint``: the lines' covariances too; ``adf_model``: the ADF repeated as well;
+    ``channel_scales``: see :func:`bootstrap_variances`; ``units``: the volumes'.
     """
     if run.bootstrap is None:
         return signals
     variances, covariances = bootstrap_variances(solve, problem, run, iterations, description,
-                                                 poisson, joint, adf_model, adf_weights)
-    parameters = record(run.bootstrap, poisson, covariance=joint)
+                                                 poisson, joint, adf_model, adf_weights,
+                                                 channel_scales)
+    parameters = record(run.bootstrap, poisson, covariance=joint, units=units)
     if adf_model is not None:
-        parameters["adf_noise"] = (
-            "Gaussian about the fitted W sum_c q_c x_c^gamma, of the ADF's mean squared "
-            "residual about the fused fit, slice by slice")
-    attach(signals, variances, parameters, covariances)
+        parameters["adf_noise"] = adf_model.description
+    attach(signals, variances, parameters, covariances, units)
     return signals
