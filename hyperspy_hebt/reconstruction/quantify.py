@@ -298,7 +298,7 @@ def quantify_cross_section(signal, reconstructions, *, factors, threshold, compo
     if relative is not None and variances is None:
         raise ValueError(
             "factor_uncertainty is added to the reconstructions' variance, and these carry "
-            "none: reconstruct with uncertainty= (SIRT, ML-EM, Poisson + TV).")
+            "none: reconstruct with uncertainty= (any reconstruct method).")
     covariances = _covariances(reconstructions, lines) if variances is not None else None
     if variances is not None and algorithm not in INDEPENDENT_LINES and covariances is None:
         raise ValueError(
