@@ -33,13 +33,28 @@ _FASTMATH = {"contract", "nsz", "arcp"}
 
 @numba.njit(inline="always", fastmath=_FASTMATH, nogil=True)
 def _accumulate_row(indptr, indices, data, dense, i, acc):
-    """acc[:] = row i of the CSR matrix times dense."""
+    """acc[:] = row i of the CSR matrix times dense.
+
+    Four stored weights per pass over ``acc``: the accumulator is loaded and stored a
+    quarter as often (numba keeps it in memory, not registers). Measured on the 256 x 256
+    back projection with 64 columns, 31 tilts, interleaved with one weight per pass in one
+    process (20 runs each, a shared 2-core machine): 1.12-1.13x faster by the medians.
+    """
     acc[:] = 0.0
-    for k in range(indptr[i], indptr[i + 1]):
+    k, stop = indptr[i], indptr[i + 1]
+    while k + 4 <= stop:
+        w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
+        r0, r1 = dense[indices[k]], dense[indices[k + 1]]
+        r2, r3 = dense[indices[k + 2]], dense[indices[k + 3]]
+        for s in range(acc.shape[0]):
+            acc[s] += (w0 * r0[s] + w1 * r1[s]) + (w2 * r2[s] + w3 * r3[s])
+        k += 4
+    while k < stop:
         w = data[k]
         row = dense[indices[k]]
         for s in range(acc.shape[0]):
             acc[s] += w * row[s]
+        k += 1
 
 
 _PRODUCT, _RESIDUAL, _UPDATE = 0, 1, 2
