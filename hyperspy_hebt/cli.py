@@ -238,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--gamma", type=_number_or_auto(float, "fit"), default=1.0,
                      help="the fused model's ADF power (1: linear, as HEBT), or fit (the "
                           "best R^2 of 1-2)")
+    rec.add_argument("--adf-offset", action="store_true",
+                     help="fit the ADF's offset (a dark level) with HEBT's ratios or the "
+                          "fused model's ADF model and reconstruct the ADF less it")
     rec.add_argument("--region", action="append", default=None, dest="regions",
                      help='a region to tabulate the composition of, e.g. "Pt dominates" '
                           'or "not Pt dominates" (repeat for several)')
@@ -372,7 +375,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
             detectors=None if args.detectors is None else [tuple(d) for d in args.detectors],
             overwrite=args.overwrite, verify_checksums=args.verify_checksums,
             uncertainty=args.uncertainty, tv_weight=args.tv_weight, gamma=args.gamma,
-            progress=(lambda line: None) if args.quiet else print,
+            adf_offset=args.adf_offset, progress=(lambda line: None) if args.quiet else print,
             show_progressbar=False if args.quiet else True if args.verbose else None)
     except (ValueError, TypeError, FileNotFoundError, DataUnavailableError,
             AbsorptionNotConverged) as error:

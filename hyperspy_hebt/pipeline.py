@@ -153,6 +153,7 @@ def reconstruct_files(
     uncertainty: int = 0,
     tv_weight: float | str = "auto",
     gamma: float | str = 1.0,
+    adf_offset: bool = False,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
 
@@ -247,6 +248,10 @@ def reconstruct_files(
         The fused model's total-variation weight (see ``reconstruct_fused``).
     gamma : float or "fit"
         The fused model's ADF power (see ``reconstruct_fused``).
+    adf_offset : bool
+        Fit the ADF's offset (a dark level) with HEBT's ratios or the fused model's ADF
+        model and reconstruct the ADF less it (``adf_offset`` of ``reconstruct_hebt`` and
+        ``reconstruct_fused``). Not with SIRT, which does not use the ADF.
 
     Returns
     -------
@@ -283,6 +288,11 @@ def reconstruct_files(
     if isinstance(bin_factor, bool) or int(bin_factor) != bin_factor or bin_factor < 1:
         raise ValueError(f"bin_factor must be a positive integer, got {bin_factor!r}.")
     Bootstrap.of(uncertainty, None)  # checks the count
+    if not isinstance(adf_offset, bool):
+        raise TypeError(f"adf_offset must be True or False, got {adf_offset!r}.")
+    if adf_offset and method == "sirt":
+        raise ValueError("adf_offset is the ADF's dark level, and SIRT does not use the ADF: "
+                         "pass method='hebt', 'fused' or 'auto' with it.")
     if uncertainty and fit_lines:
         raise ValueError("uncertainty needs the maps' variance, which fitted lines do not "
                          "give yet: integrate the lines (fit_lines=False).")
@@ -299,7 +309,7 @@ def reconstruct_files(
         absorption=Absorption(absorption_correction, density, detectors),
         show_progressbar=show_progressbar, verify_checksums=verify_checksums,
         uncertainty=int(uncertainty), tv_weight=_auto_or(tv_weight, float, "tv_weight"),
-        gamma=_fit_or_power(gamma))
+        gamma=_fit_or_power(gamma), adf_offset=adf_offset)
     stage = _Stages(progress)
     collected = _Collected()
     logger = logging.getLogger("hyperspy_hebt")
@@ -345,6 +355,7 @@ class _Settings:
     uncertainty: int
     tv_weight: float | str = "auto"
     gamma: float | str = 1.0
+    adf_offset: bool = False
 
     def sigma_for(self, method: str):
         """The maps' filter for ``method``: ``"auto"`` resolved (0.8 px; none when fused)."""
@@ -421,10 +432,12 @@ def _load(settings: _Settings, stage):
         method = "hebt" if adf is not None else "sirt"
         if method == "sirt":
             stage("No ADF images in the files: EDS-only SIRT")
-    if (method in ("hebt", "fused") or settings.align or settings.register) and adf is None:
+    if (method in ("hebt", "fused") or settings.align or settings.register
+            or settings.adf_offset) and adf is None:
         raise ValueError(
-            "HEBT, the fused model, alignment and registration need the ADF images, and the "
-            "files hold none (pass adf_paths for formats that store them apart).")
+            "HEBT, the fused model, alignment, registration and adf_offset need the ADF "
+            "images, and the files hold none (pass adf_paths for formats that store them "
+            "apart).")
     _check_before_the_run(series, settings.bin_factor, settings.regions)
     return series, adf, method
 
@@ -546,12 +559,14 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
     if settings.uncertainty:
         common["uncertainty"] = settings.uncertainty
     if method == "hebt":
-        reconstructions = series.reconstruct_hebt(adf, alpha=alpha, **common)
+        reconstructions = series.reconstruct_hebt(adf, alpha=alpha,
+                                                  adf_offset=settings.adf_offset, **common)
     else:
         reconstructions = series.reconstruct_sirt(**common)
     if absorption.correction and automatic:
-        reconstructions = _corrected_rerun(series, adf, reconstructions, common, absorption,
-                                           summary, stage)
+        reconstructions = _corrected_rerun(series, adf, reconstructions,
+                                           dict(common, adf_offset=settings.adf_offset),
+                                           absorption, summary, stage)
     record = reconstructions[0].metadata.Reconstruction
     summary["algorithm"] = record.algorithm
     summary["iterations_used"] = int(record.iterations)
@@ -560,7 +575,7 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
         summary["automatic_choice"] = choice
         stage(f"Chose {choice['chosen']}: {choice['reason']}")
     if record.algorithm == "HEBT":
-        summary.update(alpha_used=float(record.alpha),
+        summary.update(alpha_used=float(record.alpha), adf_offset=float(record.adf_offset),
                        response_ratios=record.response_ratios.as_dictionary(),
                        response_ratio_r_squared=record.get_item("response_ratio_r_squared"),
                        hebt_model=record.Diagnostics.as_dictionary())
@@ -593,6 +608,7 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
 def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage) -> list:
     """The fused model's reconstructions, computed, with its settings and model check."""
     common = dict(common, tv_weight=settings.tv_weight, gamma=settings.gamma,
+                  adf_offset=settings.adf_offset,
                   iterations=(FUSED_ITERATIONS if isinstance(settings.iterations, str)
                               else settings.iterations))
     del common["backend"]  # the CPU (checked)
@@ -605,6 +621,7 @@ def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage)
     diagnostics = record.Diagnostics.as_dictionary()
     summary.update(algorithm=record.algorithm, iterations_used=int(record.iterations),
                    tv_weight_used=float(record.tv_weight), gamma_used=float(record.gamma),
+                   adf_offset=float(record.adf_offset),
                    adf_coefficients=record.adf_coefficients.as_dictionary(),
                    fused_model=diagnostics, padding_px=record.padding_px,
                    padding_reason=record.padding_reason,
@@ -631,13 +648,15 @@ def _corrected_rerun(series, adf, automatic, common: dict, absorption, summary: 
     settings = dict(common, iterations=int(chosen.iterations),
                     absorption_correction=absorption.mode,
                     density=absorption.density, detectors=absorption.detectors)
+    adf_offset = settings.pop("adf_offset")  # HEBT's only
     summary["absorption_choice"] = (
         "the automatic choice was made on the uncorrected maps; its method and numbers "
         "were then rerun with the absorption correction")
     stage(f"Correcting absorption: {chosen.algorithm} with {int(chosen.iterations)} "
           "iterations" + (f", alpha {float(chosen.alpha):g}"
                           if chosen.algorithm == "HEBT" else "") + ", as chosen")
-    corrected = (series.reconstruct_hebt(adf, alpha=float(chosen.alpha), **settings)
+    corrected = (series.reconstruct_hebt(adf, alpha=float(chosen.alpha), adf_offset=adf_offset,
+                                         **settings)
                  if chosen.algorithm == "HEBT" else series.reconstruct_sirt(**settings))
     if chosen.has_item("AutomaticChoice"):
         for signal in corrected:

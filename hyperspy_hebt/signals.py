@@ -395,6 +395,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         gamma: float | str = 1.0,
         adf_weight: float = 1.0,
         joint_tv: bool = True,
+        adf_offset: bool = False,
         xray_lines: Sequence[str] | None = None,
         intensities: Sequence | None = None,
         integration_windows: float | Sequence = 2.0,
@@ -431,8 +432,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
            EDS; the held-out tilts' ADF is left out of training too).
         4. Every slice, in blocks, lazy for a lazy series.
 
-        Part of issue 16; not yet there: the absorption correction, an ADF offset
-        (subtract a dark level first), the GPU backend.
+        Part of issue 16; not yet there: the absorption correction, the GPU backend.
 
         Parameters
         ----------
@@ -454,6 +454,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             residual variance, which holds the ADF's noise and the model's error).
         joint_tv : bool
             One total variation joint over the lines (default), or each line's own.
+        adf_offset : bool
+            Fit an ADF offset (a dark level, either sign) with the model in step 2,
+            ``a = W sum_c q_c x_c^gamma + b``, and use ``a - b`` from then on (recorded as
+            ``Reconstruction.adf_offset``). False (default): the ADF must have none.
         <xray_lines>
         <intensities>
         <integration_windows>
@@ -495,7 +499,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             ``adf_weight``, ``tv_weight`` or ``iterations``, or what
             :meth:`reconstruct_sirt` refuses.
         TypeError
-            ``joint_tv`` not a bool.
+            ``joint_tv`` or ``adf_offset`` not a bool.
         """
         source = LineSource(xray_lines, intensities, integration_windows, background_windows,
                             normalise_tilts)
@@ -503,10 +507,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                            thickness_nm)
         run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu",
                          Bootstrap.of(uncertainty, random_state))
-        if not isinstance(joint_tv, (bool, np.bool_)):
-            raise TypeError(f"joint_tv must be True or False, got {joint_tv!r}.")
+        for name, value in (("joint_tv", joint_tv), ("adf_offset", adf_offset)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {value!r}.")
         return _fused.reconstruct_fused(self, adf, iterations, tv_weight, gamma, adf_weight,
-                                        bool(joint_tv), source, grid, run)
+                                        bool(joint_tv), source, grid, run, bool(adf_offset))
 
     @shared_parameters
     def reconstruct_hebt(

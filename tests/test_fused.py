@@ -259,3 +259,33 @@ def test_bootstrap_predicts_the_spread_of_independent_repeats(caplog):
                                        np.std(fractions, axis=0, ddof=1), interior)
     assert np.allclose(volume_ratio, 1, atol=0.2), volume_ratio
     assert np.allclose(fraction_ratio, 1, atol=0.2), fraction_ratio
+
+
+def test_an_adf_offset_is_fitted_and_subtracted(series_and_adf):
+    """A dark level on the ADF (half its mean) breaks the model without an offset; with
+    ``adf_offset=True`` the fit finds it and the volumes are those of the clean ADF.
+    Measured: offset 597 for 591 added; the largest voxel difference from the clean ADF's
+    reconstruction 0.043 of the maximum (0.38 without the offset); on the clean ADF the
+    offset fitted is -9.5 (0.8 % of its mean) and the volumes move by 0.013."""
+    series, adf = series_and_adf
+    offset = 0.5 * float(adf.data.mean())
+    shifted = adf.deepcopy()
+    shifted.data = shifted.data + offset
+    quick = dict(iterations=100, tv_weight=0.1, padding_px=0, show_progressbar=False)
+    clean = series.reconstruct_fused(adf, **quick)
+    ignored = series.reconstruct_fused(shifted, **quick)
+    fitted = series.reconstruct_fused(shifted, adf_offset=True, **quick)
+
+    def deviation(recs):
+        return max(float(np.abs(r.data - c.data).max() / c.data.max())
+                   for r, c in zip(recs, clean))
+
+    record = fitted[0].metadata.Reconstruction
+    assert record.adf_offset == pytest.approx(offset, rel=0.03)  # measured 1 %
+    assert record.Diagnostics.r_squared > 0.98  # clean ADF: 0.992; ignored: 0.889
+    assert ignored[0].metadata.Reconstruction.Diagnostics.r_squared < 0.9
+    assert deviation(fitted) < 0.08 and deviation(ignored) > 0.3
+    assert "subtracted" in record.adf_offset_source
+    assert clean[0].metadata.Reconstruction.adf_offset == 0.0
+    with pytest.raises(TypeError, match="adf_offset must be True or False"):
+        series.reconstruct_fused(adf, adf_offset="yes", **quick)

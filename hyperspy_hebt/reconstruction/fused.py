@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import replace
 
 import dask
 import dask.array as da
@@ -83,8 +84,12 @@ def _validated(gamma, adf_weight):
 
 def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight: float,
                       joint: bool, source: LineSource, grid: GridOptions,
-                      run: RunOptions) -> list:
-    """Implement :meth:`TomographicEDSSpectrum.reconstruct_fused`."""
+                      run: RunOptions, adf_offset: bool = False) -> list:
+    """Implement :meth:`TomographicEDSSpectrum.reconstruct_fused`.
+
+    ``adf_offset``: the model fit's offset is subtracted from the ADF before every later
+    step (the solver's model has none).
+    """
     from .auto import (
         AUTO_SLICES,
         _slice_selection,
@@ -113,7 +118,10 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
             holdout=folds, score="poisson", slices=AUTO_SLICES, model=HebtModel(), run=run,
             tv_weights=AUTO_TV_WEIGHTS)
         eds_weight = result.best["tv_weight"]
-    fit = _model_fit(problem, chosen, iterations, eds_weight, gamma, adf_weights)
+    fit = _model_fit(problem, chosen, iterations, eds_weight, gamma, adf_weights, adf_offset)
+    if fit.offset:
+        assert problem.adf is not None
+        problem = replace(problem, adf=problem.adf - np.float32(fit.offset))
     # A model that explains the ADF poorly has a large residual, so a small precision: the
     # ADF term then weighs little by itself.
     adf_precision = float(adf_weight) / fit.residual_variance
@@ -148,13 +156,16 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
         "adf_precision": adf_precision,
         "adf_weight": float(adf_weight),
         "adf_residual_variance": fit.residual_variance,
+        "adf_offset": fit.offset,
+        "adf_offset_source": "fitted with the ADF model, subtracted" if adf_offset else "none",
         "model_fit_slices": chosen.tolist(),
         "model_fit_tv_weight": float(eds_weight),
         "excluded_adf_fraction": float(np.mean(adf_weights == 0)),
         "adf_title": title_of(adf),
         "objective": (
             "sum over lines of the Poisson negative log-likelihood of the counts + "
-            "adf_precision/2 x sum over rays (W sum_c q_c x_c^gamma - ADF)^2 + tv_weight x "
+            "adf_precision/2 x sum over rays (W sum_c q_c x_c^gamma - (ADF - adf_offset))^2 "
+            "+ tv_weight x "
             "n_tilts x total variation (joint over the lines with joint_tv) of each slice, "
             "x >= 0; nonlinear preconditioned PDHG (Valkonen 2014)"),
         "values": "line intensity per voxel (counts), as SIRT's",
@@ -186,10 +197,11 @@ def _adf_weights(problem: Problem) -> np.ndarray:
 
 
 def _model_fit(problem: Problem, chosen, iterations: int, tv_weight: float, gamma,
-               adf_weights: np.ndarray) -> AdfPowerFit:
+               adf_weights: np.ndarray, offset: bool = False) -> AdfPowerFit:
     """Joint Poisson + TV of the EDS on ``chosen`` slices, and the ADF regressed on it.
 
-    R^2 at gamma = 1 is always in the table (the linear model's diagnostic).
+    R^2 at gamma = 1 is always in the table (the linear model's diagnostic); ``offset``:
+    with an ADF offset.
     """
     field = problem.field
     geometry = field.geometry
@@ -206,13 +218,12 @@ def _model_fit(problem: Problem, chosen, iterations: int, tv_weight: float, gamm
                          joint_channels=n_lines)
     gammas = AUTO_GAMMAS if gamma == FIT else tuple(sorted({1.0, float(gamma)}))
     fit = fit_adf_power(projector, volumes.reshape((n_lines, n_slices) + volumes.shape[1:]),
-                        adf, gammas, adf_weights[chosen])
+                        adf, gammas, adf_weights[chosen], offset)
     if gamma != FIT and fit.gamma != float(gamma):  # the user's gamma, whatever fits best
         single = fit_adf_power(projector,
                                volumes.reshape((n_lines, n_slices) + volumes.shape[1:]), adf,
-                               (float(gamma),), adf_weights[chosen])
-        fit = AdfPowerFit(single.gamma, single.coefficients, single.r_squared,
-                          single.residual_variance, fit.table)
+                               (float(gamma),), adf_weights[chosen], offset)
+        fit = replace(single, table=fit.table)
     if not fit.residual_variance > 0:
         raise ValueError("The ADF model fits the ADF exactly (residual 0): the ADF carries no "
                          "noise to weigh it by; give the measured ADF.")

@@ -332,6 +332,9 @@ class AdfPowerFit:
         departure from the model, noise and model error together.
     table : dict
         ``gamma`` -> R^2 for every power tried.
+    offset : float
+        The ADF's fitted offset ``b`` (a dark level; 0 when not fitted): the model is
+        ``a = W sum_c q_c x_c^gamma + b``.
     """
 
     gamma: float
@@ -339,11 +342,15 @@ class AdfPowerFit:
     r_squared: float
     residual_variance: float
     table: dict
+    offset: float = 0.0
 
 
 def fit_adf_power(projector: Projector, volumes: np.ndarray, adf: np.ndarray, gammas,
-                  adf_weights: np.ndarray | None = None) -> AdfPowerFit:
-    """Fit ``a = W sum_c q_c x_c^gamma`` for each ``gamma`` of ``gammas``; keep the best R^2.
+                  adf_weights: np.ndarray | None = None, offset: bool = False
+                  ) -> AdfPowerFit:
+    """Fit ``a = W sum_c q_c x_c^gamma (+ b)`` for each ``gamma`` of ``gammas``; keep the best.
+
+    The best: the highest R^2.
 
     Non-negative least squares of the ADF on the projections of ``x_c^gamma``, on the rays
     whose weight is > 0 (:func:`.bimodal.fit_response_model`).
@@ -360,6 +367,8 @@ def fit_adf_power(projector: Projector, volumes: np.ndarray, adf: np.ndarray, ga
         Powers to try (each >= 1).
     adf_weights : numpy.ndarray, optional
         Shaped like ``adf``; rays of weight 0 are not fitted.
+    offset : bool
+        Fit an offset ``b`` too (a dark level, either sign).
 
     Returns
     -------
@@ -376,11 +385,11 @@ def fit_adf_power(projector: Projector, volumes: np.ndarray, adf: np.ndarray, ga
         powered = (volumes ** gamma).astype(np.float32).reshape((k * n_slices,)
                                                                 + volumes.shape[2:])
         basis = projector.forward(powered).reshape((k, n_slices) + adf.shape[1:])
-        q, _, r_squared = fit_response_model(basis, adf, mask=mask)
-        residual = (np.asarray(adf, float) - np.tensordot(q, basis, axes=1))
+        q, b, r_squared = fit_response_model(basis, adf, mask=mask, offset=offset)
+        residual = (np.asarray(adf, float) - b - np.tensordot(q, basis, axes=1))
         kept = residual if mask is None else residual[mask]
-        results[gamma] = (q, float(r_squared), float(np.mean(kept ** 2)))
+        results[gamma] = (q, float(r_squared), float(np.mean(kept ** 2)), float(b))
     best = max(results, key=lambda gamma: results[gamma][1])
-    q, r_squared, variance = results[best]
+    q, r_squared, variance, b = results[best]
     return AdfPowerFit(best, q, r_squared, variance,
-                       {gamma: value[1] for gamma, value in results.items()})
+                       {gamma: value[1] for gamma, value in results.items()}, b)
