@@ -1,4 +1,4 @@
-"""SIRT and HEBT on a CUDA GPU (backend="cupy") against the CPU kernels, in one run.
+"""SIRT, HEBT, ML-EM and Poisson + TV on a CUDA GPU (backend="cupy") against the CPU.
 
 Times whole kernel calls (copies of the block to and from the device included)
 on the same slices, and reports how far the GPU volumes are from the CPU ones
@@ -21,6 +21,8 @@ import numpy as np
 
 from hyperspy_hebt.simulation import core_shell_phantom, project_volume
 from hyperspy_hebt.tomography import ParallelBeamGeometry, backends, get_projector, hebt, sirt
+from hyperspy_hebt.tomography.mlem import mlem
+from hyperspy_hebt.tomography.poisson_tv import poisson_tv
 
 
 def best_of(repeats, function):
@@ -73,11 +75,18 @@ def main():
                      for v in (0.2 * core + 0.8 * shell, 0.8 * core + 0.2 * shell)])
     adf = 500 * maps[0] + 550 * maps[1]
     sinograms = maps.reshape((-1,) + maps.shape[2:])
+    counts = np.random.default_rng(0).poisson(5 * sinograms).astype(np.float32)
     runs = {
         "SIRT, 2 lines": lambda backend: sirt(projector, sinograms, args.iterations,
                                               backend=backend),
         "HEBT, 2 lines, alpha 0.8": lambda backend: hebt(
             projector, maps, adf, [500.0, 550.0], 0.8, args.iterations, backend=backend),
+        "ML-EM, 2 lines": lambda backend: mlem(projector, counts, args.iterations,
+                                               backend=backend),
+        "Poisson + TV, 2 lines, weight 0.03": lambda backend: poisson_tv(
+            projector, counts, args.iterations, 0.03, backend=backend),
+        "joint Poisson + TV, 2 lines": lambda backend: poisson_tv(
+            projector, counts, args.iterations, 0.03, joint_channels=2, backend=backend),
     }
     for run in runs.values():  # compile (CPU), copy the matrices and warm cuSPARSE (GPU)
         run("cpu")

@@ -427,20 +427,21 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
             projector, stacked, float(relaxation), positivity, w, backend, support))
     if "mlem" in methods:
         stopped["ML-EM"] = lines_run("ML-EM", None, lambda projector, stacked, w: _mlem_steps(
-            projector, stacked, 1, w, support))
+            projector, stacked, 1, w, support, backend))
     if "poisson_tv" in methods:
         for tv_weight in tv_weights:
             stopped[f"Poisson-TV weight {tv_weight:g}"] = lines_run(
                 "Poisson-TV", tv_weight,
                 lambda projector, stacked, w, tv_weight=tv_weight: _poisson_tv_steps(
-                    projector, stacked, tv_weight, w, support))
+                    projector, stacked, tv_weight, w, support, backend=backend))
     if "joint_tv" in methods:
         # Every line in one run: the stacked maps are channel-major, as the kernel expects.
         for tv_weight in tv_weights:
             stopped[f"Joint Poisson-TV weight {tv_weight:g}"] = lines_run(
                 JOINT_TV, tv_weight,
                 lambda projector, stacked, w, tv_weight=tv_weight: _poisson_tv_steps(
-                    projector, stacked, tv_weight, w, support, joint_channels=k))
+                    projector, stacked, tv_weight, w, support, joint_channels=k,
+                    backend=backend))
     if "fused" in methods:
         assert fused_options is not None and adf is not None
         adf_weights = fused_options.get("adf_weights")

@@ -225,13 +225,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         thickness_nm: float | None = None,
         uncertainty: int = 0,
         random_state: int | None = None,
+        backend: Backend = "cpu",
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by ML-EM (Poisson likelihood).
 
         EDS maps are counts, a few per pixel: ML-EM fits them as Poisson data where
         SIRT fits them by least squares (:mod:`hyperspy_hebt.tomography.mlem`). Every
-        voxel stays positive and the counts are kept. Part of issue 16; not yet there:
-        total variation, the GPU backend and the absorption correction.
+        voxel stays positive and the counts are kept. Not yet there: the absorption
+        correction (:meth:`reconstruct_poisson_tv` adds total variation).
 
         Parameters
         ----------
@@ -261,6 +262,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             The repeats are Poisson counts of the fitted projections (the model ML-EM
             fits): maps without background subtraction.
         <random_state>
+        <backend>
 
         Returns
         -------
@@ -278,7 +280,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
-        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu",
+        run = RunOptions(1.0, True, show_progressbar, slices_per_block, backend,
                          Bootstrap.of(uncertainty, random_state))
         count = checked_iterations(iterations)
         return _mlem.reconstruct_mlem(self, count, subsets, source, grid, run)
@@ -303,6 +305,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         uncertainty: int = 0,
         random_state: int | None = None,
         joint_tv: bool = False,
+        backend: Backend = "cpu",
     ) -> list:
         """Reconstruct each line by Poisson likelihood + total variation (low dose).
 
@@ -314,7 +317,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         the paper's phantom at a few counts per pixel). With ``joint_tv`` the lines share
         one total variation (vectorial TV): an element with few counts borrows the edges
         of the others. Part of issue 16; not yet there: total variation across slices,
-        the GPU backend, the absorption correction.
+        the absorption correction.
 
         Parameters
         ----------
@@ -357,6 +360,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             the held-out deviance summed over the lines. Needs two or more lines.
             ``Reconstruction.algorithm`` is then "Joint Poisson-TV" and
             ``Reconstruction.joint_lines`` names the lines.
+        <backend>
 
         Returns
         -------
@@ -377,7 +381,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
-        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu",
+        run = RunOptions(1.0, True, show_progressbar, slices_per_block, backend,
                          Bootstrap.of(uncertainty, random_state))
         if not (isinstance(tv_weight, str) and tv_weight == "auto"):
             validate_tv_parameters(iterations, tv_weight)

@@ -11,7 +11,7 @@ import functools
 import dask
 
 from ..tomography.mlem import mlem, validate_mlem_parameters
-from .blocks import base_parameters, line_volumes, reconstruction_signal
+from .blocks import base_parameters, kernel_backend, line_volumes, reconstruction_signal
 from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem, prepare
 from .uncertainty import add_uncertainty
@@ -83,9 +83,10 @@ def mlem_of(signal, problem: Problem, iterations: int, subsets: int, run: RunOpt
     layout, field = problem.layout, problem.field
     geometry = field.geometry
     iterations, subsets = validate_mlem_parameters(iterations, subsets, geometry.n_tilts)
-    solve = functools.partial(mlem, iterations=iterations, subsets=subsets)
+    backend = kernel_backend(run.backend, problem.lazy)
+    solve = functools.partial(mlem, iterations=iterations, subsets=subsets, backend=backend)
     volumes = line_volumes(solve, problem, run, iterations, "ML-EM")
-    parameters = base_parameters(layout, "ML-EM", iterations, run, problem.sigma, "cpu")
+    parameters = base_parameters(layout, "ML-EM", iterations, run, problem.sigma, backend)
     # Multiplicative updates: no relaxation, positive by construction.
     parameters.pop("relaxation")
     parameters["positivity"] = "by construction (multiplicative updates)"

@@ -11,7 +11,7 @@ import functools
 
 from ..cross_validation import JOINT_TV
 from ..tomography.poisson_tv import poisson_tv, validate_tv_parameters
-from .blocks import base_parameters, line_volumes, reconstruction_signal
+from .blocks import base_parameters, kernel_backend, line_volumes, reconstruction_signal
 from .mlem import counting_problem
 from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem
@@ -66,11 +66,13 @@ def poisson_tv_of(signal, problem: Problem, iterations: int, tv_weight: float,
     """
     layout, field = problem.layout, problem.field
     iterations, tv_weight = validate_tv_parameters(iterations, tv_weight)
+    backend = kernel_backend(run.backend, problem.lazy)
     solve = functools.partial(poisson_tv, iterations=iterations, tv_weight=tv_weight,
-                              joint_channels=len(problem.lines) if joint else 1)
+                              joint_channels=len(problem.lines) if joint else 1,
+                              backend=backend)
     algorithm = JOINT_TV if joint else "Poisson-TV"
     volumes = line_volumes(solve, problem, run, iterations, algorithm, joint=joint)
-    parameters = base_parameters(layout, algorithm, iterations, run, problem.sigma, "cpu")
+    parameters = base_parameters(layout, algorithm, iterations, run, problem.sigma, backend)
     parameters.pop("relaxation")
     parameters["positivity"] = "constraint of the problem"
     parameters["tv_weight"] = tv_weight

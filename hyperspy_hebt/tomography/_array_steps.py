@@ -1,6 +1,7 @@
-"""SIRT and HEBT iterations on any numpy-like array module (CuPy on a GPU).
+"""SIRT, HEBT, ML-EM and Poisson + TV iterations on any numpy-like array module (CuPy).
 
-The same updates as the numba kernels (see :mod:`.sirt` and :mod:`.bimodal`),
+The same updates as the numba kernels (see :mod:`.sirt`, :mod:`.bimodal`, :mod:`.mlem`
+and :mod:`.poisson_tv`),
 written with whole-array operations. Dense blocks are held slice-major,
 ``(columns, n_rays)`` or ``(columns, n_pixels)`` in C order, so that their
 transpose, the operand of ``W @``, is Fortran-ordered as cuSPARSE wants it and
@@ -8,6 +9,8 @@ no copy is made for a product. Inputs arrive validated, as float32 numpy arrays.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from .backends import ArrayModule, device_operators
 
@@ -96,3 +99,103 @@ def hebt_steps(module: ArrayModule, projector, eds, adf, adf_weights, eds_weight
         if positivity:
             xp.maximum(volume, 0, out=volume)
         yield _snapshot(module, volume, shape)
+
+
+def _slice_major(xp, columns):
+    """A host ``(rows, columns)`` block as a device ``(columns, rows)`` one (C order)."""
+    return xp.asarray(np.ascontiguousarray(np.asarray(columns).T))
+
+
+def mlem_steps(module: ArrayModule, projector, inputs, parts):
+    """Yield, after each (OS-)EM iteration, a function returning the host volume.
+
+    ``inputs`` are :func:`.mlem.counting_inputs`' (host, ray-major); ``parts`` the subsets'
+    ``(rays, rows of W, their transpose)`` (:func:`.mlem._subset_matrices`). The updates are
+    :func:`.mlem._mlem_steps`'.
+    """
+    from .projector import inverse_or_zero
+
+    g = projector.geometry
+    xp = module.xp
+    n_slices = inputs.counts.shape[1]
+    measured = inputs.counts * inputs.weights
+    device_parts = []
+    for rays, rows, transposed in parts:
+        if rows is projector.matrix:  # ML-EM: the cached device matrices
+            ops = device_operators(projector, module)
+            rows_device, transposed_device = ops.matrix, ops.matrix_t
+        else:
+            rows_device, transposed_device = module.csr_matrix(rows), module.csr_matrix(
+                transposed)
+        ray_weight = np.ascontiguousarray(inputs.weights[rays])
+        sensitivity = np.asarray(transposed @ ray_weight, np.float32)
+        inverse = inverse_or_zero(sensitivity) * inputs.mask[:, None]
+        device_parts.append((rows_device, transposed_device,
+                             _slice_major(xp, measured[rays]), _slice_major(xp, inverse)))
+    volume = _slice_major(xp, inputs.observed * inputs.level[None, :])
+    shape = (n_slices, g.n_z, g.n_x)
+    while True:
+        for rows, transposed, counts, inverse in device_parts:
+            ratio = _product(rows, volume)
+            # Rays the iterate does not reach (all their voxels 0) cannot change it.
+            reached = ratio > 0
+            ratio = xp.where(reached, counts / xp.where(reached, ratio, 1), 0).astype(
+                xp.float32)
+            volume *= _product(transposed, ratio) * inverse
+        yield _snapshot(module, volume, shape)
+
+
+def poisson_tv_steps(module: ArrayModule, projector, inputs, weights, tau, bound,
+                     joint_channels: int):
+    """Yield, after each PDHG iteration, a function returning the host volume (in counts).
+
+    ``inputs`` are :func:`.mlem.counting_inputs`'; ``weights`` the rays' likelihood weights
+    (joint channels' included), ``tau`` the voxels' steps, ``bound`` the TV ball's radius,
+    all host, as :func:`.poisson_tv._poisson_tv_steps` makes them; the updates are its.
+    """
+    from .projector import inverse_or_zero
+
+    g = projector.geometry
+    xp = module.xp
+    ops = device_operators(projector, module)
+    n_slices = inputs.level.size
+    level = xp.asarray(inputs.level)[:, None]
+    counts = _slice_major(xp, inputs.counts / inputs.level[None, :])
+    weights = _slice_major(xp, weights)
+    sigma = xp.asarray(inverse_or_zero(inputs.row_sums))[None, :]
+    tau = xp.asarray(tau).reshape(1, g.n_z, g.n_x)
+    volume = _slice_major(xp, np.broadcast_to(inputs.observed, (g.n_pixels, n_slices)))
+    x_bar = volume.copy()
+    dual = xp.zeros((n_slices, g.n_rays), xp.float32)
+    q_z = xp.zeros((n_slices, g.n_z, g.n_x), xp.float32)
+    q_x = xp.zeros_like(q_z)
+    half, limit = xp.float32(0.5), xp.float32(bound) ** 2
+    shape = (n_slices, g.n_z, g.n_x)
+    while True:
+        u = dual + sigma * _product(ops.matrix, x_bar)
+        d = u - weights
+        dual = half * (u + weights - xp.sqrt(d * d + 4 * sigma * weights * counts))
+        grid = x_bar.reshape(shape)
+        if bound > 0:
+            # Forward differences, 0 across the far edges; one ball per voxel and slice,
+            # shared by the channels of a joint TV.
+            q_z[:, :-1] += half * (grid[:, 1:] - grid[:, :-1])
+            q_x[:, :, :-1] += half * (grid[:, :, 1:] - grid[:, :, :-1])
+            norm2 = (q_z * q_z + q_x * q_x).reshape((joint_channels, -1) + shape[1:]).sum(
+                axis=0)
+            scale = xp.where(norm2 > limit, xp.float32(bound) / xp.sqrt(
+                xp.maximum(norm2, limit)), 1).astype(xp.float32)
+            scale = xp.concatenate([scale] * joint_channels)
+            q_z *= scale
+            q_x *= scale
+        divergence = xp.zeros(shape, xp.float32)
+        divergence[:, :-1] += q_z[:, :-1]
+        divergence[:, 1:] -= q_z[:, :-1]
+        divergence[:, :, :-1] += q_x[:, :, :-1]
+        divergence[:, :, 1:] -= q_x[:, :, :-1]
+        back = _product(ops.matrix_t, dual).reshape(shape)
+        new = xp.maximum(volume.reshape(shape) - tau * (back - divergence), 0).astype(
+            xp.float32)
+        x_bar = (2 * new - volume.reshape(shape)).reshape(volume.shape)
+        volume = new.reshape(volume.shape)
+        yield _snapshot(module, volume * level, shape)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from . import _sparse
+from . import _array_steps, _sparse, backends
 from .projector import Projector, inverse_or_zero
 from .sirt import pixel_major_snapshot, ray_weight_columns, run_steps
 
@@ -177,10 +177,15 @@ def levels(values: np.ndarray, weights: np.ndarray, row_sums: np.ndarray) -> np.
 
 
 def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
-                ray_weights=None, support=None):
+                ray_weights=None, support=None, backend: str = "cpu"):
     """Yield, after each (OS-)EM iteration, a function that copies the iterate out."""
     g = projector.geometry
+    backend = backends.resolve_backend(backend)
     inputs = counting_inputs(projector, sinograms, ray_weights, support)
+    if backend != "cpu":
+        yield from _array_steps.mlem_steps(backends.array_module(backend), projector, inputs,
+                                           _subset_matrices(projector, subsets))
+        return
     n_slices = inputs.counts.shape[1]
     measured = inputs.counts * inputs.weights
     parts = []
@@ -208,7 +213,7 @@ def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
 def mlem(projector: Projector, sinograms: np.ndarray, iterations: int, subsets: int = 1,
          callback: Callable[[int], None] | None = None,
          ray_weights: np.ndarray | None = None, support: np.ndarray | None = None,
-         columns: slice | None = None) -> np.ndarray:
+         columns: slice | None = None, backend: str = "cpu") -> np.ndarray:
     """Reconstruct a stack of slices by ML-EM (or OS-EM with ``subsets`` > 1).
 
     Parameters
@@ -229,6 +234,8 @@ def mlem(projector: Projector, sinograms: np.ndarray, iterations: int, subsets: 
         ``(n_z, n_x)``: voxels outside it stay 0.
     columns : slice, optional
         Grid columns to return (the scan's part of a padded grid).
+    backend : {"cpu", "cupy", "auto"}
+        Where the iterations run (see :func:`.sirt.sirt`). Input and output stay numpy.
 
     Returns
     -------
@@ -242,5 +249,5 @@ def mlem(projector: Projector, sinograms: np.ndarray, iterations: int, subsets: 
     """
     iterations, subsets = validate_mlem_parameters(iterations, subsets,
                                                    projector.geometry.n_tilts)
-    steps = _mlem_steps(projector, sinograms, subsets, ray_weights, support)
+    steps = _mlem_steps(projector, sinograms, subsets, ray_weights, support, backend)
     return run_steps(steps, iterations, callback, columns)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from . import _sparse
+from . import _array_steps, _sparse, backends
 from .mlem import counting_inputs
 from .projector import Projector, inverse_or_zero
 from .sirt import pixel_major_snapshot, run_steps
@@ -169,9 +169,11 @@ def _channel_weights(level: np.ndarray, n_channels: int) -> np.ndarray:
 
 
 def _poisson_tv_steps(projector: Projector, sinograms: np.ndarray, tv_weight: float,
-                      ray_weights=None, support=None, joint_channels: int = 1):
+                      ray_weights=None, support=None, joint_channels: int = 1,
+                      backend: str = "cpu"):
     """Yield, after each PDHG iteration, a function that copies the iterate out."""
     g = projector.geometry
+    backend = backends.resolve_backend(backend)
     joint_channels = validate_joint_channels(joint_channels, len(sinograms))
     inputs = counting_inputs(projector, sinograms, ray_weights, support)
     weights, mask, level = inputs.weights, inputs.mask, inputs.level
@@ -181,6 +183,10 @@ def _poisson_tv_steps(projector: Projector, sinograms: np.ndarray, tv_weight: fl
     sigma = inverse_or_zero(inputs.row_sums)
     tau = (mask / (np.asarray(projector.column_sums, np.float32) + 4.0)).astype(np.float32)
     bound = np.float32(tv_weight * g.n_tilts)
+    if backend != "cpu":
+        yield from _array_steps.poisson_tv_steps(backends.array_module(backend), projector,
+                                                 inputs, weights, tau, bound, joint_channels)
+        return
     # Each slice in units of the constant that gives its counts (ML-EM's start): the
     # minimiser scales with the counts but PDHG's steps do not, so without this the
     # iterations needed would grow with the dose.
@@ -216,7 +222,8 @@ def _scaled_snapshot(volume: np.ndarray, level: np.ndarray, shape: tuple):
 def poisson_tv(projector: Projector, sinograms: np.ndarray, iterations: int,
                tv_weight: float, callback: Callable[[int], None] | None = None,
                ray_weights: np.ndarray | None = None, support: np.ndarray | None = None,
-               columns: slice | None = None, joint_channels: int = 1) -> np.ndarray:
+               columns: slice | None = None, joint_channels: int = 1,
+               backend: str = "cpu") -> np.ndarray:
     """Reconstruct a stack of slices by Poisson likelihood + total variation (PDHG).
 
     Parameters
@@ -241,6 +248,8 @@ def poisson_tv(projector: Projector, sinograms: np.ndarray, iterations: int,
         The stack is this many channels (X-ray lines) of ``n_slices / joint_channels``
         slices each, channel-major, regularised by one joint total variation per slice
         (see the module text); 1 (default): every slice by itself.
+    backend : {"cpu", "cupy", "auto"}
+        Where the iterations run (see :func:`.sirt.sirt`). Input and output stay numpy.
 
     Returns
     -------
@@ -255,5 +264,5 @@ def poisson_tv(projector: Projector, sinograms: np.ndarray, iterations: int,
     """
     iterations, tv_weight = validate_tv_parameters(iterations, tv_weight)
     steps = _poisson_tv_steps(projector, sinograms, tv_weight, ray_weights, support,
-                              joint_channels)
+                              joint_channels, backend)
     return run_steps(steps, iterations, callback, columns)
