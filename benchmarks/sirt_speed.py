@@ -11,9 +11,14 @@ ML-EM and OS-EM (``tomography.mlem``) and Poisson + TV (``tomography.poisson_tv`
 the same slices and iterations: their cost per iteration against SIRT's is the "speed-up
 of ours" column read the other way round (issue 16 allows Poisson + TV 2x).
 
-Also prints the memory-bandwidth floor of our kernel: the bytes one iteration
-must move (both sparse matrices once, the dense blocks once or twice) divided by
-the copy bandwidth measured in the same run.
+Also prints two floors of our kernel. The memory-bandwidth floor: the bytes one
+iteration must move from memory (both sparse matrices once, the dense blocks once or
+twice) over the copy bandwidth measured in the same run. The cache-traffic floor: every
+stored weight of a CSR x dense product moves one row of the dense block (a value per
+slice) between the caches and the cores, read for the back projection's gather, read
+and written for the forward projection's scatter, over the in-cache copy bandwidth of
+every core measured in the same run. A kernel bound by the second is not helped by
+reading less from memory.
 
 Run:  python benchmarks/sirt_speed.py [--slices 64] [--size 256] [--iterations 100]
 Needs: pip install astra-toolbox scikit-image etspy  (each is skipped if missing)
@@ -47,6 +52,42 @@ def copy_bandwidth(n_bytes=512 * 2**20, repeats=5):
         np.copyto(dst, src)
         best = min(best, time.perf_counter() - start)
     return 2 * n_bytes / best
+
+
+def cache_bandwidth(kib_per_thread=256, passes=4000):
+    """Bytes per second of every thread copying its own L2-sized buffer (read + write)."""
+    import numba
+
+    @numba.njit(parallel=True)
+    def copy_in_cache(src, dst, passes):
+        # Back and forth, each pass reading what the last one wrote, so that the compiler
+        # cannot fold the passes into one.
+        for t in numba.prange(src.shape[0]):
+            a, b = src[t], dst[t]
+            for k in range(passes):
+                if k % 2:
+                    for i in range(a.shape[0]):
+                        a[i] = b[i] + 1.0
+                else:
+                    for i in range(a.shape[0]):
+                        b[i] = a[i] + 1.0
+
+    threads = numba.get_num_threads()
+    src = np.ones((threads, kib_per_thread * 256), np.float32)
+    dst = np.empty_like(src)
+    copy_in_cache(src, dst, 1)
+    best = np.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        copy_in_cache(src, dst, passes)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes * passes / best
+
+
+def cache_bytes_per_iteration(projector, n_slices):
+    """Dense rows moved between cache and cores by one iteration's two products."""
+    nnz = projector.matrix.nnz
+    return 4 * n_slices * nnz * 3  # back: read a row per weight; forward: read + write
 
 
 def bytes_per_iteration(projector, n_slices):
@@ -177,6 +218,8 @@ def main():
                  relative_error(volume_tv, truth)))
     bandwidth = copy_bandwidth()
     floor_s = bytes_per_iteration(projector, args.slices) / bandwidth
+    in_cache = cache_bandwidth()
+    cache_floor_s = cache_bytes_per_iteration(projector, args.slices) / in_cache
     measured_s = seconds / args.iterations
 
     try:
@@ -225,6 +268,10 @@ def main():
           f"{bytes_per_iteration(projector, args.slices) / 1e6:.0f} MB -> floor "
           f"{1e3 * floor_s:.1f} ms; measured {1e3 * measured_s:.1f} ms "
           f"({measured_s / floor_s:.1f}x the floor)")
+    print(f"in-cache copy bandwidth {in_cache / 1e9:.1f} GB/s (every core); the dense rows "
+          f"one iteration moves between cache and cores, "
+          f"{cache_bytes_per_iteration(projector, args.slices) / 1e9:.2f} GB -> floor "
+          f"{1e3 * cache_floor_s:.1f} ms ({measured_s / cache_floor_s:.1f}x that floor)")
 
 
 if __name__ == "__main__":
