@@ -223,17 +223,19 @@ def main(argv: list[str] | None = None) -> int:
                      help="elements to reconstruct (replace the files' own list)")
     rec.add_argument("--lines", nargs="+", default=None,
                      help="X-ray lines, e.g. Fe_Ka (replace the files' own list)")
-    rec.add_argument("--method", default="auto", choices=("auto", "hebt", "sirt", "fused"),
+    rec.add_argument("--method", default="auto",
+                     choices=("auto", "hebt", "sirt", "fused", "tv"),  # pipeline.METHODS
                      help="auto: HEBT's cross-validated choice, plain SIRT among its "
                           "candidates (SIRT when the files hold no ADF); fused: Poisson "
-                          "counts + the ADF as a power of the lines + joint TV")
+                          "counts + the ADF as a power of the lines + joint TV; tv: "
+                          "Poisson counts + joint TV from the EDS alone")
     rec.add_argument("--alpha", type=_number_or_auto(float), default="auto",
                      help="HEBT weight of the ADF term, or auto (cross-validated)")
     rec.add_argument("--iterations", type=_number_or_auto(int), default="auto",
-                     help="iterations, or auto (cross-validated; 300 for the fused model, "
-                          "whose solver they converge)")
+                     help="iterations, or auto (cross-validated; 300 for the fused model "
+                          "and tv, whose solvers they converge)")
     rec.add_argument("--tv-weight", type=_number_or_auto(float), default="auto",
-                     help="the fused model's total-variation weight, or auto "
+                     help="the total-variation weight of fused and tv, or auto "
                           "(cross-validated)")
     rec.add_argument("--gamma", type=_number_or_auto(float, "fit"), default=1.0,
                      help="the fused model's ADF power (1: linear, as HEBT), or fit (the "

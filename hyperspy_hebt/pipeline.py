@@ -166,18 +166,21 @@ def reconstruct_files(
     elements, xray_lines : sequence of str, optional
         Elements (exspy picks one line each) or explicit lines; at least one. They
         **replace** the list in the files' metadata (kept in the summary).
-    method : {"auto", "hebt", "sirt", "fused"}
+    method : {"auto", "hebt", "sirt", "fused", "tv"}
         ``"auto"`` (default): HEBT's automatic choice when the files hold ADF
         images (plain SIRT is one of its candidates, and a "violated" model check
         makes it SIRT), SIRT otherwise. ``"fused"``: ``reconstruct_fused`` (Poisson
         counts, the ADF as a power of the lines, joint TV; needs the ADF images; its
-        model check goes to the summary).
+        model check goes to the summary). ``"tv"``: ``reconstruct_poisson_tv`` from the
+        EDS alone, one total variation joint over the lines (each line's own with one
+        line): the low-dose method that needs no ADF model.
     alpha : float or "auto"
         HEBT weight of the ADF term (``"auto"``: cross-validated, see
         ``reconstruct_hebt``).
     iterations : int or "auto"
         Iterations of SIRT or HEBT (``"auto"``: cross-validated), or of the fused
-        model's solver (``"auto"``: 300; they converge it, they do not regularise).
+        model's or Poisson + TV's solver (``"auto"``: 300; they converge it, they do not
+        regularise).
     bin_factor : int
         Spatial binning of spectra and ADF images (the paper binned 2 x 2).
     align, align_method : bool, {"com", "xcorr"}
@@ -193,7 +196,8 @@ def reconstruct_files(
         Equal total counts per tilt for every line (shadowing correction).
     gaussian_sigma : float, None or "auto"
         As for ``reconstruct_sirt``; ``"auto"`` (default): 0.8 px for SIRT and HEBT (the
-        paper's), none for the fused model (its likelihood is of the counts themselves).
+        paper's), none for the fused model and Poisson + TV (their likelihood is of the
+        counts themselves).
     integration_windows, background_windows
         As for ``reconstruct_sirt``.
     tilt_angles, tilt_from, adf_paths
@@ -245,7 +249,8 @@ def reconstruct_files(
         time. Every method, with integrated maps (not ``fit_lines``); HEBT's and the
         fused model's lines with their covariances.
     tv_weight : float or "auto"
-        The fused model's total-variation weight (see ``reconstruct_fused``).
+        The total-variation weight of the fused model or Poisson + TV (see
+        ``reconstruct_fused``).
     gamma : float or "fit"
         The fused model's ADF power (see ``reconstruct_fused``).
     adf_offset : bool
@@ -278,6 +283,9 @@ def reconstruct_files(
                              "method='sirt' or 'hebt' (--method) with it.")
         if backend == "cupy":
             raise ValueError("The fused model runs on the CPU only: backend='cpu' or 'auto'.")
+    if method == "tv" and absorption_correction:
+        raise ValueError("Poisson + TV has no absorption correction yet: pass method='sirt' "
+                         "or 'hebt' (--method) with it.")
     if not (gaussian_sigma is None or gaussian_sigma == "auto"
             or (isinstance(gaussian_sigma, (int, float)) and gaussian_sigma >= 0)):
         raise ValueError(f"gaussian_sigma must be a number >= 0, None or 'auto', got "
@@ -290,9 +298,9 @@ def reconstruct_files(
     Bootstrap.of(uncertainty, None)  # checks the count
     if not isinstance(adf_offset, bool):
         raise TypeError(f"adf_offset must be True or False, got {adf_offset!r}.")
-    if adf_offset and method == "sirt":
-        raise ValueError("adf_offset is the ADF's dark level, and SIRT does not use the ADF: "
-                         "pass method='hebt', 'fused' or 'auto' with it.")
+    if adf_offset and method in ("sirt", "tv"):
+        raise ValueError(f"adf_offset is the ADF's dark level, and method {method!r} does "
+                         "not use the ADF: pass method='hebt', 'fused' or 'auto' with it.")
     if uncertainty and fit_lines:
         raise ValueError("uncertainty needs the maps' variance, which fitted lines do not "
                          "give yet: integrate the lines (fit_lines=False).")
@@ -358,14 +366,17 @@ class _Settings:
     adf_offset: bool = False
 
     def sigma_for(self, method: str):
-        """The maps' filter for ``method``: ``"auto"`` resolved (0.8 px; none when fused)."""
+        """The maps' filter for ``method``: ``"auto"`` resolved (0.8 px; none for counts)."""
         if self.gaussian_sigma == "auto":
-            return None if method == "fused" else 0.8
+            return None if method in COUNTING_METHODS else 0.8
         return self.gaussian_sigma
 
 
 #: What ``method`` may be.
-METHODS = ("auto", "hebt", "sirt", "fused")
+METHODS = ("auto", "hebt", "sirt", "fused", "tv")
+
+#: Methods whose likelihood is of the counts themselves (no filter, converged solvers).
+COUNTING_METHODS = ("fused", "tv")
 
 #: The fused model's iterations when ``iterations`` is "auto" (its solver converges; the
 #: count is not a regulariser).
@@ -549,6 +560,8 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
                   backend=resolve_backend(settings.backend))  # resolved: the blocks run here
     if method == "fused":
         return _fused(series, adf, common, settings, summary, stage)
+    if method == "tv":
+        return _poisson_tv(series, common, settings, summary, stage)
     automatic = isinstance(iterations, str) or (method == "hebt" and isinstance(alpha, str))
     stage(f"Reconstructing {', '.join(lines)}" + (
         " (choosing the method and settings by cross-validation)" if automatic else ""))
@@ -629,6 +642,38 @@ def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage)
                    support=record.support, thickness_nm=record.get_item("thickness_nm"))
     stage(f"Fused model: weight {record.tv_weight:g}, gamma {record.gamma:g}, ADF fit R^2 "
           f"{diagnostics['r_squared']:.3f}; model check: {diagnostics['verdict']}")
+    if record.has_item("Uncertainty"):
+        summary["uncertainty"] = record.Uncertainty.as_dictionary()
+    with _progress_bar(settings.show_progressbar):
+        reconstructions = compute_together(reconstructions)
+    stage("Reconstructed")
+    return reconstructions
+
+
+def _poisson_tv(series, common: dict, settings: _Settings, summary: dict, stage) -> list:
+    """Poisson + TV of the EDS alone (joint over two or more lines), computed."""
+    joint = len(common["xray_lines"]) > 1
+    common = dict(common, tv_weight=settings.tv_weight, joint_tv=joint,
+                  iterations=(FUSED_ITERATIONS if isinstance(settings.iterations, str)
+                              else settings.iterations))
+    if settings.uncertainty:
+        common["uncertainty"] = settings.uncertainty
+    stage(f"Reconstructing {', '.join(common['xray_lines'])} by Poisson + "
+          f"{'joint ' if joint else ''}TV" + (
+              " (choosing the weight by cross-validation)" if settings.tv_weight == "auto"
+              else ""))
+    reconstructions = series.reconstruct_poisson_tv(**common)
+    record = reconstructions[0].metadata.Reconstruction
+    summary.update(algorithm=record.algorithm, iterations_used=int(record.iterations),
+                   tv_weight_used={rec.metadata.Sample.xray_lines[0]:
+                                   float(rec.metadata.Reconstruction.tv_weight)
+                                   for rec in reconstructions} if not joint
+                   else float(record.tv_weight),
+                   padding_px=record.padding_px, padding_reason=record.padding_reason,
+                   invalid_pixel_fraction=record.invalid_pixel_fraction,
+                   backend=record.backend, support=record.support,
+                   thickness_nm=record.get_item("thickness_nm"))
+    stage(f"Poisson + TV: weight {summary['tv_weight_used']}")
     if record.has_item("Uncertainty"):
         summary["uncertainty"] = record.Uncertainty.as_dictionary()
     with _progress_bar(settings.show_progressbar):

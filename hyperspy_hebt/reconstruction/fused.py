@@ -139,7 +139,8 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
     diagnostics = _diagnostics(fit, problem.names)
     if diagnostics["verdict"] != "consistent":
         _logger.warning("The fused model's ADF fit looks %s: %s. Compare with "
-                        "reconstruct_poisson_tv(joint_tv=True) before trusting the fused maps.",
+                        "reconstruct_poisson_tv(joint_tv=True) (--method tv) before "
+                        "trusting the fused maps.",
                         diagnostics["verdict"], "; ".join(diagnostics["problems"]))
     volumes = _volumes(problem, adf_weights, fit, adf_precision, iterations, tv_weight, joint,
                        run)
