@@ -226,13 +226,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         uncertainty: int = 0,
         random_state: int | None = None,
         backend: Backend = "cpu",
+        absorption_correction: bool | str = False,
+        density: float | None = None,
+        detectors: Sequence | None = None,
+        detector_efficiency=1.0,
     ) -> list:
         """Reconstruct each X-ray line's map in 3D by ML-EM (Poisson likelihood).
 
         EDS maps are counts, a few per pixel: ML-EM fits them as Poisson data where
         SIRT fits them by least squares (:mod:`hyperspy_hebt.tomography.mlem`). Every
-        voxel stays positive and the counts are kept. Not yet there: the absorption
-        correction (:meth:`reconstruct_poisson_tv` adds total variation).
+        voxel stays positive and the counts are kept (:meth:`reconstruct_poisson_tv` adds
+        total variation).
 
         Parameters
         ----------
@@ -260,9 +264,18 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         <thickness_nm>
         <uncertainty>
             The repeats are Poisson counts of the fitted projections (the model ML-EM
-            fits): maps without background subtraction.
+            fits): maps without background subtraction. Not with
+            ``absorption_correction`` yet.
         <random_state>
         <backend>
+        <absorption_correction>
+            Here the ray factors are also the likelihood's ray weights: the likelihood of
+            the corrected maps is then the attenuated model's own. Needs a number of
+            iterations.
+        <density>
+        <detectors>
+        <detector_efficiency>
+            Here only for ``absorption_correction``'s quantification.
 
         Returns
         -------
@@ -283,7 +296,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         run = RunOptions(1.0, True, show_progressbar, slices_per_block, backend,
                          Bootstrap.of(uncertainty, random_state))
         count = checked_iterations(iterations)
-        return _mlem.reconstruct_mlem(self, count, subsets, source, grid, run)
+        absorption = Absorption(absorption_correction, density, detectors)
+        _poisson_absorption(absorption, count, run)
+        return _mlem.reconstruct_mlem(self, count, subsets, source, grid, run, absorption,
+                                      detector_efficiency)
 
     @shared_parameters
     def reconstruct_poisson_tv(
@@ -306,6 +322,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         random_state: int | None = None,
         joint_tv: bool = False,
         backend: Backend = "cpu",
+        absorption_correction: bool | str = False,
+        density: float | None = None,
+        detectors: Sequence | None = None,
+        detector_efficiency=1.0,
     ) -> list:
         """Reconstruct each line by Poisson likelihood + total variation (low dose).
 
@@ -316,8 +336,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         particle it is the best estimate here (tested: half the RMSE of SIRT and ML-EM on
         the paper's phantom at a few counts per pixel). With ``joint_tv`` the lines share
         one total variation (vectorial TV): an element with few counts borrows the edges
-        of the others. Part of issue 16; not yet there: total variation across slices,
-        the absorption correction.
+        of the others. Part of issue 16; not yet there: total variation across slices.
 
         Parameters
         ----------
@@ -361,6 +380,15 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             ``Reconstruction.algorithm`` is then "Joint Poisson-TV" and
             ``Reconstruction.joint_lines`` names the lines.
         <backend>
+        <absorption_correction>
+            Here the ray factors are also the likelihood's ray weights: the likelihood of
+            the corrected maps is then the attenuated model's own. Needs ``tv_weight`` as
+            a number (it does not depend on the dose: choose it with "auto" on the
+            uncorrected maps); not with ``uncertainty`` yet.
+        <density>
+        <detectors>
+        <detector_efficiency>
+            Here only for ``absorption_correction``'s quantification.
 
         Returns
         -------
@@ -387,8 +415,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             validate_tv_parameters(iterations, tv_weight)
         if not isinstance(joint_tv, (bool, np.bool_)):
             raise TypeError(f"joint_tv must be True or False, got {joint_tv!r}.")
+        absorption = Absorption(absorption_correction, density, detectors)
+        _poisson_absorption(absorption, tv_weight, run)
         return _poisson_tv.reconstruct_poisson_tv(self, iterations, tv_weight, source, grid,
-                                                  run, bool(joint_tv))
+                                                  run, bool(joint_tv), absorption,
+                                                  detector_efficiency)
 
     @shared_parameters
     def reconstruct_fused(
@@ -974,6 +1005,22 @@ def _no_auto_absorption(absorption: Absorption) -> None:
             "absorption_correction needs numbers for iterations (and alpha): the automatic "
             "choice is made on uncorrected maps. Run with 'auto' first, read the choice in "
             "metadata.Reconstruction, and pass it with absorption_correction=True.")
+
+
+def _poisson_absorption(absorption: Absorption, setting, run: RunOptions) -> None:
+    """The Poisson solvers' absorption correction needs a number and no bootstrap yet."""
+    if not absorption.correction:
+        return
+    if isinstance(setting, str):
+        raise ValueError(
+            "absorption_correction needs numbers for iterations and tv_weight: 'auto' "
+            "chooses on uncorrected maps. Run with 'auto' first, read the choice in "
+            "metadata.Reconstruction, and pass it with absorption_correction=True.")
+    if run.bootstrap is not None:
+        raise ValueError(
+            "uncertainty with absorption_correction is not available for the Poisson "
+            "solvers yet (their repeats would have to be the attenuated counts): use "
+            "reconstruct_sirt for both, or one at a time.")
 
 
 def _no_auto_normalisation(normalise_tilts):

@@ -111,6 +111,53 @@ def test_sirt_corrected_within_target(series, lazy):
     assert "Absorption" not in s.metadata.as_dictionary().get("Reconstruction", {})
 
 
+POISSON = {
+    "ML-EM": ("reconstruct_mlem", dict(iterations=60)),
+    "Poisson-TV": ("reconstruct_poisson_tv", dict(iterations=200, tv_weight=0.003)),
+    "Joint Poisson-TV": ("reconstruct_poisson_tv", dict(iterations=200, tv_weight=0.003,
+                                                        joint_tv=True)),
+}
+
+
+@pytest.mark.parametrize("algorithm", list(POISSON))
+def test_poisson_solvers_corrected_as_if_unabsorbed(series, algorithm):
+    """The Poisson solvers with the ray factors as their likelihood's weights
+    (Problem.line_weights). Against the same method on the unabsorbed spectra (its own
+    blur on the 20-voxel grain's inclusion left aside: ML-EM at 60 iterations reads the
+    inclusion's O 1.41 wt% low unabsorbed), measured: within 0.34 wt% (ML-EM), 0.11
+    (Poisson + TV) and 0.31 (joint); uncorrected, the matrix's O is 3.2-3.3 low of it."""
+    method, settings = POISSON[algorithm]
+    options = dict(xray_lines=LINES, padding_px=0, show_progressbar=False, **settings)
+    absorbed, thin = series.signal(), series.signal(absorbed=False)
+
+    def errors(signal, recs):
+        return series.errors_wt_percent(signal.quantify_cross_section(recs))
+
+    reference = errors(thin, getattr(thin, method)(**options))
+    plain = errors(absorbed, getattr(absorbed, method)(**options))
+    recs = getattr(absorbed, method)(absorption_correction=True, density=3.6,
+                                     detectors=SUPER_X, **options)
+    fixed = errors(absorbed, recs)
+    assert recs[0].metadata.Reconstruction.algorithm == algorithm
+    assert plain["matrix"]["O"] - reference["matrix"]["O"] < -2.5
+    for phase, by_element in fixed.items():
+        for element, error in by_element.items():
+            assert abs(error - reference[phase][element]) < 0.5, (phase, element, error)
+    assert 1 <= recs[0].metadata.Reconstruction.Absorption.outer_iterations <= 4
+
+
+def test_poisson_solvers_refuse_what_the_correction_cannot_do_yet(series):
+    s = series.signal()
+    options = dict(xray_lines=LINES, padding_px=0, absorption_correction=True, density=3.6,
+                   detectors=SUPER_X)
+    with pytest.raises(ValueError, match="needs numbers for iterations and tv_weight"):
+        s.reconstruct_poisson_tv(iterations=20, **options)  # tv_weight "auto"
+    with pytest.raises(ValueError, match="needs numbers for iterations and tv_weight"):
+        s.reconstruct_mlem(iterations="auto", **options)
+    with pytest.raises(ValueError, match="uncertainty with absorption_correction"):
+        s.reconstruct_mlem(iterations=5, uncertainty=3, **options)
+
+
 def test_corrected_lazy_series_runs_on_a_cluster(series):
     """The corrected reconstruction of a lazy series is an ordinary graph (the passes ran
     when it was built): computed by a dask.distributed cluster, it equals the eager one."""

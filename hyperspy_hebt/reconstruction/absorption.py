@@ -148,7 +148,7 @@ class _Passes:
 
 def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem, int], list],
               iterations: int, absorption: Absorption, run: RunOptions,
-              detector_efficiency=1.0) -> list:
+              detector_efficiency=1.0, poisson: bool = False) -> list:
     """Reconstruct ``problem`` with ``run_algorithm``, absorption corrected.
 
     Parameters
@@ -167,6 +167,12 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem, int], 
         Relaxation, positivity and backend, for the composition passes' SIRT too.
     detector_efficiency : float, dict or callable
         As for ``quantify_cross_section``: the quantification inside the loop.
+    poisson : bool
+        ``run_algorithm`` fits the counts' Poisson likelihood: it gets the ray factors ``c``
+        as each line's ray weights too (:attr:`.problem.Problem.line_weights`). The
+        likelihood of ``y / c`` weighted by ``c``, ``sum c (Wx) - y log(Wx)``, is the
+        attenuated model's, ``E[y] = c Wx``, up to a constant: the correction is exact for
+        the likelihood, where dividing alone would misstate the counts' variance.
 
     Returns
     -------
@@ -228,9 +234,14 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem, int], 
     # (they come from the data's composition) is not in the bootstrap.
     variance = None if problem.variance is None else [
         _divided(v, c * c) for v, c in zip(problem.variance, factors)]
-    out = run_algorithm(replace(problem, eds=[_divided(p, c) for p, c in
-                                              zip(problem.eds, factors)], variance=variance),
-                        iterations)
+    corrected_problem = replace(problem, eds=[_divided(p, c) for p, c in
+                                              zip(problem.eds, factors)], variance=variance)
+    if poisson:
+        # A share above 1 is interpolation's overshoot between the coarse grid's rays (no
+        # specimen emits more than it makes); the weights are shares, so at most 1.
+        corrected_problem = replace(corrected_problem,
+                                    line_weights=[np.minimum(c, 1.0) for c in factors])
+    out = run_algorithm(corrected_problem, iterations)
     history = result.history
     coarse = grid.coarse_geometry
     record = {

@@ -86,14 +86,19 @@ def independent_channels(solve, block, geometry, weighted=False, half_thickness_
     slice-stack kernel (``sirt``, ``mlem``, ``poisson_tv`` with their own settings bound);
     it gets the channels' slices channel-major, and treats them as independent unless its
     settings couple them (``poisson_tv``'s ``joint_channels``).
-    With ``weighted`` the last channel holds ray weights shared by the others; with
+    With ``weighted`` the last channel holds ray weights shared by the others, or with
+    ``weighted="per_channel"`` the second half of the channels holds each one's own (the
+    absorption correction's, :attr:`.problem.Problem.line_weights`); with
     ``half_thickness_px`` voxels farther from z = 0 are held at 0.
     """
     from ..tomography import get_projector
     from ..tomography.geometry import slab_support
 
     weights = None
-    if weighted:
+    if weighted == "per_channel":
+        half = block.shape[0] // 2
+        block, weights = block[:half], block[half:]
+    elif weighted:
         block, weights = block[:-1], block[-1]
     channels, slices = block.shape[:2]
     if weights is not None:
@@ -116,13 +121,24 @@ def line_volumes(solve, problem, run: RunOptions, iterations: int, description: 
     """
     field = problem.field
     weights = field.weights
+    per_line = problem.line_weights is not None
     kernel = functools.partial(independent_channels, solve, geometry=field.geometry,
-                               weighted=weights is not None,
+                               weighted="per_channel" if per_line else weights is not None,
                                half_thickness_px=field.half_thickness_px)
     extra = [weights] if weights is not None else []
     blocks = functools.partial(run_blocks, kernel, geometry=field.geometry, lazy=problem.lazy,
                                slices_per_block=run.slices_per_block, iterations=iterations,
                                show_progressbar=run.show_progressbar, description=description)
+    if per_line:  # each line with its own weights, after the maps
+        own = [problem.ray_weights(i) for i in range(len(problem.lines))]
+        if problem.lazy and not joint:
+            return [blocks(da.stack([da.asarray(s), da.asarray(w)]), n_out=1)[0]
+                    for s, w in zip(problem.eds, own)]
+        channels = list(problem.eds) + own
+        stacked = (da.stack([da.asarray(c) for c in channels]) if problem.lazy
+                   else np.stack([np.asarray(c, np.float32) for c in channels]))
+        volumes = blocks(stacked, n_out=len(problem.lines))
+        return [volumes[i] for i in range(len(problem.lines))]
     if problem.lazy and joint:
         stacked = blocks(da.stack([da.asarray(c) for c in problem.eds + extra]),
                          n_out=len(problem.lines))

@@ -11,8 +11,9 @@ import functools
 import dask
 
 from ..tomography.mlem import mlem, validate_mlem_parameters
+from .absorption import corrected
 from .blocks import base_parameters, kernel_backend, line_volumes, reconstruction_signal
-from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
+from .options import AUTO, Absorption, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem, prepare
 from .uncertainty import add_uncertainty
 
@@ -51,17 +52,24 @@ def counting_problem(signal, source: LineSource, grid: GridOptions, run: RunOpti
 
 
 def reconstruct_mlem(signal, iterations, subsets: int, source: LineSource,
-                     grid: GridOptions, run: RunOptions) -> list:
+                     grid: GridOptions, run: RunOptions, absorption: Absorption | None = None,
+                     detector_efficiency=1.0) -> list:
     """Implement :meth:`TomographicEDSSpectrum.reconstruct_mlem`.
 
     ``iterations="auto"``: each line at the ML-EM iteration count that best predicts
     held-out tilts (Poisson deviance, :func:`.auto.cross_validate_problem` on
     :data:`.auto.AUTO_SLICES` slices), recorded in ``Reconstruction.CrossValidation``.
+    With ``absorption.correction`` (a number of iterations, checked by the caller): the
+    passes of :func:`.absorption.corrected`, the ray factors as the likelihood's weights.
     """
     from .auto import AUTO_SLICES, auto_folds, cross_validate_problem, metadata_of
 
     assert not isinstance(iterations, str) or iterations == AUTO  # checked_iterations
     problem = counting_problem(signal, source, grid, run, "ML-EM")
+    if absorption is not None and absorption.correction:
+        return corrected(signal, problem,
+                         lambda p, count: mlem_of(signal, p, count, subsets, run), iterations,
+                         absorption, run, detector_efficiency, poisson=True)
     if not isinstance(iterations, str):
         return mlem_of(signal, problem, iterations, subsets, run)
     result = cross_validate_problem(

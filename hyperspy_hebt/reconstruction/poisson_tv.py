@@ -11,9 +11,10 @@ import functools
 
 from ..cross_validation import JOINT_TV
 from ..tomography.poisson_tv import poisson_tv, validate_tv_parameters
+from .absorption import corrected
 from .blocks import base_parameters, kernel_backend, line_volumes, reconstruction_signal
 from .mlem import counting_problem
-from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
+from .options import AUTO, Absorption, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem
 from .uncertainty import add_uncertainty
 
@@ -24,13 +25,17 @@ AUTO_TV_WEIGHTS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 def reconstruct_poisson_tv(signal, iterations: int, tv_weight, source: LineSource,
-                           grid: GridOptions, run: RunOptions, joint: bool = False) -> list:
+                           grid: GridOptions, run: RunOptions, joint: bool = False,
+                           absorption: Absorption | None = None,
+                           detector_efficiency=1.0) -> list:
     """Implement :meth:`TomographicEDSSpectrum.reconstruct_poisson_tv`.
 
     ``tv_weight="auto"``: each line at the weight of :data:`AUTO_TV_WEIGHTS` whose
     reconstruction best predicts held-out tilts (Poisson deviance, at ``iterations``), or
     with ``joint`` the one weight whose joint reconstruction does so summed over the lines;
-    recorded in ``Reconstruction.CrossValidation``.
+    recorded in ``Reconstruction.CrossValidation``. With ``absorption.correction`` (a
+    number for the weight, checked by the caller): the passes of
+    :func:`.absorption.corrected`, the ray factors as the likelihood's weights.
     """
     from .auto import AUTO_SLICES, auto_folds, cross_validate_problem, metadata_of
 
@@ -38,6 +43,10 @@ def reconstruct_poisson_tv(signal, iterations: int, tv_weight, source: LineSourc
     if joint and len(problem.lines) < 2:
         raise ValueError(f"joint_tv couples the lines' total variation and needs two or more "
                          f"lines, got {problem.names}.")
+    if absorption is not None and absorption.correction:
+        return corrected(signal, problem,
+                         lambda p, count: poisson_tv_of(signal, p, count, tv_weight, run, joint),
+                         iterations, absorption, run, detector_efficiency, poisson=True)
     if not (isinstance(tv_weight, str) and tv_weight == AUTO):
         return poisson_tv_of(signal, problem, iterations, tv_weight, run, joint)
     validate_tv_parameters(iterations, 0.0)

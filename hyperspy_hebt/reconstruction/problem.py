@@ -125,6 +125,11 @@ class Problem:
     variance : list or None
         Variance of each ``raw`` stack (counts squared, same layout), when asked for
         (``prepare(..., variance=True)``, for the bootstrap of :mod:`.uncertainty`).
+    line_weights : list or None
+        Per line, stack-shaped ray weights in (0, 1] that multiply the field's, for the
+        Poisson solvers: the share of each ray's X-rays that gets out of the specimen
+        (the absorption correction, whose ``eds`` are then the counts divided by it: the
+        weighted likelihood of those is the attenuated model's own). None: the field's.
     """
 
     layout: TiltSeriesLayout
@@ -136,6 +141,7 @@ class Problem:
     sigma: tuple | None
     field: Field
     variance: list | None = None
+    line_weights: list | None = None
 
     @property
     def names(self) -> list:
@@ -146,7 +152,17 @@ class Problem:
         """The same problem with line ``index`` alone (same grid, same weights)."""
         return replace(self, lines=[self.lines[index]], raw=[self.raw[index]],
                        eds=[self.eds[index]],
-                       variance=None if self.variance is None else [self.variance[index]])
+                       variance=None if self.variance is None else [self.variance[index]],
+                       line_weights=(None if self.line_weights is None
+                                     else [self.line_weights[index]]))
+
+    def ray_weights(self, index: int):
+        """Line ``index``'s ray weights: the field's times its own (None: all 1)."""
+        field, own = self.field.weights, (None if self.line_weights is None
+                                          else self.line_weights[index])
+        if own is None:
+            return field
+        return own if field is None else field * own
 
     @property
     def valid_pixels(self) -> np.ndarray | None:
