@@ -445,6 +445,10 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         thickness_nm: float | None = None,
         uncertainty: int = 0,
         random_state: int | None = None,
+        absorption_correction: bool | str = False,
+        density: float | None = None,
+        detectors: Sequence | None = None,
+        detector_efficiency=1.0,
     ) -> list:
         """Fused EDS + ADF reconstruction: Poisson counts, ADF as a power of the lines, TV.
 
@@ -467,7 +471,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
            EDS; the held-out tilts' ADF is left out of training too).
         4. Every slice, in blocks, lazy for a lazy series.
 
-        Part of issue 16; not yet there: the absorption correction, the GPU backend.
+        Part of issue 16; not yet there: the GPU backend.
 
         Parameters
         ----------
@@ -515,8 +519,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             plus Gaussian noise of the model fit's residual variance. The lines share the
             ADF term, so every pair's covariance is kept too
             (``Noise_properties.Covariance``) and :meth:`quantify_cross_section`
-            propagates it.
+            propagates it. Not with ``absorption_correction`` yet.
         <random_state>
+        <absorption_correction>
+            Here the EDS lines are corrected (the ray factors also weigh their
+            likelihood, which is then the attenuated model's own) and the ADF is not
+            (electrons); the ADF model is fitted on the corrected lines. Needs
+            ``tv_weight`` as a number.
+        <density>
+        <detectors>
+        <detector_efficiency>
+            Here only for ``absorption_correction``'s quantification.
 
         Returns
         -------
@@ -545,8 +558,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         for name, value in (("joint_tv", joint_tv), ("adf_offset", adf_offset)):
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {value!r}.")
+        absorption = Absorption(absorption_correction, density, detectors)
+        _poisson_absorption(absorption, tv_weight, run)
         return _fused.reconstruct_fused(self, adf, iterations, tv_weight, gamma, adf_weight,
-                                        bool(joint_tv), source, grid, run, bool(adf_offset))
+                                        bool(joint_tv), source, grid, run, bool(adf_offset),
+                                        absorption, detector_efficiency)
 
     @shared_parameters
     def reconstruct_hebt(

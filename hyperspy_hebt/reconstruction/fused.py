@@ -27,11 +27,12 @@ from ..tomography import get_projector
 from ..tomography.fused import AdfPowerFit, fit_adf_power, fused, validate_fused_parameters
 from ..tomography.geometry import slab_support
 from ..tomography.poisson_tv import poisson_tv, validate_tv_parameters
+from .absorption import corrected
 from .blocks import base_parameters, reconstruction_signal, run_blocks
 from .hebt import _required_adf
 from .intensities import title_of
 from .mlem import counting_problem
-from .options import AUTO, GridOptions, HebtModel, LineSource, RunOptions
+from .options import AUTO, Absorption, GridOptions, HebtModel, LineSource, RunOptions
 from .poisson_tv import AUTO_TV_WEIGHTS
 from .problem import Problem
 from .uncertainty import AdfRepeats, add_uncertainty
@@ -48,14 +49,17 @@ FIT = "fit"
 def _fused_kernel(block, geometry, n_lines, coefficients, gamma, iterations, tv_weight,
                   adf_precision, joint, eds_weighted=False, half_thickness_px=None,
                   columns=None, callback=None):
-    """(k + 2 [+ 1], slices, T, D) -> (k, slices, Z, X).
+    """(k + 2 [+ 1 or k], slices, T, D) -> (k, slices, Z, X).
 
-    The channels: EDS maps, the ADF, its ray weights, [EDS weights].
+    The channels: EDS maps, the ADF, its ray weights, [EDS weights: shared, or with
+    ``eds_weighted="per_line"`` one per line].
     """
     eds, adf, adf_weights = block[:n_lines], block[n_lines], block[n_lines + 1]
     slices = eds.shape[1]
     eds_weights = None
-    if eds_weighted:
+    if eds_weighted == "per_line":
+        eds_weights = block[n_lines + 2:].reshape((-1,) + eds.shape[2:])
+    elif eds_weighted:
         eds_weights = np.broadcast_to(block[-1], eds.shape).reshape((-1,) + eds.shape[2:])
     volume = fused(get_projector(geometry), eds.reshape((-1,) + eds.shape[2:]), adf,
                    coefficients, gamma, iterations, tv_weight, adf_precision,
@@ -84,12 +88,36 @@ def _validated(gamma, adf_weight):
 
 def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight: float,
                       joint: bool, source: LineSource, grid: GridOptions,
-                      run: RunOptions, adf_offset: bool = False) -> list:
+                      run: RunOptions, adf_offset: bool = False,
+                      absorption: Absorption | None = None, detector_efficiency=1.0) -> list:
     """Implement :meth:`TomographicEDSSpectrum.reconstruct_fused`.
 
     ``adf_offset``: the model fit's offset is subtracted from the ADF before every later
-    step (the solver's model has none).
+    step (the solver's model has none). With ``absorption.correction`` (``tv_weight`` a
+    number, checked by the caller): the passes of :func:`.absorption.corrected`, the ray
+    factors as the lines' likelihood weights; the model fit and the solver see the
+    corrected lines (the ADF, electrons, is not absorbed).
     """
+    tv_auto = isinstance(tv_weight, str) and tv_weight == AUTO
+    validate_tv_parameters(iterations, 0.0 if tv_auto else tv_weight)
+    _validated(gamma, adf_weight)  # before the spectra are read
+    problem = counting_problem(signal, source, grid, run, "The fused model",
+                               adf=_required_adf(signal, adf))
+    if run.bootstrap is not None and problem.sigma is not None:
+        raise ValueError("uncertainty: the fused model's bootstrap repeats the counts as Poisson "
+                         "counts; give it unfiltered maps (gaussian_sigma=None).")
+    settings = dict(tv_weight=tv_weight, gamma=gamma, adf_weight=adf_weight, joint=joint,
+                    run=run, adf_offset=adf_offset)
+    if absorption is not None and absorption.correction:
+        return corrected(signal, problem,
+                         lambda p, count: _fused_of(signal, adf, p, count, **settings),
+                         iterations, absorption, run, detector_efficiency, poisson=True)
+    return _fused_of(signal, adf, problem, iterations, **settings)
+
+
+def _fused_of(signal, adf, problem: Problem, iterations: int, tv_weight, gamma,
+              adf_weight: float, joint: bool, run: RunOptions, adf_offset: bool) -> list:
+    """The fused model of a prepared problem: model fit, weight, every slice."""
     from .auto import (
         AUTO_SLICES,
         _slice_selection,
@@ -99,13 +127,6 @@ def reconstruct_fused(signal, adf, iterations: int, tv_weight, gamma, adf_weight
     )
 
     tv_auto = isinstance(tv_weight, str) and tv_weight == AUTO
-    validate_tv_parameters(iterations, 0.0 if tv_auto else tv_weight)
-    _validated(gamma, adf_weight)  # before the spectra are read
-    problem = counting_problem(signal, source, grid, run, "The fused model",
-                               adf=_required_adf(signal, adf))
-    if run.bootstrap is not None and problem.sigma is not None:
-        raise ValueError("uncertainty: the fused model's bootstrap repeats the counts as Poisson "
-                         "counts; give it unfiltered maps (gaussian_sigma=None).")
     adf_weights = _adf_weights(problem)
     chosen = _slice_selection(problem.layout.n_slices, AUTO_SLICES)
     folds = auto_folds(len(signal.tilt_angles))
@@ -211,8 +232,10 @@ def _model_fit(problem: Problem, chosen, iterations: int, tv_weight: float, gamm
     adf = np.asarray(problem.adf, np.float32)[chosen]
     n_lines, n_slices = eds.shape[:2]
     weights = None
-    if field.weights is not None:
-        weights = np.tile(np.asarray(field.weights, np.float32)[chosen], (n_lines, 1, 1))
+    if field.weights is not None or problem.line_weights is not None:
+        weights = np.concatenate([
+            np.broadcast_to(np.asarray(problem.ray_weights(i), np.float32)[chosen],
+                            eds.shape[1:]) for i in range(n_lines)])
     volumes = poisson_tv(projector, eds.reshape((-1,) + eds.shape[2:]), iterations,
                          float(tv_weight), ray_weights=weights,
                          support=slab_support(geometry, field.half_thickness_px),
@@ -267,14 +290,17 @@ def _volumes(problem: Problem, adf_weights: np.ndarray, fit: AdfPowerFit,
              run: RunOptions) -> list:
     """Every slice through the fused kernel, in blocks (lazy for a lazy problem)."""
     field = problem.field
-    eds_weighted = field.weights is not None
+    per_line = problem.line_weights is not None
+    eds_weighted = "per_line" if per_line else field.weights is not None
     kernel = functools.partial(
         _fused_kernel, geometry=field.geometry, n_lines=len(problem.lines),
         coefficients=tuple(map(float, fit.coefficients)), gamma=fit.gamma,
         iterations=iterations, tv_weight=tv_weight, adf_precision=adf_precision,
         joint=joint, eds_weighted=eds_weighted, half_thickness_px=field.half_thickness_px)
     channels = list(problem.eds) + [problem.adf, adf_weights]
-    if eds_weighted:
+    if per_line:
+        channels.extend(problem.ray_weights(i) for i in range(len(problem.lines)))
+    elif eds_weighted:
         channels.append(field.weights)
     stacked = (da.stack([da.asarray(c) for c in channels]) if problem.lazy
                else np.stack([np.asarray(c, np.float32) for c in channels]))
