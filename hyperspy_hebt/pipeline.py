@@ -272,20 +272,13 @@ def reconstruct_files(
         An unknown method, a bad alpha, iterations or bin factor, no element or
         line, HEBT, the fused model, alignment or registration without ADF images; an
         ``out_dir`` that is a file, holds a previous run (without ``overwrite``) or other
-        files; ``uncertainty`` with ``fit_lines``; the fused model with the
-        absorption correction or the CuPy backend.
+        files; ``uncertainty`` with ``fit_lines``; the fused model with the CuPy
+        backend.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if method == "fused":
-        if absorption_correction:
-            raise ValueError("The fused model has no absorption correction yet: pass "
-                             "method='sirt' or 'hebt' (--method) with it.")
-        if backend == "cupy":
-            raise ValueError("The fused model runs on the CPU only: backend='cpu' or 'auto'.")
-    if method == "tv" and absorption_correction:
-        raise ValueError("Poisson + TV has no absorption correction yet: pass method='sirt' "
-                         "or 'hebt' (--method) with it.")
+    if method == "fused" and backend == "cupy":
+        raise ValueError("The fused model runs on the CPU only: backend='cpu' or 'auto'.")
     if not (gaussian_sigma is None or gaussian_sigma == "auto"
             or (isinstance(gaussian_sigma, (int, float)) and gaussian_sigma >= 0)):
         raise ValueError(f"gaussian_sigma must be a number >= 0, None or 'auto', got "
@@ -605,17 +598,44 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
                    thickness_nm=record.get_item("thickness_nm"))
     stage(f"Grid padding {record.padding_px} px ({record.padding_reason}); "
           f"{100 * record.invalid_pixel_fraction:.1f} % of pixels without data")
-    if record.has_item("Absorption"):
-        applied = record.Absorption.as_dictionary()
-        summary["absorption"] = applied
-        stage(f"Absorption corrected in {applied['outer_iterations']} passes "
-              f"(detectors: {applied['detectors']['source']}); share of X-rays that got "
-              "out: " + ", ".join(f"{line} {share:.3f}" for line, share in
-                                  applied["mean_transmitted_share"].items()))
+    _absorption_summary(record, summary, stage)
     with _progress_bar(settings.show_progressbar):
         reconstructions = compute_together(reconstructions)
     stage("Reconstructed")
     return reconstructions
+
+
+def _absorption_summary(record, summary: dict, stage) -> None:
+    """The absorption correction's record into the summary, and a line for the user."""
+    if not record.has_item("Absorption"):
+        return
+    applied = record.Absorption.as_dictionary()
+    summary["absorption"] = applied
+    stage(f"Absorption corrected in {applied['outer_iterations']} passes "
+          f"(detectors: {applied['detectors']['source']}); share of X-rays that got "
+          "out: " + ", ".join(f"{line} {share:.3f}" for line, share in
+                              applied["mean_transmitted_share"].items()))
+
+
+def _with_absorption(run, common: dict, settings: _Settings, summary: dict, stage) -> list:
+    """``run(**common)``, absorption corrected when asked.
+
+    A weight "auto" is chosen on the uncorrected maps first (cross-validation of the
+    corrected loop would cost a correction per candidate), then rerun corrected with it.
+    """
+    absorption = settings.absorption
+    if not absorption.correction:
+        return run(**common)
+    corrected = dict(common, absorption_correction=absorption.mode,
+                     density=absorption.density, detectors=absorption.detectors)
+    if common["tv_weight"] == "auto":
+        chosen = run(**common)[0].metadata.Reconstruction.tv_weight
+        summary["absorption_choice"] = (
+            f"the weight ({chosen:g}) was chosen on the uncorrected maps, then the "
+            "reconstruction rerun with the absorption correction")
+        stage(f"Correcting absorption with the weight chosen uncorrected, {chosen:g}")
+        corrected["tv_weight"] = float(chosen)
+    return run(**corrected)
 
 
 def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage) -> list:
@@ -629,7 +649,8 @@ def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage)
         common["uncertainty"] = settings.uncertainty
     stage(f"Reconstructing {', '.join(common['xray_lines'])} with the fused model" + (
         " (choosing the weight by cross-validation)" if settings.tv_weight == "auto" else ""))
-    reconstructions = series.reconstruct_fused(adf, **common)
+    reconstructions = _with_absorption(lambda **kw: series.reconstruct_fused(adf, **kw),
+                                       common, settings, summary, stage)
     record = reconstructions[0].metadata.Reconstruction
     diagnostics = record.Diagnostics.as_dictionary()
     summary.update(algorithm=record.algorithm, iterations_used=int(record.iterations),
@@ -642,6 +663,7 @@ def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage)
                    support=record.support, thickness_nm=record.get_item("thickness_nm"))
     stage(f"Fused model: weight {record.tv_weight:g}, gamma {record.gamma:g}, ADF fit R^2 "
           f"{diagnostics['r_squared']:.3f}; model check: {diagnostics['verdict']}")
+    _absorption_summary(record, summary, stage)
     if record.has_item("Uncertainty"):
         summary["uncertainty"] = record.Uncertainty.as_dictionary()
     with _progress_bar(settings.show_progressbar):
@@ -662,7 +684,8 @@ def _poisson_tv(series, common: dict, settings: _Settings, summary: dict, stage)
           f"{'joint ' if joint else ''}TV" + (
               " (choosing the weight by cross-validation)" if settings.tv_weight == "auto"
               else ""))
-    reconstructions = series.reconstruct_poisson_tv(**common)
+    reconstructions = _with_absorption(series.reconstruct_poisson_tv, common, settings,
+                                       summary, stage)
     record = reconstructions[0].metadata.Reconstruction
     summary.update(algorithm=record.algorithm, iterations_used=int(record.iterations),
                    tv_weight_used={rec.metadata.Sample.xray_lines[0]:
@@ -674,6 +697,7 @@ def _poisson_tv(series, common: dict, settings: _Settings, summary: dict, stage)
                    backend=record.backend, support=record.support,
                    thickness_nm=record.get_item("thickness_nm"))
     stage(f"Poisson + TV: weight {summary['tv_weight_used']}")
+    _absorption_summary(record, summary, stage)
     if record.has_item("Uncertainty"):
         summary["uncertainty"] = record.Uncertainty.as_dictionary()
     with _progress_bar(settings.show_progressbar):

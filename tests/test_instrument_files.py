@@ -177,3 +177,27 @@ def test_command_line_corrects_absorption_with_the_velox_files_detectors(tmp_pat
     assert main(["reconstruct", pattern, "--tilt-from", "filename", "--elements", "O", "Ca",
                  "--density", "3.3", "--out", str(tmp_path / "other")]) == 2
     assert "--absorption-exact are for --absorption" in capsys.readouterr().err
+
+
+def test_command_line_corrects_absorption_for_the_poisson_methods(tmp_path, capsys):
+    """--absorption with --method tv (the weight chosen uncorrected, then rerun corrected)
+    and --method fused (a given weight: corrected at once), on the real Velox files."""
+    import json
+
+    from hyperspy_hebt.cli import main
+
+    pattern = copies(tmp_path, "velox_SI_16x16.emd", tilts=(-40, -20, 0, 20, 40))
+    common = ["reconstruct", pattern, "--tilt-from", "filename", "--elements", "O", "Ca",
+              "--absorption", "--density", "3.3", "--iterations", "60", "--quiet"]
+    assert main(common + ["--method", "tv", "--out", str(tmp_path / "tv")]) == 0
+    summary = json.loads((tmp_path / "tv" / "summary.json").read_text())
+    assert summary["algorithm"] == "Joint Poisson-TV"
+    assert summary["absorption"]["detectors"]["azimuth_deg"] == [45.0, 135.0, 225.0, 315.0]
+    assert "chosen on the uncorrected maps" in summary["absorption_choice"]
+    assert str(summary["tv_weight_used"]) in summary["absorption_choice"] or \
+        f"{summary['tv_weight_used']:g}" in summary["absorption_choice"]
+    assert main(common + ["--method", "fused", "--tv-weight", "0.1",
+                          "--out", str(tmp_path / "fused")]) == 0
+    summary = json.loads((tmp_path / "fused" / "summary.json").read_text())
+    assert summary["algorithm"] == "Fused" and summary["absorption"]["outer_iterations"] >= 1
+    assert "absorption_choice" not in summary

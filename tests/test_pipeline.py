@@ -227,7 +227,7 @@ def test_adf_offset_through_the_files(folder, tmp_path):
 
 def test_poisson_tv_through_the_files(folder, tmp_path):
     """--method tv: joint Poisson + TV of the counts from the EDS alone (no ADF files
-    given), unfiltered, its weight in the summary; refused with absorption and adf_offset."""
+    given), unfiltered, its weight in the summary; refused with adf_offset."""
     out = tmp_path / "tv"
     assert main(["reconstruct", str(folder / "tilt_*.hspy"), "--tilt-from", "filename",
                  "--elements", "Ag", "Au", "--method", "tv", "--tv-weight", "0.1",
@@ -240,9 +240,6 @@ def test_poisson_tv_through_the_files(folder, tmp_path):
     volume = hs.load(out / "Joint_Poisson-TV_reconstruction_of_Au_Ma.zspy")
     assert volume.metadata.Reconstruction.gaussian_sigma.as_dictionary() == {}  # no filter
     files = str(folder / "tilt_*.hspy")
-    with pytest.raises(ValueError, match="Poisson \\+ TV has no absorption correction"):
-        reconstruct_files(files, tmp_path / "abs", elements=["Ag"], method="tv",
-                          absorption_correction=True, tilt_from="filename")
     with pytest.raises(ValueError, match="method 'tv' does not use the ADF"):
         reconstruct_files(files, tmp_path / "off", elements=["Ag"], method="tv",
                           adf_offset=True, tilt_from="filename")

@@ -101,7 +101,6 @@ def test_fused_method_reports_the_adf_model_it_cannot_trust(lamella, tmp_path):
 
     files = str(folder / "tilt_*.hspy")
     for settings, match in (({"gamma": "steep"}, "gamma must be a number >= 1 or 'fit'"),
-                            ({"absorption_correction": True}, "no absorption correction"),
                             ({"backend": "cupy"}, "CPU only")):
         with pytest.raises(ValueError, match=match):
             reconstruct_files(files, tmp_path / "bad", elements=LISTED, method="fused",
