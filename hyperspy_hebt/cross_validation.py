@@ -455,7 +455,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                     fused_options["coefficients"], fused_options["gamma"], tv_weight,
                     fused_options["adf_precision"], ray_weights,
                     None if adf_weights is None else adf_weights[:, fold.train], support,
-                    fused_options["joint"])
+                    fused_options["joint"], backend)
 
             def score_fused(fold, n, snapshot, tv_weight=tv_weight):
                 predictions = _held_out(fold.test_projector, snapshot, k * n_slices)

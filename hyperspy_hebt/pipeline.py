@@ -272,13 +272,10 @@ def reconstruct_files(
         An unknown method, a bad alpha, iterations or bin factor, no element or
         line, HEBT, the fused model, alignment or registration without ADF images; an
         ``out_dir`` that is a file, holds a previous run (without ``overwrite``) or other
-        files; ``uncertainty`` with ``fit_lines``; the fused model with the CuPy
-        backend.
+        files; ``uncertainty`` with ``fit_lines``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if method == "fused" and backend == "cupy":
-        raise ValueError("The fused model runs on the CPU only: backend='cpu' or 'auto'.")
     if not (gaussian_sigma is None or gaussian_sigma == "auto"
             or (isinstance(gaussian_sigma, (int, float)) and gaussian_sigma >= 0)):
         raise ValueError(f"gaussian_sigma must be a number >= 0, None or 'auto', got "
@@ -644,7 +641,6 @@ def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage)
                   adf_offset=settings.adf_offset,
                   iterations=(FUSED_ITERATIONS if isinstance(settings.iterations, str)
                               else settings.iterations))
-    del common["backend"]  # the CPU (checked)
     if settings.uncertainty:
         common["uncertainty"] = settings.uncertainty
     stage(f"Reconstructing {', '.join(common['xray_lines'])} with the fused model" + (
@@ -659,8 +655,9 @@ def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage)
                    adf_coefficients=record.adf_coefficients.as_dictionary(),
                    fused_model=diagnostics, padding_px=record.padding_px,
                    padding_reason=record.padding_reason,
-                   invalid_pixel_fraction=record.invalid_pixel_fraction, backend="cpu",
-                   support=record.support, thickness_nm=record.get_item("thickness_nm"))
+                   invalid_pixel_fraction=record.invalid_pixel_fraction,
+                   backend=record.backend, support=record.support,
+                   thickness_nm=record.get_item("thickness_nm"))
     stage(f"Fused model: weight {record.tv_weight:g}, gamma {record.gamma:g}, ADF fit R^2 "
           f"{diagnostics['r_squared']:.3f}; model check: {diagnostics['verdict']}")
     _absorption_summary(record, summary, stage)

@@ -449,6 +449,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         density: float | None = None,
         detectors: Sequence | None = None,
         detector_efficiency=1.0,
+        backend: Backend = "cpu",
     ) -> list:
         """Fused EDS + ADF reconstruction: Poisson counts, ADF as a power of the lines, TV.
 
@@ -470,8 +471,6 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         3. With ``tv_weight="auto"``: the weight, on held-out tilts (Poisson deviance of the
            EDS; the held-out tilts' ADF is left out of training too).
         4. Every slice, in blocks, lazy for a lazy series.
-
-        Part of issue 16; not yet there: the GPU backend.
 
         Parameters
         ----------
@@ -530,6 +529,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         <detectors>
         <detector_efficiency>
             Here only for ``absorption_correction``'s quantification.
+        <backend>
 
         Returns
         -------
@@ -553,7 +553,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
                             normalise_tilts)
         grid = GridOptions(rotation_axis, gaussian_sigma, padding_px, invalid_pixels,
                            thickness_nm)
-        run = RunOptions(1.0, True, show_progressbar, slices_per_block, "cpu",
+        run = RunOptions(1.0, True, show_progressbar, slices_per_block, backend,
                          Bootstrap.of(uncertainty, random_state))
         for name, value in (("joint_tv", joint_tv), ("adf_offset", adf_offset)):
             if not isinstance(value, (bool, np.bool_)):

@@ -25,6 +25,7 @@ from hyperspy_hebt.tomography import (
     sirt,
     sirt_path,
 )
+from hyperspy_hebt.tomography.fused import fused
 from hyperspy_hebt.tomography.mlem import mlem
 from hyperspy_hebt.tomography.poisson_tv import poisson_tv
 
@@ -164,6 +165,26 @@ def test_array_path_poisson_tv_equals_cpu(numpy_as_cupy, problem, joint_channels
            on_cpu)
 
 
+@pytest.mark.parametrize("gamma", [1.0, 1.6])
+@pytest.mark.parametrize("joint", [False, True])
+def test_array_path_fused_equals_cpu(numpy_as_cupy, problem, gamma, joint):
+    """The fused model's nonlinear PDHG (a power, the Jacobian's steps, masked voxels).
+    Measured after 40 iterations: at most 3.5e-7 of the maximum."""
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(20 * problem["eds"]).astype(np.float32)
+    eds = counts.reshape((-1,) + counts.shape[2:])
+    adf = problem["adf"] * 40
+    support = np.zeros((32, 32), bool)
+    support[3:29] = True
+    weights = np.concatenate([problem["weights"]] * 2)
+    args = (problem["projector"], eds, adf, [1.0, 0.5], gamma, 40, 0.05, 1e-3)
+    options = dict(eds_weights=weights, adf_weights=problem["weights"], support=support,
+                   joint=joint)
+    on_cpu = fused(*args, **options)
+    assert on_cpu[:, ~support].max() == 0
+    _close(fused(*args, backend="cupy", **options), on_cpu)
+
+
 def test_matrices_go_to_the_device_once(numpy_as_cupy, problem):
     for _ in range(3):
         sirt(problem["projector"], problem["sinograms"], 2, backend="cupy")
@@ -199,17 +220,22 @@ def test_signal_methods_run_the_array_path(numpy_as_cupy, lazy):
 
 @pytest.mark.parametrize("lazy", [False, True])
 def test_poisson_signal_methods_run_the_array_path(numpy_as_cupy, lazy):
-    """ML-EM, Poisson + TV and joint TV from the signal, numbers and "auto" (the held-out
-    folds on the array path too), eager and lazy, with the bootstrap."""
+    """ML-EM, Poisson + TV, joint TV and the fused model from the signal, numbers and
+    "auto" (the held-out folds on the array path too), eager and lazy, with the bootstrap."""
     series = make_series(lazy=lazy, dose=0.3)
     runs = (("reconstruct_mlem", dict(iterations=10)),
             ("reconstruct_mlem", dict(iterations="auto")),
             ("reconstruct_poisson_tv", dict(iterations=30, tv_weight=0.1, uncertainty=3,
                                             random_state=0)),
-            ("reconstruct_poisson_tv", dict(iterations=20, joint_tv=True)))
+            ("reconstruct_poisson_tv", dict(iterations=20, joint_tv=True)),
+            ("reconstruct_fused", dict(iterations=30, gamma=1.4, uncertainty=3,
+                                       random_state=0)))
+    adf = _adf_for(TILTS, 16, 3)
     for method, options in runs:
-        on_cpu = getattr(series, method)(padding_px=0, **options)
-        on_array_path = getattr(series, method)(padding_px=0, backend="cupy", **options)
+        args = (adf,) if method == "reconstruct_fused" else ()
+        on_cpu = getattr(series, method)(*args, padding_px=0, **options)
+        on_array_path = getattr(series, method)(*args, padding_px=0, backend="cupy",
+                                                **options)
         for a, b in zip(on_array_path, on_cpu):
             if lazy:
                 a.compute()
@@ -295,6 +321,11 @@ def test_cupy_poisson_solvers_equal_cpu():
                           backend="cupy"),
                poisson_tv(projector, counts, 50, 0.03, joint_channels=joint_channels),
                GPU_RTOL)
+    adf = 2 * projector.forward(core) + projector.forward(shell)
+    eds = counts[:4].reshape((-1,) + counts.shape[1:])  # two "lines" of 2 slices
+    for gamma in (1.0, 1.6):
+        args = (projector, eds, adf[:2], [1.0, 0.5], gamma, 50, 0.03, 1e-3)
+        _close(fused(*args, backend="cupy"), fused(*args), GPU_RTOL)
 
 
 @needs_gpu

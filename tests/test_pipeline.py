@@ -219,7 +219,7 @@ def test_adf_offset_through_the_files(folder, tmp_path):
     # the fits regress the ADF on the EDS maps or volumes, which a constant does not move.
     for clean, dark in zip(found[folder], found[dark_folder]):
         assert dark - clean == pytest.approx(4 * level, rel=1e-6), found
-    with pytest.raises(ValueError, match="SIRT does not use the ADF"):
+    with pytest.raises(ValueError, match="method 'sirt' does not use the ADF"):
         reconstruct_files(files, tmp_path / "sirt", method="sirt", **common)
     with pytest.raises(TypeError, match="adf_offset must be True or False"):
         reconstruct_files(files, tmp_path / "bad", **dict(common, adf_offset="yes"))

@@ -24,11 +24,12 @@ import numpy as np
 from ..cross_validation import FUSED
 from ..diagnostics import R_SQUARED_DOUBTFUL, R_SQUARED_VIOLATED, invalid_adf_pixels
 from ..tomography import get_projector
+from ..tomography.backends import resolve_backend
 from ..tomography.fused import AdfPowerFit, fit_adf_power, fused, validate_fused_parameters
 from ..tomography.geometry import slab_support
 from ..tomography.poisson_tv import poisson_tv, validate_tv_parameters
 from .absorption import corrected
-from .blocks import base_parameters, reconstruction_signal, run_blocks
+from .blocks import base_parameters, kernel_backend, reconstruction_signal, run_blocks
 from .hebt import _required_adf
 from .intensities import title_of
 from .mlem import counting_problem
@@ -48,7 +49,7 @@ FIT = "fit"
 
 def _fused_kernel(block, geometry, n_lines, coefficients, gamma, iterations, tv_weight,
                   adf_precision, joint, eds_weighted=False, half_thickness_px=None,
-                  columns=None, callback=None):
+                  backend="cpu", columns=None, callback=None):
     """(k + 2 [+ 1 or k], slices, T, D) -> (k, slices, Z, X).
 
     The channels: EDS maps, the ADF, its ray weights, [EDS weights: shared, or with
@@ -65,7 +66,7 @@ def _fused_kernel(block, geometry, n_lines, coefficients, gamma, iterations, tv_
                    coefficients, gamma, iterations, tv_weight, adf_precision,
                    callback=callback, eds_weights=eds_weights, adf_weights=adf_weights,
                    support=slab_support(geometry, half_thickness_px), columns=columns,
-                   joint=joint)
+                   joint=joint, backend=backend)
     return volume.reshape((n_lines, slices) + volume.shape[1:])
 
 
@@ -139,7 +140,8 @@ def _fused_of(signal, adf, problem: Problem, iterations: int, tv_weight, gamma,
             holdout=folds, score="poisson", slices=AUTO_SLICES, model=HebtModel(), run=run,
             tv_weights=AUTO_TV_WEIGHTS)
         eds_weight = result.best["tv_weight"]
-    fit = _model_fit(problem, chosen, iterations, eds_weight, gamma, adf_weights, adf_offset)
+    fit = _model_fit(problem, chosen, iterations, eds_weight, gamma, adf_weights, adf_offset,
+                     resolve_backend(run.backend))  # in memory, here
     if fit.offset:
         assert problem.adf is not None
         problem = replace(problem, adf=problem.adf - np.float32(fit.offset))
@@ -165,7 +167,8 @@ def _fused_of(signal, adf, problem: Problem, iterations: int, tv_weight, gamma,
                         diagnostics["verdict"], "; ".join(diagnostics["problems"]))
     volumes = _volumes(problem, adf_weights, fit, adf_precision, iterations, tv_weight, joint,
                        run)
-    parameters = base_parameters(problem.layout, FUSED, iterations, run, problem.sigma, "cpu")
+    parameters = base_parameters(problem.layout, FUSED, iterations, run, problem.sigma,
+                                 kernel_backend(run.backend, problem.lazy))
     parameters.pop("relaxation")
     parameters.update(problem.field.record)
     parameters.update({
@@ -198,7 +201,8 @@ def _fused_of(signal, adf, problem: Problem, iterations: int, tv_weight, gamma,
            for volume, line in zip(volumes, problem.lines)]
     solve = functools.partial(
         _fused_solve, coefficients=tuple(map(float, fit.coefficients)), gamma=fit.gamma,
-        iterations=iterations, tv_weight=tv_weight, adf_precision=adf_precision, joint=joint)
+        iterations=iterations, tv_weight=tv_weight, adf_precision=adf_precision, joint=joint,
+        backend=kernel_backend(run.backend, problem.lazy))
     repeats = AdfRepeats(tuple(map(float, fit.coefficients)), fit.gamma,
                          fit.residual_variance)
     return add_uncertainty(out, solve, problem, run, iterations, FUSED, poisson=True,
@@ -219,7 +223,8 @@ def _adf_weights(problem: Problem) -> np.ndarray:
 
 
 def _model_fit(problem: Problem, chosen, iterations: int, tv_weight: float, gamma,
-               adf_weights: np.ndarray, offset: bool = False) -> AdfPowerFit:
+               adf_weights: np.ndarray, offset: bool = False,
+               backend: str = "cpu") -> AdfPowerFit:
     """Joint Poisson + TV of the EDS on ``chosen`` slices, and the ADF regressed on it.
 
     R^2 at gamma = 1 is always in the table (the linear model's diagnostic); ``offset``:
@@ -237,7 +242,7 @@ def _model_fit(problem: Problem, chosen, iterations: int, tv_weight: float, gamm
             np.broadcast_to(np.asarray(problem.ray_weights(i), np.float32)[chosen],
                             eds.shape[1:]) for i in range(n_lines)])
     volumes = poisson_tv(projector, eds.reshape((-1,) + eds.shape[2:]), iterations,
-                         float(tv_weight), ray_weights=weights,
+                         float(tv_weight), ray_weights=weights, backend=backend,
                          support=slab_support(geometry, field.half_thickness_px),
                          joint_channels=n_lines)
     gammas = AUTO_GAMMAS if gamma == FIT else tuple(sorted({1.0, float(gamma)}))
@@ -296,7 +301,8 @@ def _volumes(problem: Problem, adf_weights: np.ndarray, fit: AdfPowerFit,
         _fused_kernel, geometry=field.geometry, n_lines=len(problem.lines),
         coefficients=tuple(map(float, fit.coefficients)), gamma=fit.gamma,
         iterations=iterations, tv_weight=tv_weight, adf_precision=adf_precision,
-        joint=joint, eds_weighted=eds_weighted, half_thickness_px=field.half_thickness_px)
+        joint=joint, eds_weighted=eds_weighted, half_thickness_px=field.half_thickness_px,
+        backend=kernel_backend(run.backend, problem.lazy))
     channels = list(problem.eds) + [problem.adf, adf_weights]
     if per_line:
         channels.extend(problem.ray_weights(i) for i in range(len(problem.lines)))

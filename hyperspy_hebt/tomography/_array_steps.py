@@ -169,33 +169,118 @@ def poisson_tv_steps(module: ArrayModule, projector, inputs, weights, tau, bound
     dual = xp.zeros((n_slices, g.n_rays), xp.float32)
     q_z = xp.zeros((n_slices, g.n_z, g.n_x), xp.float32)
     q_x = xp.zeros_like(q_z)
-    half, limit = xp.float32(0.5), xp.float32(bound) ** 2
+    half = xp.float32(0.5)
     shape = (n_slices, g.n_z, g.n_x)
     while True:
         u = dual + sigma * _product(ops.matrix, x_bar)
         d = u - weights
         dual = half * (u + weights - xp.sqrt(d * d + 4 * sigma * weights * counts))
-        grid = x_bar.reshape(shape)
         if bound > 0:
-            # Forward differences, 0 across the far edges; one ball per voxel and slice,
-            # shared by the channels of a joint TV.
-            q_z[:, :-1] += half * (grid[:, 1:] - grid[:, :-1])
-            q_x[:, :, :-1] += half * (grid[:, :, 1:] - grid[:, :, :-1])
-            norm2 = (q_z * q_z + q_x * q_x).reshape((joint_channels, -1) + shape[1:]).sum(
-                axis=0)
-            scale = xp.where(norm2 > limit, xp.float32(bound) / xp.sqrt(
-                xp.maximum(norm2, limit)), 1).astype(xp.float32)
-            scale = xp.concatenate([scale] * joint_channels)
-            q_z *= scale
-            q_x *= scale
-        divergence = xp.zeros(shape, xp.float32)
-        divergence[:, :-1] += q_z[:, :-1]
-        divergence[:, 1:] -= q_z[:, :-1]
-        divergence[:, :, :-1] += q_x[:, :, :-1]
-        divergence[:, :, 1:] -= q_x[:, :, :-1]
+            _tv_dual_step(xp, x_bar.reshape(shape), q_z, q_x, bound, joint_channels, shape)
         back = _product(ops.matrix_t, dual).reshape(shape)
-        new = xp.maximum(volume.reshape(shape) - tau * (back - divergence), 0).astype(
-            xp.float32)
+        new = xp.maximum(volume.reshape(shape) - tau * (back - _divergence(xp, q_z, q_x, shape)),
+                         0).astype(xp.float32)
         x_bar = (2 * new - volume.reshape(shape)).reshape(volume.shape)
         volume = new.reshape(volume.shape)
+        yield _snapshot(module, volume * level, shape)
+
+
+def _tv_dual_step(xp, grid, q_z, q_x, bound, channels: int, shape):
+    """``q <- project(q + grad x / 2)`` per voxel and slice, in place on ``q_z``, ``q_x``.
+
+    One ball per voxel and slice, shared by ``channels`` channel-major blocks (joint TV).
+    """
+    half, limit = xp.float32(0.5), xp.float32(bound) ** 2
+    q_z[:, :-1] += half * (grid[:, 1:] - grid[:, :-1])
+    q_x[:, :, :-1] += half * (grid[:, :, 1:] - grid[:, :, :-1])
+    norm2 = (q_z * q_z + q_x * q_x).reshape((channels, -1) + shape[1:]).sum(axis=0)
+    scale = xp.where(norm2 > limit, xp.float32(bound) / xp.sqrt(xp.maximum(norm2, limit)),
+                     1).astype(xp.float32)
+    scale = xp.concatenate([scale] * channels)
+    q_z *= scale
+    q_x *= scale
+
+
+def _divergence(xp, q_z, q_x, shape):
+    """The negative adjoint of the forward differences (0 across the far edges)."""
+    divergence = xp.zeros(shape, xp.float32)
+    divergence[:, :-1] += q_z[:, :-1]
+    divergence[:, 1:] -= q_z[:, :-1]
+    divergence[:, :, :-1] += q_x[:, :, :-1]
+    divergence[:, :, 1:] -= q_x[:, :, :-1]
+    return divergence
+
+
+def fused_steps(module: ArrayModule, projector, *, volume, counts, weights, sigma, target,
+                adf_weights, mu, kappa, gamma, column_sums, mask, bound, level, n_lines,
+                tv_channels):
+    """Yield, after each fused-model iteration, a function returning the host volume.
+
+    The host arrays :func:`.fused._fused_steps` prepares (ray-major columns, lines
+    channel-major); the updates are its (nonlinear preconditioned PDHG).
+    """
+    g = projector.geometry
+    xp = module.xp
+    ops = device_operators(projector, module)
+    n_columns = volume.shape[1]
+    n_slices = n_columns // n_lines
+    shape = (n_columns, g.n_z, g.n_x)
+    volume = _slice_major(xp, volume)
+    x_bar = volume.copy()
+    counts = _slice_major(xp, counts)
+    weights = _slice_major(xp, weights)
+    sigma = xp.asarray(sigma)[None, :]
+    target = _slice_major(xp, target)
+    adf_weights = _slice_major(xp, adf_weights)
+    mu = xp.asarray(mu)[:, None]
+    kappa = xp.asarray(kappa).reshape(n_lines, n_slices, 1)
+    gamma = float(gamma)
+    column_sums = xp.asarray(column_sums)[None, :]
+    inside = xp.asarray(mask > 0)[None, :]
+    level = xp.asarray(level)[:, None]
+    dual = xp.zeros((n_columns, g.n_rays), xp.float32)
+    dual_adf = xp.zeros((n_slices, g.n_rays), xp.float32)
+    q_z = xp.zeros(shape, xp.float32)
+    q_x = xp.zeros_like(q_z)
+    half = xp.float32(0.5)
+
+    def signed_power(values):
+        if gamma == 1.0:
+            return values
+        return xp.sign(values) * xp.abs(values) ** xp.float32(gamma)
+
+    def jacobian():
+        """``gamma kappa u^(gamma - 1)`` per column at the iterate, and the ADF rows' steps."""
+        per_line = volume.reshape(n_lines, n_slices, g.n_pixels)
+        jac = (xp.broadcast_to(kappa, per_line.shape) if gamma == 1.0 else
+               xp.float32(gamma) * kappa * per_line ** xp.float32(gamma - 1.0))
+        row_sums = _product(ops.matrix, jac.sum(axis=0).astype(xp.float32))
+        steps = xp.where(row_sums > 0, 1 / xp.where(row_sums > 0, row_sums, 1), 0)
+        return jac.reshape(n_columns, g.n_pixels).astype(xp.float32), steps.astype(xp.float32)
+
+    jac, sigma_adf = jacobian()
+    while True:
+        u = dual + sigma * _product(ops.matrix, x_bar)
+        d = u - weights
+        dual = half * (u + weights - xp.sqrt(d * d + 4 * sigma * weights * counts))
+        model = (kappa * signed_power(x_bar.reshape(n_lines, n_slices, g.n_pixels))).sum(
+            axis=0).astype(xp.float32)
+        v = dual_adf + sigma_adf * _product(ops.matrix, model)
+        m = mu * adf_weights
+        active = (m > 0) & (sigma_adf > 0)
+        dual_adf = xp.where(active, m * (v - sigma_adf * target)
+                            / xp.where(active, m + sigma_adf, 1), 0).astype(xp.float32)
+        if bound > 0:
+            _tv_dual_step(xp, x_bar.reshape(shape), q_z, q_x, bound, tv_channels, shape)
+        back = _product(ops.matrix_t, dual)
+        back_adf = _product(ops.matrix_t, dual_adf)
+        step = 1 / (column_sums * (1 + jac) + 4)
+        pushed = back + jac * xp.concatenate([back_adf] * n_lines)
+        new = xp.maximum(volume - step * (pushed - _divergence(xp, q_z, q_x, shape).reshape(
+            volume.shape)), 0).astype(xp.float32)
+        new = xp.where(inside, new, volume)
+        x_bar = xp.where(inside, 2 * new - volume, x_bar).astype(xp.float32)
+        volume = new
+        if gamma != 1.0:
+            jac, sigma_adf = jacobian()
         yield _snapshot(module, volume * level, shape)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from . import _sparse
+from . import _array_steps, _sparse, backends
 from .mlem import counting_inputs, levels, observed_voxels
 from .poisson_tv import (
     _channel_weights,
@@ -174,9 +174,10 @@ def _primal_fused(volume, x_bar, back, back_adf, q_z, q_x, n_z, n_x, column_sums
 
 def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
                  gamma: float, tv_weight: float, adf_precision: float, eds_weights=None,
-                 adf_weights=None, support=None, joint: bool = True):
+                 adf_weights=None, support=None, joint: bool = True, backend: str = "cpu"):
     """Yield, after each iteration, a function that copies the iterate out."""
     g = projector.geometry
+    backend = backends.resolve_backend(backend)
     adf = np.asarray(adf)
     n_lines = len(coefficients)
     if adf.ndim != 3 or adf.shape[1:] != (g.n_tilts, g.n_detector) \
@@ -215,6 +216,14 @@ def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coeffic
     volume = np.ascontiguousarray(np.maximum(
         np.broadcast_to(inputs.observed, (g.n_pixels, n_lines * n_slices)),
         np.tile(adf_observed, (1, n_lines))), np.float32)
+    tv_channels = n_lines if joint else 1
+    if backend != "cpu":
+        yield from _array_steps.fused_steps(
+            backends.array_module(backend), projector, volume=volume, counts=counts,
+            weights=weights, sigma=sigma, target=target, adf_weights=adf_w, mu=mu,
+            kappa=kappa, gamma=gamma32, column_sums=column_sums, mask=mask, bound=bound,
+            level=level, n_lines=n_lines, tv_channels=tv_channels)
+        return
     x_bar = volume.copy()
     dual = np.zeros((g.n_rays, n_lines * n_slices), np.float32)
     dual_adf = np.zeros((g.n_rays, n_slices), np.float32)
@@ -228,7 +237,6 @@ def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coeffic
     jac_total = np.empty((g.n_pixels, n_slices), np.float32)
     row_sums_adf = np.empty_like(dual_adf)
     sigma_adf = np.empty_like(dual_adf)
-    tv_channels = n_lines if joint else 1
 
     def adf_steps():
         """The ADF rows' steps ``1 / (W J_total)_r`` at the current Jacobian."""
@@ -259,7 +267,8 @@ def fused(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
           gamma: float, iterations: int, tv_weight: float, adf_precision: float,
           callback: Callable[[int], None] | None = None, eds_weights: np.ndarray | None = None,
           adf_weights: np.ndarray | None = None, support: np.ndarray | None = None,
-          columns: slice | None = None, joint: bool = True) -> np.ndarray:
+          columns: slice | None = None, joint: bool = True,
+          backend: str = "cpu") -> np.ndarray:
     """Reconstruct the lines of a stack of slices from their counts and the ADF, fused.
 
     Parameters
@@ -295,6 +304,8 @@ def fused(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
         Grid columns to return.
     joint : bool
         One total variation joint over the lines (default), or each line's own.
+    backend : {"cpu", "cupy", "auto"}
+        Where the iterations run (see :func:`.sirt.sirt`). Input and output stay numpy.
 
     Returns
     -------
@@ -311,7 +322,7 @@ def fused(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
         gamma, adf_precision, np.atleast_1d(coefficients), n_lines)
     iterations, tv_weight = validate_tv_parameters(iterations, tv_weight)
     steps = _fused_steps(projector, np.asarray(eds), adf, coefficients, gamma, tv_weight,
-                         adf_precision, eds_weights, adf_weights, support, joint)
+                         adf_precision, eds_weights, adf_weights, support, joint, backend)
     return run_steps(steps, iterations, callback, columns)
 
 
