@@ -1,7 +1,7 @@
-"""SIRT, HEBT, ML-EM and Poisson + TV iterations on any numpy-like array module (CuPy).
+"""SIRT, HEBT, ML-EM, Poisson + TV and fused iterations on any numpy-like module (CuPy).
 
-The same updates as the numba kernels (see :mod:`.sirt`, :mod:`.bimodal`, :mod:`.mlem`
-and :mod:`.poisson_tv`),
+The same updates as the numba kernels (see :mod:`.sirt`, :mod:`.bimodal`, :mod:`.mlem`,
+:mod:`.poisson_tv` and :mod:`.fused`),
 written with whole-array operations. Dense blocks are held slice-major,
 ``(columns, n_rays)`` or ``(columns, n_pixels)`` in C order, so that their
 transpose, the operand of ``W @``, is Fortran-ordered as cuSPARSE wants it and
@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backends import ArrayModule, device_operators
+from .projector import inverse_or_zero
 
 
 def _product(matrix, dense):
@@ -113,8 +114,6 @@ def mlem_steps(module: ArrayModule, projector, inputs, parts):
     ``(rays, rows of W, their transpose)`` (:func:`.mlem._subset_matrices`). The updates are
     :func:`.mlem._mlem_steps`'.
     """
-    from .projector import inverse_or_zero
-
     g = projector.geometry
     xp = module.xp
     n_slices = inputs.counts.shape[1]
@@ -153,8 +152,6 @@ def poisson_tv_steps(module: ArrayModule, projector, inputs, weights, tau, bound
     (joint channels' included), ``tau`` the voxels' steps, ``bound`` the TV ball's radius,
     all host, as :func:`.poisson_tv._poisson_tv_steps` makes them; the updates are its.
     """
-    from .projector import inverse_or_zero
-
     g = projector.geometry
     xp = module.xp
     ops = device_operators(projector, module)
