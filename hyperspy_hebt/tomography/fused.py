@@ -285,8 +285,9 @@ def fused(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
         ``q_c >= 0`` per line: ADF per count^gamma (see the module text). They, ``gamma``
         and ``adf_precision`` must describe the data (fit them with :func:`fit_adf_power`,
         as ``reconstruct_fused`` does): far from the data's, the linearised iteration can
-        oscillate (measured with q 5x off at gamma 1.6: a 1e-7 change of the ADF grew to
-        0.86 of the largest voxel in 100 iterations; fitted, 2e-6).
+        oscillate (measured with q 5x too large and gamma 1.6 for a linear ADF: a 1e-7
+        change of the ADF grew to 0.86 of the largest voxel in 100 iterations; with the
+        model the ADF follows, 2e-6).
     gamma : float
         Power of the ADF model (>= 1; 1: linear, as HEBT).
     iterations : int
