@@ -17,6 +17,7 @@ with _warnings.catch_warnings():
 
 from ._version import __version__
 from .compute import compute_together
+from .export import save_tomviz_emd
 from .io import load_tilt_series
 from .signals import LazyTomographicEDSSpectrum, TomographicEDSSpectrum
 from .tilt_series import stack_tilt_series
@@ -27,5 +28,6 @@ __all__ = [
     "__version__",
     "compute_together",
     "load_tilt_series",
+    "save_tomviz_emd",
     "stack_tilt_series",
 ]
