@@ -571,8 +571,6 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
                                            dict(common, adf_offset=settings.adf_offset),
                                            absorption, summary, stage)
     record = reconstructions[0].metadata.Reconstruction
-    summary["algorithm"] = record.algorithm
-    summary["iterations_used"] = int(record.iterations)
     if record.has_item("AutomaticChoice"):
         choice = record.AutomaticChoice.as_dictionary()
         summary["automatic_choice"] = choice
@@ -585,6 +583,13 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
         stage(f"HEBT alpha {record.alpha:g}; response ratios {summary['response_ratios']}, "
               f"R^2 {summary['response_ratio_r_squared']:.3f}; model check: "
               f"{record.Diagnostics.verdict}")
+    return _computed(reconstructions, settings, summary, stage)
+
+
+def _computed(reconstructions: list, settings: _Settings, summary: dict, stage) -> list:
+    """What every method's record shares into the summary; the reconstructions computed."""
+    record = reconstructions[0].metadata.Reconstruction
+    summary.update(algorithm=record.algorithm, iterations_used=int(record.iterations))
     if record.has_item("Uncertainty"):
         summary["uncertainty"] = record.Uncertainty.as_dictionary()
         stage(f"Per-voxel uncertainty: {record.Uncertainty.replicates} bootstrap replicates "
@@ -595,23 +600,17 @@ def _reconstruct(series, adf, maps, method, settings: _Settings, summary: dict,
                    thickness_nm=record.get_item("thickness_nm"))
     stage(f"Grid padding {record.padding_px} px ({record.padding_reason}); "
           f"{100 * record.invalid_pixel_fraction:.1f} % of pixels without data")
-    _absorption_summary(record, summary, stage)
+    if record.has_item("Absorption"):
+        applied = record.Absorption.as_dictionary()
+        summary["absorption"] = applied
+        stage(f"Absorption corrected in {applied['outer_iterations']} passes "
+              f"(detectors: {applied['detectors']['source']}); share of X-rays that got "
+              "out: " + ", ".join(f"{line} {share:.3f}" for line, share in
+                                  applied["mean_transmitted_share"].items()))
     with _progress_bar(settings.show_progressbar):
         reconstructions = compute_together(reconstructions)
     stage("Reconstructed")
     return reconstructions
-
-
-def _absorption_summary(record, summary: dict, stage) -> None:
-    """The absorption correction's record into the summary, and a line for the user."""
-    if not record.has_item("Absorption"):
-        return
-    applied = record.Absorption.as_dictionary()
-    summary["absorption"] = applied
-    stage(f"Absorption corrected in {applied['outer_iterations']} passes "
-          f"(detectors: {applied['detectors']['source']}); share of X-rays that got "
-          "out: " + ", ".join(f"{line} {share:.3f}" for line, share in
-                              applied["mean_transmitted_share"].items()))
 
 
 def _with_absorption(run, common: dict, settings: _Settings, summary: dict, stage) -> list:
@@ -649,24 +648,13 @@ def _fused(series, adf, common: dict, settings: _Settings, summary: dict, stage)
                                        common, settings, summary, stage)
     record = reconstructions[0].metadata.Reconstruction
     diagnostics = record.Diagnostics.as_dictionary()
-    summary.update(algorithm=record.algorithm, iterations_used=int(record.iterations),
-                   tv_weight_used=float(record.tv_weight), gamma_used=float(record.gamma),
+    summary.update(tv_weight_used=float(record.tv_weight), gamma_used=float(record.gamma),
                    adf_offset=float(record.adf_offset),
                    adf_coefficients=record.adf_coefficients.as_dictionary(),
-                   fused_model=diagnostics, padding_px=record.padding_px,
-                   padding_reason=record.padding_reason,
-                   invalid_pixel_fraction=record.invalid_pixel_fraction,
-                   backend=record.backend, support=record.support,
-                   thickness_nm=record.get_item("thickness_nm"))
+                   fused_model=diagnostics)
     stage(f"Fused model: weight {record.tv_weight:g}, gamma {record.gamma:g}, ADF fit R^2 "
           f"{diagnostics['r_squared']:.3f}; model check: {diagnostics['verdict']}")
-    _absorption_summary(record, summary, stage)
-    if record.has_item("Uncertainty"):
-        summary["uncertainty"] = record.Uncertainty.as_dictionary()
-    with _progress_bar(settings.show_progressbar):
-        reconstructions = compute_together(reconstructions)
-    stage("Reconstructed")
-    return reconstructions
+    return _computed(reconstructions, settings, summary, stage)
 
 
 def _poisson_tv(series, common: dict, settings: _Settings, summary: dict, stage) -> list:
@@ -684,23 +672,12 @@ def _poisson_tv(series, common: dict, settings: _Settings, summary: dict, stage)
     reconstructions = _with_absorption(series.reconstruct_poisson_tv, common, settings,
                                        summary, stage)
     record = reconstructions[0].metadata.Reconstruction
-    summary.update(algorithm=record.algorithm, iterations_used=int(record.iterations),
-                   tv_weight_used={rec.metadata.Sample.xray_lines[0]:
-                                   float(rec.metadata.Reconstruction.tv_weight)
-                                   for rec in reconstructions} if not joint
-                   else float(record.tv_weight),
-                   padding_px=record.padding_px, padding_reason=record.padding_reason,
-                   invalid_pixel_fraction=record.invalid_pixel_fraction,
-                   backend=record.backend, support=record.support,
-                   thickness_nm=record.get_item("thickness_nm"))
+    summary["tv_weight_used"] = ({rec.metadata.Sample.xray_lines[0]:
+                                  float(rec.metadata.Reconstruction.tv_weight)
+                                  for rec in reconstructions} if not joint
+                                 else float(record.tv_weight))
     stage(f"Poisson + TV: weight {summary['tv_weight_used']}")
-    _absorption_summary(record, summary, stage)
-    if record.has_item("Uncertainty"):
-        summary["uncertainty"] = record.Uncertainty.as_dictionary()
-    with _progress_bar(settings.show_progressbar):
-        reconstructions = compute_together(reconstructions)
-    stage("Reconstructed")
-    return reconstructions
+    return _computed(reconstructions, settings, summary, stage)
 
 
 def _corrected_rerun(series, adf, automatic, common: dict, absorption, summary: dict,

@@ -129,8 +129,8 @@ def _bootstrap_block(settings: _Settings, maps, variance, weights, ids, core: sl
     line_ids : sequence of int
         The channels' numbers among the series' lines.
     adf, adf_weights : numpy.ndarray, optional
-        ``(slices, T, D)``: the fused model's ADF and its ray weights, same slices
-        (``settings.adf_model``).
+        ``(slices, T, D)``: the ADF (HEBT's, the fused model's) and its ray weights, same
+        slices (``settings.adf_model``).
 
     Returns
     -------
