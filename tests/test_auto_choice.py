@@ -69,3 +69,16 @@ def test_sirt_is_a_candidate_on_clean_data_too(blind_adf):
     assert set(record.CrossValidation.table.method) == {"SIRT", "HEBT"}
     # Whichever wins, the algorithm recorded is the one whose factors quantify it.
     assert record.algorithm == record.AutomaticChoice.chosen.split(",")[0]
+    # The reason quotes the loser's best score summed over the lines, as the winner's is:
+    # SIRT's rows carry alpha NaN, and NaN keys once left each line a "setting" of its own.
+    table = record.CrossValidation.table
+    rows = list(zip(table.method, table.iterations, table.alpha, table.score))
+    summed: dict = {}
+    for method, n, alpha, score in rows:
+        key = (method, n, None if np.isnan(alpha) else alpha)
+        summed[key] = summed.get(key, 0.0) + score
+    best_sirt = min(v for k, v in summed.items() if k[0] == "SIRT")
+    best_hebt = min(v for k, v in summed.items() if k[0] == "HEBT")
+    loser = best_hebt if record.algorithm == "SIRT" else best_sirt
+    assert f"best {'HEBT' if record.algorithm == 'SIRT' else 'SIRT'} {loser:.4g})" in \
+        record.AutomaticChoice.reason

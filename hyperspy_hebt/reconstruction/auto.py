@@ -270,6 +270,9 @@ def _best_summed(rows) -> float:
     """Lowest score summed over lines among ``rows`` (one setting = method, alpha, n)."""
     summed: dict = {}
     for r in rows:
-        key = (r["alpha"], r["iterations"])
+        # SIRT's rows carry alpha NaN, a new float object per row: NaN keys never match,
+        # so each line would stand alone and its single-line score pass for a sum.
+        alpha = None if np.isnan(r["alpha"]) else r["alpha"]
+        key = (alpha, r["iterations"])
         summed[key] = summed.get(key, 0.0) + r["score"]
     return min(summed.values()) if summed else float("nan")
