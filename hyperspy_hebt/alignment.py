@@ -515,17 +515,26 @@ def register_adf_to_eds(series, adf, xray_line: str | None = None, constant: boo
     # lines), and the centres of mass measure that, not the scan offset.
     spread = 1.4826 * np.median(np.abs(offsets - np.median(offsets, axis=0)), axis=0)
     size = np.array(images.shape[1:], dtype=float)
-    unsure = bool(np.any(spread > REGISTRATION_SPREAD_PX)
-                  or np.any(np.abs(applied[0]) > REGISTRATION_LARGE_FRACTION * size))
+    spread_out = bool(np.any(spread > REGISTRATION_SPREAD_PX))
+    large = bool(np.any(np.abs(applied[0]) > REGISTRATION_LARGE_FRACTION * size))
+    unsure = spread_out or large
     reference_name = xray_line or "sum of " + ", ".join(m.metadata.Sample.xray_lines[0]
                                                         for m in maps)
     if unsure:
+        # Say which test failed: a large but steady offset is a different matter (a real
+        # scan delay on a small field) from offsets that wander between tilts.
+        why = "; ".join(
+            ([f"the offsets spread more than {REGISTRATION_SPREAD_PX:g} px between tilts: the "
+              "EDS maps and the ADF may not show the same mass"] if spread_out else [])
+            + ([f"the offset is over {REGISTRATION_LARGE_FRACTION:.0%} of the field "
+                f"({images.shape[1]} x {images.shape[2]} px): check that it is a real scan "
+                "delay"] if large else []))
         _logger.warning(
             "ADF-EDS registration is unsure: offsets (y, x) %s px (median), spread %s px "
-            "between tilts (reference: %s). The EDS maps and the ADF may not show the same "
-            "mass; try one line that follows the ADF (xray_line=...) or register=False.",
+            "between tilts (reference: %s): %s. Try one line that follows the ADF "
+            "(xray_line=...) or register=False.",
             np.round(np.median(offsets, axis=0), 2).tolist(), np.round(spread, 2).tolist(),
-            reference_name)
+            reference_name, why)
     record = {
         "reference": reference_name,
         "offsets_px": offsets.tolist(),

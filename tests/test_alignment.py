@@ -287,9 +287,26 @@ def test_registration_on_maps_that_miss_the_adfs_mass_is_unsure(caplog):
     with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
         registered = register_adf_to_eds(acquisition.series, adf, integration_windows=1.0)
     assert registered.metadata.Registration.confidence == "low"
-    assert "registration is unsure" in caplog.text
+    assert "registration is unsure" in caplog.text and "spread more than" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
         clean = register_adf_to_eds(acquisition.series, acquisition.adf,
                                     integration_windows=1.0)
     assert clean.metadata.Registration.confidence == "high" and not caplog.records
+
+
+def test_a_large_steady_offset_is_named_as_such(caplog):
+    """A 2 px delay on a 32 px field is over 5 % of it: unsure, but for that reason only
+    (session 12 found the message blaming mass the maps do not show)."""
+    import logging
+
+    particle = core_shell_particle(32, 8, pixel_size_nm=3.0, core_radius=0.2,
+                                   shell_radius=0.35)
+    acquisition = simulate_acquisition(particle, LINES, energy_axis_kev=(0.0, 0.02, 200),
+                                       adf_offset_px=(1.5, -2.0))
+    with caplog.at_level(logging.WARNING, logger="hyperspy_hebt"):
+        registered = register_adf_to_eds(acquisition.series, acquisition.adf,
+                                         integration_windows=1.0)
+    assert registered.metadata.Registration.confidence == "low"
+    assert "over 5% of the field (8 x 32 px)" in caplog.text
+    assert "spread more than" not in caplog.text
