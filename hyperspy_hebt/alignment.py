@@ -401,6 +401,18 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
         the fraction of pixels valid at every tilt, and the image shape. The
         pixels shifted in from outside the images are zeros; the reconstructions
         read this record and give them no weight (their ``invalid_pixels``).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.alignment import align_tilt_series
+    >>> aligned, aligned_adf = align_tilt_series(series, adf)
+    >>> aligned.metadata.Alignment.method
+    'com'
     """
     _spatial_order(series)
     if method not in ("com", "xcorr"):
@@ -496,6 +508,18 @@ def register_adf_to_eds(series, adf, xray_line: str | None = None, constant: boo
         tilt in pixels, the one applied, the reference, their spread between
         tilts and a ``confidence``: "low", with a logged warning, when the
         offsets spread more than 1 px or exceed 5 % of the field).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.alignment import register_adf_to_eds
+    >>> registered = register_adf_to_eds(series, adf)
+    >>> registered.metadata.Registration.confidence  # no offset simulated here
+    'high'
     """
     _spatial_order(series)
     lines = None if xray_line is None else [xray_line]
@@ -562,6 +586,19 @@ def normalise_tilt_totals(intensities):
     Returns
     -------
     list of signals
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.alignment import normalise_tilt_totals
+    >>> maps = series.get_lines_intensity(integration_windows=1.0)
+    >>> normalised = normalise_tilt_totals(maps)
+    >>> len(normalised[0].metadata.Normalisation.factors)  # one per tilt
+    31
     """
     out = []
     for i, signal in enumerate(intensities):

@@ -74,6 +74,18 @@ def write_checksum(path: str | os.PathLike) -> Path:
         ``path`` does not exist.
     ValueError
         ``path`` is an empty folder (nothing to check).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from hyperspy_hebt.checksums import verify_checksum, write_checksum
+    >>> path = Path(tempfile.mkdtemp()) / "tilt_0.hspy"
+    >>> _ = path.write_bytes(b"spectra")
+    >>> write_checksum(path).name
+    'tilt_0.hspy.sha256'
+    >>> verify_checksum(path)
+    True
     """
     path = Path(path)
     if not path.exists():

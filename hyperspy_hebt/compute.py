@@ -32,6 +32,21 @@ def compute_together(signals: Sequence) -> list:
         Eager signals of the same classes, axes and metadata; a lazy
         ``metadata.Signal.Noise_properties.variance`` (and the ``Covariance`` signals of
         joint reconstructions) is computed in the same pass.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt import compute_together
+    >>> lazy = series.as_lazy()
+    >>> fractions = lazy.quantify_cross_section(
+    ...     lazy.reconstruct_sirt(iterations=20, show_progressbar=False))
+    >>> computed = compute_together(fractions)  # one pass over the spectra for both
+    >>> computed[0]
+    <Signal2D, title: Ag weight fraction (SIRT), dimensions: (2|24, 24)>
     """
     from hyperspy.signal import BaseSignal
 

@@ -72,6 +72,23 @@ def save_tomviz_emd(signals: Sequence, path, overwrite: bool = False,
     ValueError
         No signal, signals on different grids or not 3D, two with the same channel
         name, or an existing file without ``overwrite``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> import tempfile
+    >>> from hyperspy_hebt import save_tomviz_emd
+    >>> fractions = series.quantify_cross_section(
+    ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))
+    >>> path = save_tomviz_emd(fractions, tempfile.mkdtemp() + "/fractions.emd")
+    >>> import h5py
+    >>> with h5py.File(path, "r") as f:
+    ...     print(list(f["data/tomography/tomviz_scalars"]))
+    ['Ag', 'Au']
     """
     import h5py
 

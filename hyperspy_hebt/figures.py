@@ -98,6 +98,18 @@ def orthoslices(signals: Sequence, vmin=None, vmax=None, cmap: str = "inferno",
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.figures import orthoslices
+    >>> fractions = series.quantify_cross_section(
+    ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))
+    >>> figure = orthoslices(fractions, vmin=0, vmax=1)
     """
     import matplotlib.pyplot as plt
 
@@ -177,6 +189,18 @@ def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
     For a readable figure in bounded memory and time, each volume is smoothed
     (Gaussian, sigma 1 voxel) before meshing, and a surface of more than
     :data:`RENDER_FACES` faces is meshed again with coarser steps.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.figures import render_3d
+    >>> fractions = series.quantify_cross_section(
+    ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))
+    >>> figure = render_3d(fractions, levels=[0.5, 0.5])
     """
     import matplotlib.pyplot as plt
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
@@ -246,6 +270,24 @@ def save_volumes(signals: Sequence, folder, formats: Sequence[str] = ("zspy", "t
     -------
     list of Path
         The files written.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> import tempfile
+    >>> from hyperspy_hebt.figures import save_volumes
+    >>> fractions = series.quantify_cross_section(
+    ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))
+    >>> for path in save_volumes(fractions, tempfile.mkdtemp(), formats=("zspy", "tif")):
+    ...     print(path.name)
+    Ag_weight_fraction_SIRT.zspy
+    Ag_weight_fraction_SIRT.tif
+    Au_weight_fraction_SIRT.zspy
+    Au_weight_fraction_SIRT.tif
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,12 @@ def tilt_angle_from_filename(path: str) -> float:
     ------
     ValueError
         When the name matches neither form.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.io import tilt_angle_from_filename
+    >>> tilt_angle_from_filename("data/tilt_-40.bcf"), tilt_angle_from_filename("tilt_m35.bcf")
+    (-40.0, -35.0)
     """
     stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
     matches = list(_TILT_WORD.finditer(stem)) or list(_SIGNED_STEM.finditer(stem))
@@ -307,6 +313,25 @@ def load_tilt_series(
         A file differs from its checksum file (a ``ValueError`` naming both).
     FileNotFoundError
         A pattern matching nothing, or missing files.
+
+    Examples
+    --------
+    Files written one per tilt (here by the simulator), angles read from their names:
+
+    >>> import tempfile
+    >>> from hyperspy_hebt import load_tilt_series
+    >>> from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
+    ...                                       write_acquisition_files)
+    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
+    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> folder = tempfile.mkdtemp()
+    >>> paths, adf_paths = write_acquisition_files(acquisition, folder)
+    >>> series, adf = load_tilt_series(folder + "/tilt_*.hspy", tilt_from="filename",
+    ...                                adf_paths=folder + "/adf_tilt_*.hspy")
+    >>> series
+    <LazyTomographicEDSSpectrum, title: ..., dimensions: (24, 2, 31|256)>
+    >>> series.tilt_angles[:3]
+    array([-75., -70., -65.])
     """
     if detectors not in DETECTOR_MODES:
         raise ValueError(f"detectors must be one of {DETECTOR_MODES}, got {detectors!r}.")

@@ -23,7 +23,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
 from .physics.line_shapes import line_fwhm_kev
-from .reconstruction.intensities import MIN_LINE_WEIGHT, resolve_xray_lines
+from .reconstruction.intensities import resolve_xray_lines
 
 __all__ = ["LineSurvey", "snip_background", "survey_lines", "survey_spectrum"]
 
@@ -141,18 +141,19 @@ class LineSurvey:
 
 
 def _element_lines(element: str) -> list[tuple[str, float]]:
-    """Return (line, keV) of an element's lines strong enough to explain a peak.
+    """Return (line, keV) of every line exspy lists for an element, however weak.
 
-    Strong enough: :data:`~hyperspy_hebt.reconstruction.intensities.MIN_LINE_WEIGHT` of their
-    family's strongest.
+    A peak of a listed element explains itself whatever its weight: at a few thousand
+    counts the weak lines (Ag Ll and Lg1, Au Mz, at 0.013-0.04 of their family's
+    strongest) stand 50 sigma above the background, and leaving them out reported them
+    as unlisted elements (Cl, Ca, K) on a plain Ag-Au spectrum.
     """
     from exspy.material import elements
 
     table = elements[element].Atomic_properties.get_item("Xray_lines")
     if table is None:
         return []
-    return [(f"{element}_{name}", float(table[name].energy_keV)) for name in table.keys()
-            if table[name].weight >= MIN_LINE_WEIGHT]
+    return [(f"{element}_{name}", float(table[name].energy_keV)) for name in table.keys()]
 
 
 def _candidates(energy_kev: float, width_kev: float) -> list[str]:
@@ -259,6 +260,18 @@ def survey_lines(signal, xray_lines=None, sum_spectrum=None) -> LineSurvey:
     ValueError
         The energy axis is not in keV or eV, or non-uniform, or the detector
         resolution is missing.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.line_survey import survey_lines
+    >>> survey = survey_lines(series)
+    >>> survey.missing, survey.unlisted
+    ([], [])
     """
     lines = resolve_xray_lines(signal, xray_lines)
     axis = signal.axes_manager.signal_axes[0]

@@ -31,6 +31,13 @@ def structure_ssim(estimate, reference, mask=None, c: float = 0.0) -> float:
     Sample statistics (N - 1) over the whole image or the ``mask``; the paper
     uses C = 0. Equals the Pearson correlation for C = 0; 1 is identical
     structure, invariant to scale and offset.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.metrics import structure_ssim
+    >>> image = np.arange(64.0).reshape(8, 8)
+    >>> round(structure_ssim(image, image), 6)
+    1.0
     """
     x, y = _pair(estimate, reference, mask)
     if x.size < 2:

@@ -29,6 +29,7 @@ from ._outputs import ResultWriter
 from .alignment import align_tilt_series, normalise_tilt_totals, register_adf_to_eds
 from .compute import compute_together
 from .diagnostics import AS_RECORDED_KEY, CLIPPED_FRACTION_LIMIT, adf_as_recorded
+from .export import save_tomviz_emd
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
 from .line_survey import sum_spectrum_of, survey_lines
@@ -383,6 +384,8 @@ def _run(settings: _Settings, writer: ResultWriter, stage: _Stages, collected) -
     maps = _line_maps(series, settings, summary, stage)
     reconstructions = _reconstruct(series, adf, maps, method, settings, summary, stage)
     files = save_volumes(reconstructions, out)
+    # tomviz reads one EMD of every line (its channels); written a block at a time.
+    files.append(save_tomviz_emd(reconstructions, out / "reconstructions.emd"))
     # Saved, the volumes give their memory to the fractions (computed block by block
     # into the same arrays): one set of volumes in memory, not two (0.34 GB less for
     # five 256^3 volumes; a dask pass holding both peaked 0.8 GB higher still).
@@ -401,6 +404,7 @@ def _run(settings: _Settings, writer: ResultWriter, stage: _Stages, collected) -
     summary["particle_voxels"] = table["inside"]["voxels"]
     summary["threshold"] = fractions[0].metadata.Quantification.get_item("threshold")
     files += save_volumes(fractions, out)
+    files.append(save_tomviz_emd(fractions, out / "weight_fractions.emd"))
     figures = _figures(fractions, table, out)
     stage(f"Saved {len(files)} volume files and {len(figures)} figures")
     summary["warnings"] = collected.messages

@@ -146,6 +146,22 @@ def composition_table(fractions: Sequence,
         between voxels, which is not computed), over the voxels where it is defined,
         and ``"voxel_uncertainty_undefined_share"``: the share where it is not (NaN:
         too noisy for a first-order propagation).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.regions import composition_table
+    >>> fractions = series.quantify_cross_section(
+    ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))
+    >>> table = composition_table(fractions, ["inside", "Au dominates"])
+    >>> table["Au dominates"]["voxels"] < table["inside"]["voxels"]
+    True
+    >>> round(table["Au dominates"]["mean"]["Au"], 1)
+    0.8
     """
     elements, volumes = _volumes(fractions)
     variances = _variances(fractions)

@@ -77,6 +77,16 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         the detector's azimuth and elevation and ``Stage.tilt_beta``);
         ``Stage.tilt_alpha`` in metadata is ignored. Without a tilt axis, the
         scalar from ``Stage.tilt_alpha`` is returned as exspy does.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> series.get_take_off_angle()[:3]  # degrees, one per tilt: -75, -70, -65
+        array([-40., -35., -30.])
         """
         tem = self.metadata.Acquisition_instrument.TEM
         azimuth = tem.get_item("Detector.EDS.azimuth_angle", None)
@@ -119,6 +129,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             One angle per tilt in degrees, strictly increasing along the tilt
             axis, finite, with ``|angle| < 90``. If no navigation axis is named
             ``tilt`` yet, the slowest navigation axis becomes it.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> series.set_tilt_angles(np.linspace(-60, 60, 31))
+        >>> series.tilt_angles[:3]
+        array([-60., -56., -52.])
         """
         apply_tilt_angles(self, tilt_angles)
 
@@ -190,6 +211,19 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             in ``Sample.elements``/``Sample.xray_lines``, and a ``Reconstruction``
             node with every parameter used. Values are line intensity per voxel
             (counts per pixel path length), not yet compositions.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> reconstructions = series.reconstruct_sirt(iterations=20, show_progressbar=False)
+        >>> reconstructions[0]
+        <Signal2D, title: SIRT reconstruction of Ag_La, dimensions: (2|24, 24)>
+        >>> reconstructions[0].metadata.Reconstruction.iterations
+        20
         """
         source = LineSource(xray_lines, intensities, integration_windows, background_windows,
                             normalise_tilts)
@@ -288,6 +322,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         ValueError
             Maps with negative counts (background-subtracted maps can dip below 0:
             use SIRT for them), or what :meth:`reconstruct_sirt` refuses.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> reconstructions = series.reconstruct_mlem(iterations=10, show_progressbar=False)
+        >>> reconstructions[0]
+        <Signal2D, title: ML-EM reconstruction of Ag_La, dimensions: (2|24, 24)>
         """
         source = LineSource(xray_lines, intensities, integration_windows, background_windows,
                             normalise_tilts)
@@ -404,6 +449,18 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             :meth:`reconstruct_sirt` refuses.
         TypeError
             ``joint_tv`` not a bool.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> reconstructions = series.reconstruct_poisson_tv(iterations=50, tv_weight=0.03,
+        ...                                                  show_progressbar=False)
+        >>> reconstructions[0].metadata.Reconstruction.algorithm
+        'Poisson-TV'
         """
         source = LineSource(xray_lines, intensities, integration_windows, background_windows,
                             normalise_tilts)
@@ -548,6 +605,18 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             :meth:`reconstruct_sirt` refuses.
         TypeError
             ``joint_tv`` or ``adf_offset`` not a bool.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> reconstructions = series.reconstruct_fused(adf, iterations=50, tv_weight=0.03,
+        ...                                             show_progressbar=False)
+        >>> reconstructions[1]
+        <Signal2D, title: Fused reconstruction of Au_Ma, dimensions: (2|24, 24)>
         """
         source = LineSource(xray_lines, intensities, integration_windows, background_windows,
                             normalise_tilts)
@@ -675,6 +744,19 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             source and R^2, so :meth:`quantify_cross_section` uses ``z_A``. The
             lazy stacks share one graph: compute them together
             (``dask.compute(*[r.data for r in rec])``) to run HEBT once.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> reconstructions = series.reconstruct_hebt(adf, alpha=0.8, iterations=20,
+        ...                                           show_progressbar=False)
+        >>> record = reconstructions[0].metadata.Reconstruction
+        >>> record.algorithm, round(record.response_ratio_r_squared, 2)
+        ('HEBT', 1.0)
         """
         model = HebtModel(response_ratios, exclude_clipped, adf_offset, unlisted_mass,
                           ratio_floor, detector_efficiency)
@@ -777,6 +859,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         hyperspy_hebt.cross_validation.CrossValidation
             ``rows`` (every score), ``best_per_line``, ``best`` (summed over lines),
             ``setting(line)``, ``plot()``.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> scores = series.cross_validate(adf, iterations=(10, 20), alphas=(0.8,), slices=1)
+        >>> sorted(scores.setting())
+        ['alpha', 'iterations', 'method', 'tv_weight']
         """
         _auto.check_fold_ratios(response_ratios)
         return _auto.cross_validate(
@@ -803,6 +896,19 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         See :func:`hyperspy_hebt.line_fitting.fit_line_intensities` for the model and
         the parameters.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> maps = series.fit_line_intensities()
+        >>> maps[0].metadata.General.title
+        'Fitted intensity of Ag_La (Synthetic EDS tilt series)'
+        >>> maps[0].metadata.LineFit.check.verdict
+        'consistent'
         """
         from .line_fitting import fit_line_intensities
 
@@ -869,6 +975,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             :meth:`reconstruct_hebt` runs the same check and stores it in
             ``metadata.Reconstruction.Diagnostics``, with a logged warning when the
             verdict is not "consistent".
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> report = series.check_hebt_model(adf)
+        >>> report["verdict"], report["problems"]
+        ('consistent', [])
         """
         return _hebt.check_hebt_model(
             self, adf,
@@ -917,6 +1034,16 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         -------
         Signal2D (LazySignal2D for a lazy ADF)
             ADF intensity per voxel; ``metadata.Reconstruction.signal == "ADF"``.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> series.reconstruct_adf(adf, iterations=20, show_progressbar=False)
+        <Signal2D, title: SIRT reconstruction of the ADF signal, dimensions: (2|24, 24)>
         """
         return _sirt.reconstruct_adf(
             self, adf, iterations,
@@ -995,6 +1122,21 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             Reconstructions of mixed algorithms or geometries, a bad threshold,
             units, factors or ``factor_uncertainty``, ``regions`` with lazy
             reconstructions, or a variance on some reconstructions and not others.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> series, adf = acquisition.series, acquisition.adf
+        >>> fractions = series.quantify_cross_section(
+        ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))
+        >>> fractions[1]
+        <Signal2D, title: Au weight fraction (SIRT), dimensions: (2|24, 24)>
+        >>> inside = (fractions[0].data + fractions[1].data) > 0
+        >>> round(float(fractions[1].data[inside].mean()), 2)  # the shell dominates the volume
+        0.42
         """
         if regions is not None and any(getattr(r, "_lazy", False) for r in reconstructions):
             raise ValueError(

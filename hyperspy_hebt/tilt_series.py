@@ -223,6 +223,19 @@ def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float] | np.ndarr
         energy axis.
     TypeError
         An element of ``spectra`` is not a HyperSpy signal with one signal axis.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt import stack_tilt_series
+    >>> spectra = [series.inav[:, :, i] for i in (15, 14, 16)]  # 0, -5 and 5 degrees
+    >>> stacked = stack_tilt_series(spectra, [0.0, -5.0, 5.0])
+    >>> stacked.tilt_angles  # sorted, the spectra with them
+    array([-5.,  0.,  5.])
     """
     import hyperspy.api as hs
 

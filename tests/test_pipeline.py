@@ -98,6 +98,19 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
     assert summary["composition"]["inside"]["voxels"] == summary["particle_voxels"] > 0
     assert summary["line_survey"]["missing"] == []
     assert (out / "composition.png").exists()
+    # tomviz files: one channel per line and per element, the same numbers as the volumes.
+    import h5py
+
+    # Channels are named by element, the reconstructions' too (one line per element).
+    for name, channels, saved in (("reconstructions.emd", ["Ag", "Au"], recs[1]),
+                                  ("weight_fractions.emd", ["Ag", "Au"], volume)):
+        with h5py.File(out / name, "r") as f:
+            group = f["data/tomography"]
+            assert list(group["tomviz_scalars"]) == channels
+            # tomviz's layout is (x, y, z); the signals' arrays are (y, z, x).
+            np.testing.assert_array_equal(group["tomviz_scalars"][channels[1]][()],
+                                          np.transpose(saved.data, (2, 0, 1)))
+        assert str(out / name) in summary["outputs"]
 
 
 @pytest.mark.slow

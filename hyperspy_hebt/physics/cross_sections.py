@@ -47,6 +47,12 @@ def elastic_cross_section(element: str, beam_energy_kev, u_form: str = "paper"):
     -------
     float or numpy.ndarray
         Cross section in barn.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import elastic_cross_section
+    >>> round(float(elastic_cross_section("Fe", 200.0)))
+    2122490
     """
     z = atomic_number(element)
     energy = _positive_energy(beam_energy_kev)
@@ -131,6 +137,14 @@ def ionization_cross_section(xray_line: str, beam_energy_kev):
     -------
     float or numpy.ndarray
         Cross section in barn (Bote & Salvat 2009 with NIST's parameters).
+
+    Examples
+    --------
+    The Fe K-shell ionisation cross section at 200 keV, in barn:
+
+    >>> from hyperspy_hebt.physics import ionization_cross_section
+    >>> round(float(ionization_cross_section("Fe_Ka", 200.0)), 1)
+    318.4
     """
     element, _ = split_xray_line(xray_line)
     return subshell_ionization_cross_section(element, ionized_subshell(xray_line), beam_energy_kev)

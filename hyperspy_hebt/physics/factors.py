@@ -27,6 +27,15 @@ def eds_factor(xray_line: str, beam_energy_kev: float,
     float
         The factor in barn mol/g. The X-ray intensity of a thin film is
         ``n f_A C_A rho t`` (Eq. 5).
+
+    Examples
+    --------
+    The factor ``f_A`` of Au Ma at 100 keV, in barn mol/g (the paper's Table 2 gives
+    the same ingredients):
+
+    >>> from hyperspy_hebt.physics import eds_factor
+    >>> round(eds_factor("Au_Ma", 100.0), 3)
+    1.052
     """
     element, _ = split_xray_line(xray_line)
     efficiency = detector_efficiency_for_line(xray_line, detector_efficiency)
@@ -45,6 +54,12 @@ def haadf_factor(element: str, beam_energy_kev: float, u_form: str = "paper") ->
         Beam energy in keV.
     u_form : {"paper", "log"}
         Form of Browning's ``u``; see :func:`elastic_cross_section`.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import haadf_factor
+    >>> round(haadf_factor("Au", 100.0))
+    100529
     """
     return elastic_cross_section(element, beam_energy_kev, u_form=u_form) / atomic_weight(element)
 

@@ -191,6 +191,12 @@ def fluorescence_yield(xray_line: str) -> float:
     float
         Sum of the radiative transition probabilities into that subshell
         (dimensionless, per vacancy).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import fluorescence_yield
+    >>> round(fluorescence_yield("Fe_Ka"), 3)
+    0.336
     """
     _, transitions = _transitions_or_error(xray_line)
     return float(sum(p for _, p in transitions))
@@ -208,6 +214,12 @@ def line_fraction(xray_line: str) -> float:
     -------
     float
         Dimensionless fraction in [0, 1] (the paper's "relative intensity").
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import line_fraction
+    >>> round(line_fraction("Fe_Ka"), 3)
+    0.892
     """
     line, transitions = _transitions_or_error(xray_line)
     sources = LINE_TRANSITIONS[line][1]

@@ -56,7 +56,8 @@ def _pixel_size_nm(problem: Problem) -> float:
 
 #: Copies of the lines' volumes on the passes' grid (float32) that a pass holds at its
 #: peak: the reconstructions, their fractions, the attenuation of every line, SIRT's
-#: working copies. Measured: see benchmarks/real_pipeline.py --absorption (README).
+#: working copies. Measured: benchmarks/real_pipeline.py --absorption
+#: (docs/user_guide/absorption.md).
 VOLUME_COPIES = 8
 
 

@@ -365,6 +365,18 @@ def simulate_acquisition(
     -------
     SimulatedAcquisition
         ``expected`` holds the clean sinograms (no drift, offset or shadowing).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> series
+    <TomographicEDSSpectrum, title: Synthetic EDS tilt series, dimensions: (24, 2, 31|256)>
+    >>> adf
+    <Signal2D, title: Synthetic ADF tilt series, dimensions: (31|24, 2)>
     """
     fractions = phantom.weight_fractions
     counts = thin_film_line_counts(fractions, xray_lines, beam_energy_kev,

@@ -112,6 +112,13 @@ def core_shell_particle(n_x: int, n_slices: int | None = None, pixel_size_nm: fl
     -------
     Phantom
         With regions ``core`` and ``shell``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)
+    >>> sorted(particle.weight_fractions), particle.weight_fractions["Au"].shape
+    (['Ag', 'Au'], (2, 24, 24))
     """
     core_composition = core_composition or {"Ag": 0.2, "Au": 0.8}
     shell_composition = shell_composition or {"Ag": 0.8, "Au": 0.2}
@@ -151,6 +158,13 @@ def paper_phantom(n_slices: int | None = None, core_composition=None, shell_comp
     -------
     Phantom
         Weight fractions per element, 1.5 nm voxels, regions ``core`` and ``shell``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import paper_phantom
+    >>> phantom = paper_phantom()
+    >>> phantom.weight_fractions["Au"].shape, phantom.pixel_size_nm
+    ((97, 97), 1.5)
     """
     return core_shell_particle(97, n_slices, 1.5, core_composition, shell_composition)
 
