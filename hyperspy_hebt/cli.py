@@ -210,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     rec = command("reconstruct", "per-tilt files -> quantified volumes",
                   "Load one file per tilt (Bruker .bcf, Velox .emd, HyperSpy .hspy/.zspy), "
                   "reconstruct every element (HEBT or SIRT, chosen by held-out tilts unless "
-                  "told), quantify weight fractions and write volumes, figures and "
-                  "summary.json (with every file's SHA-256) into one folder.")
+                  "told), quantify weight fractions and write volumes (.zspy, .tif and "
+                  "tomviz .emd), figures and summary.json (with every file's SHA-256) into "
+                  "one folder.")
     rec.add_argument("paths", help='glob pattern of per-tilt files, e.g. "data/*.bcf"')
     rec.add_argument("--adf", default=None, help="glob pattern of separate ADF files")
     rec.add_argument("--tilt-from", default="metadata", choices=("metadata", "filename"),
