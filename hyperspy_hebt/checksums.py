@@ -138,6 +138,19 @@ def verify_checksum(path: str | os.PathLike) -> bool:
     ChecksumMismatch
         A file differs from its checksum, is missing, or (in a folder) is not listed; the
         message names the file and the checksum file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from hyperspy_hebt.checksums import verify_checksum, write_checksum
+    >>> path = Path(tempfile.mkdtemp()) / "tilt_0.hspy"
+    >>> _ = path.write_bytes(b"spectra")
+    >>> verify_checksum(path)  # no checksum file beside it: nothing to check
+    False
+    >>> _ = write_checksum(path)
+    >>> verify_checksum(path)
+    True
     """
     path = Path(path)
     sidecar = _sidecar(path)

@@ -41,5 +41,10 @@ def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
     if sigma is None:
         return stack
     depth = {0: int(TRUNCATE * sigma[0] + 0.5), 1: 0, 2: 0}
+    if depth[0] >= stack.shape[0]:
+        # Fewer slices than the halo (a thin or heavily binned series): dask refuses an
+        # overlap deeper than the array, and one block of it is scipy's whole-array filter.
+        return stack.rechunk({0: -1}).map_blocks(
+            filter_block, sigma=sigma, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
     return stack.map_overlap(filter_block, depth=depth, boundary="none", sigma=sigma,
                              dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))

@@ -274,6 +274,29 @@ def reconstruct_files(
         line, HEBT, the fused model, alignment or registration without ADF images; an
         ``out_dir`` that is a file, holds a previous run (without ``overwrite``) or other
         files; ``uncertainty`` with ``fit_lines``.
+
+    Examples
+    --------
+    Files written one per tilt (here by the simulator), reconstructed by SIRT:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from hyperspy_hebt.pipeline import reconstruct_files
+    >>> from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
+    ...                                       write_acquisition_files)
+    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
+    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = write_acquisition_files(acquisition, folder)
+    >>> summary = reconstruct_files(str(folder / "tilt_*.hspy"), folder / "results",
+    ...                             adf_paths=str(folder / "adf_tilt_*.hspy"),
+    ...                             tilt_from="filename", elements=["Ag", "Au"],
+    ...                             method="sirt", iterations=20,
+    ...                             progress=lambda message: None, show_progressbar=False)
+    >>> summary["algorithm"], sorted(summary["mean_weight_fraction_inside"])
+    ('SIRT', ['Ag', 'Au'])
+    >>> (folder / "results" / "summary.json").exists()
+    True
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")

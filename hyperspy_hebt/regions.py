@@ -90,11 +90,30 @@ def region_mask(rule, elements: Sequence[str], stack) -> np.ndarray:
         ``(elements, y, z, x)`` fractions (0 outside the object), stacked or one
         volume per element.
 
+    Returns
+    -------
+    numpy.ndarray of bool
+        The region, shaped like one fraction map; never outside the object.
+
     Raises
     ------
     ValueError
         A rule that does not parse, an element not quantified, or a mask of
         another shape.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.regions import region_mask
+    >>> fractions = series.quantify_cross_section(
+    ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))
+    >>> mask = region_mask("Au dominates", ["Ag", "Au"], [f.data for f in fractions])
+    >>> mask.shape, mask.dtype
+    ((2, 24, 24), dtype('bool'))
     """
     inside = _inside(stack)
     if not isinstance(rule, str):
@@ -211,6 +230,18 @@ def composition_figure(table: dict, units: str = "weight fraction"):
     """Draw a bar chart of each region's mean composition with its spread.
 
     One colour per element, as in :func:`~hyperspy_hebt.figures.element_colors`.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> from hyperspy_hebt.regions import composition_figure, composition_table
+    >>> fractions = series.quantify_cross_section(
+    ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))
+    >>> figure = composition_figure(composition_table(fractions, ["inside", "Au dominates"]))
     """
     import matplotlib.pyplot as plt
 

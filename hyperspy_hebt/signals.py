@@ -52,6 +52,18 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
     ``add_lines``, ``get_lines_intensity``, ``plot`` ...). Build one with
     :func:`hyperspy_hebt.stack_tilt_series`, ``set_signal_type("EDS_TEM_Tomography")``
     or ``hs.load`` of a saved series.
+
+    Examples
+    --------
+    A signal becomes one by its signal type (``hs.load`` of a saved series does it too):
+
+    >>> s = hs.signals.Signal1D(np.zeros((3, 4, 8)))  # 3 tilts of 4 pixels, 8 channels
+    >>> s.set_signal_type("EDS_TEM_Tomography")
+    >>> type(s).__name__
+    'TomographicEDSSpectrum'
+    >>> s.set_tilt_angles([-30, 0, 30])
+    >>> s.tilt_angles
+    array([-30.,   0.,  30.])
     """
 
     _signal_type = SIGNAL_TYPE
@@ -109,7 +121,16 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
     @property
     def tilt_angles(self) -> np.ndarray:
-        """Tilt angles in degrees, one per tilt, from the ``tilt`` navigation axis (read-only)."""
+        """Tilt angles in degrees, one per tilt, from the ``tilt`` navigation axis (read-only).
+
+        Examples
+        --------
+        >>> s = hs.signals.Signal1D(np.zeros((3, 4, 8)))
+        >>> s.set_signal_type("EDS_TEM_Tomography")
+        >>> s.set_tilt_angles([-30, 0, 30])
+        >>> s.tilt_angles
+        array([-30.,   0.,  30.])
+        """
         axis = get_tilt_axis(self)
         if axis is None:
             raise AttributeError(
@@ -1194,4 +1215,11 @@ class LazyTomographicEDSSpectrum(TomographicEDSSpectrum, LazyEDSTEMSpectrum):
 
     Reconstruction methods return lazy signals and compute nothing: each dask
     block holds every tilt for a run of slices.
+
+    Examples
+    --------
+    >>> s = hs.signals.Signal1D(np.zeros((3, 4, 8)))
+    >>> s.set_signal_type("EDS_TEM_Tomography")
+    >>> type(s.as_lazy()).__name__
+    'LazyTomographicEDSSpectrum'
     """

@@ -166,6 +166,23 @@ def test_single_slice_series(lazy):
     assert rec.data.shape == (20, 20)
 
 
+@pytest.mark.parametrize("slices_per_block", [1, 8])
+def test_fewer_slices_than_the_filter_halo(slices_per_block):
+    """Two slices, sigma 0.8 along them (a halo of 3): dask refused the overlap ("depth 3
+    is larger than your array 2") and the reconstruct command stopped on such a series.
+    Lazy now equals eager, which is scipy's filter of the whole array."""
+    from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+
+    acquisition = simulate_acquisition(core_shell_particle(16, 2, pixel_size_nm=3.0),
+                                       ["Ag_La"], energy_axis_kev=(0.0, 0.02, 200))
+    series = acquisition.series
+    options = dict(iterations=ITERATIONS, gaussian_sigma={"y": 0.8, "x": 0.8})
+    eager = series.reconstruct_sirt(**options)
+    lazy = series.as_lazy().reconstruct_sirt(slices_per_block=slices_per_block, **options)
+    np.testing.assert_allclose(np.asarray(lazy[0].data), eager[0].data, rtol=0,
+                               atol=1e-5 * eager[0].data.max())
+
+
 def test_relaxation_and_iterations_recorded(series):
     rec = series.reconstruct_sirt(iterations=7, relaxation=1.5, xray_lines=["Au_Ma"])
     assert len(rec) == 1

@@ -112,6 +112,12 @@ class Layer:
     density_g_cm3 : float, optional
         Mass density in g/cm^3; for a pure element, exspy's by default. Needed
         for a compound (polymer ~1.4, Si3N4 ~3.2: take your detector's data sheet).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import Layer
+    >>> Layer("Si", 450.0)  # the density of the pure element when none is given
+    Layer(composition='Si', thickness_nm=450.0, density_g_cm3=2.33)
     """
 
     composition: str | Mapping[str, float]

@@ -85,6 +85,12 @@ def adf_per_eds_factor(xray_line: str, beam_energy_kev: float,
     -------
     float
         Dimensionless (both factors in barn mol/g).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import adf_per_eds_factor
+    >>> round(float(adf_per_eds_factor("Au_Ma", 100.0)))
+    95558
     """
     element = split_xray_line(xray_line)[0]
     return (haadf_factor(element, beam_energy_kev)

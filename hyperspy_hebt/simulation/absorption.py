@@ -103,6 +103,23 @@ def attenuated_projections(
     numpy.ndarray
         float32 ``(len(detectors), n_slices, n_tilts, n_x)``: each detector's share of the
         counts (sum over the first axis for the detectors' total).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics.absorption import attenuation_per_px, mass_attenuation_table
+    >>> from hyperspy_hebt.simulation import (attenuated_projections, silicate_grain,
+    ...                                       thin_film_line_counts)
+    >>> grain = silicate_grain(16)
+    >>> elements = ["O", "Mg", "Si", "Fe"]
+    >>> counts = thin_film_line_counts(grain.weight_fractions, ["O_Ka"], 200.0,
+    ...                                pixel_size_nm=grain.pixel_size_nm,
+    ...                                density=grain.density_g_cm3)["O_Ka"]
+    >>> composition = np.stack([grain.weight_fractions[e] for e in elements])
+    >>> mu = attenuation_per_px(composition, grain.density_g_cm3,
+    ...                         mass_attenuation_table(["O_Ka"], elements)[0],
+    ...                         grain.pixel_size_nm)
+    >>> attenuated_projections(counts, mu, [0.0, 30.0], [(45.0, 18.0)]).shape
+    (1, 16, 2, 16)
     """
     volume = np.asarray(volume, dtype=np.float64)
     mu = np.asarray(mu_per_px, dtype=np.float64)

@@ -144,6 +144,13 @@ def synthetic_tilt_series(
     TomographicEDSSpectrum or LazyTomographicEDSSpectrum
         Navigation ``(x, y, tilt)`` (or ``(x, tilt)``), energy in keV, counts
         as uint32 (noise) or float32, elements and lines in metadata.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import synthetic_tilt_series
+    >>> counts = np.ones((2, 5, 8))  # Fe Ka counts per pixel: 2 slices, 5 tilts, 8 pixels
+    >>> synthetic_tilt_series({"Fe_Ka": counts}, np.linspace(-40, 40, 5))
+    <TomographicEDSSpectrum, title: Synthetic EDS tilt series, dimensions: (8, 2, 5|1024)>
     """
     import dask.array as da
     import hyperspy.api as hs
@@ -433,6 +440,19 @@ def write_acquisition_files(acquisition: SimulatedAcquisition, folder, extension
     -------
     (list of Path, list of Path)
         Spectrum-image files and ADF files, in acquisition (sorted) order.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
+    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
+    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> series, adf = acquisition.series, acquisition.adf
+    >>> import tempfile
+    >>> from hyperspy_hebt.simulation import write_acquisition_files
+    >>> paths, adf_paths = write_acquisition_files(acquisition, tempfile.mkdtemp())
+    >>> paths[0].name, adf_paths[0].name, len(paths)
+    ('tilt_-75.hspy', 'adf_tilt_-75.hspy', 31)
     """
     from pathlib import Path
 

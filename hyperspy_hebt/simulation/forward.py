@@ -81,6 +81,16 @@ def thin_film_line_counts(
     -------
     dict of str -> numpy.ndarray
         Expected counts per voxel for each line.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import silicate_grain, thin_film_line_counts
+    >>> grain = silicate_grain(16)
+    >>> counts = thin_film_line_counts(grain.weight_fractions, ["O_Ka", "Fe_Ka"], 200.0,
+    ...                                pixel_size_nm=grain.pixel_size_nm,
+    ...                                density=grain.density_g_cm3)
+    >>> sorted(counts), counts["O_Ka"].shape
+    (['Fe_Ka', 'O_Ka'], (16, 16, 16))
     """
     from ..physics import eds_factor, split_xray_line
 

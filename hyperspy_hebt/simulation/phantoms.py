@@ -205,6 +205,13 @@ def silicate_grain(n: int = 32, diameter_nm: float = 500.0) -> Phantom:
     Phantom
         Weight fractions of O, Mg, Si and Fe on ``(n, n, n)``; regions ``matrix`` and
         ``inclusion``; densities of :data:`GRAIN_PHASES`.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import silicate_grain
+    >>> grain = silicate_grain(16)
+    >>> sorted(grain.weight_fractions), sorted(grain.regions)
+    (['Fe', 'Mg', 'O', 'Si'], ['inclusion', 'matrix'])
     """
     if int(n) != n or n < 8:
         raise ValueError(f"n must be an integer >= 8, got {n!r}.")

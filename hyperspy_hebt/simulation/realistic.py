@@ -218,6 +218,18 @@ def simulate_lamella_series(
     Returns
     -------
     RealisticSeries
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from hyperspy_hebt.simulation import simulate_lamella_series
+    >>> lamella = simulate_lamella_series(tempfile.mkdtemp(), n_x=16, n_slices=4,
+    ...                                   tilt_angles_deg=np.linspace(-60, 60, 5),
+    ...                                   energy_channels=512, pixel_size_nm=20.0)
+    >>> lamella.elements
+    ['Fe', 'Ga', 'Mg', 'O', 'Pt', 'S', 'Si']
+    >>> len(lamella.faults["file_element_list"])  # what the files list, as real software does
+    15
     """
     import hyperspy.api as hs
     import scipy.ndimage as ndi
