@@ -228,12 +228,13 @@ STOP_ON = ("each_line", "sum")
 
 
 def _lockstep(generators, folds, iterations, score, totals, key, names, stop_early,
-              stop_on="each_line"):
+              stop_on="each_line", bar=None):
     """Advance every fold's iteration generator together, scoring each at the wanted counts.
 
     With ``stop_early``, stop when the watched score (``stop_on``: every line's, or their sum) has
     been worse than its best at :data:`PATIENCE` checkpoints in a row. Returns the count it stopped
-    after (or None when it ran them all).
+    after (or None when it ran them all). ``bar`` (a progress bar over every setting's
+    iterations) advances by the iterations run, and by those skipped when it stops early.
     """
     watched = list(names) if stop_on == "each_line" else ["sum"]
     best = {name: np.inf for name in watched}
@@ -244,6 +245,8 @@ def _lockstep(generators, folds, iterations, score, totals, key, names, stop_ear
             for _ in range(n - done):
                 snapshot = next(generator)
             score(fold, n, snapshot)
+        if bar is not None:
+            bar.update(n - done)
         done = n
         line_totals = {line: totals[key + (n, line)] for line in names}
         current = line_totals if stop_on == "each_line" else {"sum": sum(line_totals.values())}
@@ -253,6 +256,8 @@ def _lockstep(generators, folds, iterations, score, totals, key, names, stop_ear
             else:
                 worse[name] += 1
         if stop_early and n != iterations[-1] and all(w >= PATIENCE for w in worse.values()):
+            if bar is not None:
+                bar.update(iterations[-1] - n)
             return n
     return None
 
@@ -290,7 +295,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                           weights=None, backend: str = "cpu",
                           stop_early: bool = False, stop_on: str = "each_line",
                           half_thickness_px: float | None = None,
-                          tv_weights=(), fused_options: dict | None = None) -> CrossValidation:
+                          tv_weights=(), fused_options: dict | None = None,
+                          show_progressbar: bool = False) -> CrossValidation:
     """Held-out-tilt cross-validation on in-memory sinogram stacks.
 
     Parameters
@@ -354,6 +360,9 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
         ``gamma``, ``adf_precision``, ``joint`` and ``adf_weights`` (ADF-shaped, 0 on rays
         left out, or None). The model is fitted beforehand, on every tilt; the held-out
         tilts' ADF is left out of each fold's training, and only their EDS is scored.
+    show_progressbar : bool
+        One bar over every setting's iterations ("cross-validation"); a setting that
+        stops early jumps to its end.
 
     Returns
     -------
@@ -414,6 +423,13 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                 truth, prediction = truth[fold.scored], prediction[fold.scored]
             totals[key] = totals.get(key, 0.0) + scorer(truth, prediction)
 
+    from hyperspy.external.progressbar import progressbar
+
+    n_settings = (("sirt" in methods) + ("mlem" in methods) + ("hebt" in methods) * len(alphas)
+                  + len(tv_weights) * sum(m in methods for m in ("poisson_tv", "joint_tv",
+                                                                   "fused")))
+    bar = progressbar(total=n_settings * max(iterations), disable=not show_progressbar,
+                      desc="cross-validation")
     stopped = {}
     def lines_run(label, parameter, steps_of):
         """Run and score a kernel that reconstructs every line's maps independently.
@@ -432,7 +448,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
                    predictions.reshape(k, n_slices, fold.n_held, n_det))
 
         return _lockstep([steps(f) for f in folds], folds, iterations, score, totals,
-                         (label, parameter), names, stop_early, stop_on)
+                         (label, parameter), names, stop_early, stop_on, bar)
 
     if "sirt" in methods:
         stopped["SIRT"] = lines_run("SIRT", None, lambda projector, stacked, w: _sirt_steps(
@@ -476,7 +492,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
 
             stopped[f"Fused weight {tv_weight:g}"] = _lockstep(
                 [fused_run(f) for f in folds], folds, iterations, score_fused, totals,
-                (FUSED, tv_weight), names, stop_early, stop_on)
+                (FUSED, tv_weight), names, stop_early, stop_on, bar)
     if "hebt" in methods:
         for fold in folds:
             fold.train_adf, fold.ratios, fold.adf_weights = _hebt_training(
@@ -500,7 +516,8 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
 
             stopped[f"HEBT alpha {alpha:g}"] = _lockstep(
                 [hebt_steps(f) for f in folds], folds, iterations, score_hebt, totals,
-                ("HEBT", alpha), names, stop_early, stop_on)
+                ("HEBT", alpha), names, stop_early, stop_on, bar)
+    bar.close()
     n_folds = len(folds)
     def setting(method, parameter):
         """A setting's alpha (HEBT) and tv_weight (Poisson-TV), NaN where none."""

@@ -173,7 +173,7 @@ def test_auto_on_a_lazy_series_reads_the_spectra_once():
         np.testing.assert_allclose(r.data, e.data, rtol=0, atol=1e-5 * e.data.max())
 
 
-def test_early_stopping_keeps_the_scores_and_the_choice():
+def test_early_stopping_keeps_the_scores_and_the_choice(capsys):
     """At a few counts per pixel the held-out score is best after few iterations and
     rises after: the run stops there, the scores it did compute are the full run's,
     and the choice is the same."""
@@ -199,6 +199,15 @@ def test_early_stopping_keeps_the_scores_and_the_choice():
         assert row["iterations"] <= stop
         assert row["score"] == pytest.approx(scores[(row["iterations"], row["xray_line"])],
                                              rel=1e-6)
+    # One progress bar for the stage (issue 17), silent unless asked; a run stopped early
+    # still ends it at its total (here 500 iterations of one setting).
+    capsys.readouterr()
+    cross_validate_stacks(eds, None, LINES, tilts, stop_early=True, **common)
+    assert "cross-validation" not in capsys.readouterr().err
+    cross_validate_stacks(eds, None, LINES, tilts, stop_early=True, show_progressbar=True,
+                          **common)
+    shown = capsys.readouterr().err
+    assert "cross-validation" in shown and "500/500" in shown
     assert early.best["iterations"] == full.best["iterations"] < stop
 
 

@@ -100,7 +100,8 @@ def cross_validate_problem(signal, problem: Problem, *, methods, iterations, alp
         hebt_options=hebt_options, padding_px=field.record["padding_px"],
         weights=None if weights is None else weights[chosen], backend=backend,
         stop_early=stop_early, stop_on=stop_on, half_thickness_px=field.half_thickness_px,
-        tv_weights=tv_weights, fused_options=fused_options)
+        tv_weights=tv_weights, fused_options=fused_options,
+        show_progressbar=run.show_progressbar)
     result.slices = chosen.tolist()
     result.grid = field.record
     return result
