@@ -101,7 +101,7 @@ def cross_validate_problem(signal, problem: Problem, *, methods, iterations, alp
         weights=None if weights is None else weights[chosen], backend=backend,
         stop_early=stop_early, stop_on=stop_on, half_thickness_px=field.half_thickness_px,
         tv_weights=tv_weights, fused_options=fused_options,
-        show_progressbar=run.show_progressbar)
+        show_progressbar=bool(run.show_progressbar))
     result.slices = chosen.tolist()
     result.grid = field.record
     return result
