@@ -295,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--backend", default="cpu", choices=("cpu", "cupy", "auto"),
                      help='where the reconstructions run: "cupy" needs CuPy and a CUDA GPU, '
                           '"auto" takes one when present')
+    rec.add_argument("--formats", nargs="+", default=["zspy", "tif", "emd"],
+                     choices=("zspy", "tif", "emd"), metavar="FORMAT",
+                     help="volume files to write: zspy (HyperSpy, all metadata), tif "
+                          "(calibrated float32 stacks), emd (tomviz: one file of the lines, "
+                          "one of the fractions); each holds every volume again")
     rec.add_argument("--out", default="results",
                      help="result folder: written whole at the end (a hidden sibling is "
                           "renamed into place); refused if it holds anything else")
@@ -378,7 +383,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
             detectors=None if args.detectors is None else [tuple(d) for d in args.detectors],
             overwrite=args.overwrite, verify_checksums=args.verify_checksums,
             uncertainty=args.uncertainty, tv_weight=args.tv_weight, gamma=args.gamma,
-            adf_offset=args.adf_offset, progress=(lambda line: None) if args.quiet else print,
+            adf_offset=args.adf_offset, formats=args.formats,
+            progress=(lambda line: None) if args.quiet else print,
             show_progressbar=False if args.quiet else True if args.verbose else None)
     except (ValueError, TypeError, FileNotFoundError, DataUnavailableError,
             AbsorptionNotConverged) as error:

@@ -118,8 +118,17 @@ def test_sirt_without_alignment_and_errors(folder, tmp_path):
     summary = reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, xray_lines=["Au_Ma",
                                                                                   "Ag_La"],
                                 method="sirt", iterations=20, tilt_from="filename",
-                                progress=lambda line: None)
+                                progress=lambda line: None, formats=["tif"])
     assert "response_ratios" not in summary and "alignment" not in summary
+    # Only the formats asked for (each costs the volumes' size on disk again).
+    volumes = sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".tif", ".zspy",
+                                                                        ".emd"))
+    assert volumes == ["Ag_weight_fraction_SIRT.tif", "Au_weight_fraction_SIRT.tif",
+                       "SIRT_reconstruction_of_Ag_La.tif", "SIRT_reconstruction_of_Au_Ma.tif"]
+    for formats in ([], ["tif", "tif"], ["png"], "hdf5"):
+        with pytest.raises(ValueError, match="formats must name some of"):
+            reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path / "refused",
+                              elements=["Ag"], formats=formats)
     with pytest.raises(ValueError, match="need the ADF images"):
         reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path, elements=["Ag"],
                           method="hebt", tilt_from="filename", progress=lambda line: None)
