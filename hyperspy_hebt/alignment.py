@@ -117,6 +117,19 @@ def cross_correlation_shifts(images: np.ndarray, upsample_factor: int = 10) -> n
     -------
     numpy.ndarray
         ``(tilt, 2)`` shifts ``(dy, dx)`` in pixels.
+
+    Examples
+    --------
+    A spot moving one pixel to the right per image, brought back to the middle image's:
+
+    >>> from hyperspy_hebt.alignment import cross_correlation_shifts
+    >>> images = np.zeros((3, 9, 9))
+    >>> for i in range(3):
+    ...     images[i, 4, 2 + i] = 1
+    >>> np.round(cross_correlation_shifts(images), 2) + 0.0  # (dy, dx) per image
+    array([[ 0.,  1.],
+           [ 0.,  0.],
+           [ 0., -1.]])
     """
     from skimage.registration import phase_cross_correlation
 

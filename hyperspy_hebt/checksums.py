@@ -35,7 +35,18 @@ class ChecksumMismatch(ValueError):
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks)."""
+    """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from hyperspy_hebt.checksums import file_sha256
+    >>> path = Path(tempfile.mkdtemp()) / "tilt_0.hspy"
+    >>> _ = path.write_bytes(b"spectra")
+    >>> file_sha256(path)
+    'e285cdd85064e369f2a8abef7052b621d9e596b3a29a8aadba8070de08c566c0'
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while block := stream.read(_BLOCK_BYTES):

@@ -43,6 +43,12 @@ def poisson_deviance(measured: np.ndarray, predicted: np.ndarray) -> float:
     ValueError
         For negative counts (background-subtracted maps are not Poisson: score
         with ``score="mse"``).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.cross_validation import poisson_deviance
+    >>> poisson_deviance(np.array([3.0, 5.0]), np.array([3.0, 5.0]))  # a perfect prediction
+    0.0
     """
     y = np.asarray(measured, dtype=float)
     if np.any(y < 0):

@@ -87,7 +87,14 @@ def clipped_mask(adf: np.ndarray | da.Array, end: str = "top",
 
 
 def clipped_fraction(adf: np.ndarray, end: str = "top", band: float = 0.005) -> float:
-    """Fraction of pixels piled up at one end of the ADF range (see :func:`clipped_mask`)."""
+    """Fraction of pixels piled up at one end of the ADF range (see :func:`clipped_mask`).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.diagnostics import clipped_fraction
+    >>> clipped_fraction(np.minimum(np.arange(100.0), 80))  # a fifth of the pixels at the top
+    0.2
+    """
     return float(clipped_mask(adf, end, band).mean())
 
 

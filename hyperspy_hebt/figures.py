@@ -43,6 +43,12 @@ def element_colors(n: int) -> list:
     """``n`` distinct colours (matplotlib's qualitative maps, then evenly spaced hues).
 
     One per element, never repeated.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.figures import element_colors
+    >>> len(element_colors(3))
+    3
     """
     import matplotlib
 

@@ -27,6 +27,14 @@ def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
     at the true ends, so the result equals scipy's on the whole array). With
     ``weights`` (0 on pixels with no valid data) the filter is a normalised
     convolution, so missing pixels do not darken their neighbours.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.filtering import filtered_sinograms
+    >>> stack = np.zeros((3, 2, 5), np.float32)  # (slices, tilts, detector)
+    >>> stack[1, :, 2] = 1
+    >>> filtered_sinograms(stack, (1.0, 0, 0), lazy=False, slices_per_block=2)[:, 0, 2].round(3)
+    array([0.296, 0.408, 0.296], dtype=float32)
     """
     if weights is not None and sigma is not None:
         smoothed = filtered_sinograms(stack * weights, sigma, lazy, slices_per_block)

@@ -35,6 +35,14 @@ def shift_images(data, shifts, rotation_deg):
     """Apply per-tilt shifts (and a rotation) to a ``(tilt, y, x, ...)`` array.
 
     Numpy, or dask with one task per tilt.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.image_shifts import shift_images
+    >>> images = np.zeros((1, 5, 5))
+    >>> images[0, 2, 2] = 1
+    >>> shift_images(images, np.array([[0.0, 1.0]]), 0.0)[0, 2]  # one pixel to the right
+    array([0., 0., 0., 1., 0.], dtype=float32)
     """
     if isinstance(data, da.Array):
         data = data.rechunk({0: 1, 1: -1, 2: -1})
@@ -47,6 +55,14 @@ def valid_pixels(shape, shifts, rotation_deg) -> np.ndarray:
 
     True where the shifted (and rotated) image still holds recorded data, False where it was moved
     in from outside.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.image_shifts import valid_pixels
+    >>> valid_pixels((3, 4), np.array([[0.0, 1.0]]), 0.0)[0].astype(int)  # column 0 came in
+    array([[0, 1, 1, 1],
+           [0, 1, 1, 1],
+           [0, 1, 1, 1]])
     """
     ones = np.ones((len(shifts),) + tuple(shape), np.float32)
     return shift_block(ones, shifts, rotation_deg) > 0.999

@@ -61,6 +61,17 @@ def snip_background(spectrum: np.ndarray, width_channels: np.ndarray | int,
     -------
     numpy.ndarray
         The background, same shape, never above the spectrum.
+
+    Examples
+    --------
+    A peak at 5 keV on a falling continuum: the background under it is the continuum's.
+
+    >>> from hyperspy_hebt.line_survey import snip_background
+    >>> energy = np.linspace(0, 10, 200)
+    >>> spectrum = 5 * np.exp(-energy / 5) + 50 * np.exp(-(energy - 5) ** 2 / 0.01)
+    >>> background = snip_background(spectrum, 10)
+    >>> round(float(background[100]), 1), round(float(spectrum[100]), 1)
+    (1.8, 48.8)
     """
     counts = np.clip(np.asarray(spectrum, dtype=float), 0, None)
     n = counts.size

@@ -51,7 +51,14 @@ def structure_ssim(estimate, reference, mask=None, c: float = 0.0) -> float:
 
 
 def mse(estimate, reference, mask=None) -> float:
-    """Mean squared error."""
+    """Mean squared error.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.metrics import mse
+    >>> mse(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+    2.0
+    """
     x, y = _pair(estimate, reference, mask)
     return float(np.mean((x - y) ** 2))
 
@@ -63,6 +70,12 @@ def scaled_mse(estimate, reference, mask=None) -> tuple[float, float]:
     -------
     (mse, scale)
         ``min_s mean((s x - y)^2)`` and the minimising ``s = <x, y> / <x, x>``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.metrics import scaled_mse
+    >>> scaled_mse(np.array([2.0, 4.0]), np.array([1.0, 2.0]))  # right up to a factor 2
+    (0.0, 0.5)
     """
     x, y = _pair(estimate, reference, mask)
     xx = float(x @ x)

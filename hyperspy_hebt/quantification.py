@@ -165,7 +165,16 @@ def fit_esf(counts: np.ndarray, n_above: int, n_total: int, scale: float) -> Esf
 
 
 def normalised_total(intensities, factors):
-    """``X_A / f_A`` per element (first axis) and their sum over elements."""
+    """``X_A / f_A`` per element (first axis) and their sum over elements.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.quantification import normalised_total
+    >>> per_line, total = normalised_total(np.array([[2.0, 0.0], [2.0, 1.0]]),
+    ...                                    np.array([1.0, 2.0]))
+    >>> total  # sum over lines of X_A / f_A, voxel by voxel
+    array([3. , 0.5])
+    """
     # Keep the reconstruction's precision (float32): no float64 copy of a volume.
     dtype = intensities.dtype if np.issubdtype(intensities.dtype, np.floating) else np.float64
     factors = np.asarray(factors, dtype=dtype)
@@ -407,6 +416,15 @@ def composition_fractions(intensities, factors, threshold=None, atomic_weights=N
         are not clipped: negative reconstructed voxels (without positivity)
         give fractions outside [0, 1]. A voxel where any reconstruction is NaN
         (or the total is not finite) is NaN for every element, never 0.
+
+    Examples
+    --------
+    Two lines in two voxels, their factors 1 and 2:
+
+    >>> from hyperspy_hebt.quantification import composition_fractions
+    >>> composition_fractions(np.array([[2.0, 0.0], [2.0, 1.0]]), np.array([1.0, 2.0]))
+    array([[0.66666667, 0.        ],
+           [0.33333333, 1.        ]])
     """
     factors = np.asarray(factors, dtype=float)
     if factors.ndim != 1 or factors.size != intensities.shape[0]:

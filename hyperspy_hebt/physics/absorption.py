@@ -50,6 +50,13 @@ def mass_attenuation_table(xray_lines: Sequence[str], elements: Sequence[str]) -
     ------
     ValueError
         An element or line exspy does not know, or no tabulated value at the energy.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics.absorption import mass_attenuation_table
+    >>> np.round(mass_attenuation_table(["O_Ka", "Fe_Ka"], ["O", "Fe"]))  # cm^2/g
+    array([[1120., 3625.],
+           [  21.,   64.]])
     """
     from exspy.material import mass_absorption_coefficient
 

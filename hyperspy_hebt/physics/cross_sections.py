@@ -91,6 +91,12 @@ def subshell_ionization_cross_section(element: str, subshell: str, beam_energy_k
         Unknown subshell, or one the tables do not cover for this element.
     hyperspy_hebt.physics.DataUnavailableError
         The NIST tables could not be found or fetched.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import subshell_ionization_cross_section
+    >>> round(float(subshell_ionization_cross_section("Fe", "K", 200.0)), 1)  # barn
+    318.4
     """
     if subshell not in SUBSHELLS:
         raise ValueError(f"subshell must be one of {SUBSHELLS}, got {subshell!r}.")

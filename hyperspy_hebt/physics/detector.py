@@ -15,7 +15,14 @@ DetectorEfficiency = float | Mapping[str, float] | Callable[[float], float]
 
 
 def line_energy_kev(xray_line: str) -> float:
-    """Energy of an X-ray line in keV (exspy's database)."""
+    """Energy of an X-ray line in keV (exspy's database).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import line_energy_kev
+    >>> line_energy_kev("Fe_Ka")
+    6.4039
+    """
     from exspy.material import elements
 
     element, line = split_xray_line(xray_line)
@@ -37,6 +44,14 @@ def detector_efficiency_for_line(xray_line: str, detector_efficiency: DetectorEf
     ------
     ValueError
         A value outside (0, 1], not finite, or a mapping without this line.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import detector_efficiency_for_line
+    >>> detector_efficiency_for_line("Fe_Ka", {"Fe_Ka": 0.9})
+    0.9
+    >>> detector_efficiency_for_line("Fe_Ka", lambda energy_kev: 0.5)
+    0.5
     """
     if callable(detector_efficiency):
         energy = line_energy_kev(xray_line)

@@ -20,6 +20,12 @@ def line_family(xray_line: str) -> list[tuple[float, float]]:
     ----------
     xray_line : str
         exspy line name, e.g. ``"Au_Ma"`` (its family: every ``Au_M*`` line).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics.line_shapes import line_family
+    >>> line_family("Fe_Ka")[:2]  # (keV, weight relative to Fe Ka)
+    [(6.4039, 1.0), (7.058, 0.1272)]
     """
     from exspy.material import elements
 
@@ -39,6 +45,12 @@ def line_fwhm_kev(energy_kev: float, energy_resolution_mnka_ev: float) -> float:
 
     Fiori and Newbury's scaling, as exspy uses it: FWHM^2 (eV^2) = FWHM_MnKa^2
     + 2.5 (E - E_MnKa) (eV); owned here because exspy keeps it private.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics.line_shapes import line_fwhm_kev
+    >>> round(1000 * line_fwhm_kev(0.525, 130.0), 1)  # O Ka on a 130 eV detector, in eV
+    58.9
     """
     squared = energy_resolution_mnka_ev ** 2 + 2.5 * (energy_kev - MN_KA_KEV) * 1000.0
     return float(np.sqrt(max(squared, 1.0))) / 1000.0

@@ -70,6 +70,12 @@ def split_xray_line(xray_line: str) -> tuple[str, str]:
     ValueError
         Not of the form ``Element_Line``, unknown element, or a line exspy does
         not list for that element.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import split_xray_line
+    >>> split_xray_line("Au_Ma")
+    ('Au', 'Ma')
     """
     from exspy.material import elements
 
@@ -98,12 +104,26 @@ def _element_properties(element: str):
 
 
 def atomic_weight(element: str) -> float:
-    """Standard atomic weight in g/mol (exspy's element database)."""
+    """Standard atomic weight in g/mol (exspy's element database).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import atomic_weight
+    >>> round(atomic_weight("Fe"), 3)  # g/mol
+    55.845
+    """
     return float(_element_properties(element).atomic_weight)
 
 
 def mass_density(element: str) -> float:
-    """Mass density of the pure element in g/cm^3 (exspy's element database)."""
+    """Mass density of the pure element in g/cm^3 (exspy's element database).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import mass_density
+    >>> mass_density("Fe")  # g/cm^3
+    7.874
+    """
     from exspy.material import elements
 
     _element_properties(element)
@@ -114,7 +134,14 @@ def mass_density(element: str) -> float:
 
 
 def atomic_number(element: str) -> int:
-    """Atomic number Z."""
+    """Atomic number Z.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import atomic_number
+    >>> atomic_number("Fe")
+    26
+    """
     return int(_element_properties(element).Z)
 
 
@@ -126,6 +153,12 @@ def ionized_subshell(xray_line: str) -> str:
     ValueError
         For lines fed by more than one subshell (exspy's ``Mz``: M4 and M5),
         whose cross section is not a single-subshell quantity.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics import ionized_subshell
+    >>> ionized_subshell("Fe_Ka"), ionized_subshell("Au_Ma")
+    ('K', 'M5')
     """
     _, line = split_xray_line(xray_line)
     if line not in LINE_TRANSITIONS:

@@ -31,6 +31,12 @@ def alloy_density(weight_fractions: Mapping[str, np.ndarray]) -> np.ndarray:
     weight_fractions : dict of str -> array
         Weight fraction maps per element (same shape), summing to 1 inside the
         object and 0 outside.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import alloy_density
+    >>> np.round(alloy_density({"Au": np.array([1.0, 0.5]), "Ag": np.array([0.0, 0.5])}), 2)
+    array([19.3 , 13.59])
     """
     from ..physics import mass_density
 
@@ -173,6 +179,13 @@ def project_volume(volume: np.ndarray, tilt_angles_deg: TiltAngles, oversampling
     numpy.ndarray
         float32 sinograms ``(n_slices, n_tilts, n_x)`` (or ``(n_tilts, n_x)``),
         line integrals in units of (value x pixel length).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
+    >>> core, shell = core_shell_phantom(32)
+    >>> project_volume(core + 0.5 * shell, np.linspace(-60, 60, 13)).shape  # (tilts, x)
+    (13, 32)
     """
     volume = np.asarray(volume, dtype=np.float32)
     single = volume.ndim == 2

@@ -71,6 +71,13 @@ def core_shell_phantom(
     -------
     core, shell : numpy.ndarray of bool
         Disjoint masks, shape ``(n_x, n_x)`` or ``(n_slices, n_x, n_x)``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_phantom
+    >>> core, shell = core_shell_phantom(32)
+    >>> core.shape, core.dtype, bool((core & shell).any())
+    ((32, 32), dtype('bool'), False)
     """
     centre = (n_x - 1) / 2
     z, x = (np.mgrid[:n_x, :n_x] - centre) / n_x

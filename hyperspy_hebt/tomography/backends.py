@@ -48,6 +48,13 @@ def cupy_status() -> tuple[bool, str]:
         CuPy imports and sees at least one CUDA device.
     reason : str
         Empty when available, else what is missing.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.backends import cupy_status
+    >>> usable, reason = cupy_status()  # (False, why) on a machine without CuPy or a GPU
+    >>> isinstance(usable, bool) and isinstance(reason, str)
+    True
     """
     try:
         import cupy
@@ -71,6 +78,12 @@ def resolve_backend(backend) -> str:
         ``backend`` is not one of :data:`BACKENDS`.
     RuntimeError
         ``backend="cupy"`` where CuPy or a CUDA device is missing.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.backends import resolve_backend
+    >>> resolve_backend("cpu")
+    'cpu'
     """
     backend = validate_backend(backend)
     if backend == "cpu":

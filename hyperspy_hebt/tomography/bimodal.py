@@ -70,6 +70,15 @@ def fit_response_ratios(eds_maps: np.ndarray, adf_map: np.ndarray) -> tuple[np.n
         ``r_A >= 0`` minimising ``||I_H - sum_A r_A I_A||``.
     r_squared : float
         Coefficient of determination of that fit (1 - SS_res / SS_tot).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_phantom
+    >>> from hyperspy_hebt.tomography.bimodal import fit_response_ratios
+    >>> core, shell = core_shell_phantom(32)
+    >>> ratios, r_squared = fit_response_ratios(np.stack([core, shell]), 3 * core + 2 * shell)
+    >>> np.round(ratios, 3), round(r_squared, 3)
+    (array([3., 2.]), 1.0)
     """
     ratios, _, r_squared = fit_response_model(eds_maps, adf_map)
     return ratios, r_squared

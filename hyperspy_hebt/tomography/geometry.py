@@ -50,6 +50,13 @@ class ParallelBeamGeometry:
         in pixels.
 
     The object is hashable, so it can key a cache of system matrices.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
+    >>> geometry = ParallelBeamGeometry(tuple(np.linspace(-60, 60, 13)), 32)
+    >>> geometry.n_x, geometry.n_z  # the grid is as wide and as deep as the detector
+    (32, 32)
     """
 
     tilt_angles_deg: tuple

@@ -59,6 +59,12 @@ def poisson_log_likelihood(predicted: np.ndarray, measured: np.ndarray,
     """``sum_r w_r (p_r log q_r - q_r)`` (the terms that depend on the prediction ``q``).
 
     Rays with ``q = 0`` add ``0`` when ``p = 0`` and ``-inf`` otherwise.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.mlem import poisson_log_likelihood
+    >>> round(poisson_log_likelihood(np.array([2.0, 3.0]), np.array([2.0, 3.0])), 3)
+    -0.318
     """
     q = np.asarray(predicted, np.float64)
     p = np.asarray(measured, np.float64)
@@ -246,6 +252,21 @@ def mlem(projector: Projector, sinograms: np.ndarray, iterations: int, subsets: 
     ------
     ValueError
         Bad shapes, NaN or negative counts, bad iteration or subset counts.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
+    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
+    >>> from hyperspy_hebt.tomography.projector import get_projector
+    >>> tilts = np.linspace(-60, 60, 13)
+    >>> core, shell = core_shell_phantom(32)  # one 32 x 32 slice
+    >>> truth = core + 0.5 * shell
+    >>> sinograms = project_volume(truth, tilts)[None].astype(np.float32)  # (1, 13, 32)
+    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
+    >>> from hyperspy_hebt.tomography.mlem import mlem
+    >>> volume = mlem(projector, sinograms, 20)
+    >>> volume.shape, bool(volume.min() >= 0)
+    ((1, 32, 32), True)
     """
     iterations, subsets = validate_mlem_parameters(iterations, subsets,
                                                    projector.geometry.n_tilts)
