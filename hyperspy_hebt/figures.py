@@ -66,6 +66,14 @@ def object_depth_range(volumes: Sequence[np.ndarray], margin: float = 0.1) -> sl
 
     Weight-fraction volumes are 0 outside the object, so a thin lamella's slab,
     as deep as the scan is wide, is cut to the lamella.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.figures import object_depth_range
+    >>> volume = np.zeros((2, 10, 8))  # (y, z, x)
+    >>> volume[:, 3:6, :] = 1
+    >>> object_depth_range([volume])  # the object's depth and a margin
+    slice(np.int64(2), np.int64(7), None)
     """
     occupied = np.zeros(volumes[0].shape[1], dtype=bool)
     for volume in volumes:

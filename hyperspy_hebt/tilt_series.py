@@ -89,7 +89,18 @@ def standardise_scan_axes(signal) -> dict:
 
 
 def get_tilt_axis(signal):
-    """Return the navigation axis named ``tilt``, or ``None``."""
+    """Return the navigation axis named ``tilt``, or ``None``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> from hyperspy_hebt.tilt_series import get_tilt_axis
+    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
+    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> axis = get_tilt_axis(acquisition.series)
+    >>> axis.name, axis.size
+    ('tilt', 31)
+    """
     for axis in signal.axes_manager.navigation_axes:
         if axis.name == TILT_AXIS_NAME:
             return axis

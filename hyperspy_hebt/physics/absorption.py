@@ -96,6 +96,12 @@ def estimate_density(weight_fractions: Mapping[str, np.ndarray], warn: bool = Tr
     -------
     numpy.ndarray
         Density in g/cm^3, 0 where every fraction is 0.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics.absorption import estimate_density
+    >>> estimate_density({"Fe": np.array([1.0]), "O": np.array([0.0])}, warn=False)  # g/cm^3
+    array([7.874])
     """
     if not isinstance(warn, bool):
         raise TypeError(f"warn must be True or False, got {warn!r}.")

@@ -70,6 +70,14 @@ def family_profile(xray_line: str, energy_kev: np.ndarray, channel_width_kev: fl
         Channel width in keV.
     energy_resolution_mnka_ev : float
         Detector FWHM at Mn Ka in eV.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.physics.line_shapes import family_profile
+    >>> energy_kev = np.arange(0, 10, 0.01)
+    >>> profile = family_profile("Fe_Ka", energy_kev, 0.01, 130.0)
+    >>> round(float(energy_kev[np.argmax(profile)]), 2)  # the family's strongest line
+    6.4
     """
     energy_kev = np.asarray(energy_kev, dtype=float)
     profile = np.zeros(energy_kev.shape)

@@ -48,6 +48,12 @@ def synthetic_adf_series(sinograms: np.ndarray, tilt_angles_deg: TiltAngles,
     Signal2D (navigation: tilt; signal: x, y) or Signal1D for one slice
         float32 data of shape ``(n_tilts, n_slices, n_x)``, a ``tilt`` axis in
         degrees and calibrated x, y axes.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import synthetic_adf_series
+    >>> synthetic_adf_series(np.ones((2, 5, 8)), np.linspace(-40, 40, 5))
+    <Signal2D, title: Synthetic ADF tilt series, dimensions: (5|8, 2)>
     """
     import hyperspy.api as hs
 

@@ -63,6 +63,12 @@ def exit_direction(tilt_deg: float, azimuth_deg: float, elevation_deg: float) ->
     ------
     ValueError
         A non-finite angle, or an elevation outside (0, 90) degrees.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.attenuation import exit_direction
+    >>> np.round(exit_direction(0.0, 0.0, 35.0), 3)  # a detector at 35 degrees, no tilt
+    array([0.   , 0.574, 0.819])
     """
     for name, value in (("tilt_deg", tilt_deg), ("azimuth_deg", azimuth_deg),
                         ("elevation_deg", elevation_deg)):
@@ -299,5 +305,13 @@ def transmission(mu_per_px: np.ndarray, direction) -> np.ndarray:
 
     Parameters are those of :func:`optical_depth`; returns float32 ``(n_slices, n_z, n_x)``
     in (0, 1].
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.attenuation import exit_direction, transmission
+    >>> mu_per_px = np.full((1, 4, 4), 0.1)  # (slices, z, x), 1/px
+    >>> shares = transmission(mu_per_px, exit_direction(0.0, 0.0, 35.0))
+    >>> bool(shares.min() > 0.6 and shares.max() < 1.0)  # deeper voxels lose more
+    True
     """
     return np.exp(-optical_depth(mu_per_px, direction)).astype(np.float32)

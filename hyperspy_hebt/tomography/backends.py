@@ -32,7 +32,14 @@ BACKENDS = ("cpu", "cupy", "auto")
 
 
 def validate_backend(backend) -> str:
-    """Check a ``backend`` argument's value (without looking for a device)."""
+    """Check a ``backend`` argument's value (without looking for a device).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.backends import validate_backend
+    >>> validate_backend("auto")
+    'auto'
+    """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got "
                          f"{backend!r}.")

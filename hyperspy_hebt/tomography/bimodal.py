@@ -107,6 +107,16 @@ def fit_response_model(eds_maps: np.ndarray, adf_map: np.ndarray, mask=None,
         ``b`` (0 when not fitted).
     r_squared : float
         Over the fitted pixels.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_phantom
+    >>> from hyperspy_hebt.tomography.bimodal import fit_response_model
+    >>> core, shell = core_shell_phantom(32)
+    >>> ratios, offset, r_squared = fit_response_model(
+    ...     np.stack([core, shell]).astype(float), 3 * core + 2 * shell + 0.5, offset=True)
+    >>> np.round(ratios, 3), round(float(offset), 3), round(float(r_squared), 3)
+    (array([3., 2.]), 0.5, 1.0)
     """
     from scipy.optimize import nnls
 
@@ -235,6 +245,21 @@ def hebt(
         float32 ``(k, n_slices, n_z, n_x)`` (``k + 1`` with ``extra_volume``, the
         ADF-only volume last): ``Xb_A``, on the ADF scale (``z_A C_A rho`` up to
         the ADF dose constant).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
+    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
+    >>> from hyperspy_hebt.tomography.projector import get_projector
+    >>> tilts = np.linspace(-60, 60, 13)
+    >>> core, shell = core_shell_phantom(32)  # one 32 x 32 slice
+    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
+    >>> from hyperspy_hebt.tomography.bimodal import hebt
+    >>> eds = np.stack([project_volume(core.astype(float), tilts),
+    ...                 project_volume(shell.astype(float), tilts)])[:, None].astype(np.float32)
+    >>> adf = (3 * eds[0] + 2 * eds[1]).astype(np.float32)  # the ADF as 3 core + 2 shell
+    >>> hebt(projector, eds, adf, [3.0, 2.0], 0.8, 50).shape  # (lines, slices, z, x)
+    (2, 1, 32, 32)
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,

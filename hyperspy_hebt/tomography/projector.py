@@ -42,6 +42,14 @@ def build_system_matrix(geometry: ParallelBeamGeometry) -> sp.csr_matrix:
     scipy.sparse.csr_matrix
         ``float32`` matrix of shape ``(n_tilts * n_detector, n_z * n_x)`` with
         ``int32`` indices. Entries are path lengths in pixels.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
+    >>> from hyperspy_hebt.tomography.projector import build_system_matrix
+    >>> matrix = build_system_matrix(ParallelBeamGeometry(tuple(np.linspace(-60, 60, 13)), 32))
+    >>> matrix.shape, matrix.dtype, matrix.format  # rays x voxels
+    ((416, 1024), dtype('float32'), 'csr')
     """
     g = geometry
     assert g.n_x is not None and g.n_z is not None  # set by __post_init__

@@ -171,6 +171,20 @@ def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxatio
     list of numpy.ndarray
         ``(n_slices, n_z, n_x)`` volumes in the order of ``iterations``; each
         equals ``sirt(..., iterations=n)``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
+    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
+    >>> from hyperspy_hebt.tomography.projector import get_projector
+    >>> tilts = np.linspace(-60, 60, 13)
+    >>> core, shell = core_shell_phantom(32)  # one 32 x 32 slice
+    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
+    >>> from hyperspy_hebt.tomography.sirt import sirt_path
+    >>> sinograms = project_volume(core + 0.5 * shell, tilts)[None].astype(np.float32)
+    >>> volumes = sirt_path(projector, sinograms, [10, 50])  # both counts from one run
+    >>> len(volumes), volumes[1].shape
+    (2, (1, 32, 32))
     """
     wanted = validate_iteration_counts(iterations, relaxation)
     steps = _sirt_steps(projector, sinograms, float(relaxation), positivity, ray_weights,
