@@ -32,11 +32,11 @@ acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"], tilt_angles_deg
                                    energy_axis_kev=(0.0, 0.02, 200), drift_px=drift, seed=5)
 series = acquisition.series
 
-try:
-    repository = Path(__file__).resolve().parents[2]
-except NameError:  # run by sphinx-gallery, from docs/
-    repository = Path.cwd().parent
-stack_file = repository / "tests" / "data" / "etspy_aligned_adf.hspy"
+# The stack lives in the repository's tests/data; look upwards from wherever this runs
+# (sphinx-gallery runs it from the docs folder, a reader from the examples folder).
+FIXTURE = Path("tests") / "data" / "etspy_aligned_adf.hspy"
+stack_file = next(folder / FIXTURE for folder in (Path.cwd(), *Path.cwd().parents)
+                  if (folder / FIXTURE).is_file())
 
 # %%
 # Apply etspy's alignment to the spectra.
