@@ -31,7 +31,23 @@ _BLOCK_BYTES = 1 << 20
 
 
 class ChecksumMismatch(ValueError):
-    """A file differs from the checksum written beside it (damaged or changed since)."""
+    """A file differs from the checksum written beside it (damaged or changed since).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from hyperspy_hebt.checksums import ChecksumMismatch, verify_checksum, write_checksum
+    >>> path = Path(tempfile.mkdtemp()) / "tilt_0.hspy"
+    >>> _ = path.write_bytes(b"spectra")
+    >>> _ = write_checksum(path)
+    >>> _ = path.write_bytes(b"spectrA")  # one byte changed since
+    >>> try:
+    ...     verify_checksum(path)
+    ... except ChecksumMismatch:
+    ...     print("refused")
+    refused
+    """
 
 
 def file_sha256(path: str | os.PathLike) -> str:

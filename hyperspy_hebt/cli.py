@@ -163,7 +163,16 @@ def _demo_figure(plt, out, measured, lines, fractions, weight_fractions, centre)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command-line tool on ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the command-line tool on ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Examples
+    --------
+    The exit code says what happened (2: bad arguments or input, nothing written):
+
+    >>> from hyperspy_hebt.cli import main
+    >>> main(["reconstruct", "no_such_folder/tilt_*.bcf", "--elements", "Fe"])
+    2
+    """
     import warnings
 
     # HyperSpy 2.x warns about its own lazy-class imports when exspy loads.

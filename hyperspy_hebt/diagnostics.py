@@ -119,6 +119,14 @@ def hot_pixel_mask(adf, spatial_axes=(0, 2)):
     -------
     array of bool
         Same shape; all False for a smooth image.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.diagnostics import hot_pixel_mask
+    >>> stack = np.random.default_rng(0).random((3, 6, 6))  # (slices, tilts, detector)
+    >>> stack[1, 3, 3] = 10.0  # one isolated pixel at full scale
+    >>> np.argwhere(hot_pixel_mask(stack)).tolist()
+    [[1, 3, 3]]
     """
     import scipy.ndimage as ndi
 

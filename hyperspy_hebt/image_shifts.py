@@ -89,6 +89,13 @@ def invalid_pixel_mask(record, navigation_shape) -> np.ndarray:
     ValueError
         The series no longer has the shape it had when aligned (cropped or
         rebinned since): the record cannot say which pixels are invalid.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.image_shifts import invalid_pixel_mask
+    >>> record = {"shifts_px": [[0.0, 1.0]], "image_shape": [3, 4], "rotation_deg": 0.0}
+    >>> invalid_pixel_mask(record, (1, 3, 4)).astype(int).tolist()  # column 0 came in
+    [[[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]]]
     """
     if hasattr(record, "as_dictionary"):
         record = record.as_dictionary()

@@ -107,6 +107,15 @@ class LineSurvey:
     zero_peak_kev : float
         Peaks below this energy are the detector's zero-energy (noise) peak and
         are not reported.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.line_survey import survey_spectrum
+    >>> energy_kev = np.arange(0, 10, 0.01)
+    >>> counts = np.random.default_rng(0).poisson(np.full(energy_kev.size, 5.0)).astype(float)
+    >>> survey = survey_spectrum(energy_kev, counts, ["Fe_Ka"], ["Fe"], 130.0)  # no Fe peak
+    >>> survey.missing
+    ['Fe_Ka']
     """
 
     listed: list
@@ -190,6 +199,18 @@ def survey_spectrum(energy_kev: np.ndarray, counts: np.ndarray, xray_lines, elem
         Every listed element (its whole line family explains peaks).
     energy_resolution_mnka_ev : float
         Detector FWHM at Mn Ka (eV).
+
+    Examples
+    --------
+    A Fe Ka peak on a flat background, Fe listed:
+
+    >>> from hyperspy_hebt.line_survey import survey_spectrum
+    >>> energy_kev = np.arange(0, 10, 0.01)
+    >>> expected = 5 + 200 * np.exp(-(energy_kev - 6.4039) ** 2 / (2 * 0.055 ** 2))
+    >>> counts = np.random.default_rng(0).poisson(expected).astype(float)
+    >>> survey = survey_spectrum(energy_kev, counts, ["Fe_Ka"], ["Fe"], 130.0)
+    >>> survey.ok, survey.missing, survey.unlisted
+    (True, [], [])
     """
     from exspy.material import elements as database
 

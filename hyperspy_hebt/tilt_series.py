@@ -58,6 +58,19 @@ def standardise_scan_axes(signal) -> dict:
     ValueError
         When the renaming would give two axes one name (a file that calls its
         fast axis ``height``, say), which would silently swap the scan directions.
+
+    Examples
+    --------
+    Bruker's reader names the scan axes ``width`` and ``height``:
+
+    >>> from hyperspy_hebt.tilt_series import standardise_scan_axes
+    >>> signal = hs.signals.Signal1D(np.zeros((2, 3, 4, 8)))
+    >>> for axis, name in zip(signal.axes_manager.navigation_axes, ("width", "height", "tilt")):
+    ...     axis.name = name
+    >>> standardise_scan_axes(signal)
+    {'width': 'x', 'height': 'y'}
+    >>> [axis.name for axis in signal.axes_manager.navigation_axes]
+    ['x', 'y', 'tilt']
     """
     spatial = _spatial_axes(signal)
     if len(spatial) not in (1, 2):
@@ -120,6 +133,14 @@ def apply_tilt_angles(signal, tilt_angles_deg) -> None:
         No navigation axis, wrong count, or invalid angles (see
         :func:`~hyperspy_hebt.tomography.geometry.validate_tilt_angles`), or
         angles that are not strictly increasing.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tilt_series import apply_tilt_angles
+    >>> signal = hs.signals.Signal1D(np.zeros((3, 4, 8)))  # 3 tilts of 4 pixels
+    >>> apply_tilt_angles(signal, [-30, 0, 30])  # the slowest navigation axis becomes "tilt"
+    >>> signal.axes_manager["tilt"].axis
+    array([-30.,   0.,  30.])
     """
     angles = validate_tilt_angles(tilt_angles_deg, name="tilt_angles")
     axis = get_tilt_axis(signal)

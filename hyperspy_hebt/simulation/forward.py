@@ -143,6 +143,13 @@ def thin_film_adf_counts(
     density : numpy.ndarray, optional
         g/cm^3 per voxel (default :func:`alloy_density`, see
         :func:`thin_film_line_counts`).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import thin_film_adf_counts
+    >>> counts = thin_film_adf_counts({"Au": np.ones((4, 4))}, 200.0)  # pure Au, 1.5 nm columns
+    >>> counts.shape
+    (4, 4)
     """
     from ..physics import haadf_factor
 

@@ -30,6 +30,13 @@ class Phantom:
         Named masks (e.g. ``core``, ``shell``) for region statistics.
     density_g_cm3 : numpy.ndarray, optional
         Density per voxel in g/cm^3 where the phantom defines it (0 outside).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import Phantom
+    >>> phantom = Phantom({"Au": np.ones((2, 4, 4))}, pixel_size_nm=2.0)  # a pure Au block
+    >>> phantom.pixel_size_nm, sorted(phantom.weight_fractions)
+    (2.0, ['Au'])
     """
 
     weight_fractions: dict

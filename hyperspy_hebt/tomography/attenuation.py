@@ -180,7 +180,14 @@ def _checked_direction(direction) -> np.ndarray:
 
 
 def main_axis(direction) -> int:
-    """The axis (0: y, 1: z, 2: x) along which ``direction`` moves most."""
+    """The axis (0: y, 1: z, 2: x) along which ``direction`` moves most.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.attenuation import exit_direction, main_axis
+    >>> main_axis(exit_direction(0.0, 0.0, 35.0))  # mostly along z, the beam at 0 degrees
+    2
+    """
     return int(np.argmax(np.abs(_checked_direction(direction))))
 
 

@@ -42,7 +42,18 @@ __all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "va
 
 
 def validate_alpha(alpha) -> float:
-    """Check the ADF weight: a number in [0, 1)."""
+    """Check the ADF weight: a number in [0, 1).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.bimodal import validate_alpha
+    >>> validate_alpha(0.8)
+    0.8
+    >>> validate_alpha(1.5)
+    Traceback (most recent call last):
+        ...
+    ValueError: alpha must lie in [0, 1) (0: EDS only; towards 1: ADF dominates), got 1.5.
+    """
     try:
         alpha = float(alpha)
     except (TypeError, ValueError):

@@ -42,6 +42,12 @@ def validate_mlem_parameters(iterations, subsets, n_tilts: int) -> tuple[int, in
         Either is not an integer.
     ValueError
         ``iterations`` < 1, or ``subsets`` not between 1 and the number of tilts.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.mlem import validate_mlem_parameters
+    >>> validate_mlem_parameters(20, 4, n_tilts=31)
+    (20, 4)
     """
     for name, value in (("iterations", iterations), ("subsets", subsets)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -53,6 +53,12 @@ def validate_tv_parameters(iterations, tv_weight) -> tuple[int, float]:
         ``iterations`` is not an integer.
     ValueError
         ``iterations`` < 1, or ``tv_weight`` not a finite number >= 0.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.poisson_tv import validate_tv_parameters
+    >>> validate_tv_parameters(300, 0.03)
+    (300, 0.03)
     """
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)):
         raise TypeError(f"iterations must be a positive integer, got {iterations!r}.")
@@ -72,6 +78,12 @@ def validate_joint_channels(joint_channels, n_slices: int) -> int:
     ------
     ValueError
         Not a positive integer, or not a divisor of ``n_slices``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.poisson_tv import validate_joint_channels
+    >>> validate_joint_channels(2, 8)  # two lines' channels of 4 slices each, stacked
+    2
     """
     if isinstance(joint_channels, bool) or not isinstance(joint_channels, (int, np.integer)) \
             or joint_channels < 1 or n_slices % joint_channels:

@@ -35,6 +35,12 @@ def validate_sirt_parameters(iterations, relaxation) -> tuple[int, float]:
         the open interval (0, 2) where SIRT converges.
     TypeError
         ``iterations`` is not an integer.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.sirt import validate_sirt_parameters
+    >>> validate_sirt_parameters(50, 1.0)
+    (50, 1.0)
     """
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)):
         raise TypeError(f"iterations must be a positive integer, got {iterations!r}.")
