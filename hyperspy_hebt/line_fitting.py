@@ -183,6 +183,16 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
         ``metadata.Sample.xray_lines`` and a ``LineFit`` node (modelled lines and
         their family members, clusters, background order, energy resolution,
         the check). Pass them as ``intensities=`` to the reconstructions.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
+    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.line_fitting import fit_line_intensities
+    >>> maps = fit_line_intensities(acquisition.series)
+    >>> maps[1].metadata.General.title
+    'Fitted intensity of Au_Ma (Synthetic EDS tilt series)'
     """
     if isinstance(background_order, bool) or not isinstance(background_order, (int, np.integer)) \
             or background_order < 0:

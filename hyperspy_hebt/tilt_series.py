@@ -194,6 +194,16 @@ def rebin_keeping_tilts(signal, rebin=None, **kwargs):
         ``rebin(signal, **kwargs)`` doing the binning; default ``signal.rebin``.
     **kwargs
         ``new_shape`` or ``scale`` (axes-manager order), ``crop``, ``dtype``, ``out``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
+    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.tilt_series import rebin_keeping_tilts
+    >>> binned = rebin_keeping_tilts(acquisition.series, scale=(2, 1, 1, 1))  # 2 x along x
+    >>> binned.axes_manager.navigation_shape, binned.tilt_angles[:2]
+    ((12, 2, 31), array([-75., -70.]))
     """
     rebin = rebin or (lambda target, **kw: target.rebin(**kw))
     tilt = get_tilt_axis(signal)

@@ -149,6 +149,15 @@ def attenuation_per_px(fractions, density_g_cm3, mass_attenuation_cm2_g,
     -------
     numpy.ndarray
         float32, the shape of one fraction volume: dimensionless (per pixel).
+
+    Examples
+    --------
+    Fe Ka in pure iron, 10 nm voxels:
+
+    >>> from hyperspy_hebt.physics.absorption import attenuation_per_px, mass_attenuation_table
+    >>> table = mass_attenuation_table(["Fe_Ka"], ["Fe"])  # cm^2/g
+    >>> np.round(attenuation_per_px(np.array([[1.0]]), 7.874, table[0], 10.0), 6)  # 1/voxel
+    array([0.000504], dtype=float32)
     """
     coefficients = np.asarray(mass_attenuation_cm2_g, dtype=np.float64).reshape(-1)
     if len(fractions) != coefficients.size:

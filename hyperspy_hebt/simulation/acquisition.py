@@ -244,6 +244,16 @@ class SimulatedAcquisition:
     phantom : Phantom
     expected : dict
         Noiseless sinograms ``(slices, tilts, x)`` per line and for ``"ADF"``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
+    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> acquisition.xray_lines, sorted(acquisition.truth)
+    (['Ag_La', 'Au_Ma'], ['Ag', 'Au'])
+    >>> acquisition.line_intensities[0].shape  # the counts each line put in (tilt, y, x)
+    (31, 2, 24)
     """
 
     series: BaseSignal

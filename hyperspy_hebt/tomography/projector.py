@@ -116,6 +116,14 @@ class Projector:
         ``W.T`` stored as CSR, so back-projection is also a row-parallel product.
     row_sums, column_sums : numpy.ndarray
         Sums of ``W`` along its rows (per ray) and columns (per pixel), float32.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
+    >>> from hyperspy_hebt.tomography.projector import get_projector
+    >>> projector = get_projector(ParallelBeamGeometry(tuple(np.linspace(-60, 60, 13)), 32))
+    >>> projector.geometry.n_detector, projector.matrix.shape
+    (32, (416, 1024))
     """
 
     geometry: ParallelBeamGeometry
