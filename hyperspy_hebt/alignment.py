@@ -190,10 +190,8 @@ def estimate_tilt_axis_rotation(images: np.ndarray, search_deg: float = 10.0,
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.alignment import estimate_tilt_axis_rotation
     >>> round(abs(float(estimate_tilt_axis_rotation(np.asarray(adf.data)))), 2)  # none simulated
@@ -301,10 +299,8 @@ def estimate_tilt_axis_shift(images: np.ndarray, tilt_angles_deg, search_px: flo
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.alignment import estimate_tilt_axis_shift
     >>> shift, record = estimate_tilt_axis_shift(np.asarray(adf.data), series.tilt_angles)
@@ -440,10 +436,8 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.alignment import align_tilt_series
     >>> aligned, aligned_adf = align_tilt_series(series, adf)
@@ -547,10 +541,8 @@ def register_adf_to_eds(series, adf, xray_line: str | None = None, constant: boo
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.alignment import register_adf_to_eds
     >>> registered = register_adf_to_eds(series, adf)
@@ -625,10 +617,8 @@ def normalise_tilt_totals(intensities):
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.alignment import normalise_tilt_totals
     >>> maps = series.get_lines_intensity(integration_windows=1.0)

@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                      help='where the reconstructions run: "cupy" needs CuPy and a CUDA GPU, '
                           '"auto" takes one when present')
     rec.add_argument("--formats", nargs="+", default=["zspy", "tif", "emd"],
-                     choices=("zspy", "tif", "emd"), metavar="FORMAT",
+                     choices=("zspy", "tif", "emd"), metavar="FORMAT",  # pipeline.VOLUME_FORMATS
                      help="volume files to write: zspy (HyperSpy, all metadata), tif "
                           "(calibrated float32 stacks), emd (tomviz: one file of the lines, "
                           "one of the fractions); each holds every volume again")

@@ -97,10 +97,8 @@ class CrossValidation:
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> scores = series.cross_validate(adf, iterations=(10, 20), alphas=(0.8,), slices=1)
     >>> type(scores).__name__, len(scores.rows)  # 2 methods x 2 counts x 2 lines

@@ -117,7 +117,7 @@ def align_like_etspy(series, stack):
     >>> series.metadata.Alignment.method  # doctest: +SKIP
     'etspy'
     """
-    from .alignment import _spatial_order
+    from .alignment import _spatial_order, _with_data
     from .tilt_series import apply_tilt_angles
 
     _spatial_order(series)
@@ -161,8 +161,7 @@ def align_like_etspy(series, stack):
         "image_shape": [n_y, n_x],
         "valid_fraction": float(valid.all(axis=0).mean()),
     }
-    aligned = series._deepcopy_with_new_data(shift_images(series.data, total, 0.0))
-    aligned.metadata.set_item("Alignment", alignment)
+    aligned = _with_data(series, shift_images(series.data, total, 0.0), "Alignment", alignment)
     adf = _adf_signal(images, series)
     apply_tilt_angles(adf, series.tilt_angles)
     adf.metadata.set_item("Alignment", alignment)

@@ -320,10 +320,8 @@ def load_tilt_series(
 
     >>> import tempfile
     >>> from hyperspy_hebt import load_tilt_series
-    >>> from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
-    ...                                       write_acquisition_files)
-    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
-    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition, write_acquisition_files
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> folder = tempfile.mkdtemp()
     >>> paths, adf_paths = write_acquisition_files(acquisition, folder)
     >>> series, adf = load_tilt_series(folder + "/tilt_*.hspy", tilt_from="filename",

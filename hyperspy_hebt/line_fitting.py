@@ -186,9 +186,8 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
-    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> from hyperspy_hebt.line_fitting import fit_line_intensities
     >>> maps = fit_line_intensities(acquisition.series)
     >>> maps[1].metadata.General.title

@@ -295,10 +295,8 @@ def survey_lines(signal, xray_lines=None, sum_spectrum=None) -> LineSurvey:
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.line_survey import survey_lines
     >>> survey = survey_lines(series)

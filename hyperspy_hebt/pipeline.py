@@ -118,6 +118,10 @@ def _fit_or_power(gamma):
     return float(gamma)
 
 
+#: The volume files the reconstruct command can write (all of them by default).
+VOLUME_FORMATS = ("zspy", "tif", "emd")
+
+
 def reconstruct_files(
     paths: str | Sequence[str],
     out_dir: str | Path,
@@ -155,7 +159,7 @@ def reconstruct_files(
     tv_weight: float | str = "auto",
     gamma: float | str = 1.0,
     adf_offset: bool = False,
-    formats: Sequence[str] = ("zspy", "tif", "emd"),
+    formats: Sequence[str] = VOLUME_FORMATS,
 ) -> dict:
     """Reconstruct and quantify a tilt series stored one file per tilt.
 
@@ -289,10 +293,8 @@ def reconstruct_files(
     >>> import tempfile
     >>> from pathlib import Path
     >>> from hyperspy_hebt.pipeline import reconstruct_files
-    >>> from hyperspy_hebt.simulation import (core_shell_particle, simulate_acquisition,
-    ...                                       write_acquisition_files)
-    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
-    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition, write_acquisition_files
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = write_acquisition_files(acquisition, folder)
     >>> summary = reconstruct_files(str(folder / "tilt_*.hspy"), folder / "results",
@@ -390,7 +392,7 @@ class _Settings:
     tv_weight: float | str = "auto"
     gamma: float | str = 1.0
     adf_offset: bool = False
-    formats: tuple = ("zspy", "tif", "emd")
+    formats: tuple = VOLUME_FORMATS
 
     def sigma_for(self, method: str):
         """The maps' filter for ``method``: ``"auto"`` resolved (0.8 px; none for counts)."""
@@ -404,9 +406,6 @@ METHODS = ("auto", "hebt", "sirt", "fused", "tv")
 
 #: Methods whose likelihood is of the counts themselves (no filter, converged solvers).
 COUNTING_METHODS = ("fused", "tv")
-
-#: The volume files the reconstruct command can write.
-VOLUME_FORMATS = ("zspy", "tif", "emd")
 
 #: The fused model's iterations when ``iterations`` is "auto" (its solver converges; the
 #: count is not a regulariser).

@@ -103,10 +103,8 @@ def region_mask(rule, elements: Sequence[str], stack) -> np.ndarray:
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.regions import region_mask
     >>> fractions = series.quantify_cross_section(
@@ -168,10 +166,8 @@ def composition_table(fractions: Sequence,
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.regions import composition_table
     >>> fractions = series.quantify_cross_section(
@@ -233,10 +229,8 @@ def composition_figure(table: dict, units: str = "weight fraction"):
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt.regions import composition_figure, composition_table
     >>> fractions = series.quantify_cross_section(

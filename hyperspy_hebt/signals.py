@@ -92,10 +92,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> series.get_take_off_angle()[:3]  # degrees, one per tilt: -75, -70, -65
         array([-40., -35., -30.])
@@ -153,10 +151,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> series.set_tilt_angles(np.linspace(-60, 60, 31))
         >>> series.tilt_angles[:3]
@@ -235,10 +231,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> reconstructions = series.reconstruct_sirt(iterations=20, show_progressbar=False)
         >>> reconstructions[0]
@@ -346,10 +340,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> reconstructions = series.reconstruct_mlem(iterations=10, show_progressbar=False)
         >>> reconstructions[0]
@@ -473,10 +465,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> reconstructions = series.reconstruct_poisson_tv(iterations=50, tv_weight=0.03,
         ...                                                  show_progressbar=False)
@@ -629,10 +619,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> reconstructions = series.reconstruct_fused(adf, iterations=50, tv_weight=0.03,
         ...                                             show_progressbar=False)
@@ -768,10 +756,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> reconstructions = series.reconstruct_hebt(adf, alpha=0.8, iterations=20,
         ...                                           show_progressbar=False)
@@ -883,10 +869,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> scores = series.cross_validate(adf, iterations=(10, 20), alphas=(0.8,), slices=1)
         >>> sorted(scores.setting())
@@ -920,10 +904,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> maps = series.fit_line_intensities()
         >>> maps[0].metadata.General.title
@@ -999,10 +981,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> report = series.check_hebt_model(adf)
         >>> report["verdict"], report["problems"]
@@ -1058,10 +1038,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> series.reconstruct_adf(adf, iterations=20, show_progressbar=False)
         <Signal2D, title: SIRT reconstruction of the ADF signal, dimensions: (2|24, 24)>
@@ -1146,10 +1124,8 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         Examples
         --------
-        >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-        >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-        >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-        ...                                    energy_axis_kev=(0.0, 0.02, 256))
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
         >>> series, adf = acquisition.series, acquisition.adf
         >>> fractions = series.quantify_cross_section(
         ...     series.reconstruct_sirt(iterations=20, show_progressbar=False))

@@ -106,10 +106,9 @@ def get_tilt_axis(signal):
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
+    >>> from hyperspy_hebt.simulation import demo_acquisition
     >>> from hyperspy_hebt.tilt_series import get_tilt_axis
-    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
-    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> axis = get_tilt_axis(acquisition.series)
     >>> axis.name, axis.size
     ('tilt', 31)
@@ -197,9 +196,8 @@ def rebin_keeping_tilts(signal, rebin=None, **kwargs):
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
-    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> from hyperspy_hebt.tilt_series import rebin_keeping_tilts
     >>> binned = rebin_keeping_tilts(acquisition.series, scale=(2, 1, 1, 1))  # 2 x along x
     >>> binned.axes_manager.navigation_shape, binned.tilt_angles[:2]
@@ -268,10 +266,8 @@ def stack_tilt_series(spectra: Sequence, tilt_angles: Sequence[float] | np.ndarr
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> from hyperspy_hebt import stack_tilt_series
     >>> spectra = [series.inav[:, :, i] for i in (15, 14, 16)]  # 0, -5 and 5 degrees

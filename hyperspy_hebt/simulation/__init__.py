@@ -18,6 +18,7 @@
 from .absorption import attenuated_projections, path_optical_depth
 from .acquisition import (
                           SimulatedAcquisition,
+                          demo_acquisition,
                           simulate_acquisition,
                           synthetic_adf_series,
                           synthetic_tilt_series,
@@ -44,6 +45,7 @@ __all__ = [
     "Phantom",
     "RealisticSeries",
     "SimulatedAcquisition",
+    "demo_acquisition",
     "paper_phantom",
     "simulate_acquisition",
     "simulate_lamella_series",

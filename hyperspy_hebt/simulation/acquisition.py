@@ -10,7 +10,7 @@ import numpy as np
 
 from ..tomography.geometry import TiltAngles
 from .forward import alloy_density, project_volume, thin_film_adf_counts, thin_film_line_counts
-from .phantoms import Phantom
+from .phantoms import Phantom, core_shell_particle
 
 if TYPE_CHECKING:
     from hyperspy.signal import BaseSignal
@@ -247,9 +247,8 @@ class SimulatedAcquisition:
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> acquisition = simulate_acquisition(core_shell_particle(24, 2, pixel_size_nm=3.0),
-    ...                                    ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> acquisition.xray_lines, sorted(acquisition.truth)
     (['Ag_La', 'Au_Ma'], ['Ag', 'Au'])
     >>> acquisition.line_intensities[0].shape  # the counts each line put in (tilt, y, x)
@@ -391,10 +390,8 @@ def simulate_acquisition(
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> series
     <TomographicEDSSpectrum, title: Synthetic EDS tilt series, dimensions: (24, 2, 31|256)>
@@ -435,6 +432,43 @@ def simulate_acquisition(
                                 alloy_density(fractions), phantom, expected)
 
 
+def demo_acquisition(n_x: int = 24, n_slices: int = 2, lazy: bool = False,
+                     seed: int = 0) -> SimulatedAcquisition:
+    """A small simulated Ag-Au acquisition, for examples and first trials.
+
+    A core-shell particle (:func:`core_shell_particle`, 3 nm pixels) recorded at the
+    paper's 31 tilts, 100 keV and dose: 256-channel EDS spectrum images of Ag La and
+    Au Ma with their families, and ADF images, Poisson noise. Seconds to make.
+
+    Parameters
+    ----------
+    n_x : int
+        Pixels across the scan (and the particle's box).
+    n_slices : int
+        Slices along the rotation axis ``y``.
+    lazy : bool
+        Return lazy signals, generated block by block.
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    SimulatedAcquisition
+        ``series`` (a :class:`~hyperspy_hebt.TomographicEDSSpectrum`), ``adf`` and the
+        truth, as :func:`simulate_acquisition` returns them.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()
+    >>> acquisition.series
+    <TomographicEDSSpectrum, title: Synthetic EDS tilt series, dimensions: (24, 2, 31|256)>
+    """
+    particle = core_shell_particle(n_x, n_slices, pixel_size_nm=3.0)
+    return simulate_acquisition(particle, ["Ag_La", "Au_Ma"], energy_axis_kev=(0.0, 0.02, 256),
+                                seed=seed, lazy=lazy)
+
+
 def write_acquisition_files(acquisition: SimulatedAcquisition, folder, extension: str = "hspy",
                             wrong_tilt_alpha: float | None = 0.0):
     """Write a simulated acquisition as a microscope does: one file per tilt.
@@ -459,10 +493,8 @@ def write_acquisition_files(acquisition: SimulatedAcquisition, folder, extension
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_particle, simulate_acquisition
-    >>> particle = core_shell_particle(24, 2, pixel_size_nm=3.0)  # 24 px across, 2 slices
-    >>> acquisition = simulate_acquisition(particle, ["Ag_La", "Au_Ma"],
-    ...                                    energy_axis_kev=(0.0, 0.02, 256))
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> acquisition = demo_acquisition()  # an Ag-Au particle, 24 px, 2 slices, 31 tilts
     >>> series, adf = acquisition.series, acquisition.adf
     >>> import tempfile
     >>> from hyperspy_hebt.simulation import write_acquisition_files
