@@ -35,11 +35,11 @@ import numpy as np
 
 from .physics.absorption import attenuation_per_px, estimate_density
 from .tomography.attenuation import (
+    _main_axis,
+    _main_axis_first,
+    _padded_for_march,
     add_detected_emission,
     exit_direction,
-    main_axis,
-    main_axis_first,
-    padded_for_march,
 )
 from .tomography.projector import Projector
 
@@ -148,7 +148,7 @@ def ray_sums(volumes: Sequence[np.ndarray] | np.ndarray,
     # Three working copies per line: emission and attenuation reordered, detected emission.
     per_group = max(1, min(n_lines, RAY_FACTOR_GROUP_BYTES // (3 * 4 * voxels)))
     pairs = sorted(
-        ((main_axis(exit_direction(tilt, *angles)), t, tilt, angles, share)
+        ((_main_axis(exit_direction(tilt, *angles)), t, tilt, angles, share)
          for t, tilt in enumerate(geometry.tilt_angles_deg)
          for angles, share in zip(detectors, shares)), key=lambda pair: pair[:2])
     rows = [_tilt_rows(projector, t) for t in range(geometry.n_tilts)]
@@ -164,8 +164,8 @@ def ray_sums(volumes: Sequence[np.ndarray] | np.ndarray,
         # The pairs of one main axis share a reordered copy; those of one tilt too add
         # into one buffer, projected once.
         for main, by_axis in groupby(pairs, key=lambda pair: pair[0]):
-            views = (main_axis_first(emission, main),
-                     padded_for_march(main_axis_first(mu, main)))
+            views = (_main_axis_first(emission, main),
+                     _padded_for_march(_main_axis_first(mu, main)))
             seen = np.empty_like(views[0])
             for t, by_tilt in groupby(by_axis, key=lambda pair: pair[1]):
                 seen[:] = 0.0

@@ -32,8 +32,8 @@ import dask.array as da
 import numpy as np
 import scipy.ndimage as ndi
 
+from ._reconstruction.field import resolve_padding
 from .image_shifts import invalid_pixel_mask, shift_block, shift_images, valid_pixels
-from .reconstruction.field import resolve_padding
 
 _logger = logging.getLogger(__name__)
 

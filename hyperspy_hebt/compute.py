@@ -69,7 +69,7 @@ def _noise_signals(signal) -> list:
     """``(metadata path, signal)`` of the variance and covariances a signal carries."""
     from hyperspy.signal import BaseSignal
 
-    from .reconstruction.uncertainty import COVARIANCE_NODE
+    from ._reconstruction.uncertainty import COVARIANCE_NODE
 
     found = []
     variance = signal.metadata.get_item("Signal.Noise_properties.variance")

@@ -26,7 +26,7 @@ from .tomography.fused import _fused_steps
 from .tomography.geometry import slab_support
 from .tomography.mlem import _mlem_steps
 from .tomography.poisson_tv import _poisson_tv_steps, validate_tv_parameters
-from .tomography.sirt import _sirt_steps, validate_iteration_counts
+from .tomography.sirt import _sirt_steps, _validate_iteration_counts
 
 __all__ = ["CrossValidation", "cross_validate_stacks", "poisson_deviance"]
 
@@ -396,7 +396,7 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     if isinstance(iterations, (str, int, np.integer)):
         raise TypeError(f"iterations must be a sequence of iteration counts, e.g. (20, 50, "
                         f"100), got {iterations!r}.")
-    iterations = sorted(set(validate_iteration_counts(iterations, relaxation)))
+    iterations = sorted(set(_validate_iteration_counts(iterations, relaxation)))
     angles = np.asarray(tilt_angles_deg, dtype=float)
     k, n_slices, n_tilts, n_det = eds.shape
     grid = {"n_detector": n_det, "n_x": n_det + 2 * padding_px, "n_z": n_det}

@@ -14,7 +14,7 @@ __all__ = ["filtered_sinograms"]
 TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default, fixes the overlap depth
 
 
-def filter_block(block, sigma):
+def _filter_block(block, sigma):
     """Scipy's Gaussian filter of one block (reflecting at the block's own ends)."""
     return ndi.gaussian_filter(block, sigma=sigma, truncate=TRUNCATE, mode="reflect")
 
@@ -44,7 +44,7 @@ def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
         return where(norm > 1e-3, smoothed / (norm + (norm <= 1e-3)), 0).astype(np.float32)
     if not lazy:
         stack = np.asarray(stack, dtype=np.float32)
-        return stack if sigma is None else filter_block(stack, sigma)
+        return stack if sigma is None else _filter_block(stack, sigma)
     stack = da.asarray(stack).astype(np.float32).rechunk({0: slices_per_block, 1: -1, 2: -1})
     if sigma is None:
         return stack
@@ -53,6 +53,6 @@ def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
         # Fewer slices than the halo (a thin or heavily binned series): dask refuses an
         # overlap deeper than the array, and one block of it is scipy's whole-array filter.
         return stack.rechunk({0: -1}).map_blocks(
-            filter_block, sigma=sigma, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
-    return stack.map_overlap(filter_block, depth=depth, boundary="none", sigma=sigma,
+            _filter_block, sigma=sigma, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
+    return stack.map_overlap(_filter_block, depth=depth, boundary="none", sigma=sigma,
                              dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))

@@ -32,8 +32,8 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ._reconstruction.intensities import resolve_xray_lines
 from .physics.line_shapes import family_profile, line_family, line_fwhm_kev
-from .reconstruction.intensities import resolve_xray_lines
 
 _logger = logging.getLogger(__name__)
 

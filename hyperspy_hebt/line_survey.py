@@ -22,8 +22,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
+from ._reconstruction.intensities import resolve_xray_lines
 from .physics.line_shapes import line_fwhm_kev
-from .reconstruction.intensities import resolve_xray_lines
 
 __all__ = ["LineSurvey", "snip_background", "survey_lines", "survey_spectrum"]
 
@@ -316,7 +316,7 @@ def survey_lines(signal, xray_lines=None, sum_spectrum=None) -> LineSurvey:
             "The detector resolution is not in the metadata; set it (eV) with s.metadata."
             "set_item('Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa', 130).")
     if sum_spectrum is None:
-        total = sum_spectrum_of(signal)
+        total = _sum_spectrum_of(signal)
         if hasattr(total, "compute"):
             total = total.compute()
     else:
@@ -328,7 +328,7 @@ def survey_lines(signal, xray_lines=None, sum_spectrum=None) -> LineSurvey:
     return survey_spectrum(energy, np.asarray(total), lines, elements, float(resolution))
 
 
-def sum_spectrum_of(signal):
+def _sum_spectrum_of(signal):
     """Sum the spectra of ``signal`` over every navigation axis.
 
     Float64; a dask array for a lazy signal, to compute together with other results.

@@ -26,17 +26,17 @@ import numpy as np
 
 from . import __version__
 from ._outputs import ResultWriter
+from ._reconstruction.intensities import LINE_INTEGRATION, integration_variance
+from ._reconstruction.options import Absorption, Bootstrap
+from ._reconstruction.quantify import quantify_cross_section
 from .alignment import align_tilt_series, normalise_tilt_totals, register_adf_to_eds
 from .compute import compute_together
 from .diagnostics import AS_RECORDED_KEY, CLIPPED_FRACTION_LIMIT, adf_as_recorded
 from .export import save_tomviz_emd
 from .figures import orthoslices, render_3d, save_volumes
 from .io import load_tilt_series
-from .line_survey import sum_spectrum_of, survey_lines
-from .reconstruction.intensities import LINE_INTEGRATION, integration_variance
-from .reconstruction.options import Absorption, Bootstrap
-from .reconstruction.quantify import quantify_cross_section
-from .regions import composition_figure, composition_table, parse_rule
+from .line_survey import _sum_spectrum_of, survey_lines
+from .regions import _parse_rule, composition_figure, composition_table
 from .tilt_series import rebin_keeping_tilts
 from .tomography.backends import resolve_backend
 
@@ -571,7 +571,7 @@ def _line_maps(series, settings: _Settings, summary: dict, stage) -> list:
             image.metadata.set_item(LINE_INTEGRATION, {
                 "integration_window_fwhm": float(settings.integration_windows),
                 **({"background_windows": "auto"} if background else {})})
-    maps, total = _in_memory(maps, sum_spectrum_of(series))
+    maps, total = _in_memory(maps, _sum_spectrum_of(series))
     survey = survey_lines(series, sum_spectrum=total)
     summary["line_survey"] = survey.as_metadata()
     if survey.ok:
@@ -773,7 +773,7 @@ def _check_before_the_run(series, bin_factor, regions) -> None:
     named = regions.values() if isinstance(regions, dict) else (regions or ())
     for rule in named:
         if isinstance(rule, str):
-            parse_rule(rule, elements)
+            _parse_rule(rule, elements)
 
 
 def _in_memory(maps, total):

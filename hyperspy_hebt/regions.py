@@ -55,7 +55,7 @@ def _inside(volumes) -> np.ndarray:
     return total > 0
 
 
-def parse_rule(rule: str, elements: Sequence[str]):
+def _parse_rule(rule: str, elements: Sequence[str]):
     """Parse a region rule, checked against the quantified ``elements``.
 
     So a run can refuse a bad rule before it starts.
@@ -120,7 +120,7 @@ def region_mask(rule, elements: Sequence[str], stack) -> np.ndarray:
             raise ValueError(f"a region given as a volume must be boolean with shape "
                              f"{inside.shape} (y, z, x), got {mask.dtype} {mask.shape}.")
         return mask & inside
-    match = parse_rule(rule, elements)
+    match = _parse_rule(rule, elements)
     if match["inside"]:
         selected = inside
     else:

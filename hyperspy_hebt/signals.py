@@ -12,15 +12,15 @@ import numpy as np
 from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 from exspy.utils import eds as eds_utils
 
-from .reconstruction import auto as _auto
-from .reconstruction import fused as _fused
-from .reconstruction import hebt as _hebt
-from .reconstruction import mlem as _mlem
-from .reconstruction import poisson_tv as _poisson_tv
-from .reconstruction import quantify as _quantification
-from .reconstruction import sirt as _sirt
-from .reconstruction.docstrings import shared_parameters
-from .reconstruction.options import (
+from ._reconstruction import auto as _auto
+from ._reconstruction import fused as _fused
+from ._reconstruction import hebt as _hebt
+from ._reconstruction import mlem as _mlem
+from ._reconstruction import poisson_tv as _poisson_tv
+from ._reconstruction import quantify as _quantification
+from ._reconstruction import sirt as _sirt
+from ._reconstruction.docstrings import shared_parameters
+from ._reconstruction.options import (
     Absorption,
     Alpha,
     Backend,
@@ -528,7 +528,7 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         lines by default), with ``x >= 0``
         (:mod:`hyperspy_hebt.tomography.fused`: nonlinear preconditioned PDHG). Unlike
         HEBT the ADF model may be a power (``gamma`` > 1) and the EDS term is the counts'
-        own likelihood. The steps (:mod:`hyperspy_hebt.reconstruction.fused`):
+        own likelihood. The steps (:mod:`hyperspy_hebt._reconstruction.fused`):
 
         1. Joint Poisson + TV of the EDS alone on 16 slices.
         2. The ADF regressed on the projections of powers of those volumes: ``gamma``

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hyperspy_hebt import load_tilt_series
+from hyperspy_hebt._reconstruction.field import full_coverage_padding
 from hyperspy_hebt.alignment import (
     align_tilt_series,
     cross_correlation_shifts,
@@ -12,7 +13,6 @@ from hyperspy_hebt.alignment import (
     normalise_tilt_totals,
     register_adf_to_eds,
 )
-from hyperspy_hebt.reconstruction.field import full_coverage_padding
 from hyperspy_hebt.simulation import (
     core_shell_particle,
     project_volume,

@@ -39,17 +39,17 @@ GPU_AVAILABLE, GPU_REASON = backends.cupy_status()
 @pytest.fixture
 def numpy_as_cupy(monkeypatch):
     """backend="cupy" runs the array-module iterations with numpy and scipy.sparse."""
-    reference = backends.array_module("numpy")
+    reference = backends._array_module("numpy")
     conversions = []
 
     def counted(matrix):
         conversions.append(matrix.shape)
         return matrix
 
-    module = backends.ArrayModule("numpy-as-cupy", np, counted, reference.to_host,
+    module = backends._ArrayModule("numpy-as-cupy", np, counted, reference.to_host,
                                   reference.device_id)
     monkeypatch.setattr(backends, "cupy_status", lambda: (True, ""))
-    monkeypatch.setattr(backends, "array_module", lambda name: module)
+    monkeypatch.setattr(backends, "_array_module", lambda name: module)
     monkeypatch.setattr(backends, "_DEVICE_CACHE", type(backends._DEVICE_CACHE)())
     return conversions
 

@@ -283,7 +283,7 @@ def test_a_grid_too_large_for_memory_is_refused_up_front(monkeypatch):
 
     from helpers import make_series
 
-    from hyperspy_hebt.reconstruction import field as _field
+    from hyperspy_hebt._reconstruction import field as _field
     from hyperspy_hebt.tomography import ParallelBeamGeometry
     from hyperspy_hebt.tomography.projector import make_projector
 
@@ -555,7 +555,7 @@ def test_maps_integrated_by_the_reconstruct_command_are_checked_as_counts():
     passes them on; tagged, they get the window-sum checks a spike needs."""
     from helpers import make_series
 
-    from hyperspy_hebt.reconstruction.intensities import LINE_INTEGRATION
+    from hyperspy_hebt._reconstruction.intensities import LINE_INTEGRATION
 
     series = make_series()
     maps = series.get_lines_intensity(integration_windows=1.0)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from hyperspy_hebt.reconstruction.docstrings import PARAMETERS
+from hyperspy_hebt._reconstruction.docstrings import PARAMETERS
 from hyperspy_hebt.signals import TomographicEDSSpectrum
 
 METHODS = ["reconstruct_sirt", "reconstruct_hebt", "cross_validate", "check_hebt_model",

@@ -8,8 +8,8 @@ from helpers import count_block_reads, make_series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hyperspy_hebt._reconstruction.field import edge_fraction, full_coverage_padding
 from hyperspy_hebt.alignment import invalid_pixel_mask
-from hyperspy_hebt.reconstruction.field import edge_fraction, full_coverage_padding
 from hyperspy_hebt.simulation import project_volume, synthetic_tilt_series
 from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector, hebt, sirt
 

@@ -1,4 +1,4 @@
-"""The fused EDS + ADF model (tomography.fused) and reconstruct_fused (reconstruction.fused)."""
+"""The fused EDS + ADF model (tomography.fused) and reconstruct_fused (_reconstruction.fused)."""
 
 import numpy as np
 import pytest

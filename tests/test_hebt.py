@@ -260,7 +260,7 @@ def test_compute_together_runs_the_shared_graph_once(phantom):
                                              response_ratios=ratios)
     fractions = series.quantify_cross_section(lazy)
     calls = []
-    import hyperspy_hebt.reconstruction.hebt as module
+    import hyperspy_hebt._reconstruction.hebt as module
 
     original = module.hebt
 

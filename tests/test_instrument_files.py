@@ -13,8 +13,8 @@ import pytest
 from helpers import INSTRUMENT_FILES
 
 from hyperspy_hebt import load_tilt_series
+from hyperspy_hebt._reconstruction.layout import TiltSeriesLayout
 from hyperspy_hebt.line_survey import survey_lines
-from hyperspy_hebt.reconstruction.layout import TiltSeriesLayout
 
 FILES = INSTRUMENT_FILES
 TILTS = (-40, -20, 0, 20, 40)

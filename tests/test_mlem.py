@@ -1,4 +1,4 @@
-"""ML-EM and OS-EM (tomography.mlem) and reconstruct_mlem (reconstruction.mlem)."""
+"""ML-EM and OS-EM (tomography.mlem) and reconstruct_mlem (_reconstruction.mlem)."""
 
 import numpy as np
 import pytest

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from helpers import count_block_reads, make_series
 
-from hyperspy_hebt.reconstruction import auto as _cross_validation
-from hyperspy_hebt.reconstruction.options import GridOptions, HebtModel, LineSource, RunOptions
+from hyperspy_hebt._reconstruction import auto as _cross_validation
+from hyperspy_hebt._reconstruction.options import GridOptions, HebtModel, LineSource, RunOptions
 
 BAD_KEYWORDS = [
     # (keyword arguments of reconstruct_sirt / reconstruct_hebt, error, words)
@@ -97,7 +97,7 @@ def test_auto_prepares_the_series_once(monkeypatch, method):
 
 
 def test_absorption_shortcut_is_checked_and_bounded():
-    from hyperspy_hebt.reconstruction.options import Absorption
+    from hyperspy_hebt._reconstruction.options import Absorption
 
     settings = Absorption(True)
     assert settings.coarsening == 2

@@ -1,5 +1,5 @@
 """Poisson likelihood + total variation by PDHG (tomography.poisson_tv) and
-reconstruct_poisson_tv (reconstruction.poisson_tv)."""
+reconstruct_poisson_tv (_reconstruction.poisson_tv)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from helpers import counting_phantom, make_series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperspy_hebt.reconstruction.poisson_tv import AUTO_TV_WEIGHTS
+from hyperspy_hebt._reconstruction.poisson_tv import AUTO_TV_WEIGHTS
 from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector, sirt
 from hyperspy_hebt.tomography.mlem import mlem, poisson_log_likelihood
 from hyperspy_hebt.tomography.poisson_tv import poisson_tv

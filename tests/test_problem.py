@@ -4,9 +4,9 @@ import dask.array as da
 import numpy as np
 from helpers import count_block_reads, make_series
 
+from hyperspy_hebt._reconstruction.options import GridOptions, LineSource
+from hyperspy_hebt._reconstruction.problem import prepare
 from hyperspy_hebt.filtering import filtered_sinograms
-from hyperspy_hebt.reconstruction.options import GridOptions, LineSource
-from hyperspy_hebt.reconstruction.problem import prepare
 
 OPTIONS = dict(source=LineSource(integration_windows=2.0),
                grid=GridOptions(rotation_axis="y", gaussian_sigma=0.8), slices_per_block=2)

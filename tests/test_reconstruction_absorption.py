@@ -1,5 +1,5 @@
-"""Absorption-corrected reconstructions through the signal methods (reconstruction.absorption,
-reconstruction.detectors): simulated spectra of an absorbing grain, and the detector geometry
+"""Absorption-corrected reconstructions through the signal methods (_reconstruction.absorption,
+detectors): simulated spectra of an absorbing grain, and the detector geometry
 the real Bruker and Velox files carry."""
 
 import shutil
@@ -9,9 +9,9 @@ import pytest
 from helpers import INSTRUMENT_FILES, absorbed_grain
 from scipy import ndimage
 
+from hyperspy_hebt.detectors import checked_detectors, detectors_of
 from hyperspy_hebt.io import load_tilt_series
 from hyperspy_hebt.physics.absorption import attenuation_per_px, mass_attenuation_table
-from hyperspy_hebt.reconstruction.detectors import checked_detectors, detectors_of
 from hyperspy_hebt.simulation import (
     attenuated_projections,
     project_volume,
@@ -348,7 +348,7 @@ def test_no_detector_geometry_is_refused(series):
 
 
 def test_correction_that_would_not_fit_in_memory_is_refused(series, monkeypatch):
-    from hyperspy_hebt.reconstruction import absorption
+    from hyperspy_hebt._reconstruction import absorption
 
     monkeypatch.setattr(absorption, "available_memory_bytes", lambda: 2**20)
     with pytest.raises(MemoryError, match=r"GiB here \(8 copies.*bin the series"):

@@ -128,7 +128,7 @@ def test_maps_without_a_known_variance_are_refused_naming_the_line():
 
 
 def test_background_windows_add_their_counts_to_the_variance():
-    from hyperspy_hebt.reconstruction.intensities import background_scale, line_intensities
+    from hyperspy_hebt._reconstruction.intensities import background_scale, line_intensities
 
     series = make_series(N_X, 3)
     lines = ["Ag_La"]

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from hyperspy_hebt import compute_together, load_tilt_series
-from hyperspy_hebt.reconstruction.detectors import detectors_of
+from hyperspy_hebt.detectors import detectors_of
 from hyperspy_hebt.regions import composition_table
 
 files = Path(os.environ["HYPERSPY_HEBT_INSTRUMENT_FILES"])

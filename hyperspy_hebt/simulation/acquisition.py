@@ -516,14 +516,14 @@ def write_acquisition_files(acquisition: SimulatedAcquisition, folder, extension
                                    float(angle if wrong_tilt_alpha is None else wrong_tilt_alpha))
         image = adf.inav[i].deepcopy()
         image.metadata.General.title = "HAADF"
-        spectrum_path, adf_path = write_tilt_files(folder, f"tilt_{angle:+g}.{extension}",
+        spectrum_path, adf_path = _write_tilt_files(folder, f"tilt_{angle:+g}.{extension}",
                                                    spectrum, image)
         paths.append(spectrum_path)
         adf_paths.append(adf_path)
     return paths, adf_paths
 
 
-def write_tilt_files(folder, name: str, spectrum, image):
+def _write_tilt_files(folder, name: str, spectrum, image):
     """Save one tilt as a microscope writes it, with a checksum file beside each file.
 
     ``name`` (the spectrum image) and ``adf_<name>`` (its ADF image) in ``folder``, each

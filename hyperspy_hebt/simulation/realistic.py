@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..tomography.geometry import TiltAngles
-from .acquisition import write_tilt_files
+from .acquisition import _write_tilt_files
 from .forward import project_volume, thin_film_adf_counts, thin_film_line_counts
 
 __all__ = ["LAMELLA_COMPOSITIONS", "RealisticSeries", "simulate_lamella_series"]
@@ -332,7 +332,7 @@ def simulate_lamella_series(
         image = hs.signals.Signal2D(adf.astype(np.float32))
         _calibrate(image.axes_manager.signal_axes, pixel_size_nm)
         image.metadata.General.title = "HAADF"
-        spectrum_path, adf_path = write_tilt_files(folder, f"tilt_{angle:+.4g}.hspy",
+        spectrum_path, adf_path = _write_tilt_files(folder, f"tilt_{angle:+.4g}.hspy",
                                                    spectrum, image)
         paths.append(spectrum_path)
         adf_paths.append(adf_path)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import ArrayModule, device_operators
-from .projector import inverse_or_zero
+from .backends import _ArrayModule, _device_operators
+from .projector import _inverse_or_zero
 
 
 def _product(matrix, dense):
@@ -37,7 +37,7 @@ def _scales(xp, ops, scales):
     return xp.asarray(scales[0]), xp.asarray(scales[1])
 
 
-def sirt_steps(module: ArrayModule, projector, measured, weights, relaxation, positivity,
+def sirt_steps(module: _ArrayModule, projector, measured, weights, relaxation, positivity,
                scales=None):
     """Yield, after each SIRT iteration, a function returning the host volume.
 
@@ -46,7 +46,7 @@ def sirt_steps(module: ArrayModule, projector, measured, weights, relaxation, po
     """
     g = projector.geometry
     xp = module.xp
-    ops = device_operators(projector, module)
+    ops = _device_operators(projector, module)
     measured = xp.asarray(measured)
     weights = None if weights is None else xp.asarray(weights)
     row_scale, column_scale = _scales(xp, ops, scales)
@@ -63,7 +63,7 @@ def sirt_steps(module: ArrayModule, projector, measured, weights, relaxation, po
         yield _snapshot(module, volume, shape)
 
 
-def hebt_steps(module: ArrayModule, projector, eds, adf, adf_weights, eds_weights, alpha,
+def hebt_steps(module: _ArrayModule, projector, eds, adf, adf_weights, eds_weights, alpha,
                relaxation, positivity, n_extra, scales=None):
     """Yield, after each HEBT iteration, a function returning the host volume.
 
@@ -73,7 +73,7 @@ def hebt_steps(module: ArrayModule, projector, eds, adf, adf_weights, eds_weight
     """
     g = projector.geometry
     xp = module.xp
-    ops = device_operators(projector, module)
+    ops = _device_operators(projector, module)
     k, n_slices = eds.shape[:2]
     n_blocks = k + n_extra
     eds = xp.asarray(eds)
@@ -107,10 +107,10 @@ def _slice_major(xp, columns):
     return xp.asarray(np.ascontiguousarray(np.asarray(columns).T))
 
 
-def mlem_steps(module: ArrayModule, projector, inputs, parts):
+def mlem_steps(module: _ArrayModule, projector, inputs, parts):
     """Yield, after each (OS-)EM iteration, a function returning the host volume.
 
-    ``inputs`` are :func:`.mlem.counting_inputs`' (host, ray-major); ``parts`` the subsets'
+    ``inputs`` are :func:`.mlem._counting_inputs`' (host, ray-major); ``parts`` the subsets'
     ``(rays, rows of W, their transpose)`` (:func:`.mlem._subset_matrices`). The updates are
     :func:`.mlem._mlem_steps`'.
     """
@@ -121,14 +121,14 @@ def mlem_steps(module: ArrayModule, projector, inputs, parts):
     device_parts = []
     for rays, rows, transposed in parts:
         if rows is projector.matrix:  # ML-EM: the cached device matrices
-            ops = device_operators(projector, module)
+            ops = _device_operators(projector, module)
             rows_device, transposed_device = ops.matrix, ops.matrix_t
         else:
             rows_device, transposed_device = module.csr_matrix(rows), module.csr_matrix(
                 transposed)
         ray_weight = np.ascontiguousarray(inputs.weights[rays])
         sensitivity = np.asarray(transposed @ ray_weight, np.float32)
-        inverse = inverse_or_zero(sensitivity) * inputs.mask[:, None]
+        inverse = _inverse_or_zero(sensitivity) * inputs.mask[:, None]
         device_parts.append((rows_device, transposed_device,
                              _slice_major(xp, measured[rays]), _slice_major(xp, inverse)))
     volume = _slice_major(xp, inputs.observed * inputs.level[None, :])
@@ -144,22 +144,22 @@ def mlem_steps(module: ArrayModule, projector, inputs, parts):
         yield _snapshot(module, volume, shape)
 
 
-def poisson_tv_steps(module: ArrayModule, projector, inputs, weights, tau, bound,
+def poisson_tv_steps(module: _ArrayModule, projector, inputs, weights, tau, bound,
                      joint_channels: int):
     """Yield, after each PDHG iteration, a function returning the host volume (in counts).
 
-    ``inputs`` are :func:`.mlem.counting_inputs`'; ``weights`` the rays' likelihood weights
+    ``inputs`` are :func:`.mlem._counting_inputs`'; ``weights`` the rays' likelihood weights
     (joint channels' included), ``tau`` the voxels' steps, ``bound`` the TV ball's radius,
     all host, as :func:`.poisson_tv._poisson_tv_steps` makes them; the updates are its.
     """
     g = projector.geometry
     xp = module.xp
-    ops = device_operators(projector, module)
+    ops = _device_operators(projector, module)
     n_slices = inputs.level.size
     level = xp.asarray(inputs.level)[:, None]
     counts = _slice_major(xp, inputs.counts / inputs.level[None, :])
     weights = _slice_major(xp, weights)
-    sigma = xp.asarray(inverse_or_zero(inputs.row_sums))[None, :]
+    sigma = xp.asarray(_inverse_or_zero(inputs.row_sums))[None, :]
     tau = xp.asarray(tau).reshape(1, g.n_z, g.n_x)
     volume = _slice_major(xp, np.broadcast_to(inputs.observed, (g.n_pixels, n_slices)))
     x_bar = volume.copy()
@@ -208,7 +208,7 @@ def _divergence(xp, q_z, q_x, shape):
     return divergence
 
 
-def fused_steps(module: ArrayModule, projector, *, volume, counts, weights, sigma, target,
+def fused_steps(module: _ArrayModule, projector, *, volume, counts, weights, sigma, target,
                 adf_weights, mu, kappa, gamma, column_sums, mask, bound, level, n_lines,
                 tv_channels):
     """Yield, after each fused-model iteration, a function returning the host volume.
@@ -218,7 +218,7 @@ def fused_steps(module: ArrayModule, projector, *, volume, counts, weights, sigm
     """
     g = projector.geometry
     xp = module.xp
-    ops = device_operators(projector, module)
+    ops = _device_operators(projector, module)
     n_columns = volume.shape[1]
     n_slices = n_columns // n_lines
     shape = (n_columns, g.n_z, g.n_x)

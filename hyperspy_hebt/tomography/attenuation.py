@@ -32,11 +32,7 @@ import numpy as np
 __all__ = [
     "add_detected_emission",
     "exit_direction",
-    "main_axis",
-    "main_axis_first",
     "optical_depth",
-    "optical_depths",
-    "padded_for_march",
     "transmission",
 ]
 
@@ -179,13 +175,13 @@ def _checked_direction(direction) -> np.ndarray:
     return d / np.linalg.norm(d)
 
 
-def main_axis(direction) -> int:
+def _main_axis(direction) -> int:
     """The axis (0: y, 1: z, 2: x) along which ``direction`` moves most.
 
     Examples
     --------
-    >>> from hyperspy_hebt.tomography.attenuation import exit_direction, main_axis
-    >>> main_axis(exit_direction(0.0, 0.0, 35.0))  # mostly along z, the beam at 0 degrees
+    >>> from hyperspy_hebt.tomography.attenuation import exit_direction, _main_axis
+    >>> _main_axis(exit_direction(0.0, 0.0, 35.0))  # mostly along z, the beam at 0 degrees
     2
     """
     return int(np.argmax(np.abs(_checked_direction(direction))))
@@ -204,7 +200,7 @@ def _march(view, direction, depth, emission, share, seen):
 _NOTHING = np.empty((0, 0, 0, 0), np.float32)
 
 
-def optical_depths(mu_per_px: np.ndarray, direction) -> np.ndarray:
+def _optical_depths(mu_per_px: np.ndarray, direction) -> np.ndarray:
     """:func:`optical_depth` of several volumes at once (one per X-ray line), unchecked.
 
     Parameters
@@ -220,14 +216,14 @@ def optical_depths(mu_per_px: np.ndarray, direction) -> np.ndarray:
     numpy.ndarray
         float32 ``(channels, n_slices, n_z, n_x)``.
     """
-    main = main_axis(direction)
-    view = main_axis_first(np.moveaxis(np.asarray(mu_per_px, np.float32), 0, -1), main)
+    main = _main_axis(direction)
+    view = _main_axis_first(np.moveaxis(np.asarray(mu_per_px, np.float32), 0, -1), main)
     depth = np.empty_like(view)
-    _march(padded_for_march(view), direction, depth, _NOTHING, 0.0, _NOTHING)
+    _march(_padded_for_march(view), direction, depth, _NOTHING, 0.0, _NOTHING)
     return np.moveaxis(np.moveaxis(depth, 0, main), -1, 0)
 
 
-def padded_for_march(view: np.ndarray) -> np.ndarray:
+def _padded_for_march(view: np.ndarray) -> np.ndarray:
     """``view`` (main axis first, lines last) with the march's border of zeros (vacuum)."""
     n0, n_a, n_b, channels = view.shape
     out = np.zeros((n0, n_a + 3, n_b + 3, channels), np.float32)
@@ -235,7 +231,7 @@ def padded_for_march(view: np.ndarray) -> np.ndarray:
     return out
 
 
-def main_axis_first(volumes: np.ndarray, main: int) -> np.ndarray:
+def _main_axis_first(volumes: np.ndarray, main: int) -> np.ndarray:
     """Copy ``(n_y, n_z, n_x, channels)`` volumes with axis ``main`` first.
 
     C-contiguous float32: the layout :func:`add_detected_emission` reads.
@@ -249,7 +245,7 @@ def add_detected_emission(emission: np.ndarray, mu_per_px: np.ndarray, direction
 
     ``seen += share * emission * exp(-tau)``, ``tau`` the :func:`optical_depth` along
     ``direction``. The arrays are float32 ``(n_y, n_z, n_x, lines)`` volumes with the
-    direction's :func:`main_axis` moved first (:func:`main_axis_first`), C-contiguous:
+    direction's :func:`_main_axis` moved first (:func:`_main_axis_first`), C-contiguous:
     every plane the rays cross is then contiguous, and every line follows the same rays.
 
     Parameters
@@ -258,7 +254,7 @@ def add_detected_emission(emission: np.ndarray, mu_per_px: np.ndarray, direction
         Each line's thin-film emission per voxel.
     mu_per_px : numpy.ndarray
         Each line's attenuation per pixel length (finite, >= 0; not checked), with the
-        march's border (:func:`padded_for_march`).
+        march's border (:func:`_padded_for_march`).
     direction : sequence of float
         ``(d_y, d_z, d_x)`` toward the detector.
     share : float
@@ -304,7 +300,7 @@ def optical_depth(mu_per_px: np.ndarray, direction) -> np.ndarray:
                          f"{mu.shape}.")
     if not np.all(np.isfinite(mu)) or (mu < 0).any():
         raise ValueError("mu_per_px must be finite and >= 0 (attenuation per pixel length).")
-    return np.ascontiguousarray(optical_depths(mu[None], direction)[0])
+    return np.ascontiguousarray(_optical_depths(mu[None], direction)[0])
 
 
 def transmission(mu_per_px: np.ndarray, direction) -> np.ndarray:

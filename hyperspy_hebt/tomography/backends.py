@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .projector import inverse_or_zero
+from .projector import _inverse_or_zero
 
 __all__ = ["BACKENDS", "cupy_status", "resolve_backend", "validate_backend"]
 
@@ -105,7 +105,7 @@ def resolve_backend(backend) -> str:
 
 
 @dataclass(frozen=True)
-class ArrayModule:
+class _ArrayModule:
     """An array library the iterations of :mod:`._array_steps` can run on.
 
     Attributes
@@ -128,11 +128,11 @@ class ArrayModule:
     device_id: Callable
 
 
-def array_module(name: str) -> ArrayModule:
+def _array_module(name: str) -> _ArrayModule:
     """The array module of a resolved backend (``"cupy"``) or the numpy reference."""
     if name == "numpy":  # the reference the tests run the iterations with
         # to_host copies, as cupy.asnumpy does: a kept iterate must not stay live.
-        return ArrayModule("numpy", np, lambda matrix: matrix, np.array, lambda: 0)
+        return _ArrayModule("numpy", np, lambda matrix: matrix, np.array, lambda: 0)
     if name == "cupy":
         import cupy
         import cupyx.scipy.sparse
@@ -146,13 +146,13 @@ def array_module(name: str) -> ArrayModule:
             on_device.sum_duplicates()  # cuSPARSE wants canonical CSR; a no-op when it is
             return on_device
 
-        return ArrayModule("cupy", cupy, csr_matrix, cupy.asnumpy,
+        return _ArrayModule("cupy", cupy, csr_matrix, cupy.asnumpy,
                            lambda: cupy.cuda.runtime.getDevice())
     raise ValueError(f"no array module {name!r}; expected 'cupy' or 'numpy'.")
 
 
 @dataclass(frozen=True)
-class DeviceOperators:
+class _DeviceOperators:
     """A projector's matrices and scale vectors on one device (float32)."""
 
     matrix: Any
@@ -166,7 +166,7 @@ _DEVICE_LOCK = threading.Lock()
 _DEVICE_CACHE_SIZE = 8
 
 
-def device_operators(projector, module: ArrayModule) -> DeviceOperators:
+def _device_operators(projector, module: _ArrayModule) -> _DeviceOperators:
     """Return ``W``, ``W^T`` and the inverse row and column sums on the current device.
 
     Copied there once per geometry and device (as the CPU projector cache).
@@ -177,10 +177,10 @@ def device_operators(projector, module: ArrayModule) -> DeviceOperators:
             _DEVICE_CACHE.move_to_end(key)
             return _DEVICE_CACHE[key]
         xp = module.xp
-        operators = DeviceOperators(
+        operators = _DeviceOperators(
             module.csr_matrix(projector.matrix), module.csr_matrix(projector.matrix_t),
-            xp.asarray(inverse_or_zero(projector.row_sums)),
-            xp.asarray(inverse_or_zero(projector.column_sums)))
+            xp.asarray(_inverse_or_zero(projector.row_sums)),
+            xp.asarray(_inverse_or_zero(projector.column_sums)))
         _DEVICE_CACHE[key] = operators
         if len(_DEVICE_CACHE) > _DEVICE_CACHE_SIZE:
             _DEVICE_CACHE.popitem(last=False)

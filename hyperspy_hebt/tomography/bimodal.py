@@ -28,13 +28,13 @@ import numpy as np
 from . import _array_steps, _sparse, backends
 from .projector import Projector
 from .sirt import (
-    pixel_major_snapshot,
-    ray_weight_columns,
-    ray_weight_rows,
-    run_path,
-    run_steps,
-    support_scales,
-    validate_iteration_counts,
+    _pixel_major_snapshot,
+    _ray_weight_columns,
+    _ray_weight_rows,
+    _run_path,
+    _run_steps,
+    _support_scales,
+    _validate_iteration_counts,
     validate_sirt_parameters,
 )
 
@@ -246,7 +246,7 @@ def hebt(
         Where the iterations run, as for :func:`~hyperspy_hebt.tomography.sirt`.
     support : numpy.ndarray of bool, optional
         ``(n_z, n_x)``: voxels outside it are held at 0 in every volume, the
-        unlisted-mass volume included (:func:`~hyperspy_hebt.tomography.sirt.support_scales`).
+        unlisted-mass volume included (:func:`~hyperspy_hebt.tomography.sirt._support_scales`).
     columns : slice, optional
         Grid columns (``x``) to return, as for :func:`~hyperspy_hebt.tomography.sirt`.
 
@@ -276,7 +276,7 @@ def hebt(
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), relaxation, positivity, adf_weights,
                         extra_volume, eds_weights, backend, support)
-    return run_steps(steps, iterations, callback, columns)
+    return _run_steps(steps, iterations, callback, columns)
 
 
 def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
@@ -292,11 +292,11 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
     list of numpy.ndarray
         ``(k, n_slices, n_z, n_x)`` volumes in the order of ``iterations``.
     """
-    wanted = validate_iteration_counts(iterations, relaxation)
+    wanted = _validate_iteration_counts(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,
                         validate_alpha(alpha), float(relaxation), positivity, adf_weights,
                         extra_volume, eds_weights, backend, support)
-    return run_path(steps, wanted)
+    return _run_path(steps, wanted)
 
 
 def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha, relaxation,
@@ -329,27 +329,27 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contain NaN or infinite values.")
     n_extra = int(bool(extra_volume))
-    scales = None if support is None else support_scales(projector, support)
+    scales = None if support is None else _support_scales(projector, support)
     if backend != "cpu":
         yield from _array_steps.hebt_steps(
-            backends.array_module(backend), projector,
+            backends._array_module(backend), projector,
             (ratios[:, None, None] * eds_sinograms.reshape(k, n_slices, g.n_rays)
              ).astype(np.float32),
             np.ascontiguousarray(adf_sinograms.reshape(n_slices, g.n_rays), dtype=np.float32),
-            ray_weight_rows(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights"),
-            ray_weight_rows(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights"),
+            _ray_weight_rows(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights"),
+            _ray_weight_rows(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights"),
             alpha, relaxation, positivity, n_extra, scales)
         return
     unweighted = np.empty((0, 0), dtype=np.float32)  # weight 1 everywhere, see _joint_residual
-    weights = ray_weight_columns(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights")
+    weights = _ray_weight_columns(adf_weights, adf_sinograms.shape, g.n_rays, "adf_weights")
     weights = unweighted if weights is None else weights
-    eds_columns = ray_weight_columns(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights")
+    eds_columns = _ray_weight_columns(eds_weights, adf_sinograms.shape, g.n_rays, "eds_weights")
     eds_columns = unweighted if eds_columns is None else eds_columns
     # Columns grouped by element: [element 0 slices ..., element 1 slices ...].
     scaled = (ratios[:, None, None, None] * eds_sinograms).reshape(k * n_slices, g.n_rays)
     eds = np.ascontiguousarray(scaled.T, dtype=np.float32)
     adf = np.ascontiguousarray(adf_sinograms.reshape(n_slices, g.n_rays).T, dtype=np.float32)
-    row_scale, column_scale = scales or support_scales(projector, None)
+    row_scale, column_scale = scales or _support_scales(projector, None)
     column_scale = relaxation * column_scale
     volume = np.zeros((g.n_pixels, (k + n_extra) * n_slices), dtype=np.float32)
     projected = np.empty((g.n_rays, (k + n_extra) * n_slices), dtype=np.float32)
@@ -360,4 +360,4 @@ def _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios, alpha,
             _joint_residual(projected, eds, adf, weights, eds_columns, row_scale, k, n_extra,
                             np.float32(alpha), residual)
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
-        yield pixel_major_snapshot(volume, (k + n_extra, n_slices, g.n_z, g.n_x))
+        yield _pixel_major_snapshot(volume, (k + n_extra, n_slices, g.n_z, g.n_x))

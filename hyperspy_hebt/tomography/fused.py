@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from . import _array_steps, _sparse, backends
-from .mlem import counting_inputs, levels, observed_voxels
+from .mlem import _counting_inputs, _levels, _observed_voxels
 from .poisson_tv import (
     _channel_weights,
     _dual_poisson,
@@ -44,8 +44,8 @@ from .poisson_tv import (
     _scaled_snapshot,
     validate_tv_parameters,
 )
-from .projector import Projector, inverse_or_zero
-from .sirt import ray_weight_columns, run_steps
+from .projector import Projector, _inverse_or_zero
+from .sirt import _ray_weight_columns, _run_steps
 
 __all__ = ["AdfPowerFit", "fit_adf_power", "fused", "validate_fused_parameters"]
 
@@ -188,13 +188,13 @@ def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coeffic
     if not np.isfinite(adf).all():
         raise ValueError("adf contains NaN or infinite values; give them ray weight 0.")
     n_slices = adf.shape[0]
-    inputs = counting_inputs(projector, eds, eds_weights, support)
+    inputs = _counting_inputs(projector, eds, eds_weights, support)
     mask, level = inputs.mask, inputs.level
     weights = inputs.weights * _channel_weights(level, n_lines)[None, :]
     adf_columns = np.ascontiguousarray(adf.reshape(n_slices, g.n_rays).T, np.float32)
-    adf_w = ray_weight_columns(adf_weights, adf.shape, g.n_rays, "adf_weights")
+    adf_w = _ray_weight_columns(adf_weights, adf.shape, g.n_rays, "adf_weights")
     adf_w = np.ones((g.n_rays, 1), np.float32) if adf_w is None else adf_w
-    adf_level = levels(adf_columns, adf_w, inputs.row_sums)
+    adf_level = _levels(adf_columns, adf_w, inputs.row_sums)
     per_line = level.reshape(n_lines, n_slices)
     mean_level = per_line.mean(axis=0)
     mu = (adf_precision * adf_level.astype(float) ** 2 / mean_level).astype(np.float32)
@@ -205,13 +205,13 @@ def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coeffic
                  np.float32)
     target = np.ascontiguousarray(adf_columns / adf_level[None, :], np.float32)
     counts = np.ascontiguousarray(inputs.counts / level[None, :], dtype=np.float32)
-    sigma = inverse_or_zero(inputs.row_sums)
+    sigma = _inverse_or_zero(inputs.row_sums)
     column_sums = (np.asarray(projector.column_sums, np.float32) * mask).astype(np.float32)
     bound = np.float32(tv_weight * g.n_tilts)
     gamma32 = np.float32(gamma)
     # A voxel that no valid EDS or ADF ray crosses has no data: it starts (and, but for the
     # total variation, stays) at 0, as SIRT's.
-    adf_observed = np.broadcast_to(observed_voxels(projector, adf_w, mask),
+    adf_observed = np.broadcast_to(_observed_voxels(projector, adf_w, mask),
                                    (g.n_pixels, n_slices))
     volume = np.ascontiguousarray(np.maximum(
         np.broadcast_to(inputs.observed, (g.n_pixels, n_lines * n_slices)),
@@ -219,7 +219,7 @@ def _fused_steps(projector: Projector, eds: np.ndarray, adf: np.ndarray, coeffic
     tv_channels = n_lines if joint else 1
     if backend != "cpu":
         yield from _array_steps.fused_steps(
-            backends.array_module(backend), projector, volume=volume, counts=counts,
+            backends._array_module(backend), projector, volume=volume, counts=counts,
             weights=weights, sigma=sigma, target=target, adf_weights=adf_w, mu=mu,
             kappa=kappa, gamma=gamma32, column_sums=column_sums, mask=mask, bound=bound,
             level=level, n_lines=n_lines, tv_channels=tv_channels)
@@ -328,7 +328,7 @@ def fused(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
     iterations, tv_weight = validate_tv_parameters(iterations, tv_weight)
     steps = _fused_steps(projector, np.asarray(eds), adf, coefficients, gamma, tv_weight,
                          adf_precision, eds_weights, adf_weights, support, joint, backend)
-    return run_steps(steps, iterations, callback, columns)
+    return _run_steps(steps, iterations, callback, columns)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _array_steps, _sparse, backends
-from .projector import Projector, inverse_or_zero
-from .sirt import pixel_major_snapshot, ray_weight_columns, run_steps
+from .projector import Projector, _inverse_or_zero
+from .sirt import _pixel_major_snapshot, _ray_weight_columns, _run_steps
 
 __all__ = ["mlem", "poisson_log_likelihood", "validate_mlem_parameters"]
 
@@ -99,7 +99,7 @@ def _subset_matrices(projector: Projector, subsets: int):
 
 
 @dataclass(frozen=True)
-class CountingInputs:
+class _CountingInputs:
     """Counts in the kernels' layout, checked, for the Poisson solvers.
 
     Attributes
@@ -130,8 +130,8 @@ class CountingInputs:
     observed: np.ndarray
 
 
-def counting_inputs(projector: Projector, sinograms, ray_weights=None,
-                    support=None) -> CountingInputs:
+def _counting_inputs(projector: Projector, sinograms, ray_weights=None,
+                    support=None) -> _CountingInputs:
     """Check ``sinograms`` as counts (finite, >= 0) and lay them out for the kernels.
 
     Raises
@@ -155,18 +155,18 @@ def counting_inputs(projector: Projector, sinograms, ray_weights=None,
             "below 0 by noise; reconstruct them with SIRT, or clip them knowingly.")
     n_slices = sinograms.shape[0]
     counts = np.ascontiguousarray(sinograms.reshape(n_slices, g.n_rays).T, np.float32)
-    weights = ray_weight_columns(ray_weights, sinograms.shape, g.n_rays)
+    weights = _ray_weight_columns(ray_weights, sinograms.shape, g.n_rays)
     weights = np.ones((g.n_rays, 1), np.float32) if weights is None else weights
     mask = (np.ones(g.n_pixels, np.float32) if support is None
             else np.asarray(support, np.float32).reshape(-1))
     if mask.shape != (g.n_pixels,):
         raise ValueError(f"support must be ({g.n_z}, {g.n_x}), got {np.shape(support)}.")
     row_sums = np.asarray(projector.matrix @ mask, np.float32)
-    return CountingInputs(counts, weights, mask, row_sums, levels(counts, weights, row_sums),
-                          observed_voxels(projector, weights, mask))
+    return _CountingInputs(counts, weights, mask, row_sums, _levels(counts, weights, row_sums),
+                          _observed_voxels(projector, weights, mask))
 
 
-def observed_voxels(projector: Projector, weights: np.ndarray, mask: np.ndarray
+def _observed_voxels(projector: Projector, weights: np.ndarray, mask: np.ndarray
                     ) -> np.ndarray:
     """1 where a voxel of ``mask`` is crossed by a ray of nonzero weight, else 0.
 
@@ -178,7 +178,7 @@ def observed_voxels(projector: Projector, weights: np.ndarray, mask: np.ndarray
     return np.ascontiguousarray((crossing > 0) * mask[:, None], np.float32)
 
 
-def levels(values: np.ndarray, weights: np.ndarray, row_sums: np.ndarray) -> np.ndarray:
+def _levels(values: np.ndarray, weights: np.ndarray, row_sums: np.ndarray) -> np.ndarray:
     """Per column: the constant that, inside the support, gives the weighted mean value.
 
     1 for a column without a positive value (float32 ``(n_columns,)``).
@@ -193,9 +193,9 @@ def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
     """Yield, after each (OS-)EM iteration, a function that copies the iterate out."""
     g = projector.geometry
     backend = backends.resolve_backend(backend)
-    inputs = counting_inputs(projector, sinograms, ray_weights, support)
+    inputs = _counting_inputs(projector, sinograms, ray_weights, support)
     if backend != "cpu":
-        yield from _array_steps.mlem_steps(backends.array_module(backend), projector, inputs,
+        yield from _array_steps.mlem_steps(backends._array_module(backend), projector, inputs,
                                            _subset_matrices(projector, subsets))
         return
     n_slices = inputs.counts.shape[1]
@@ -205,7 +205,7 @@ def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
         ray_weight = np.ascontiguousarray(inputs.weights[rays])
         sensitivity = np.empty((g.n_pixels, ray_weight.shape[1]), np.float32)
         _sparse.csr_matmat(transposed, ray_weight, sensitivity)
-        inverse = np.ascontiguousarray(inverse_or_zero(sensitivity) * inputs.mask[:, None])
+        inverse = np.ascontiguousarray(_inverse_or_zero(sensitivity) * inputs.mask[:, None])
         parts.append((rows, transposed, np.ascontiguousarray(measured[rays]), inverse))
     # Start: the constant that gives each slice's counts through the whole system.
     volume = np.ascontiguousarray(inputs.observed * inputs.level[None, :],
@@ -219,7 +219,7 @@ def _mlem_steps(projector: Projector, sinograms: np.ndarray, subsets: int,
             np.divide(counts, ratio, out=ratio, where=reached)
             ratio[~reached] = 0.0
             _sparse.multiplicative_update(transposed, ratio, inverse, volume)
-        yield pixel_major_snapshot(volume, (n_slices, g.n_z, g.n_x))
+        yield _pixel_major_snapshot(volume, (n_slices, g.n_z, g.n_x))
 
 
 def mlem(projector: Projector, sinograms: np.ndarray, iterations: int, subsets: int = 1,
@@ -277,4 +277,4 @@ def mlem(projector: Projector, sinograms: np.ndarray, iterations: int, subsets: 
     iterations, subsets = validate_mlem_parameters(iterations, subsets,
                                                    projector.geometry.n_tilts)
     steps = _mlem_steps(projector, sinograms, subsets, ray_weights, support, backend)
-    return run_steps(steps, iterations, callback, columns)
+    return _run_steps(steps, iterations, callback, columns)

@@ -37,9 +37,9 @@ import numba
 import numpy as np
 
 from . import _array_steps, _sparse, backends
-from .mlem import counting_inputs
-from .projector import Projector, inverse_or_zero
-from .sirt import pixel_major_snapshot, run_steps
+from .mlem import _counting_inputs
+from .projector import Projector, _inverse_or_zero
+from .sirt import _pixel_major_snapshot, _run_steps
 
 __all__ = ["poisson_tv", "validate_joint_channels", "validate_tv_parameters"]
 
@@ -187,16 +187,16 @@ def _poisson_tv_steps(projector: Projector, sinograms: np.ndarray, tv_weight: fl
     g = projector.geometry
     backend = backends.resolve_backend(backend)
     joint_channels = validate_joint_channels(joint_channels, len(sinograms))
-    inputs = counting_inputs(projector, sinograms, ray_weights, support)
+    inputs = _counting_inputs(projector, sinograms, ray_weights, support)
     weights, mask, level = inputs.weights, inputs.mask, inputs.level
     n_slices = level.size
     if joint_channels > 1:
         weights = weights * _channel_weights(level, joint_channels)[None, :]
-    sigma = inverse_or_zero(inputs.row_sums)
+    sigma = _inverse_or_zero(inputs.row_sums)
     tau = (mask / (np.asarray(projector.column_sums, np.float32) + 4.0)).astype(np.float32)
     bound = np.float32(tv_weight * g.n_tilts)
     if backend != "cpu":
-        yield from _array_steps.poisson_tv_steps(backends.array_module(backend), projector,
+        yield from _array_steps.poisson_tv_steps(backends._array_module(backend), projector,
                                                  inputs, weights, tau, bound, joint_channels)
         return
     # Each slice in units of the constant that gives its counts (ML-EM's start): the
@@ -221,12 +221,12 @@ def _poisson_tv_steps(projector: Projector, sinograms: np.ndarray, tv_weight: fl
 
 
 def _scaled_snapshot(volume: np.ndarray, level: np.ndarray, shape: tuple):
-    """:func:`~.sirt.pixel_major_snapshot` of the iterate in counts (times ``level``).
+    """:func:`~.sirt._pixel_major_snapshot` of the iterate in counts (times ``level``).
 
     No live ``pixel_major`` view: the iterate is held in each slice's own units.
     """
     def copy_out(columns: slice | None = None):
-        return pixel_major_snapshot(volume * level[None, :], shape)(columns)
+        return _pixel_major_snapshot(volume * level[None, :], shape)(columns)
 
     return copy_out
 
@@ -291,4 +291,4 @@ def poisson_tv(projector: Projector, sinograms: np.ndarray, iterations: int,
     iterations, tv_weight = validate_tv_parameters(iterations, tv_weight)
     steps = _poisson_tv_steps(projector, sinograms, tv_weight, ray_weights, support,
                               joint_channels, backend)
-    return run_steps(steps, iterations, callback, columns)
+    return _run_steps(steps, iterations, callback, columns)

@@ -212,7 +212,7 @@ def _product(projector, array, in_shape, out_shape, name, forward):
     return stack[0] if array.ndim == 2 else stack
 
 
-def inverse_or_zero(sums: np.ndarray) -> np.ndarray:
+def _inverse_or_zero(sums: np.ndarray) -> np.ndarray:
     """``1 / sums`` where ``sums > 0``, else 0 (float32)."""
     out = np.zeros_like(sums, dtype=np.float32)
     positive = sums > 0

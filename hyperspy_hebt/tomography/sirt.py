@@ -20,9 +20,9 @@ from collections.abc import Callable
 import numpy as np
 
 from . import _array_steps, _sparse, backends
-from .projector import Projector, inverse_or_zero
+from .projector import Projector, _inverse_or_zero
 
-__all__ = ["sirt", "sirt_path", "support_scales", "validate_sirt_parameters"]
+__all__ = ["sirt", "sirt_path", "_support_scales", "validate_sirt_parameters"]
 
 
 def validate_sirt_parameters(iterations, relaxation) -> tuple[int, float]:
@@ -55,7 +55,7 @@ def validate_sirt_parameters(iterations, relaxation) -> tuple[int, float]:
     return int(iterations), relaxation
 
 
-def support_scales(projector: Projector, support: np.ndarray | None):
+def _support_scales(projector: Projector, support: np.ndarray | None):
     """SIRT's row and column scales, for the whole grid or restricted to a support.
 
     A voxel outside the support gets a column scale of 0, so it is never updated
@@ -75,7 +75,7 @@ def support_scales(projector: Projector, support: np.ndarray | None):
         float32 ``R`` (n_rays) and ``C`` (n_pixels), without the relaxation.
     """
     if support is None:
-        return inverse_or_zero(projector.row_sums), inverse_or_zero(projector.column_sums)
+        return _inverse_or_zero(projector.row_sums), _inverse_or_zero(projector.column_sums)
     g = projector.geometry
     mask = np.asarray(support)
     if mask.shape != (g.n_z, g.n_x) or mask.dtype != bool:
@@ -85,7 +85,7 @@ def support_scales(projector: Projector, support: np.ndarray | None):
         raise ValueError("support is empty: no voxel may hold mass.")
     mask = mask.reshape(-1).astype(np.float32)
     row_sums = np.asarray(projector.matrix @ mask, dtype=np.float32)
-    return inverse_or_zero(row_sums), inverse_or_zero(projector.column_sums) * mask
+    return _inverse_or_zero(row_sums), _inverse_or_zero(projector.column_sums) * mask
 
 
 def sirt(
@@ -127,7 +127,7 @@ def sirt(
         device, or CuPy when it sees a device and else the CPU (see
         :mod:`~hyperspy_hebt.tomography.backends`). Input and output stay numpy.
     support : numpy.ndarray of bool, optional
-        ``(n_z, n_x)``: voxels outside it are held at 0 (see :func:`support_scales`).
+        ``(n_z, n_x)``: voxels outside it are held at 0 (see :func:`_support_scales`).
     columns : slice, optional
         Grid columns (``x``) to return, e.g. the scan's part of a padded grid. Default:
         all.
@@ -157,7 +157,7 @@ def sirt(
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
     steps = _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights, backend,
                         support)
-    return run_steps(steps, iterations, callback, columns)
+    return _run_steps(steps, iterations, callback, columns)
 
 
 def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxation: float = 1.0,
@@ -192,13 +192,13 @@ def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxatio
     >>> len(volumes), volumes[1].shape
     (2, (1, 32, 32))
     """
-    wanted = validate_iteration_counts(iterations, relaxation)
+    wanted = _validate_iteration_counts(iterations, relaxation)
     steps = _sirt_steps(projector, sinograms, float(relaxation), positivity, ray_weights,
                         backend, support)
-    return run_path(steps, wanted)
+    return _run_path(steps, wanted)
 
 
-def validate_iteration_counts(iterations, relaxation) -> list:
+def _validate_iteration_counts(iterations, relaxation) -> list:
     """The iteration counts of a path, each checked as for :func:`sirt`."""
     wanted = [validate_sirt_parameters(n, relaxation)[0] for n in iterations]
     if not wanted:
@@ -206,7 +206,7 @@ def validate_iteration_counts(iterations, relaxation) -> list:
     return wanted
 
 
-def run_steps(steps, iterations: int, callback=None, columns: slice | None = None
+def _run_steps(steps, iterations: int, callback=None, columns: slice | None = None
               ) -> np.ndarray:
     """Advance a step generator ``iterations`` times.
 
@@ -219,7 +219,7 @@ def run_steps(steps, iterations: int, callback=None, columns: slice | None = Non
     return copy_out(columns)
 
 
-def run_path(steps, wanted) -> list:
+def _run_path(steps, wanted) -> list:
     """The volumes a step generator reaches after each count in ``wanted`` (one run)."""
     kept = {}
     for iteration in range(1, max(wanted) + 1):
@@ -229,7 +229,7 @@ def run_path(steps, wanted) -> list:
     return [kept[n] for n in wanted]
 
 
-def ray_weight_rows(ray_weights, shape, n_rays, name="ray_weights"):
+def _ray_weight_rows(ray_weights, shape, n_rays, name="ray_weights"):
     """Validate ``(n_slices, n_tilts, n_detector)`` weights in [0, 1].
 
     Return them as float32 rows ``(n_slices, n_rays)``, or None for None.
@@ -244,9 +244,9 @@ def ray_weight_rows(ray_weights, shape, n_rays, name="ray_weights"):
     return np.ascontiguousarray(weights.reshape(shape[0], n_rays))
 
 
-def ray_weight_columns(ray_weights, shape, n_rays, name="ray_weights"):
-    """As :func:`ray_weight_rows`, as float32 columns ``(n_rays, n_slices)``."""
-    rows = ray_weight_rows(ray_weights, shape, n_rays, name)
+def _ray_weight_columns(ray_weights, shape, n_rays, name="ray_weights"):
+    """As :func:`_ray_weight_rows`, as float32 columns ``(n_rays, n_slices)``."""
+    rows = _ray_weight_rows(ray_weights, shape, n_rays, name)
     return None if rows is None else np.ascontiguousarray(rows.T)
 
 
@@ -272,19 +272,19 @@ def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
             f"{np.flatnonzero(~finite).tolist()} of this block; SIRT would spread them "
             "over the whole slice."
         )
-    scales = None if support is None else support_scales(projector, support)
+    scales = None if support is None else _support_scales(projector, support)
     if backend != "cpu":
-        weights = ray_weight_rows(ray_weights, sinograms.shape, g.n_rays)
+        weights = _ray_weight_rows(ray_weights, sinograms.shape, g.n_rays)
         yield from _array_steps.sirt_steps(
-            backends.array_module(backend), projector,
+            backends._array_module(backend), projector,
             np.ascontiguousarray(sinograms.reshape(n_slices, g.n_rays), dtype=np.float32),
             weights, relaxation, positivity, scales)
         return
     measured = np.ascontiguousarray(
         sinograms.reshape(n_slices, g.n_rays).T, dtype=np.float32
     )
-    weights = ray_weight_columns(ray_weights, sinograms.shape, g.n_rays)
-    row_scale, column_scale = scales or support_scales(projector, None)
+    weights = _ray_weight_columns(ray_weights, sinograms.shape, g.n_rays)
+    row_scale, column_scale = scales or _support_scales(projector, None)
     column_scale = relaxation * column_scale
     volume = np.zeros((g.n_pixels, n_slices), dtype=np.float32)
     residual = np.empty((g.n_rays, n_slices), dtype=np.float32)
@@ -294,10 +294,10 @@ def _sirt_steps(projector, sinograms, relaxation, positivity, ray_weights=None,
         if weights is not None:
             residual *= weights
         _sparse.scaled_update(projector.matrix_t, residual, column_scale, volume, positivity)
-        yield pixel_major_snapshot(volume, (n_slices, g.n_z, g.n_x))
+        yield _pixel_major_snapshot(volume, (n_slices, g.n_z, g.n_x))
 
 
-def pixel_major_snapshot(volume: np.ndarray, shape: tuple) -> Callable[..., np.ndarray]:
+def _pixel_major_snapshot(volume: np.ndarray, shape: tuple) -> Callable[..., np.ndarray]:
     """What the CPU step generators yield after each iteration.
 
     Called, it returns a C-ordered copy of the iterate shaped ``shape`` (``(..., n_z,

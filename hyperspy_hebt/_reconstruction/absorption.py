@@ -9,8 +9,9 @@ enough there (:data:`MIN_INTERIOR_SHARE`), as SIRT at the user's iterations, qua
 composition's ray sums are interpolated back to the series' rays, the maps divided by the
 resulting factors, and the user's algorithm (SIRT or HEBT) runs once on them at the user's
 iterations: lazy and distributed like an uncorrected run, cropped to the scan as usual.
-The detectors (given, or from the metadata: :mod:`.detectors`), the lines' mass attenuation
-coefficients and what was applied are recorded in ``metadata.Reconstruction.Absorption``.
+The detectors (given, or from the metadata: :mod:`hyperspy_hebt.detectors`), the lines'
+mass attenuation coefficients and what was applied are recorded in
+``metadata.Reconstruction.Absorption``.
 
 ``Absorption.coarsening`` 1 (``absorption_correction="exact"``) runs the passes on the
 reconstruction's own grid.
@@ -28,13 +29,13 @@ from scipy import ndimage
 
 from .._units import nm_per_unit
 from ..absorption_correction import RAY_FACTOR_GROUP_BYTES, correct_absorption, factors_of
+from ..detectors import detectors_of
 from ..physics.absorption import mass_attenuation_table
 from ..quantification import composition_fractions_of, esf_threshold, total_of
 from ..tomography import get_projector, sirt
 from ..tomography.coarse_grid import CoarseGrid
 from ..tomography.geometry import slab_support
 from .blocks import kernel_backend
-from .detectors import detectors_of
 from .field import available_memory_bytes
 from .options import Absorption, RunOptions
 from .problem import Problem

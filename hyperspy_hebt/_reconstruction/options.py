@@ -299,7 +299,7 @@ class Absorption:
         return "exact" if self.coarsening == 1 else True
 
     def __post_init__(self) -> None:
-        from .detectors import checked_detectors
+        from ..detectors import checked_detectors
 
         if isinstance(self.correction, str) and self.correction == "exact":
             # The composition passes on the reconstruction's own grid.
