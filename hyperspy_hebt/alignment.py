@@ -91,6 +91,22 @@ def center_of_mass_shifts(images: np.ndarray, tilt_angles_deg) -> tuple[np.ndarr
         image centre, before the shift) and ``trajectory_rms_px`` (scatter of
         the measured centres around the fitted trajectory, i.e. the drift
         that was removed).
+
+    Examples
+    --------
+    A particle 3 px above the rotation axis (it swings across the field as the specimen
+    tilts: a rigid rotation) that also drifts one pixel down per tilt:
+
+    >>> from hyperspy_hebt.alignment import center_of_mass_shifts
+    >>> angles = np.array([-40.0, -20.0, 0.0, 20.0, 40.0])
+    >>> images = np.zeros((5, 21, 21))
+    >>> for i, angle in enumerate(angles):
+    ...     images[i, 8 + i, 10 + round(3 * np.sin(np.radians(angle)))] = 1.0
+    >>> shifts, fit = center_of_mass_shifts(images, angles)
+    >>> shifts[:, 0]  # dy: the drift undone, back to the middle of the field
+    array([ 2.,  1.,  0., -1., -2.])
+    >>> bool(np.abs(shifts[:, 1]).max() < 0.5)  # dx: the swing is the rotation, kept
+    True
     """
     yc, xc = _centres_of_mass(images)
     theta = np.deg2rad(np.asarray(tilt_angles_deg, dtype=float))
@@ -112,6 +128,14 @@ def cross_correlation_shifts(images: np.ndarray, upsample_factor: int = 10) -> n
 
     The tilt nearest the middle of the series is the reference; the chain runs
     outward from it, so neighbouring (most similar) projections are compared.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(tilt, y, x)`` images, in tilt order.
+    upsample_factor : int
+        Subpixel precision: shifts are found to 1/``upsample_factor`` pixel
+        (:func:`skimage.registration.phase_cross_correlation`).
 
     Returns
     -------
@@ -434,6 +458,13 @@ def align_tilt_series(series, adf, method: str = "com", rotation_deg: float | st
         pixels shifted in from outside the images are zeros; the reconstructions
         read this record and give them no weight (their ``invalid_pixels``).
 
+    Raises
+    ------
+    ValueError
+        ``method`` is not ``"com"`` or ``"xcorr"``; ``adf``'s shape is not the series'
+        navigation ``(tilt, y, x)``; ``rotation_deg`` or ``axis_shift_px`` is neither a finite
+        number nor ``"auto"``.
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -539,6 +570,11 @@ def register_adf_to_eds(series, adf, xray_line: str | None = None, constant: boo
         tilts and a ``confidence``: "low", with a logged warning, when the
         offsets spread more than 1 px or exceed 5 % of the field).
 
+    Raises
+    ------
+    ValueError
+        ``adf``'s images are not the shape of the EDS maps.
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -614,6 +650,12 @@ def normalise_tilt_totals(intensities):
     Returns
     -------
     list of signals
+
+    Raises
+    ------
+    ValueError
+        A map's first axis is not ``tilt``, or its total is zero or negative at some tilt
+        (the per-tilt scale is then undefined; the message names the tilts).
 
     Examples
     --------

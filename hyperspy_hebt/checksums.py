@@ -53,6 +53,16 @@ class ChecksumMismatch(ValueError):
 def file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks).
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
     Examples
     --------
     >>> import tempfile

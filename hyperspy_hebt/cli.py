@@ -165,6 +165,18 @@ def _demo_figure(plt, out, measured, lines, fractions, weight_fractions, centre)
 def main(argv: list[str] | None = None) -> int:
     """Run the command-line tool on ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program's name: a command (``demo``, ``reconstruct``,
+        ``study``, ``verify``) and its options.
+
+    Returns
+    -------
+    int
+        The exit code: 0 done, 1 failed while running, 2 bad arguments or input (nothing
+        written), 3 finished but a check failed (see the CLI page).
+
     Examples
     --------
     The exit code says what happened (2: bad arguments or input, nothing written):

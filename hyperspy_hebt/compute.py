@@ -33,6 +33,11 @@ def compute_together(signals: Sequence) -> list:
         ``metadata.Signal.Noise_properties.variance`` (and the ``Covariance`` signals of
         joint reconstructions) is computed in the same pass.
 
+    Raises
+    ------
+    TypeError
+        An item of ``signals`` is not a HyperSpy signal.
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import demo_acquisition

@@ -38,6 +38,18 @@ MIN_PREDICTION = 1e-6
 def poisson_deviance(measured: np.ndarray, predicted: np.ndarray) -> float:
     """Mean Poisson deviance per pixel of counts ``measured`` given means ``predicted``.
 
+    Parameters
+    ----------
+    measured : numpy.ndarray
+        Held-out counts (>= 0).
+    predicted : numpy.ndarray
+        The reconstruction's projections of the same rays, the same shape.
+
+    Returns
+    -------
+    float
+        ``mean(2 (y log(y / mu) - (y - mu)))``; 0 for a perfect prediction.
+
     Raises
     ------
     ValueError
@@ -116,7 +128,21 @@ class CrossValidation:
     stopped_early: dict = field(default_factory=dict)
 
     def plot(self):
-        """Score against iterations, one panel per line, one curve per method/alpha."""
+        """Score against iterations, one panel per line, one curve per method/alpha.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> series = demo_acquisition().series
+        >>> scores = series.cross_validate(iterations=(10, 20), methods=("sirt",), slices=1)
+        >>> figure = scores.plot()
+        >>> len(figure.axes)  # one panel per line
+        2
+        """
         import matplotlib.pyplot as plt
 
         lines = sorted({r["xray_line"] for r in self.rows})
@@ -143,6 +169,25 @@ class CrossValidation:
         """The best setting for one line, or overall.
 
         ``method``, ``alpha`` (HEBT), ``tv_weight`` (Poisson-TV), ``iterations``.
+
+        Parameters
+        ----------
+        xray_line : str, optional
+            A line of the table; None: the best setting summed over all lines (the one
+            ``alpha="auto"`` and ``iterations="auto"`` take).
+
+        Returns
+        -------
+        dict
+            ``method``, ``alpha``, ``tv_weight`` (NaN where they do not apply), ``iterations``.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.simulation import demo_acquisition
+        >>> series = demo_acquisition().series
+        >>> scores = series.cross_validate(iterations=(5, 40), methods=("sirt",), slices=1)
+        >>> scores.setting("Ag_La")
+        {'method': 'SIRT', 'alpha': nan, 'tv_weight': nan, 'iterations': 40}
         """
         row = self.best if xray_line is None else self.best_per_line[xray_line]
         return {"method": row["method"], "alpha": row["alpha"],
@@ -371,6 +416,32 @@ def cross_validate_stacks(eds, adf, names, tilt_angles_deg, *, methods, iteratio
     Returns
     -------
     CrossValidation
+
+    Raises
+    ------
+    ValueError
+        An unknown method, score or ``stop_on``; HEBT or fused without the ADF (or fused
+        without ``fused_options``); a TV method without ``tv_weights``.
+    TypeError
+        ``iterations`` is not a sequence of counts.
+
+    Examples
+    --------
+    Two lines of a disc, 13 tilts, every fourth held out in turn:
+
+    >>> from hyperspy_hebt.cross_validation import cross_validate_stacks
+    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+    >>> angles = np.linspace(-60.0, 60.0, 13)
+    >>> projector = get_projector(ParallelBeamGeometry(angles, 16))
+    >>> y, x = np.mgrid[:16, :16]
+    >>> disc = np.broadcast_to(((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0, (2, 16, 16))
+    >>> sinograms = projector.forward(disc)  # (slices, tilts, detector)
+    >>> counts = np.random.default_rng(0).poisson(np.stack([5 * sinograms, 2 * sinograms]))
+    >>> scores = cross_validate_stacks(counts.astype(float), None, ["A_Ka", "B_Ka"], angles,
+    ...                                methods=("sirt",), iterations=(5, 80), alphas=(),
+    ...                                holdout=4, sigma=None)
+    >>> scores.best["method"], scores.best["iterations"]
+    ('SIRT', 80)
     """
     methods = [m.lower() for m in methods]
     unknown = [m for m in methods if m not in METHODS]

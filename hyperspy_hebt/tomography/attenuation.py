@@ -30,7 +30,6 @@ import numba
 import numpy as np
 
 __all__ = [
-    "add_detected_emission",
     "exit_direction",
     "optical_depth",
     "transmission",
@@ -234,12 +233,12 @@ def _padded_for_march(view: np.ndarray) -> np.ndarray:
 def _main_axis_first(volumes: np.ndarray, main: int) -> np.ndarray:
     """Copy ``(n_y, n_z, n_x, channels)`` volumes with axis ``main`` first.
 
-    C-contiguous float32: the layout :func:`add_detected_emission` reads.
+    C-contiguous float32: the layout :func:`_add_detected_emission` reads.
     """
     return np.ascontiguousarray(np.moveaxis(volumes, main, 0), dtype=np.float32)
 
 
-def add_detected_emission(emission: np.ndarray, mu_per_px: np.ndarray, direction,
+def _add_detected_emission(emission: np.ndarray, mu_per_px: np.ndarray, direction,
                           share: float, seen: np.ndarray) -> None:
     """Add each voxel's emission that reaches a detector to ``seen``, in place.
 
