@@ -32,6 +32,14 @@ class EdsDetectors:
         Each detector's share of the counts (solid angles as fractions), summing to 1.
     source : str
         Where the angles came from, in words.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.detectors import EdsDetectors
+    >>> super_x = EdsDetectors(((45.0, 18.0), (135.0, 18.0), (225.0, 18.0), (315.0, 18.0)),
+    ...                        (0.25, 0.25, 0.25, 0.25), "given (equal shares)")
+    >>> len(super_x.angles_deg), sum(super_x.shares)
+    (4, 1.0)
     """
 
     angles_deg: tuple
@@ -39,7 +47,20 @@ class EdsDetectors:
     source: str
 
     def as_metadata(self) -> dict:
-        """The detectors as a metadata node (saves and loads with a signal)."""
+        """The detectors as a metadata node (saves and loads with a signal).
+
+        Returns
+        -------
+        dict
+            ``azimuth_deg``, ``elevation_deg`` and ``shares`` (lists, one entry per detector) and
+            ``source``.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.detectors import EdsDetectors
+        >>> EdsDetectors(((45.0, 18.0),), (1.0,), "given").as_metadata()
+        {'azimuth_deg': [45.0], 'elevation_deg': [18.0], 'shares': [1.0], 'source': 'given'}
+        """
         return {"azimuth_deg": [a for a, _ in self.angles_deg],
                 "elevation_deg": [e for _, e in self.angles_deg],
                 "shares": list(self.shares), "source": self.source}
@@ -48,10 +69,31 @@ class EdsDetectors:
 def checked_detectors(detectors) -> EdsDetectors | None:
     """The user's ``detectors`` argument checked: None, or ``[(azimuth_deg, elevation_deg), ...]``.
 
+    Parameters
+    ----------
+    detectors : sequence of (azimuth_deg, elevation_deg) or None
+        Detector directions in degrees, ``0 < elevation_deg < 90``; None: read them from the
+    file's metadata.
+
+    Returns
+    -------
+    EdsDetectors or None
+        The detectors with equal shares of the counts; None when ``detectors`` is None.
+
     Raises
     ------
     ValueError
         Anything else, naming ``detectors`` and the value.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.detectors import checked_detectors
+    >>> checked_detectors([(45.0, 18.0), (135.0, 18.0)]).shares
+    (0.5, 0.5)
+    >>> checked_detectors([(45.0,)])
+    Traceback (most recent call last):
+    ...
+    ValueError: detectors must be None (read them from the file's metadata) or a list of ...
     """
     if detectors is None:
         return None
@@ -121,6 +163,19 @@ def detectors_of(signal, detectors=None) -> EdsDetectors:
     ValueError
         No detector geometry in the metadata, or a one-detector series from a
         multi-detector file, with what to pass instead.
+
+    Examples
+    --------
+    The simulated series carries HyperSpy's single default detector; a Velox file's own list
+    (a Super-X's four) is read from ``original_metadata`` instead:
+
+    >>> from hyperspy_hebt.detectors import detectors_of
+    >>> from hyperspy_hebt.simulation import demo_acquisition
+    >>> series = demo_acquisition().series
+    >>> detectors_of(series).angles_deg  # (azimuth_deg, elevation_deg)
+    ((0.0, 35.0),)
+    >>> detectors_of(series, [(45.0, 18.0), (225.0, 18.0)]).source
+    'given (equal shares)'
     """
     given = checked_detectors(detectors)
     if given is not None:

@@ -68,6 +68,18 @@ def clipped_mask(adf: np.ndarray | da.Array, end: str = "top",
     -------
     numpy.ndarray of bool
         Same shape as ``adf``; all False when there is no pile-up.
+
+    Raises
+    ------
+    ValueError
+        ``end`` is not ``"top"`` or ``"bottom"``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.diagnostics import clipped_mask
+    >>> saturated = np.minimum(np.arange(100.0), 80)  # the detector stops at 80
+    >>> int(clipped_mask(saturated).sum()), int(clipped_mask(np.arange(100.0)).sum())
+    (20, 0)
     """
     values = adf if isinstance(adf, da.Array) else np.asarray(adf, dtype=float)
     low, high = values.min(), values.max()
@@ -88,6 +100,20 @@ def clipped_mask(adf: np.ndarray | da.Array, end: str = "top",
 
 def clipped_fraction(adf: np.ndarray, end: str = "top", band: float = 0.005) -> float:
     """Fraction of pixels piled up at one end of the ADF range (see :func:`clipped_mask`).
+
+    Parameters
+    ----------
+    adf : numpy.ndarray
+        ADF intensities, any shape.
+    end : {"top", "bottom"}
+        Which end of the range.
+    band : float
+        Width of the band as a fraction of the intensity range.
+
+    Returns
+    -------
+    float
+        In [0, 1].
 
     Examples
     --------
@@ -150,6 +176,25 @@ def invalid_adf_pixels(adf: np.ndarray | da.Array) -> np.ndarray | da.Array:
     A pile-up at zero is vacuum, not clipping, and is kept. Hot pixels (isolated,
     at full scale: :func:`hot_pixel_mask`) are looked for in 3D sinogram stacks
     ``(slices, tilts, detector)``. Works on numpy arrays and, lazily, on dask arrays.
+
+    Parameters
+    ----------
+    adf : numpy.ndarray or dask.array.Array
+        ADF intensities: images, or a ``(slices, tilts, detector)`` sinogram stack.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array of bool
+        Same shape as ``adf``: True where the pixel cannot be trusted.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.diagnostics import invalid_adf_pixels
+    >>> vacuum_then_particle = np.concatenate([np.zeros(30), np.arange(70.0)])
+    >>> int(invalid_adf_pixels(vacuum_then_particle).sum())  # vacuum is not clipping
+    0
+    >>> int(invalid_adf_pixels(np.minimum(vacuum_then_particle, 50)).sum())  # saturated
+    20
     """
     adf = adf if isinstance(adf, da.Array) else np.asarray(adf, dtype=float)
     floor = clipped_mask(adf, "bottom")
@@ -179,6 +224,13 @@ def adf_as_recorded(adf) -> dict:
         ``saturated_fraction`` (pile-up at the top), ``clipped_fraction`` (pile-up at
         a raised floor) and ``zero_fraction`` (pixels at exactly 0: vacuum, or a
         dark level set too low), each a fraction of the pixels.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.diagnostics import adf_as_recorded
+    >>> record = adf_as_recorded(np.minimum(np.arange(100.0), 80))
+    >>> record["saturated_fraction"], record["zero_fraction"]
+    (0.2, 0.01)
     """
     values = np.asarray(adf, dtype=float)
     floor = clipped_mask(values, "bottom")
@@ -214,6 +266,17 @@ class LinearAdfCheck:
     physics_ratio_spread : float
         Largest over smallest ``r_A / (z_A / f_A)`` (1 when the fitted ratios follow
         the cross sections; NaN when not checked).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.diagnostics import check_linear_adf
+    >>> rng = np.random.default_rng(0)
+    >>> maps = rng.uniform(0.0, 1.0, (2, 5, 6, 8))  # 2 lines, (tilt, y, x)
+    >>> maps[:, :, :, :2] = 0.0  # vacuum beside the particle
+    >>> adf = 3.0 * maps[0] + 1.0 * maps[1]  # exactly linear
+    >>> check = check_linear_adf(maps, adf, [3.0, 1.0], 1.0, names=["A_Ka", "B_Ka"])
+    >>> check.verdict, check.problems, check.r_squared
+    ('consistent', [], 1.0)
     """
 
     verdict: str
@@ -227,7 +290,26 @@ class LinearAdfCheck:
     physics_ratio_spread: float = float("nan")
 
     def as_metadata(self) -> dict:
-        """What goes into ``metadata.Reconstruction.Diagnostics``."""
+        """What goes into ``metadata.Reconstruction.Diagnostics``.
+
+        Returns
+        -------
+        dict
+            The verdict, the problems (``["none"]`` when there are none), R^2, the residual per
+            tilt as a list, the ADF's saturated and clipped fractions, the small ratios and the
+            ratios' spread against the physics: plain types, so it saves with a signal.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.diagnostics import check_linear_adf
+        >>> rng = np.random.default_rng(0)
+        >>> maps = rng.uniform(0.0, 1.0, (2, 5, 6, 8))  # 2 lines, (tilt, y, x)
+        >>> maps[:, :, :, :2] = 0.0  # vacuum beside the particle
+        >>> adf = 3.0 * maps[0] + 1.0 * maps[1]  # exactly linear
+        >>> node = check_linear_adf(maps, adf, [3.0, 1.0], 1.0).as_metadata()
+        >>> node["verdict"], node["problems"]
+        ('consistent', ['none'])
+        """
         return {
             "verdict": self.verdict,
             "problems": list(self.problems) or ["none"],
@@ -276,6 +358,23 @@ def check_linear_adf(eds_maps: np.ndarray, adf: np.ndarray, ratios, r_squared: f
     Returns
     -------
     LinearAdfCheck
+
+    Examples
+    --------
+    An ADF that follows the two maps passes; the same ADF saturated at 2.5 does not:
+
+    >>> from hyperspy_hebt.diagnostics import check_linear_adf
+    >>> rng = np.random.default_rng(0)
+    >>> maps = rng.uniform(0.0, 1.0, (2, 5, 6, 8))  # 2 lines, (tilt, y, x)
+    >>> maps[:, :, :, :2] = 0.0  # vacuum beside the particle
+    >>> adf = 3.0 * maps[0] + 1.0 * maps[1]  # exactly linear
+    >>> check_linear_adf(maps, adf, [3.0, 1.0], 1.0).verdict
+    'consistent'
+    >>> check = check_linear_adf(maps, np.minimum(adf, 2.5), [3.0, 1.0], 0.9)
+    >>> check.verdict
+    'violated'
+    >>> check.problems[1]
+    '29.6% of ADF pixels pile up at the top of the range (detector saturation): ...'
     """
     eds_maps = np.asarray(eds_maps, dtype=float)
     adf = np.asarray(adf, dtype=float)
