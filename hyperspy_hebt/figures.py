@@ -44,6 +44,16 @@ def element_colors(n: int) -> list:
 
     One per element, never repeated.
 
+    Parameters
+    ----------
+    n : int
+        How many colours (one per element).
+
+    Returns
+    -------
+    list of tuple
+        ``n`` RGBA tuples: tab10 up to 10, tab20 up to 20, evenly spaced hues beyond.
+
     Examples
     --------
     >>> from hyperspy_hebt.figures import element_colors
@@ -66,6 +76,18 @@ def object_depth_range(volumes: Sequence[np.ndarray], margin: float = 0.1) -> sl
 
     Weight-fraction volumes are 0 outside the object, so a thin lamella's slab,
     as deep as the scan is wide, is cut to the lamella.
+
+    Parameters
+    ----------
+    volumes : sequence of numpy.ndarray
+        ``(y, z, x)`` volumes of one shape (weight fractions: 0 outside the object).
+    margin : float
+        Widening on each side, as a fraction of the occupied range.
+
+    Returns
+    -------
+    slice
+        The ``z`` rows to show.
 
     Examples
     --------
@@ -195,6 +217,11 @@ def render_3d(signals: Sequence, levels: Sequence[float] | None = None,
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        ``colors`` does not give one colour per volume.
 
     Notes
     -----

@@ -28,6 +28,25 @@ def filtered_sinograms(stack, sigma, lazy, slices_per_block, weights=None):
     ``weights`` (0 on pixels with no valid data) the filter is a normalised
     convolution, so missing pixels do not darken their neighbours.
 
+    Parameters
+    ----------
+    stack : numpy.ndarray or dask.array.Array
+        ``(slices, tilts, detector)`` sinograms.
+    sigma : tuple of float or None
+        Gaussian widths in pixels along ``(slices, tilts, detector)``; None: no filter
+        (the stack is only cast to float32).
+    lazy : bool
+        Return a dask array (``stack`` is rechunked into runs of slices).
+    slices_per_block : int
+        Slices per dask chunk when ``lazy``.
+    weights : numpy.ndarray or dask.array.Array, optional
+        Like ``stack``: 1 on valid pixels, 0 where there is no data (normalised convolution).
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        float32, the shape of ``stack``; 0 where the weights leave no valid neighbour.
+
     Examples
     --------
     >>> from hyperspy_hebt.filtering import filtered_sinograms

@@ -18,7 +18,34 @@ __all__ = ["invalid_pixel_mask", "shift_block", "shift_images", "valid_pixels"]
 
 
 def shift_block(block, shifts, rotation_deg, block_info=None):
-    """Rotate and shift one run of tilts; spatial axes are 1 and 2."""
+    """Rotate and shift one run of tilts; spatial axes are 1 and 2.
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        ``(tilt, y, x, ...)`` images (a dask block: a run of tilts).
+    shifts : numpy.ndarray
+        ``(n_tilts, 2)`` shifts ``(dy, dx)`` in pixels for the whole series.
+    rotation_deg : float
+        Rotation about the image centre, degrees (0: none), applied before the shift.
+    block_info : dict, optional
+        dask's block description, which tells a block which tilts it holds; None: the
+        block holds every tilt.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, the shape of ``block``: linear interpolation, 0 brought in from outside.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.image_shifts import shift_block
+    >>> images = np.zeros((2, 1, 5), np.float32)
+    >>> images[:, 0, 2] = 1.0
+    >>> shift_block(images, np.array([[0.0, 1.0], [0.0, -0.5]]), 0.0)[:, 0]
+    array([[0. , 0. , 0. , 1. , 0. ],
+           [0. , 0.5, 0.5, 0. , 0. ]], dtype=float32)
+    """
     start = block_info[0]["array-location"][0][0] if block_info else 0
     out = np.empty(block.shape, dtype=np.float32)
     for i in range(block.shape[0]):
@@ -35,6 +62,20 @@ def shift_images(data, shifts, rotation_deg):
     """Apply per-tilt shifts (and a rotation) to a ``(tilt, y, x, ...)`` array.
 
     Numpy, or dask with one task per tilt.
+
+    Parameters
+    ----------
+    data : numpy.ndarray or dask.array.Array
+        ``(tilt, y, x, ...)``; a dask array's tilt chunks are shifted one task each.
+    shifts : numpy.ndarray
+        ``(n_tilts, 2)`` shifts ``(dy, dx)`` in pixels.
+    rotation_deg : float
+        Rotation about the image centre, degrees, applied before the shift.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        float32, the shape of ``data``; 0 where pixels came in from outside.
 
     Examples
     --------
@@ -55,6 +96,20 @@ def valid_pixels(shape, shifts, rotation_deg) -> np.ndarray:
 
     True where the shifted (and rotated) image still holds recorded data, False where it was moved
     in from outside.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(y, x)`` of one image.
+    shifts : numpy.ndarray
+        ``(n_tilts, 2)`` shifts ``(dy, dx)`` in pixels.
+    rotation_deg : float
+        Rotation about the image centre, degrees.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        ``(n_tilts,) + shape``.
 
     Examples
     --------

@@ -39,6 +39,16 @@ def tilt_angle_from_filename(path: str) -> float:
     number (``-35.bcf``, ``+12.5deg.emd``). Anything else is ambiguous
     (``map-2.bcf``: minus two, or map number two?) and refused.
 
+    Parameters
+    ----------
+    path : str
+        A file name or path; only the name is read.
+
+    Returns
+    -------
+    float
+        The tilt angle in degrees.
+
     Raises
     ------
     ValueError

@@ -184,6 +184,13 @@ def fit_line_intensities(series, xray_lines: Sequence[str] | None = None,
         their family members, clusters, background order, energy resolution,
         the check). Pass them as ``intensities=`` to the reconstructions.
 
+    Raises
+    ------
+    ValueError
+        ``window_fwhm`` or ``background_order`` out of range, two lines of one family
+        asked for, an energy axis that is not uniform or not in keV/eV, no energy
+        resolution in the metadata, or a cluster with fewer channels than unknowns.
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import demo_acquisition

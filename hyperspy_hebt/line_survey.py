@@ -130,7 +130,26 @@ class LineSurvey:
         return not self.missing and not self.unlisted
 
     def messages(self) -> list[str]:
-        """One plain sentence per finding."""
+        """One plain sentence per finding.
+
+        Returns
+        -------
+        list of str
+            Missing lines, then unlisted peaks with their candidate lines; empty when the
+            spectrum holds what was listed and nothing else.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.line_survey import survey_spectrum
+        >>> energy_kev = np.arange(0, 10, 0.01)
+        >>> def peak(centre_kev, height):
+        ...     return height * np.exp(-0.5 * ((energy_kev - centre_kev) / 0.06) ** 2)
+        >>> spectrum = 5.0 + peak(6.40, 400.0) + peak(8.04, 300.0)  # Fe Ka, and Cu Ka unlisted
+        >>> counts = np.random.default_rng(0).poisson(spectrum).astype(float)
+        >>> survey = survey_spectrum(energy_kev, counts, ["Fe_Ka"], ["Fe"], 130.0)
+        >>> survey.messages()
+        ['A peak at 8.04 keV (... counts, ... sigma) is not explained by the listed elements; it could be Cu_Ka, ...']
+        """
         out = []
         for line in self.missing:
             row = next(r for r in self.listed if r["xray_line"] == line)
@@ -146,7 +165,28 @@ class LineSurvey:
         return out
 
     def as_metadata(self) -> dict:
-        """The survey as nested dicts for ``metadata`` (saves and loads with the signal)."""
+        """The survey as nested dicts for ``metadata`` (saves and loads with the signal).
+
+        Returns
+        -------
+        dict
+            ``listed`` (per line: energy, net counts, significance), ``missing``, the unlisted
+            peaks' energies, candidates and net counts, the zero peak, the messages and the
+            method, in plain types.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.line_survey import survey_spectrum
+        >>> energy_kev = np.arange(0, 10, 0.01)
+        >>> def peak(centre_kev, height):
+        ...     return height * np.exp(-0.5 * ((energy_kev - centre_kev) / 0.06) ** 2)
+        >>> spectrum = 5.0 + peak(6.40, 400.0) + peak(8.04, 300.0)  # Fe Ka, and Cu Ka unlisted
+        >>> counts = np.random.default_rng(0).poisson(spectrum).astype(float)
+        >>> survey = survey_spectrum(energy_kev, counts, ["Fe_Ka"], ["Fe"], 130.0)
+        >>> node = survey.as_metadata()
+        >>> node["missing"], node["unlisted_peaks_kev"]
+        ([], [8.04])
+        """
         return {
             "listed": {r["xray_line"]: {k: v for k, v in r.items() if k != "xray_line"}
                        for r in self.listed},
@@ -199,6 +239,10 @@ def survey_spectrum(energy_kev: np.ndarray, counts: np.ndarray, xray_lines, elem
         Every listed element (its whole line family explains peaks).
     energy_resolution_mnka_ev : float
         Detector FWHM at Mn Ka (eV).
+
+    Returns
+    -------
+    LineSurvey
 
     Examples
     --------

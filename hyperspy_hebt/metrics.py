@@ -32,6 +32,25 @@ def structure_ssim(estimate, reference, mask=None, c: float = 0.0) -> float:
     uses C = 0. Equals the Pearson correlation for C = 0; 1 is identical
     structure, invariant to scale and offset.
 
+    Parameters
+    ----------
+    estimate, reference : numpy.ndarray
+        Images (or volumes) of one shape.
+    mask : numpy.ndarray of bool, optional
+        The pixels to compare; default all.
+    c : float
+        The stabilising constant ``C`` (0 in the paper).
+
+    Returns
+    -------
+    float
+        In [-1, 1] for ``c = 0``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two pixels, or a constant image with ``c = 0`` (undefined).
+
     Examples
     --------
     >>> from hyperspy_hebt.metrics import structure_ssim
@@ -53,6 +72,17 @@ def structure_ssim(estimate, reference, mask=None, c: float = 0.0) -> float:
 def mse(estimate, reference, mask=None) -> float:
     """Mean squared error.
 
+    Parameters
+    ----------
+    estimate, reference : numpy.ndarray
+        Of one shape.
+    mask : numpy.ndarray of bool, optional
+        The pixels to compare; default all.
+
+    Returns
+    -------
+    float
+
     Examples
     --------
     >>> from hyperspy_hebt.metrics import mse
@@ -65,6 +95,13 @@ def mse(estimate, reference, mask=None) -> float:
 
 def scaled_mse(estimate, reference, mask=None) -> tuple[float, float]:
     """MSE after scaling ``estimate`` by the factor that minimises it.
+
+    Parameters
+    ----------
+    estimate, reference : numpy.ndarray
+        Of one shape.
+    mask : numpy.ndarray of bool, optional
+        The pixels to compare; default all.
 
     Returns
     -------

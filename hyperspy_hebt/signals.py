@@ -90,6 +90,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         ``Stage.tilt_alpha`` in metadata is ignored. Without a tilt axis, the
         scalar from ``Stage.tilt_alpha`` is returned as exspy does.
 
+        Returns
+        -------
+        float or numpy.ndarray
+            Degrees: one angle per tilt for a tilt series, else exspy's scalar.
+
         Examples
         --------
         >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -901,6 +906,25 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
 
         See :func:`hyperspy_hebt.line_fitting.fit_line_intensities` for the model and
         the parameters.
+
+        Parameters
+        ----------
+        xray_lines : list of str, optional
+            Lines to return, e.g. ``["Ag_La", "Au_Ma"]``; default as ``reconstruct_sirt``. Every
+            family of every listed element is modelled, returned or not.
+        background_order : int
+            Order of the background polynomial in each energy cluster (>= 0).
+        window_fwhm : float
+            Half-width of the fitted range around each modelled line, in FWHM (> 0).
+        check : bool
+            Fit the sum spectrum too and report lines or shapes the model misses (a lazy
+            series is then read once, now); False keeps a lazy series fully lazy.
+
+        Returns
+        -------
+        list of BaseSignal
+            One map per line, shaped like the navigation, lazy for a lazy series, with a
+            ``LineFit`` metadata node (the model and the check).
 
         Examples
         --------
