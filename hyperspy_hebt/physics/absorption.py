@@ -97,6 +97,11 @@ def estimate_density(weight_fractions: Mapping[str, np.ndarray], warn: bool = Tr
     numpy.ndarray
         Density in g/cm^3, 0 where every fraction is 0.
 
+    Raises
+    ------
+    TypeError
+        ``warn`` is not True or False.
+
     Examples
     --------
     >>> from hyperspy_hebt.physics.absorption import estimate_density
@@ -149,6 +154,12 @@ def attenuation_per_px(fractions, density_g_cm3, mass_attenuation_cm2_g,
     -------
     numpy.ndarray
         float32, the shape of one fraction volume: dimensionless (per pixel).
+
+    Raises
+    ------
+    ValueError
+        A density that is negative or not finite, a pixel size that is not positive, or a
+        number of coefficients other than the number of elements.
 
     Examples
     --------

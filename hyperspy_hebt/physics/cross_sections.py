@@ -48,6 +48,11 @@ def elastic_cross_section(element: str, beam_energy_kev, u_form: str = "paper"):
     float or numpy.ndarray
         Cross section in barn.
 
+    Raises
+    ------
+    ValueError
+        ``u_form`` is not ``"paper"`` or ``"log"``, or ``element`` is not a chemical symbol.
+
     Examples
     --------
     >>> from hyperspy_hebt.physics import elastic_cross_section

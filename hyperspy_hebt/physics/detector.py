@@ -17,6 +17,16 @@ DetectorEfficiency = float | Mapping[str, float] | Callable[[float], float]
 def line_energy_kev(xray_line: str) -> float:
     """Energy of an X-ray line in keV (exspy's database).
 
+    Parameters
+    ----------
+    xray_line : str
+        Such as ``"Fe_Ka"``.
+
+    Returns
+    -------
+    float
+        keV.
+
     Examples
     --------
     >>> from hyperspy_hebt.physics import line_energy_kev
@@ -39,6 +49,11 @@ def detector_efficiency_for_line(xray_line: str, detector_efficiency: DetectorEf
     detector_efficiency : float, mapping or callable
         A number for every line; a mapping from line name to number; or a
         function of the line energy in keV returning a number.
+
+    Returns
+    -------
+    float
+        In (0, 1].
 
     Raises
     ------

@@ -142,7 +142,25 @@ class Layer:
         object.__setattr__(self, "density_g_cm3", density)
 
     def transmission(self, energy_kev) -> np.ndarray:
-        """Fraction of photons of ``energy_kev`` (keV) that cross the layer."""
+        """Fraction of photons of ``energy_kev`` (keV) that cross the layer.
+
+        Parameters
+        ----------
+        energy_kev : float or array-like
+            Photon energies in keV.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``exp(-mu/rho * rho * t)`` per energy, in (0, 1].
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.physics import Layer
+        >>> window = Layer("Si", 450.0)  # 450 nm of silicon
+        >>> np.round(window.transmission([0.525, 1.74, 6.4]), 3)  # O Ka, Si Ka, Fe Ka
+        array([0.453, 0.963, 0.987])
+        """
         energies = _energies(energy_kev)
         assert self.density_g_cm3 is not None  # set by __post_init__
         areal_density = self.density_g_cm3 * self.thickness_nm * 1e-7  # g/cm^2

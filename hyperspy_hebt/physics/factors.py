@@ -55,6 +55,11 @@ def haadf_factor(element: str, beam_energy_kev: float, u_form: str = "paper") ->
     u_form : {"paper", "log"}
         Form of Browning's ``u``; see :func:`elastic_cross_section`.
 
+    Returns
+    -------
+    float
+        ``z_A`` in barn mol/g.
+
     Examples
     --------
     >>> from hyperspy_hebt.physics import haadf_factor

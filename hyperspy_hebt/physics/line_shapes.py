@@ -21,6 +21,12 @@ def line_family(xray_line: str) -> list[tuple[float, float]]:
     xray_line : str
         exspy line name, e.g. ``"Au_Ma"`` (its family: every ``Au_M*`` line).
 
+    Returns
+    -------
+    list of (float, float)
+        Energy in keV and weight relative to ``xray_line`` (1 for the line itself), from
+        exspy's database.
+
     Examples
     --------
     >>> from hyperspy_hebt.physics.line_shapes import line_family
@@ -46,6 +52,18 @@ def line_fwhm_kev(energy_kev: float, energy_resolution_mnka_ev: float) -> float:
     Fiori and Newbury's scaling, as exspy uses it: FWHM^2 (eV^2) = FWHM_MnKa^2
     + 2.5 (E - E_MnKa) (eV); owned here because exspy keeps it private.
 
+    Parameters
+    ----------
+    energy_kev : float
+        Line energy in keV.
+    energy_resolution_mnka_ev : float
+        The detector's FWHM at Mn Ka, eV.
+
+    Returns
+    -------
+    float
+        FWHM in keV.
+
     Examples
     --------
     >>> from hyperspy_hebt.physics.line_shapes import line_fwhm_kev
@@ -70,6 +88,12 @@ def family_profile(xray_line: str, energy_kev: np.ndarray, channel_width_kev: fl
         Channel width in keV.
     energy_resolution_mnka_ev : float
         Detector FWHM at Mn Ka in eV.
+
+    Returns
+    -------
+    numpy.ndarray
+        Counts per channel, the shape of ``energy_kev``; sums to 1 plus the family's other
+        lines' weights over an axis that holds them all.
 
     Examples
     --------

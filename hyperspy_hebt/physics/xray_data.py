@@ -65,6 +65,15 @@ LINE_TRANSITIONS = {
 def split_xray_line(xray_line: str) -> tuple[str, str]:
     """``"Ag_La"`` -> ``("Ag", "La")``, checked against exspy's database.
 
+    Parameters
+    ----------
+    xray_line : str
+        ``element_line``, as exspy names lines.
+
+    Returns
+    -------
+    element, line : str
+
     Raises
     ------
     ValueError
@@ -106,6 +115,16 @@ def _element_properties(element: str):
 def atomic_weight(element: str) -> float:
     """Standard atomic weight in g/mol (exspy's element database).
 
+    Parameters
+    ----------
+    element : str
+        Chemical symbol.
+
+    Returns
+    -------
+    float
+        g/mol.
+
     Examples
     --------
     >>> from hyperspy_hebt.physics import atomic_weight
@@ -117,6 +136,21 @@ def atomic_weight(element: str) -> float:
 
 def mass_density(element: str) -> float:
     """Mass density of the pure element in g/cm^3 (exspy's element database).
+
+    Parameters
+    ----------
+    element : str
+        Chemical symbol.
+
+    Returns
+    -------
+    float
+        g/cm^3.
+
+    Raises
+    ------
+    ValueError
+        An unknown symbol, or no density in the database.
 
     Examples
     --------
@@ -136,6 +170,15 @@ def mass_density(element: str) -> float:
 def atomic_number(element: str) -> int:
     """Atomic number Z.
 
+    Parameters
+    ----------
+    element : str
+        Chemical symbol.
+
+    Returns
+    -------
+    int
+
     Examples
     --------
     >>> from hyperspy_hebt.physics import atomic_number
@@ -147,6 +190,16 @@ def atomic_number(element: str) -> int:
 
 def ionized_subshell(xray_line: str) -> str:
     """The subshell whose vacancy the line fills (``"Ag_La"`` -> ``"L3"``).
+
+    Parameters
+    ----------
+    xray_line : str
+        Such as ``"Ag_La"``.
+
+    Returns
+    -------
+    str
+        ``"K"``, ``"L1"`` ... ``"M5"``.
 
     Raises
     ------
