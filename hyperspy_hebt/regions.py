@@ -164,6 +164,15 @@ def composition_table(fractions: Sequence,
         and ``"voxel_uncertainty_undefined_share"``: the share where it is not (NaN:
         too noisy for a first-order propagation).
 
+    Raises
+    ------
+    TypeError
+        ``fractions`` is not a list of weight-fraction signals, or ``regions`` is a single
+        string (a rule goes in a list).
+    ValueError
+        A fraction without its element, a rule that cannot be read or that names an
+        element not among the fractions, or a mask that is not boolean of their shape.
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -226,6 +235,17 @@ def composition_figure(table: dict, units: str = "weight fraction"):
     """Draw a bar chart of each region's mean composition with its spread.
 
     One colour per element, as in :func:`~hyperspy_hebt.figures.element_colors`.
+
+    Parameters
+    ----------
+    table : dict
+        :func:`composition_table`'s result.
+    units : str
+        The y-axis label.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
 
     Examples
     --------
