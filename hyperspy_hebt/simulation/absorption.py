@@ -46,6 +46,24 @@ def path_optical_depth(mu_per_px: np.ndarray, direction, step_px: float = 0.25,
     -------
     numpy.ndarray
         float64 exponents: ``(n_slices, n_z, n_x)``, or ``(n,)`` for ``at``.
+
+    Raises
+    ------
+    ValueError
+        ``mu_per_px`` not 3D, or ``step_px`` not positive.
+
+    Examples
+    --------
+    Four voxels in a row, 0.1 per pixel, the detector straight along ``x``; the marching
+    kernel :func:`~hyperspy_hebt.tomography.attenuation.optical_depth` agrees:
+
+    >>> from hyperspy_hebt.simulation.absorption import path_optical_depth
+    >>> from hyperspy_hebt.tomography.attenuation import optical_depth
+    >>> mu_per_px = np.full((1, 1, 4), 0.1)
+    >>> path_optical_depth(mu_per_px, (0.0, 0.0, 1.0))  # from each centre to the far face
+    array([[[0.35, 0.25, 0.15, 0.05]]])
+    >>> bool(np.allclose(optical_depth(mu_per_px, (0.0, 0.0, 1.0)), [0.35, 0.25, 0.15, 0.05]))
+    True
     """
     mu = np.asarray(mu_per_px, dtype=np.float64)
     if mu.ndim != 3:
@@ -103,6 +121,12 @@ def attenuated_projections(
     numpy.ndarray
         float32 ``(len(detectors), n_slices, n_tilts, n_x)``: each detector's share of the
         counts (sum over the first axis for the detectors' total).
+
+    Raises
+    ------
+    ValueError
+        ``volume`` and ``mu_per_px`` not 3D of one shape, or shares that are not one per
+        detector, >= 0 and summing to 1.
 
     Examples
     --------

@@ -49,6 +49,11 @@ def synthetic_adf_series(sinograms: np.ndarray, tilt_angles_deg: TiltAngles,
         float32 data of shape ``(n_tilts, n_slices, n_x)``, a ``tilt`` axis in
         degrees and calibrated x, y axes.
 
+    Raises
+    ------
+    ValueError
+        Negative expected counts.
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import synthetic_adf_series
@@ -150,6 +155,11 @@ def synthetic_tilt_series(
     TomographicEDSSpectrum or LazyTomographicEDSSpectrum
         Navigation ``(x, y, tilt)`` (or ``(x, tilt)``), energy in keV, counts
         as uint32 (noise) or float32, elements and lines in metadata.
+
+    Raises
+    ------
+    ValueError
+        No line, lines of different shapes, or negative expected counts.
 
     Examples
     --------

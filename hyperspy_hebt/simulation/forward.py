@@ -32,6 +32,12 @@ def alloy_density(weight_fractions: Mapping[str, np.ndarray]) -> np.ndarray:
         Weight fraction maps per element (same shape), summing to 1 inside the
         object and 0 outside.
 
+    Returns
+    -------
+    numpy.ndarray
+        g/cm^3 per voxel (ideal mixing of the pure elements' densities); 0 where the
+        fractions are all 0.
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import alloy_density
@@ -87,6 +93,11 @@ def thin_film_line_counts(
     -------
     dict of str -> numpy.ndarray
         Expected counts per voxel for each line.
+
+    Raises
+    ------
+    ValueError
+        A line whose element has no weight-fraction map.
 
     Examples
     --------
@@ -144,6 +155,16 @@ def thin_film_adf_counts(
         g/cm^3 per voxel (default :func:`alloy_density`, see
         :func:`thin_film_line_counts`).
 
+    Returns
+    -------
+    numpy.ndarray
+        Expected ADF counts per voxel path, the fractions' shape.
+
+    Raises
+    ------
+    ValueError
+        ``collection_efficiency`` outside (0, 1].
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import thin_film_adf_counts
@@ -186,6 +207,11 @@ def project_volume(volume: np.ndarray, tilt_angles_deg: TiltAngles, oversampling
     numpy.ndarray
         float32 sinograms ``(n_slices, n_tilts, n_x)`` (or ``(n_tilts, n_x)``),
         line integrals in units of (value x pixel length).
+
+    Raises
+    ------
+    ValueError
+        ``oversampling`` not a positive integer.
 
     Examples
     --------

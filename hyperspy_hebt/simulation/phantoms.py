@@ -127,6 +127,11 @@ def core_shell_particle(n_x: int, n_slices: int | None = None, pixel_size_nm: fl
     Phantom
         With regions ``core`` and ``shell``.
 
+    Raises
+    ------
+    ValueError
+        A composition whose weight fractions are negative or do not sum to 1.
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import core_shell_particle
@@ -219,6 +224,11 @@ def silicate_grain(n: int = 32, diameter_nm: float = 500.0) -> Phantom:
     Phantom
         Weight fractions of O, Mg, Si and Fe on ``(n, n, n)``; regions ``matrix`` and
         ``inclusion``; densities of :data:`GRAIN_PHASES`.
+
+    Raises
+    ------
+    ValueError
+        ``n`` below 8 or not an integer, or ``diameter_nm`` not positive.
 
     Examples
     --------

@@ -63,6 +63,18 @@ class RealisticSeries:
         Mean EDS counts per pixel over the whole spectrum (all tilts).
     faults : dict
         Every fault and its size, as written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from hyperspy_hebt.simulation import simulate_lamella_series
+    >>> lamella = simulate_lamella_series(tempfile.mkdtemp(), n_x=16, n_slices=4,
+    ...                                   tilt_angles_deg=np.linspace(-60, 60, 5),
+    ...                                   energy_channels=256)
+    >>> len(lamella.spectrum_paths), lamella.spectrum_paths[0].name
+    (5, 'tilt_-60.hspy')
+    >>> lamella.truth["Si"].shape, lamella.drift_px.shape  # (y, z, x); (tilt, 2)
+    ((4, 16, 16), (5, 2))
     """
 
     spectrum_paths: list
@@ -218,6 +230,11 @@ def simulate_lamella_series(
     Returns
     -------
     RealisticSeries
+
+    Raises
+    ------
+    ValueError
+        A channel's counts exceed ``counts_dtype``.
 
     Examples
     --------
