@@ -292,6 +292,14 @@ def optical_depth(mu_per_px: np.ndarray, direction) -> np.ndarray:
     ValueError
         ``mu_per_px`` not 3D, negative or not finite; ``direction`` not three finite
         numbers with a non-zero length.
+
+    Examples
+    --------
+    Four voxels in a row, 0.1 per pixel, the detector straight along ``x``:
+
+    >>> from hyperspy_hebt.tomography.attenuation import optical_depth
+    >>> optical_depth(np.full((1, 1, 4), 0.1), (0.0, 0.0, 1.0))  # centre to the far face
+    array([[[0.35, 0.25, 0.15, 0.05]]], dtype=float32)
     """
     mu = np.asarray(mu_per_px, dtype=np.float64)
     if mu.ndim != 3:
@@ -307,6 +315,18 @@ def transmission(mu_per_px: np.ndarray, direction) -> np.ndarray:
 
     Parameters are those of :func:`optical_depth`; returns float32 ``(n_slices, n_z, n_x)``
     in (0, 1].
+
+    Parameters
+    ----------
+    mu_per_px : numpy.ndarray
+        ``(n_slices, n_z, n_x)`` attenuation per pixel length, >= 0.
+    direction : sequence of float
+        ``(d_y, d_z, d_x)`` toward the detector (:func:`exit_direction`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n_slices, n_z, n_x)`` in (0, 1].
 
     Examples
     --------

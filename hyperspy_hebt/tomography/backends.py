@@ -34,6 +34,21 @@ BACKENDS = ("cpu", "cupy", "auto")
 def validate_backend(backend) -> str:
     """Check a ``backend`` argument's value (without looking for a device).
 
+    Parameters
+    ----------
+    backend : str
+        ``"cpu"``, ``"cupy"`` or ``"auto"``.
+
+    Returns
+    -------
+    str
+        ``backend`` itself.
+
+    Raises
+    ------
+    ValueError
+        Any other value.
+
     Examples
     --------
     >>> from hyperspy_hebt.tomography.backends import validate_backend
@@ -78,6 +93,17 @@ def cupy_status() -> tuple[bool, str]:
 
 def resolve_backend(backend) -> str:
     """``"cpu"`` or ``"cupy"``: where a kernel called with ``backend`` runs here.
+
+    Parameters
+    ----------
+    backend : {"cpu", "cupy", "auto"}
+        The argument a kernel was called with.
+
+    Returns
+    -------
+    str
+        ``"cpu"`` or ``"cupy"``; ``"auto"`` gives ``"cupy"`` only where CuPy finds a CUDA
+        device.
 
     Raises
     ------

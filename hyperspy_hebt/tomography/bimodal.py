@@ -44,6 +44,22 @@ __all__ = ["hebt", "hebt_path", "fit_response_model", "fit_response_ratios", "va
 def validate_alpha(alpha) -> float:
     """Check the ADF weight: a number in [0, 1).
 
+    Parameters
+    ----------
+    alpha : float
+        The weight of the ADF term.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError
+        ``alpha`` is not a number.
+    ValueError
+        ``alpha`` is outside [0, 1).
+
     Examples
     --------
     >>> from hyperspy_hebt.tomography.bimodal import validate_alpha
@@ -118,6 +134,11 @@ def fit_response_model(eds_maps: np.ndarray, adf_map: np.ndarray, mask=None,
         ``b`` (0 when not fitted).
     r_squared : float
         Over the fitted pixels.
+
+    Raises
+    ------
+    ValueError
+        ``adf_map`` or ``mask`` does not have one value per pixel of the EDS maps.
 
     Examples
     --------
@@ -287,10 +308,36 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
 
     Parameters as for :func:`hebt`, with ``iterations`` a sequence of counts.
 
+    Parameters
+    ----------
+    projector, eds_sinograms, adf_sinograms, response_ratios, alpha
+        As for :func:`hebt`.
+    iterations : sequence of int
+        Iteration counts at which to keep the volumes (each >= 1, any order).
+    relaxation, positivity, adf_weights, eds_weights, backend, support
+        As for :func:`hebt`.
+
     Returns
     -------
     list of numpy.ndarray
         ``(k, n_slices, n_z, n_x)`` volumes in the order of ``iterations``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.bimodal import hebt_path
+    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+    >>> projector = get_projector(ParallelBeamGeometry(np.linspace(-60.0, 60.0, 13), 16))
+    >>> y, x = np.mgrid[:16, :16]
+    >>> disc = ((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0
+    >>> volumes = np.stack([5.0 * disc, 2.0 * (x > 8) * disc])[:, None]  # (lines, slices, z, x)
+    >>> adf = projector.forward(3.0 * volumes[0] + 1.0 * volumes[1])  # linear in the lines
+    >>> eds = np.stack([projector.forward(v) for v in volumes])  # (lines, slices, tilts, px)
+    >>> early, late = hebt_path(projector, eds, adf, [3.0, 1.0], 0.8, (10, 100))
+    >>> early.shape  # (lines, slices, z, x)
+    (2, 1, 16, 16)
+    >>> on_adf_scale = 3.0 * volumes[0]  # HEBT's volumes are r_A x_A
+    >>> [round(float(np.abs(v[0] - on_adf_scale).mean()), 2) for v in (early, late)]
+    [2.63, 0.65]
     """
     wanted = _validate_iteration_counts(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,

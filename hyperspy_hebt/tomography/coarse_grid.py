@@ -91,6 +91,14 @@ class CoarseGrid:
 
     The coarse geometry has the same tilts, sizes ``ceil(n / factor)`` and the detector
     offset in coarse pixels.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry
+    >>> from hyperspy_hebt.tomography.coarse_grid import CoarseGrid
+    >>> grid = CoarseGrid(ParallelBeamGeometry([-45.0, 0.0, 45.0], 10), n_slices=6, factor=2)
+    >>> grid.coarse_geometry.n_detector, grid.n_coarse_slices
+    (5, 3)
     """
 
     geometry: ParallelBeamGeometry
@@ -141,6 +149,21 @@ class CoarseGrid:
         coarse_rays, coarse_weights : numpy.ndarray
             float32 ``(..., n_coarse_slices, n_tilts, m_detector)`` and the coarse rays'
             weights ``(n_coarse_slices, n_tilts, m_detector)``: the measured share of each.
+
+        Raises
+        ------
+        ValueError
+            ``rays`` does not end in the fine ``(n_slices, n_tilts, n_detector)``.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.tomography import ParallelBeamGeometry
+        >>> from hyperspy_hebt.tomography.coarse_grid import CoarseGrid
+        >>> grid = CoarseGrid(ParallelBeamGeometry([0.0], 4), n_slices=2, factor=2)
+        >>> rays = np.arange(8.0).reshape(2, 1, 4)  # (slices, tilts, detector)
+        >>> coarse, weights = grid.bin_rays(rays)
+        >>> coarse  # each coarse ray: the mean of the 2 x 2 fine rays it covers
+        array([[[2.5, 4.5]]], dtype=float32)
         """
         rays = np.asarray(rays, dtype=np.float32)
         geometry = self.geometry
@@ -168,10 +191,28 @@ class CoarseGrid:
         Linear along the slices and the detector (constant beyond the outermost coarse
         rays); the tilts are the same.
 
+        Parameters
+        ----------
+        rays : numpy.ndarray
+            ``(..., n_coarse_slices, n_tilts, m_detector)`` on the coarse grid.
+
         Returns
         -------
         numpy.ndarray
             float32 ``(..., n_slices, n_tilts, n_detector)``.
+
+        Raises
+        ------
+        ValueError
+            ``rays`` does not end in the coarse grid's ``(slices, tilts, detector)``.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.tomography import ParallelBeamGeometry
+        >>> from hyperspy_hebt.tomography.coarse_grid import CoarseGrid
+        >>> grid = CoarseGrid(ParallelBeamGeometry([0.0], 4), n_slices=1, factor=2)
+        >>> grid.interpolate_rays(np.array([[[1.0, 3.0]]]))  # back onto the 4 fine rays
+        array([[[1. , 1.5, 2.5, 3. ]]], dtype=float32)
         """
         rays = np.asarray(rays, dtype=np.float32)
         coarse = self.coarse_geometry

@@ -53,6 +53,17 @@ __all__ = ["AdfPowerFit", "fit_adf_power", "fused", "validate_fused_parameters"]
 def validate_fused_parameters(gamma, adf_precision, coefficients, n_lines: int):
     """Check ``gamma`` (>= 1), ``adf_precision`` (>= 0) and ``coefficients`` (k, >= 0).
 
+    Parameters
+    ----------
+    gamma : float
+        Power of the ADF model (>= 1).
+    adf_precision : float
+        Inverse variance of the ADF's departure from the model (>= 0).
+    coefficients : sequence of float
+        ``q_c`` per line (>= 0).
+    n_lines : int
+        How many lines the coefficients must cover.
+
     Returns
     -------
     tuple
@@ -63,6 +74,12 @@ def validate_fused_parameters(gamma, adf_precision, coefficients, n_lines: int):
     ValueError
         ``gamma`` not a finite number >= 1, ``adf_precision`` not finite and >= 0, or
         ``coefficients`` not ``n_lines`` finite numbers >= 0.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.fused import validate_fused_parameters
+    >>> validate_fused_parameters(1.0, 0.5, [3.0, 1.0], n_lines=2)
+    (1.0, 0.5, array([3., 1.]))
     """
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.floating)) \
             or not np.isfinite(gamma) or gamma < 1:
@@ -321,6 +338,24 @@ def fused(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
     ------
     ValueError
         Bad shapes, NaN or negative counts, a non-finite ADF, or bad parameters.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.fused import fused
+    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+    >>> projector = get_projector(ParallelBeamGeometry(np.linspace(-60.0, 60.0, 13), 16))
+    >>> y, x = np.mgrid[:16, :16]
+    >>> disc = ((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0
+    >>> volumes = np.stack([5.0 * disc, 2.0 * (x > 8) * disc])[:, None]  # (lines, slices, z, x)
+    >>> adf = projector.forward(3.0 * volumes[0] + 1.0 * volumes[1])  # linear in the lines
+    >>> expected = np.concatenate([projector.forward(v) for v in volumes])  # (2 x 1, 13, 16)
+    >>> counts = np.random.default_rng(0).poisson(expected).astype(np.float32)
+    >>> lines = fused(projector, counts, adf, [3.0, 1.0], gamma=1.0, iterations=100,
+    ...               tv_weight=0.01, adf_precision=1.0)
+    >>> lines.shape  # (lines x slices, z, x)
+    (2, 16, 16)
+    >>> round(float(lines[0][disc > 0].mean()), 1)  # the first line's 5 counts per voxel
+    5.0
     """
     n_lines = len(np.atleast_1d(coefficients))
     gamma, adf_precision, coefficients = validate_fused_parameters(
@@ -351,6 +386,19 @@ class AdfPowerFit:
     offset : float
         The ADF's fitted offset ``b`` (a dark level; 0 when not fitted): the model is
         ``a = W sum_c q_c x_c^gamma + b``.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.fused import fit_adf_power
+    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+    >>> projector = get_projector(ParallelBeamGeometry(np.linspace(-60.0, 60.0, 13), 16))
+    >>> y, x = np.mgrid[:16, :16]
+    >>> disc = ((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0
+    >>> volumes = np.stack([5.0 * disc, 2.0 * (x > 8) * disc])[:, None]  # (lines, slices, z, x)
+    >>> adf = projector.forward(3.0 * volumes[0] + 1.0 * volumes[1])  # linear in the lines
+    >>> fit = fit_adf_power(projector, volumes, adf, gammas=(1.0, 1.5))
+    >>> fit.gamma, np.round(fit.coefficients, 3), round(fit.r_squared, 3)
+    (1.0, array([3., 1.]), 1.0)
     """
 
     gamma: float
@@ -389,6 +437,22 @@ def fit_adf_power(projector: Projector, volumes: np.ndarray, adf: np.ndarray, ga
     Returns
     -------
     AdfPowerFit
+
+    Examples
+    --------
+    An ADF that follows the squares of the lines' voxels: the power 2 is found.
+
+    >>> from hyperspy_hebt.tomography.fused import fit_adf_power
+    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+    >>> projector = get_projector(ParallelBeamGeometry(np.linspace(-60.0, 60.0, 13), 16))
+    >>> y, x = np.mgrid[:16, :16]
+    >>> disc = ((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0
+    >>> volumes = np.stack([5.0 * disc, 2.0 * (x > 8) * disc])[:, None]  # (lines, slices, z, x)
+    >>> adf = projector.forward(3.0 * volumes[0] + 1.0 * volumes[1])  # linear in the lines
+    >>> squared = projector.forward(0.5 * volumes[0] ** 2 + 0.5 * volumes[1] ** 2)
+    >>> fit = fit_adf_power(projector, volumes, squared, gammas=(1.0, 2.0))
+    >>> fit.gamma, np.round(fit.coefficients, 3)
+    (2.0, array([0.5, 0.5]))
     """
     from .bimodal import fit_response_model
 

@@ -113,12 +113,27 @@ def validate_tilt_angles(tilt_angles_deg, name: str = "tilt_angles") -> np.ndarr
     name : str
         Argument name used in error messages.
 
+    Returns
+    -------
+    numpy.ndarray
+        float64, one dimension, the angles in the order given.
+
     Raises
     ------
     ValueError
         If the angles are empty, not one-dimensional, non-finite, repeated, or
         have ``|angle| >= 90`` degrees (a parallel-beam projection at 90 degrees
         runs along the slab and is not a tilt-series geometry this package supports).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.geometry import validate_tilt_angles
+    >>> validate_tilt_angles([-30, 0, 30])
+    array([-30.,   0.,  30.])
+    >>> validate_tilt_angles([0, 90])
+    Traceback (most recent call last):
+    ...
+    ValueError: tilt_angles must satisfy |angle| < 90 degrees; got [90.0].
     """
     angles = np.asarray(tilt_angles_deg, dtype=float)
     if angles.ndim != 1 or angles.size == 0:
@@ -158,6 +173,13 @@ def slab_support(geometry: ParallelBeamGeometry, half_thickness_px) -> np.ndarra
     -------
     numpy.ndarray or None
         ``(n_z, n_x)`` boolean, True on the rows within ``half_thickness_px`` of z = 0.
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry, slab_support
+    >>> support = slab_support(ParallelBeamGeometry([-30.0, 0.0, 30.0], 6), 1.0)
+    >>> support[:, 0].astype(int)  # (n_z, n_x): the rows within 1 px of the middle
+    array([0, 0, 1, 1, 0, 0])
     """
     if half_thickness_px is None:
         return None

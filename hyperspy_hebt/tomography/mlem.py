@@ -36,6 +36,19 @@ __all__ = ["mlem", "poisson_log_likelihood", "validate_mlem_parameters"]
 def validate_mlem_parameters(iterations, subsets, n_tilts: int) -> tuple[int, int]:
     """Check the iteration and subset counts; return them as ints.
 
+    Parameters
+    ----------
+    iterations : int
+        Iterations (>= 1).
+    subsets : int
+        Ordered subsets of the tilts (1: plain ML-EM).
+    n_tilts : int
+        The series' tilts.
+
+    Returns
+    -------
+    iterations, subsets : int
+
     Raises
     ------
     TypeError
@@ -65,6 +78,19 @@ def poisson_log_likelihood(predicted: np.ndarray, measured: np.ndarray,
     """``sum_r w_r (p_r log q_r - q_r)`` (the terms that depend on the prediction ``q``).
 
     Rays with ``q = 0`` add ``0`` when ``p = 0`` and ``-inf`` otherwise.
+
+    Parameters
+    ----------
+    predicted : numpy.ndarray
+        The projections ``q`` of the current estimate.
+    measured : numpy.ndarray
+        The counts ``p``, the shape of ``predicted``.
+    ray_weights : numpy.ndarray, optional
+        ``w_r`` in [0, 1] (0: left out); default 1.
+
+    Returns
+    -------
+    float
 
     Examples
     --------

@@ -47,6 +47,18 @@ __all__ = ["poisson_tv", "validate_joint_channels", "validate_tv_parameters"]
 def validate_tv_parameters(iterations, tv_weight) -> tuple[int, float]:
     """Check the iteration count and the TV weight; return them normalised.
 
+    Parameters
+    ----------
+    iterations : int
+        Iterations (>= 1).
+    tv_weight : float
+        Weight of the total variation (>= 0).
+
+    Returns
+    -------
+    iterations : int
+    tv_weight : float
+
     Raises
     ------
     TypeError
@@ -73,6 +85,17 @@ def validate_tv_parameters(iterations, tv_weight) -> tuple[int, float]:
 
 def validate_joint_channels(joint_channels, n_slices: int) -> int:
     """Check that ``joint_channels`` divides the ``n_slices`` of a stack; return it as int.
+
+    Parameters
+    ----------
+    joint_channels : int
+        Channels (lines) stacked along the slices and joined by one total variation.
+    n_slices : int
+        The stack's slices (channels x slices per channel).
+
+    Returns
+    -------
+    int
 
     Raises
     ------

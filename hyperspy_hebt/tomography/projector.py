@@ -153,6 +153,15 @@ class Projector:
         numpy.ndarray
             float32 sinograms ``(n_slices, n_tilts, n_detector)`` (or without the
             first axis for a single slice).
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+        >>> projector = get_projector(ParallelBeamGeometry([0.0, 45.0], 3))
+        >>> image = np.zeros((3, 3), np.float32)  # (z, x)
+        >>> image[:, 0] = 1.0  # a column of voxels along the beam at 0 degrees
+        >>> projector.forward(image)[0]  # at 0 degrees the rays sum along z
+        array([3., 0., 0.], dtype=float32)
         """
         g = self.geometry
         return _product(self, images, (g.n_z, g.n_x), (g.n_tilts, g.n_detector), "images",
@@ -171,6 +180,16 @@ class Projector:
         -------
         numpy.ndarray
             float32 ``(n_rays, n)``: one sinogram per column, rays in tilt-major order.
+
+        Examples
+        --------
+        >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+        >>> projector = get_projector(ParallelBeamGeometry([0.0, 45.0], 3))
+        >>> images = np.random.default_rng(0).random((2, 3, 3)).astype(np.float32)
+        >>> columns = np.ascontiguousarray(images.reshape(2, -1).T)  # (n_pixels, 2)
+        >>> rays = projector.forward_columns(columns)  # (n_rays, 2)
+        >>> bool(np.allclose(rays.T.reshape(2, 2, 3), projector.forward(images), atol=1e-6))
+        True
         """
         out = np.empty((self.matrix.shape[0], columns.shape[1]), dtype=np.float32)
         return _sparse.project(self.matrix, self.matrix_t, columns, out)
@@ -187,6 +206,19 @@ class Projector:
         -------
         numpy.ndarray
             float32 images ``(n_slices, n_z, n_x)`` (or ``(n_z, n_x)``).
+
+        Examples
+        --------
+        The adjoint: ``<W x, y> = <x, W^T y>``.
+
+        >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
+        >>> projector = get_projector(ParallelBeamGeometry([-30.0, 20.0, 70.0], 5))
+        >>> rng = np.random.default_rng(0)
+        >>> image, sinogram = rng.random((5, 5)), rng.random((3, 5))
+        >>> left = float(np.sum(projector.forward(image) * sinogram))
+        >>> right = float(np.sum(image * projector.backward(sinogram)))
+        >>> bool(np.isclose(left, right, rtol=1e-5))
+        True
         """
         g = self.geometry
         return _product(self, sinograms, (g.n_tilts, g.n_detector), (g.n_z, g.n_x),
@@ -230,6 +262,15 @@ def get_projector(geometry: ParallelBeamGeometry) -> Projector:
     geometry's matrix once and reuses it for every block it reconstructs; a lock
     keeps threads that ask at the same time from building it twice.
 
+    Parameters
+    ----------
+    geometry : ParallelBeamGeometry
+        Hashable: equal geometries share one projector.
+
+    Returns
+    -------
+    Projector
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
@@ -252,6 +293,22 @@ def make_projector(geometry: ParallelBeamGeometry) -> Projector:
 
     For one-off geometries, such as the candidates of a search, which would push useful ones out of
     the cache.
+
+    Parameters
+    ----------
+    geometry : ParallelBeamGeometry
+
+    Returns
+    -------
+    Projector
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector, make_projector
+    >>> geometry = ParallelBeamGeometry([-30.0, 0.0, 30.0], 8)
+    >>> fresh = make_projector(geometry)
+    >>> fresh is get_projector(geometry), (fresh.matrix != get_projector(geometry).matrix).nnz
+    (False, 0)
     """
     matrix = build_system_matrix(geometry)
     matrix_t = matrix.T.tocsr()

@@ -28,6 +28,18 @@ __all__ = ["sirt", "sirt_path", "_support_scales", "validate_sirt_parameters"]
 def validate_sirt_parameters(iterations, relaxation) -> tuple[int, float]:
     """Check the iteration count and relaxation factor; return them normalised.
 
+    Parameters
+    ----------
+    iterations : int
+        Iterations (>= 1).
+    relaxation : float
+        Relaxation factor, in (0, 2).
+
+    Returns
+    -------
+    iterations : int
+    relaxation : float
+
     Raises
     ------
     ValueError
