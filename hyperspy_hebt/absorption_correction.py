@@ -35,10 +35,10 @@ import numpy as np
 
 from .physics.absorption import attenuation_per_px, estimate_density
 from .tomography.attenuation import (
+    _add_detected_emission,
     _main_axis,
     _main_axis_first,
     _padded_for_march,
-    _add_detected_emission,
     exit_direction,
 )
 from .tomography.projector import Projector

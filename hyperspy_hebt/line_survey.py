@@ -147,8 +147,9 @@ class LineSurvey:
         >>> spectrum = 5.0 + peak(6.40, 400.0) + peak(8.04, 300.0)  # Fe Ka, and Cu Ka unlisted
         >>> counts = np.random.default_rng(0).poisson(spectrum).astype(float)
         >>> survey = survey_spectrum(energy_kev, counts, ["Fe_Ka"], ["Fe"], 130.0)
-        >>> survey.messages()
-        ['A peak at 8.04 keV (... counts, ... sigma) is not explained by the listed elements; it could be Cu_Ka, ...']
+        >>> survey.messages()  # doctest: +NORMALIZE_WHITESPACE
+        ['A peak at 8.04 keV (... counts, ... sigma) is not explained by the listed
+          elements; it could be Cu_Ka, ...']
         """
         out = []
         for line in self.missing:

@@ -154,6 +154,12 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             axis, finite, with ``|angle| < 90``. If no navigation axis is named
             ``tilt`` yet, the slowest navigation axis becomes it.
 
+        Raises
+        ------
+        ValueError
+            Not one finite angle per tilt, angles repeated, at or beyond 90 degrees, or not
+            strictly increasing along the tilt axis.
+
         Examples
         --------
         >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -233,6 +239,18 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             in ``Sample.elements``/``Sample.xray_lines``, and a ``Reconstruction``
             node with every parameter used. Values are line intensity per voxel
             (counts per pixel path length), not yet compositions.
+
+        Raises
+        ------
+        ValueError
+            Before anything is read: a bad keyword (``iterations``, ``relaxation``,
+            ``padding_px``, ``slices_per_block``, ``backend``, ``thickness_nm``,
+            ``invalid_pixels``, ``integration_windows``), or a line name exspy does not know.
+            On the series: a single tilt, tilts spanning under 5 degrees (radians read as
+            degrees), a tilt at which every map is zero, maps negative beyond what counting
+            noise explains, complex or boolean data, or a grid whose reconstruction would not
+            fit in the available memory. Each message names the argument or the line and what
+            was expected.
 
         Examples
         --------
@@ -759,6 +777,17 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             lazy stacks share one graph: compute them together
             (``dask.compute(*[r.data for r in rec])``) to run HEBT once.
 
+        Raises
+        ------
+        ValueError
+            No usable ADF (a tilt without contrast, every pixel invalid, scan axes calibrated to
+            another pixel size than the series'), a bad ``alpha``, ``response_ratios`` or
+            ``ratio_floor``, ``uncertainty`` with ``unlisted_mass=True``, ``"auto"`` with the
+            absorption correction or tilt normalisation, or what :meth:`reconstruct_sirt`
+            refuses.
+        TypeError
+            ``exclude_clipped``, ``adf_offset`` or ``unlisted_mass`` not a bool.
+
         Examples
         --------
         >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -872,6 +901,14 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             ``rows`` (every score), ``best_per_line``, ``best`` (summed over lines),
             ``setting(line)``, ``plot()``.
 
+        Raises
+        ------
+        ValueError
+            An unknown method or score, ``slices`` that are not a positive count or valid
+            indices, ``response_ratios`` other than None or ``"physics"`` (the ratios are
+            fitted on each fold), HEBT or fused without the ADF, a TV method without
+            ``tv_weights``, or what :meth:`reconstruct_sirt` refuses.
+
         Examples
         --------
         >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -925,6 +962,13 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         list of BaseSignal
             One map per line, shaped like the navigation, lazy for a lazy series, with a
             ``LineFit`` metadata node (the model and the check).
+
+        Raises
+        ------
+        ValueError
+            As :func:`hyperspy_hebt.line_fitting.fit_line_intensities`: bad
+            ``background_order`` or ``window_fwhm``, two lines of one family, an energy axis
+            that is not uniform, or no energy resolution in the metadata.
 
         Examples
         --------
@@ -1003,6 +1047,11 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
             ``metadata.Reconstruction.Diagnostics``, with a logged warning when the
             verdict is not "consistent".
 
+        Raises
+        ------
+        ValueError
+            No usable ADF, or what :meth:`reconstruct_hebt` refuses for its ratio fit.
+
         Examples
         --------
         >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -1059,6 +1108,13 @@ class TomographicEDSSpectrum(EDSTEMSpectrum):
         -------
         Signal2D (LazySignal2D for a lazy ADF)
             ADF intensity per voxel; ``metadata.Reconstruction.signal == "ADF"``.
+
+        Raises
+        ------
+        ValueError
+            An ADF that does not match the series (tilts, scan shape or pixel size), a tilt
+            without contrast, or what :meth:`reconstruct_sirt` refuses for the grid and the
+            iterations.
 
         Examples
         --------

@@ -133,8 +133,9 @@ class StudyResult:
 
     >>> import tempfile
     >>> from hyperspy_hebt.study import Calibration, run_paper_study
+    >>> calibration = Calibration(0.094, 0.218, 0.983)  # calibrate_to_paper()'s, rounded
     >>> result = run_paper_study(tempfile.mkdtemp(), sirt_iterations=(10,), alphas=(0.8,),
-    ...                          hebt_iterations=(10,), calibration=Calibration(0.094, 0.218, 0.983),
+    ...                          hebt_iterations=(10,), calibration=calibration,
     ...                          progress=lambda line: None)
     >>> [row["method"] for row in result.rows]  # one row per method and element
     ['SIRT', 'SIRT', 'HEBT', 'HEBT']
@@ -310,8 +311,9 @@ def run_paper_study(
     --------
     >>> import tempfile
     >>> from hyperspy_hebt.study import Calibration, run_paper_study
+    >>> calibration = Calibration(0.094, 0.218, 0.983)  # calibrate_to_paper()'s, rounded
     >>> result = run_paper_study(tempfile.mkdtemp(), sirt_iterations=(10,), alphas=(0.8,),
-    ...                          hebt_iterations=(10,), calibration=Calibration(0.094, 0.218, 0.983),
+    ...                          hebt_iterations=(10,), calibration=calibration,
     ...                          progress=lambda line: None)
     >>> sorted(result.response_ratios)  # fitted on the filtered maps
     ['Ag_La', 'Au_Ma']

@@ -104,6 +104,14 @@ def standardise_scan_axes(signal) -> dict:
 def get_tilt_axis(signal):
     """Return the navigation axis named ``tilt``, or ``None``.
 
+    Parameters
+    ----------
+    signal : BaseSignal
+
+    Returns
+    -------
+    hyperspy.axes.DataAxis or None
+
     Examples
     --------
     >>> from hyperspy_hebt.simulation import demo_acquisition
@@ -125,6 +133,13 @@ def apply_tilt_angles(signal, tilt_angles_deg) -> None:
     The tilt axis is the navigation axis named ``tilt``; if there is none, the
     slowest navigation axis (HyperSpy's last) is renamed ``tilt``. Equally
     spaced angles give a uniform axis, others a non-uniform ``DataAxis``.
+
+    Parameters
+    ----------
+    signal : BaseSignal
+        Modified in place: its tilt axis gets the angles.
+    tilt_angles_deg : array-like of float
+        One angle per tilt, degrees, strictly increasing.
 
     Raises
     ------
@@ -193,6 +208,16 @@ def rebin_keeping_tilts(signal, rebin=None, **kwargs):
         ``rebin(signal, **kwargs)`` doing the binning; default ``signal.rebin``.
     **kwargs
         ``new_shape`` or ``scale`` (axes-manager order), ``crop``, ``dtype``, ``out``.
+
+    Returns
+    -------
+    BaseSignal
+        The binned signal, its ``tilt`` axis carrying the original angles.
+
+    Raises
+    ------
+    NotImplementedError
+        A binning factor other than 1 along a non-uniform ``tilt`` axis.
 
     Examples
     --------
