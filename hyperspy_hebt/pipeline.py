@@ -26,7 +26,11 @@ import numpy as np
 
 from . import __version__
 from ._outputs import ResultWriter
-from ._reconstruction.intensities import LINE_INTEGRATION, integration_variance
+from ._reconstruction.intensities import (
+    LINE_INTEGRATION,
+    integration_variance,
+    window_shares,
+)
 from ._reconstruction.options import Absorption, Bootstrap
 from ._reconstruction.quantify import quantify_cross_section
 from .alignment import align_tilt_series, normalise_tilt_totals, register_adf_to_eds
@@ -562,7 +566,8 @@ def _line_maps(series, settings: _Settings, summary: dict, stage) -> list:
                                           background_windows=background_windows)
         variances = (integration_variance(series, lines, windows, background_windows, maps)
                      if settings.uncertainty else [None] * len(maps))
-        for image, variance in zip(maps, variances):
+        shares, share_note = window_shares(series, lines, windows, background_windows)
+        for image, variance, share in zip(maps, variances, shares):
             if variance is not None:  # the spectra's Poisson statistics, for the bootstrap
                 image.metadata.set_item("Signal.Noise_properties.variance",
                                         image._deepcopy_with_new_data(variance))
@@ -570,6 +575,7 @@ def _line_maps(series, settings: _Settings, summary: dict, stage) -> list:
             # offset or spike in the spectra is refused, not reconstructed).
             image.metadata.set_item(LINE_INTEGRATION, {
                 "integration_window_fwhm": float(settings.integration_windows),
+                "window_share": share, "window_share_note": share_note,
                 **({"background_windows": "auto"} if background else {})})
     maps, total = _in_memory(maps, _sum_spectrum_of(series))
     survey = survey_lines(series, sum_spectrum=total)

@@ -89,6 +89,10 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
                                  elements=["Ag", "Au"])
     again = series.quantify_cross_section(recs)
     assert recs[1].data.max() > 1.5  # reconstructed counts, not fractions in [0, 1]
+    # The command's own 1-FWHM integration records each line's window share, as the
+    # methods' integration does (what an SIRT quantification of these maps divides by).
+    share = recs[0].metadata.Reconstruction.intensities.window_share
+    assert 0.6 < share < 0.85
     np.testing.assert_allclose(again[1].data, volume.data, rtol=0, atol=1e-6)
     printed = capsys.readouterr().out
     assert "Mean weight fractions inside the particle" in printed

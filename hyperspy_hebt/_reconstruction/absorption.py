@@ -37,6 +37,7 @@ from ..tomography.coarse_grid import CoarseGrid
 from ..tomography.geometry import slab_support
 from .blocks import kernel_backend
 from .field import available_memory_bytes
+from .intensities import window_share_of
 from .options import Absorption, RunOptions
 from .problem import Problem
 from .quantify import _beam_energy, _factors
@@ -202,6 +203,9 @@ def corrected(signal, problem: Problem, run_algorithm: Callable[[Problem, int], 
     table = mass_attenuation_table(names, elements)
     eds_factors = _factors(names, elements, "SIRT", _beam_energy(signal, []), None,
                            detector_efficiency)[0]
+    # As quantify_cross_section: each map holds its window's share of the line.
+    eds_factors = eds_factors * np.array([window_share_of(line.provenance)[0]
+                                          for line in problem.lines])
     # The maps are in memory (prepare(compute=True)): small next to the spectra.
     measured, weights = dask.compute(problem.eds, problem.field.weights)
     measured = np.stack(measured).astype(np.float32, copy=False)

@@ -88,7 +88,7 @@ def cross_validate_problem(signal, problem: Problem, *, methods, iterations, alp
     eds = np.stack([np.asarray(e, dtype=np.float32)[chosen] for e in eds])
     if adf_stack is not None:
         adf_stack = np.asarray(adf_stack, dtype=np.float32)[chosen]
-    hebt_options = _with_physics(signal, model, [line.xray_line for line in lines])
+    hebt_options = _with_physics(signal, model, lines)
     if sigma is not None and sigma[0] and len(chosen) < layout.n_slices:
         # Filtering along the rotation axis needs neighbouring slices: keep it only
         # when every slice takes part.
@@ -115,7 +115,7 @@ def check_fold_ratios(response_ratios) -> None:
                          f"must be None or 'physics', got {response_ratios!r}.")
 
 
-def _with_physics(signal, model: HebtModel, names):
+def _with_physics(signal, model: HebtModel, lines):
     """HEBT options for :func:`cross_validate_stacks`.
 
     ``response_ratios`` ("physics" or None) becomes ``physics_ratios``, the cross sections' pattern
@@ -128,7 +128,7 @@ def _with_physics(signal, model: HebtModel, names):
     check_fold_ratios(model.response_ratios)
     if model.response_ratios != PHYSICS:
         return options
-    options["physics_ratios"], _ = expected_ratios(signal, names, model.detector_efficiency,
+    options["physics_ratios"], _ = expected_ratios(signal, lines, model.detector_efficiency,
                                                    required=True)
     return options
 

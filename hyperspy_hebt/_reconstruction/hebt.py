@@ -20,7 +20,7 @@ from ..tomography import (
 from ..tomography.geometry import slab_support
 from .absorption import corrected
 from .blocks import base_parameters, kernel_backend, reconstruction_signal, run_blocks
-from .intensities import adf_series, title_of
+from .intensities import adf_series, title_of, window_share_of
 from .options import Absorption, GridOptions, HebtModel, LineSource, RunOptions
 from .problem import Problem, prepare
 from .uncertainty import AdfRepeats, add_uncertainty
@@ -68,12 +68,17 @@ def _bootstrap_solve(projector, sinograms, *, adf, adf_weights, ratios, alpha, i
 PHYSICS = "physics"
 
 
-def expected_ratios(signal, names, detector_efficiency, required: bool):
+def expected_ratios(signal, lines, detector_efficiency, required: bool):
     """``z_A / f_A`` per line (Eq. 16), or None with the reason it is unavailable.
 
-    Raises (instead of returning None) when ``required``.
+    ``lines`` are the maps' :class:`~.intensities.LineIntensity`: a map that holds a share
+    ``s_A`` of its line's counts (an integration window) sees ``z_A / (f_A s_A)`` of ADF per
+    count of its own. Raises (instead of returning None) when ``required``.
     """
     from .. import physics
+
+    names = [line.xray_line for line in lines]
+    shares = np.array([window_share_of(line.provenance)[0] for line in lines])
 
     energy = signal.metadata.get_item("Acquisition_instrument.TEM.beam_energy")
     try:
@@ -82,7 +87,7 @@ def expected_ratios(signal, names, detector_efficiency, required: bool):
                 "the beam energy is not in the metadata; set it (keV) with "
                 "s.metadata.set_item('Acquisition_instrument.TEM.beam_energy', 200.0)")
         return np.array([physics.adf_per_eds_factor(name, float(energy), detector_efficiency)
-                         for name in names]), ""
+                         for name in names]) / shares, ""
     except (ValueError, KeyError, physics.DataUnavailableError) as error:
         if required:
             raise ValueError(f"response_ratios='physics' needs the cross sections: "
@@ -237,7 +242,7 @@ def hebt_of(signal, adf, inputs: Problem, alpha: float, iterations: int, model: 
     names, lazy, layout = inputs.names, inputs.lazy, inputs.layout
     backend = kernel_backend(run.backend, lazy)
     physics_wanted = isinstance(response_ratios, str) and response_ratios == PHYSICS
-    expected, physics_note = expected_ratios(signal, names, model.detector_efficiency,
+    expected, physics_note = expected_ratios(signal, inputs.lines, model.detector_efficiency,
                                              required=physics_wanted)
     fit = response_model(inputs, model, expected)
     lazy_mask = isinstance(fit.valid, da.Array)
@@ -353,7 +358,7 @@ def check_of(signal, adf, inputs: Problem, model: HebtModel) -> dict:
 
     physics_wanted = (isinstance(model.response_ratios, str)
                       and model.response_ratios == PHYSICS)
-    expected, physics_note = expected_ratios(signal, inputs.names, model.detector_efficiency,
+    expected, physics_note = expected_ratios(signal, inputs.lines, model.detector_efficiency,
                                              required=physics_wanted)
     fit = response_model(inputs, model, expected, with_floor=False)
     ratios, r_squared = fit.ratios, fit.r_squared
