@@ -89,10 +89,6 @@ def test_command_line_writes_everything(folder, tmp_path, capsys):
                                  elements=["Ag", "Au"])
     again = series.quantify_cross_section(recs)
     assert recs[1].data.max() > 1.5  # reconstructed counts, not fractions in [0, 1]
-    # The command's own 1-FWHM integration records each line's window share, as the
-    # methods' integration does (what an SIRT quantification of these maps divides by).
-    share = recs[0].metadata.Reconstruction.intensities.window_share
-    assert 0.6 < share < 0.85
     np.testing.assert_allclose(again[1].data, volume.data, rtol=0, atol=1e-6)
     printed = capsys.readouterr().out
     assert "Mean weight fractions inside the particle" in printed
@@ -196,6 +192,13 @@ def test_uncertainty_through_the_files(folder, tmp_path, loaded):
         variance = volume.metadata.Signal.Noise_properties.variance
         assert variance.data.shape == volume.data.shape
         assert np.nanmax(variance.data) > 0
+    # The command's own 1-FWHM integration records each line's window share (through the
+    # per-tilt normalisation), and the quantification divided by it.
+    share = volume.metadata.Reconstruction.intensities.window_share
+    assert 0.6 < share < 0.85
+    fractions = hs.load(out / "Au_weight_fraction_SIRT.zspy").metadata.Quantification
+    assert fractions.window_share == share
+    assert fractions.window_share_source == "measured for the integration window"
     # HEBT: its lines repeated with the ADF, their covariance saved with the first line.
     summary = reconstruct_files(str(folder / "tilt_*.hspy"), tmp_path / "hebt",
                                 adf_paths=str(folder / "adf_tilt_*.hspy"),

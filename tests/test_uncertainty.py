@@ -269,7 +269,11 @@ def test_first_order_variance_with_covariances_matches_monte_carlo(seed, n_eleme
     # As the independent case: 2.2 % sampling error per variance, 4 sigma, plus the
     # second-order terms.
     np.testing.assert_allclose(predicted, sampled, rtol=0.12)
-    assert np.max(np.abs(independent / sampled - 1)) > 0.12  # the covariances matter here
+    # The covariances matter here: leaving them out moves some voxel's variance by more
+    # than 10 % (compared with the first-order value, not the sample, whose own 2.2 %
+    # error made this flaky: hypothesis found seed 527 at 0.118 against the sample;
+    # 0.124 against the first-order value, the smallest of 450 draws; most are 0.2-0.9).
+    assert np.max(np.abs(independent / predicted - 1)) > 0.1
 
 
 def _hebt_run(seed, dose, alpha, iterations, n_x=N_X, n_slices=N_SLICES, lazy=False,

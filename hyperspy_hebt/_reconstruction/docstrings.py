@@ -24,12 +24,16 @@ or from each signal's ``metadata.Sample.xray_lines``. When given, the
 spectra are not integrated."""),
     "integration_windows": ('float or array (n_lines, 2)', """\
 Width of the integration windows in units of the line FWHM, or the
-windows in energy units (exspy's convention). Default 2 FWHM, exspy's: the window
-catches 0.96-0.98 of every line however the channel edges fall, but also takes in
-neighbouring lines (Au Mb with Au Ma: +17 % Au counts; a warning names such overlaps).
-1 FWHM keeps neighbours out (the command line's default) but catches 0.62-0.78 of a
-line at 20 eV channels (3-7 channels wide), which moves light elements by about 2 wt%;
-fitted intensities (``fit_line_intensities``) avoid both."""),
+windows in energy units (exspy's convention). Default 2 FWHM, exspy's. A window catches
+a share of its line that depends on its width and on where the channel edges fall
+(0.62-0.78 at 1 FWHM and 20 eV channels, 0.96-0.98 at 2 FWHM): each line's share is
+measured (the line alone, as the detector draws it, through exspy's integration) and
+recorded as ``metadata.Reconstruction.intensities.window_share``, and
+``quantify_cross_section`` divides by it, so the width does not move the composition of
+isolated lines. Wide windows also take in neighbouring lines (Au Mb with Au Ma: +17 %
+Au counts; a warning names such overlaps), which no share undoes: use narrower windows
+(1 FWHM, the command line's default) or fitted intensities
+(``fit_line_intensities``)."""),
     "background_windows": ('None, "auto" or array (n_lines, 4)', """\
 Background windows in energy units (exspy's convention); ``"auto"``
 uses ``estimate_background_windows``. None: no background subtraction."""),
