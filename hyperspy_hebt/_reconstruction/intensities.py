@@ -171,6 +171,10 @@ def window_shares(signal, lines, windows, background_windows) -> tuple[list, str
             f"energy_resolution_MnKa is {resolution!r}; the factors are not corrected for "
             "the share of each line its window catches")
     axis = signal.axes_manager.signal_axes[0]
+    if not axis.is_uniform:
+        return [None] * len(lines), (
+            "not computed: the energy axis is not uniform; the factors are not corrected "
+            "for the share of each line its window catches")
     to_kev = 1e-3 if axis.units == "eV" else 1.0
     energy_kev = np.asarray(axis.axis, dtype=float) * to_kev
     from exspy.material import elements as database
@@ -185,7 +189,8 @@ def window_shares(signal, lines, windows, background_windows) -> tuple[list, str
     probe = Signal1D(np.asarray(profiles))
     probe.axes_manager.signal_axes[0].update_from(axis, ["scale", "offset", "units", "name"])
     probe.axes_manager.signal_axes[0].is_binned = True
-    probe.metadata.Acquisition_instrument = signal.metadata.Acquisition_instrument.deepcopy()
+    probe.metadata.set_item("Acquisition_instrument.TEM.Detector.EDS.energy_resolution_MnKa",
+                            float(resolution))
     probe.set_signal_type(signal.metadata.Signal.signal_type)
     maps = probe.get_lines_intensity(
         xray_lines=list(lines), integration_windows=[list(map(float, w)) for w in windows],
