@@ -8,7 +8,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "hyperspy_hebt"
 #: Modules that work on plain arrays: they must not import the glue above them.
 ARRAY_LAYERS = ("tomography", "quantification", "filtering", "diagnostics",
                 "cross_validation", "physics", "image_shifts", "metrics", "absorption_correction")
-GLUE = ("reconstruction", "signals", "pipeline", "cli", "io", "alignment", "study")
+GLUE = ("_reconstruction", "signals", "pipeline", "cli", "io", "alignment", "study",
+        "detectors")
 
 
 def _module_name(path: pathlib.Path) -> str:
