@@ -63,15 +63,10 @@ class EsfFit:
     Examples
     --------
     >>> from hyperspy_hebt.quantification import esf_threshold
-    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
-    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
-    >>> from hyperspy_hebt.tomography.projector import get_projector
+    >>> from hyperspy_hebt.simulation import demo_sinograms
     >>> from hyperspy_hebt.tomography.sirt import sirt
-    >>> tilts = np.linspace(-60, 60, 13)
-    >>> core, shell = core_shell_phantom(32)
-    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
-    >>> volume = sirt(projector, project_volume(core + 0.5 * shell, tilts)[None].astype(np.float32),
-    ...               50)[0]
+    >>> demo = demo_sinograms()  # a 32 x 32 core-shell slice at 13 tilts
+    >>> volume = sirt(demo.projector, demo.sinograms, 50)[0]
     >>> fit = esf_threshold(volume)
     >>> type(fit).__name__, round(float(fit.threshold), 3)
     ('EsfFit', 0.093)
@@ -282,17 +277,12 @@ def esf_threshold(total):
     Examples
     --------
     >>> from hyperspy_hebt.quantification import esf_threshold
-    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
-    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
-    >>> from hyperspy_hebt.tomography.projector import get_projector
+    >>> from hyperspy_hebt.simulation import demo_sinograms
     >>> from hyperspy_hebt.tomography.sirt import sirt
-    >>> tilts = np.linspace(-60, 60, 13)
-    >>> core, shell = core_shell_phantom(32)
-    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
-    >>> volume = sirt(projector, project_volume(core + 0.5 * shell, tilts)[None].astype(np.float32),
-    ...               50)[0]
+    >>> demo = demo_sinograms()  # a 32 x 32 core-shell slice at 13 tilts
+    >>> volume = sirt(demo.projector, demo.sinograms, 50)[0]
     >>> fit = esf_threshold(volume)
-    >>> int((volume > fit.threshold).sum()), int((core | shell).sum())  # voxels in, particle
+    >>> int((volume > fit.threshold).sum()), int((demo.core | demo.shell).sum())  # in, particle
     (632, 560)
     """
     n_bad = (~da.isfinite(total) if isinstance(total, da.Array) else ~np.isfinite(total)).sum()

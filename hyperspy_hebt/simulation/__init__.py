@@ -26,7 +26,9 @@ from .acquisition import (
 )
 from .forward import (
                           AVOGADRO,
+                          DemoSlice,
                           alloy_density,
+                          demo_sinograms,
                           project_volume,
                           thin_film_adf_counts,
                           thin_film_line_counts,
@@ -42,6 +44,7 @@ from .realistic import RealisticSeries, simulate_lamella_series
 
 __all__ = [
     "AVOGADRO",
+    "DemoSlice",
     "Phantom",
     "RealisticSeries",
     "SimulatedAcquisition",
@@ -50,6 +53,7 @@ __all__ = [
     "simulate_acquisition",
     "simulate_lamella_series",
     "alloy_density",
+    "demo_sinograms",
     "attenuated_projections",
     "path_optical_depth",
     "silicate_grain",

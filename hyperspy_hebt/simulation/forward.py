@@ -9,13 +9,15 @@ a grid finer than the reconstruction's, so tests do not commit the inverse crime
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..tomography import ParallelBeamGeometry, get_projector
 from ..tomography.geometry import TiltAngles
 
-__all__ = ["alloy_density", "project_volume", "thin_film_adf_counts", "thin_film_line_counts"]
+__all__ = ["DemoSlice", "alloy_density", "demo_sinograms", "project_volume",
+           "thin_film_adf_counts", "thin_film_line_counts"]
 
 AVOGADRO = 6.02214076e23
 BARN_CM2 = 1e-24
@@ -234,3 +236,77 @@ def project_volume(volume: np.ndarray, tilt_angles_deg: TiltAngles, oversampling
     # Fine pixels are 1/k wide: path lengths shrink by k; bins of k fine rays add up.
     sinograms = sinograms.reshape(stack.shape[0], len(tilt_angles_deg), n_x, k).sum(-1) / k**2
     return sinograms[0] if single else sinograms
+
+
+@dataclass(frozen=True)
+class DemoSlice:
+    """What :func:`demo_sinograms` returns.
+
+    Attributes
+    ----------
+    tilt_angles_deg : numpy.ndarray
+        The tilts, degrees.
+    projector : Projector
+        The reconstruction grid's projector (the sinograms were made with another one,
+        :func:`project_volume`'s finer grid).
+    core, shell : numpy.ndarray
+        Boolean ``(n_x, n_x)`` masks of the particle's core and shell.
+    truth : numpy.ndarray
+        ``core + 0.5 * shell``: the slice the sinograms are of.
+    sinograms : numpy.ndarray
+        float32 ``(1, n_tilts, n_x)``: one slice's sinogram stack.
+    line_sinograms : numpy.ndarray
+        float32 ``(2, 1, n_tilts, n_x)``: the core's and the shell's own, as two lines'
+        sinogram stacks (HEBT's ``eds_sinograms``).
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms(n_x=16)
+    >>> demo.truth.shape, demo.line_sinograms.shape  # (z, x); (lines, slices, tilts, x)
+    ((16, 16), (2, 1, 13, 16))
+    """
+
+    tilt_angles_deg: np.ndarray
+    projector: object
+    core: np.ndarray
+    shell: np.ndarray
+    truth: np.ndarray
+    sinograms: np.ndarray
+    line_sinograms: np.ndarray
+
+
+def demo_sinograms(n_x: int = 32, n_tilts: int = 13) -> DemoSlice:
+    """A core-shell slice and its sinograms, for the array-level examples and first trials.
+
+    The paper's 2D phantom (:func:`~hyperspy_hebt.simulation.core_shell_phantom`), the core
+    at 1 and the shell at 0.5, projected by :func:`project_volume` at tilts evenly spread
+    over +-60 degrees, no noise; with the projector of the reconstruction grid.
+
+    Parameters
+    ----------
+    n_x : int
+        Pixels across the slice (>= 8).
+    n_tilts : int
+        Tilts (>= 2).
+
+    Returns
+    -------
+    DemoSlice
+
+    Examples
+    --------
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms()
+    >>> demo.sinograms.shape, demo.projector.matrix.shape  # (slices, tilts, x); rays, voxels
+    ((1, 13, 32), (416, 1024))
+    """
+    from .phantoms import core_shell_phantom
+
+    tilts = np.linspace(-60.0, 60.0, int(n_tilts))
+    core, shell = core_shell_phantom(n_x)
+    truth = core + 0.5 * shell
+    lines = project_volume(np.stack([core, shell]).astype(np.float32), tilts)[:, None]
+    return DemoSlice(tilts, get_projector(ParallelBeamGeometry(tuple(tilts), n_x)), core, shell,
+                     truth, project_volume(truth, tilts)[None].astype(np.float32),
+                     lines.astype(np.float32))

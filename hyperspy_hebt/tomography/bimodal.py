@@ -280,17 +280,12 @@ def hebt(
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
-    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
-    >>> from hyperspy_hebt.tomography.projector import get_projector
-    >>> tilts = np.linspace(-60, 60, 13)
-    >>> core, shell = core_shell_phantom(32)  # one 32 x 32 slice
-    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms()  # a 32 x 32 core-shell slice at 13 tilts, (1, 13, 32)
     >>> from hyperspy_hebt.tomography.bimodal import hebt
-    >>> eds = np.stack([project_volume(core.astype(float), tilts),
-    ...                 project_volume(shell.astype(float), tilts)])[:, None].astype(np.float32)
-    >>> adf = (3 * eds[0] + 2 * eds[1]).astype(np.float32)  # the ADF as 3 core + 2 shell
-    >>> hebt(projector, eds, adf, [3.0, 2.0], 0.8, 50).shape  # (lines, slices, z, x)
+    >>> eds = demo.line_sinograms  # the core's and the shell's, (lines, slices, tilts, x)
+    >>> adf = 3 * eds[0] + 2 * eds[1]  # the ADF as 3 core + 2 shell
+    >>> hebt(demo.projector, eds, adf, [3.0, 2.0], 0.8, 50).shape  # (lines, slices, z, x)
     (2, 1, 32, 32)
     """
     iterations, relaxation = validate_sirt_parameters(iterations, relaxation)
@@ -325,11 +320,10 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
     Examples
     --------
     >>> from hyperspy_hebt.tomography.bimodal import hebt_path
-    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
-    >>> projector = get_projector(ParallelBeamGeometry(np.linspace(-60.0, 60.0, 13), 16))
-    >>> y, x = np.mgrid[:16, :16]
-    >>> disc = ((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0
-    >>> volumes = np.stack([5.0 * disc, 2.0 * (x > 8) * disc])[:, None]  # (lines, slices, z, x)
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms(n_x=16)  # a 16 x 16 core-shell slice at 13 tilts
+    >>> projector = demo.projector
+    >>> volumes = np.stack([5.0 * demo.core, 2.0 * demo.shell])[:, None]  # (lines, slices, z, x)
     >>> adf = projector.forward(3.0 * volumes[0] + 1.0 * volumes[1])  # linear in the lines
     >>> eds = np.stack([projector.forward(v) for v in volumes])  # (lines, slices, tilts, px)
     >>> early, late = hebt_path(projector, eds, adf, [3.0, 1.0], 0.8, (10, 100))
@@ -337,7 +331,7 @@ def hebt_path(projector: Projector, eds_sinograms, adf_sinograms, response_ratio
     (2, 1, 16, 16)
     >>> on_adf_scale = 3.0 * volumes[0]  # HEBT's volumes are r_A x_A
     >>> [round(float(np.abs(v[0] - on_adf_scale).mean()), 2) for v in (early, late)]
-    [2.63, 0.65]
+    [2.46, 0.62]
     """
     wanted = _validate_iteration_counts(iterations, relaxation)
     steps = _hebt_steps(projector, eds_sinograms, adf_sinograms, response_ratios,

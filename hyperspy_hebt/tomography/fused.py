@@ -342,11 +342,10 @@ def fused(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
     Examples
     --------
     >>> from hyperspy_hebt.tomography.fused import fused
-    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
-    >>> projector = get_projector(ParallelBeamGeometry(np.linspace(-60.0, 60.0, 13), 16))
-    >>> y, x = np.mgrid[:16, :16]
-    >>> disc = ((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0
-    >>> volumes = np.stack([5.0 * disc, 2.0 * (x > 8) * disc])[:, None]  # (lines, slices, z, x)
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms(n_x=16)  # a 16 x 16 core-shell slice at 13 tilts
+    >>> projector = demo.projector
+    >>> volumes = np.stack([5.0 * demo.core, 2.0 * demo.shell])[:, None]  # (lines, slices, z, x)
     >>> adf = projector.forward(3.0 * volumes[0] + 1.0 * volumes[1])  # linear in the lines
     >>> expected = np.concatenate([projector.forward(v) for v in volumes])  # (2 x 1, 13, 16)
     >>> counts = np.random.default_rng(0).poisson(expected).astype(np.float32)
@@ -354,7 +353,7 @@ def fused(projector: Projector, eds: np.ndarray, adf: np.ndarray, coefficients,
     ...               tv_weight=0.01, adf_precision=1.0)
     >>> lines.shape  # (lines x slices, z, x)
     (2, 16, 16)
-    >>> round(float(lines[0][disc > 0].mean()), 1)  # the first line's 5 counts per voxel
+    >>> round(float(lines[0][demo.core].mean()), 1)  # the core's 5 counts per voxel
     5.0
     """
     n_lines = len(np.atleast_1d(coefficients))
@@ -390,11 +389,10 @@ class AdfPowerFit:
     Examples
     --------
     >>> from hyperspy_hebt.tomography.fused import fit_adf_power
-    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
-    >>> projector = get_projector(ParallelBeamGeometry(np.linspace(-60.0, 60.0, 13), 16))
-    >>> y, x = np.mgrid[:16, :16]
-    >>> disc = ((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0
-    >>> volumes = np.stack([5.0 * disc, 2.0 * (x > 8) * disc])[:, None]  # (lines, slices, z, x)
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms(n_x=16)  # a 16 x 16 core-shell slice at 13 tilts
+    >>> projector = demo.projector
+    >>> volumes = np.stack([5.0 * demo.core, 2.0 * demo.shell])[:, None]  # (lines, slices, z, x)
     >>> adf = projector.forward(3.0 * volumes[0] + 1.0 * volumes[1])  # linear in the lines
     >>> fit = fit_adf_power(projector, volumes, adf, gammas=(1.0, 1.5))
     >>> fit.gamma, np.round(fit.coefficients, 3), round(fit.r_squared, 3)
@@ -443,11 +441,10 @@ def fit_adf_power(projector: Projector, volumes: np.ndarray, adf: np.ndarray, ga
     An ADF that follows the squares of the lines' voxels: the power 2 is found.
 
     >>> from hyperspy_hebt.tomography.fused import fit_adf_power
-    >>> from hyperspy_hebt.tomography import ParallelBeamGeometry, get_projector
-    >>> projector = get_projector(ParallelBeamGeometry(np.linspace(-60.0, 60.0, 13), 16))
-    >>> y, x = np.mgrid[:16, :16]
-    >>> disc = ((y - 8) ** 2 + (x - 8) ** 2 < 25) * 1.0
-    >>> volumes = np.stack([5.0 * disc, 2.0 * (x > 8) * disc])[:, None]  # (lines, slices, z, x)
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms(n_x=16)  # a 16 x 16 core-shell slice at 13 tilts
+    >>> projector = demo.projector
+    >>> volumes = np.stack([5.0 * demo.core, 2.0 * demo.shell])[:, None]  # (lines, slices, z, x)
     >>> adf = projector.forward(3.0 * volumes[0] + 1.0 * volumes[1])  # linear in the lines
     >>> squared = projector.forward(0.5 * volumes[0] ** 2 + 0.5 * volumes[1] ** 2)
     >>> fit = fit_adf_power(projector, volumes, squared, gammas=(1.0, 2.0))

@@ -287,16 +287,10 @@ def mlem(projector: Projector, sinograms: np.ndarray, iterations: int, subsets: 
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
-    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
-    >>> from hyperspy_hebt.tomography.projector import get_projector
-    >>> tilts = np.linspace(-60, 60, 13)
-    >>> core, shell = core_shell_phantom(32)  # one 32 x 32 slice
-    >>> truth = core + 0.5 * shell
-    >>> sinograms = project_volume(truth, tilts)[None].astype(np.float32)  # (1, 13, 32)
-    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms()  # a 32 x 32 core-shell slice at 13 tilts, (1, 13, 32)
     >>> from hyperspy_hebt.tomography.mlem import mlem
-    >>> volume = mlem(projector, sinograms, 20)
+    >>> volume = mlem(demo.projector, demo.sinograms, 20)
     >>> volume.shape, bool(volume.min() >= 0)
     ((1, 32, 32), True)
     """

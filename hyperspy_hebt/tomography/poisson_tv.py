@@ -299,16 +299,10 @@ def poisson_tv(projector: Projector, sinograms: np.ndarray, iterations: int,
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
-    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
-    >>> from hyperspy_hebt.tomography.projector import get_projector
-    >>> tilts = np.linspace(-60, 60, 13)
-    >>> core, shell = core_shell_phantom(32)  # one 32 x 32 slice
-    >>> truth = core + 0.5 * shell
-    >>> sinograms = project_volume(truth, tilts)[None].astype(np.float32)  # (1, 13, 32)
-    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms()  # a 32 x 32 core-shell slice at 13 tilts, (1, 13, 32)
     >>> from hyperspy_hebt.tomography.poisson_tv import poisson_tv
-    >>> poisson_tv(projector, sinograms, 100, tv_weight=0.03).shape
+    >>> poisson_tv(demo.projector, demo.sinograms, 100, tv_weight=0.03).shape
     (1, 32, 32)
     """
     iterations, tv_weight = validate_tv_parameters(iterations, tv_weight)

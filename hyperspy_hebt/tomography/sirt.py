@@ -151,18 +151,13 @@ def sirt(
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
-    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
-    >>> from hyperspy_hebt.tomography.projector import get_projector
-    >>> tilts = np.linspace(-60, 60, 13)
-    >>> core, shell = core_shell_phantom(32)  # one 32 x 32 slice
-    >>> truth = core + 0.5 * shell
-    >>> sinograms = project_volume(truth, tilts)[None].astype(np.float32)  # (1, 13, 32)
-    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms()  # a 32 x 32 core-shell slice at 13 tilts, (1, 13, 32)
     >>> from hyperspy_hebt.tomography.sirt import sirt
-    >>> volume = sirt(projector, sinograms, 50)
+    >>> volume = sirt(demo.projector, demo.sinograms, 50)
     >>> volume.shape
     (1, 32, 32)
+    >>> truth = demo.truth
     >>> round(float(np.linalg.norm(volume[0] - truth) / np.linalg.norm(truth)), 2)
     0.15
     """
@@ -192,15 +187,10 @@ def sirt_path(projector: Projector, sinograms: np.ndarray, iterations, relaxatio
 
     Examples
     --------
-    >>> from hyperspy_hebt.simulation import core_shell_phantom, project_volume
-    >>> from hyperspy_hebt.tomography.geometry import ParallelBeamGeometry
-    >>> from hyperspy_hebt.tomography.projector import get_projector
-    >>> tilts = np.linspace(-60, 60, 13)
-    >>> core, shell = core_shell_phantom(32)  # one 32 x 32 slice
-    >>> projector = get_projector(ParallelBeamGeometry(tuple(tilts), 32))
+    >>> from hyperspy_hebt.simulation import demo_sinograms
+    >>> demo = demo_sinograms()  # a 32 x 32 core-shell slice at 13 tilts, (1, 13, 32)
     >>> from hyperspy_hebt.tomography.sirt import sirt_path
-    >>> sinograms = project_volume(core + 0.5 * shell, tilts)[None].astype(np.float32)
-    >>> volumes = sirt_path(projector, sinograms, [10, 50])  # both counts from one run
+    >>> volumes = sirt_path(demo.projector, demo.sinograms, [10, 50])  # both from one run
     >>> len(volumes), volumes[1].shape
     (2, (1, 32, 32))
     """
